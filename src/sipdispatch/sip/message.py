@@ -1,0 +1,540 @@
+"""SIP messages: model, parser and serializer (RFC 3261 §7, §18.3, §20, §25).
+
+A message keeps its headers as an ordered list of ``(key, name, value)`` tuples:
+``key`` is the long name lower-cased (for lookups), ``name`` as written, ``value``
+with folding undone and outer white space stripped. The head is decoded as
+latin-1, which maps every byte to one character, so any byte a peer sends comes
+back out unchanged; the body stays bytes.
+
+The proxy reads only a few headers; they are found by a linear scan of a short
+list, which is cheaper than building a dictionary for every message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sipdispatch.sip.errors import ParseError
+from sipdispatch.sip.headers import Via as Via
+from sipdispatch.sip.headers import (
+    header_key,
+    parse_cseq,
+    parse_via,
+    split_commas,
+    tag_of,
+)
+from sipdispatch.sip.uri import SipUri, parse_uri
+
+SIP_VERSION = "SIP/2.0"
+DEFAULT_MAX_MESSAGE_SIZE = 65535
+"""Largest message accepted (bytes): the largest UDP payload; Kamailio's BUF_SIZE."""
+
+Header = tuple[str, str, str]
+
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying",
+    180: "Ringing",
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    487: "Request Terminated",
+    500: "Server Internal Error",
+    503: "Service Unavailable",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+}
+"""Default reason phrases (RFC 3261 §21) for the codes the proxy generates."""
+
+
+class Message:
+    """Common part of :class:`Request` and :class:`Response`."""
+
+    __slots__ = ("_via", "body", "headers")
+
+    headers: list[Header]
+    body: bytes
+
+    def __init__(self, headers: list[Header], body: bytes = b"") -> None:
+        self.headers = headers
+        self.body = body
+        self._via: Via | None = None
+
+    # -- lookups ---------------------------------------------------------------
+
+    def get(self, key: str) -> str | None:
+        """Value of the first header with this key (long lower-case name)."""
+        for h in self.headers:
+            if h[0] == key:
+                return h[2]
+        return None
+
+    def get_all(self, key: str) -> list[str]:
+        """Values of every header line with this key, in order."""
+        return [h[2] for h in self.headers if h[0] == key]
+
+    def values(self, key: str) -> list[str]:
+        """Every comma-separated value of every line with this key, in order."""
+        out: list[str] = []
+        for h in self.headers:
+            if h[0] == key:
+                out.extend(split_commas(h[2]))
+        return out
+
+    def has(self, key: str) -> bool:
+        """True if at least one header with this key is present."""
+        return any(h[0] == key for h in self.headers)
+
+    @property
+    def call_id(self) -> str:
+        """The Call-ID (validated present at parse time for received messages)."""
+        return self.get("call-id") or ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        """(number, method) of the CSeq header."""
+        value = self.get("cseq")
+        if value is None:
+            raise ParseError("missing CSeq header")
+        return parse_cseq(value)
+
+    @property
+    def from_tag(self) -> str | None:
+        """The From tag, or None."""
+        value = self.get("from")
+        return tag_of(value) if value is not None else None
+
+    @property
+    def to_tag(self) -> str | None:
+        """The To tag, or None."""
+        value = self.get("to")
+        return tag_of(value) if value is not None else None
+
+    @property
+    def top_via(self) -> Via:
+        """The first Via value, parsed (cached)."""
+        via = self._via
+        if via is None:
+            value = self.get("via")
+            if value is None:
+                raise ParseError("missing Via header")
+            first = value if "," not in value else split_commas(value)[0]
+            via = self._via = parse_via(first)
+        return via
+
+    def vias(self) -> list[Via]:
+        """Every Via value, parsed, top first."""
+        return [parse_via(v) for v in self.values("via")]
+
+    # -- edits -----------------------------------------------------------------
+
+    def prepend(self, key: str, name: str, value: str) -> None:
+        """Add a header line above the first one with this key (or at the top)."""
+        hs = self.headers
+        for i, h in enumerate(hs):
+            if h[0] == key:
+                hs.insert(i, (key, name, value))
+                break
+        else:
+            hs.insert(0, (key, name, value))
+        if key == "via":
+            self._via = None
+
+    def set(self, key: str, name: str, value: str) -> None:
+        """Replace the first header with this key, or append one."""
+        hs = self.headers
+        for i, h in enumerate(hs):
+            if h[0] == key:
+                hs[i] = (key, h[1], value)
+                return
+        hs.append((key, name, value))
+
+    def remove(self, key: str) -> None:
+        """Remove every header with this key."""
+        self.headers = [h for h in self.headers if h[0] != key]
+        if key == "via":
+            self._via = None
+
+    def pop_first_value(self, key: str) -> str | None:
+        """Remove and return the first comma-separated value of this header.
+
+        Used to remove the top Via from a response and our own Route from a
+        request; other values on the same line stay where they were.
+        """
+        hs = self.headers
+        for i, h in enumerate(hs):
+            if h[0] == key:
+                value = h[2]
+                if "," not in value:
+                    del hs[i]
+                    first = value
+                else:
+                    parts = split_commas(value)
+                    first = parts[0]
+                    if len(parts) == 1:
+                        del hs[i]
+                    else:
+                        hs[i] = (key, h[1], ", ".join(parts[1:]))
+                if key == "via":
+                    self._via = None
+                return first
+        return None
+
+    # -- output ----------------------------------------------------------------
+
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """Serialize; Content-Length is always written and always right."""
+        body = self.body
+        lines = [self.start_line()]
+        clen = str(len(body))
+        seen_clen = False
+        for key, name, value in self.headers:
+            if key == "content-length":
+                if seen_clen:
+                    continue
+                seen_clen = True
+                lines.append(f"{name}: {clen}")
+            else:
+                lines.append(f"{name}: {value}")
+        if not seen_clen:
+            lines.append(f"Content-Length: {clen}")
+        lines.append("")
+        lines.append("")
+        head = "\r\n".join(lines).encode("latin-1")
+        return head + body if body else head
+
+    def copy(self) -> Message:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Header]:
+        return iter(self.headers)
+
+
+class Request(Message):
+    """A SIP request."""
+
+    __slots__ = ("_uri", "method", "uri_text")
+
+    def __init__(
+        self, method: str, uri_text: str, headers: list[Header], body: bytes = b""
+    ) -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri_text = uri_text
+        self._uri: SipUri | None = None
+
+    @property
+    def uri(self) -> SipUri:
+        """The Request-URI parsed as a SIP URI (raises ParseError if it is not one)."""
+        uri = self._uri
+        if uri is None:
+            uri = self._uri = parse_uri(self.uri_text)
+        return uri
+
+    def set_uri(self, uri: SipUri | str) -> None:
+        """Replace the Request-URI."""
+        if isinstance(uri, SipUri):
+            self._uri = uri
+            self.uri_text = str(uri)
+        else:
+            self._uri = None
+            self.uri_text = uri
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri_text} {SIP_VERSION}"
+
+    def copy(self) -> Request:
+        """A copy whose header list can be edited independently."""
+        return Request(self.method, self.uri_text, list(self.headers), self.body)
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri_text}>"
+
+
+class Response(Message):
+    """A SIP response."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self, status: int, reason: str, headers: list[Header], body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason
+
+    def start_line(self) -> str:
+        return f"{SIP_VERSION} {self.status} {self.reason}"
+
+    def copy(self) -> Response:
+        """A copy whose header list can be edited independently."""
+        return Response(self.status, self.reason, list(self.headers), self.body)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+# -- parsing ----------------------------------------------------------------------
+
+REQUIRED_REQUEST_HEADERS = (
+    ("via", "Via"),
+    ("to", "To"),
+    ("from", "From"),
+    ("call-id", "Call-ID"),
+    ("cseq", "CSeq"),
+)
+"""RFC 3261 §8.1.1: headers every request carries (Max-Forwards a proxy adds)."""
+
+
+def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """Index where the head ends and where the body starts, or (-1, -1).
+
+    The head ends at the first empty line; CRLF is the rule (§7), a bare LF is
+    tolerated as many implementations do.
+    """
+    i = data.find(b"\r\n\r\n", start)
+    j = data.find(b"\n\n", start)
+    if j >= 0 and (i < 0 or j < i):
+        return j, j + 2
+    if i >= 0:
+        return i, i + 4
+    return -1, -1
+
+
+def parse_head(head: str) -> tuple[str, list[Header]]:
+    """Split a decoded head into its start line and header list (folding undone)."""
+    lines = head.split("\n")
+    start = lines[0].rstrip("\r")
+    headers: list[Header] = []
+    for raw in lines[1:]:
+        line = raw[:-1] if raw.endswith("\r") else raw
+        if not line:
+            continue
+        if line[0] in " \t":
+            # §7.3.1: a line starting with white space continues the previous one.
+            if not headers:
+                raise ParseError("continuation line before any header")
+            key, name, value = headers[-1]
+            headers[-1] = (key, name, f"{value} {line.strip()}".strip())
+            continue
+        colon = line.find(":")
+        name = line[:colon].rstrip(" \t") if colon > 0 else ""
+        if not name or not _TOKEN_CHARS.issuperset(name):
+            err = ParseError(
+                "header line without a colon" if colon <= 0 else f"bad header name {name[:40]!r}"
+            )
+            # Keep what was read so far: a usable Via still allows a 400 reply.
+            err.start_line, err.headers = start, headers
+            raise err
+        headers.append((header_key(name), name, line[colon + 1 :].strip()))
+    return start, headers
+
+
+def parse_start_line(start: str) -> tuple[str, str] | tuple[int, str]:
+    """Parse a start line into (method, uri) for a request or (status, reason)."""
+    if start.startswith("SIP/"):
+        parts = start.split(" ", 2)
+        if parts[0] != SIP_VERSION:
+            raise ParseError("unsupported SIP version", 505)
+        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit():
+            raise ParseError("malformed status line")
+        status = int(parts[1])
+        if status < 100:
+            raise ParseError("status code out of range")
+        return status, parts[2] if len(parts) == 3 else ""
+    parts = start.split(" ")
+    if len(parts) != 3:
+        raise ParseError("malformed request line")
+    method, uri, version = parts
+    if not method or not _TOKEN_CHARS.issuperset(method):
+        raise ParseError("bad method in request line")
+    if version != SIP_VERSION:
+        if version.upper() == SIP_VERSION:
+            pass  # §7.1: the version string is case-insensitive
+        elif version.upper().startswith("SIP/"):
+            raise ParseError("unsupported SIP version", 505)
+        else:
+            raise ParseError("malformed request line")
+    if not uri or ":" not in uri:
+        raise ParseError("bad Request-URI")
+    return method, uri
+
+
+def build_message(start: str, headers: list[Header], body: bytes) -> Request | Response:
+    """Make a Request or Response from parsed parts and check what every one needs."""
+    first, second = parse_start_line(start)
+    if isinstance(first, int):
+        msg: Request | Response = Response(first, second, headers, body)
+    else:
+        msg = Request(first, second, headers, body)
+        for key, name in REQUIRED_REQUEST_HEADERS:
+            if not msg.has(key):
+                raise ParseError(f"missing {name} header")
+        _num, cseq_method = msg.cseq
+        # §8.2.2 / §20.16: the CSeq method MUST match the request method.
+        if cseq_method != first:
+            raise ParseError("CSeq method does not match request method")
+        mf = msg.get("max-forwards")
+        if mf is not None and (not mf.isdigit() or int(mf) > 255):
+            raise ParseError("malformed Max-Forwards header")
+    return msg
+
+
+def content_length_of(headers: list[Header]) -> int | None:
+    """The Content-Length value, None when absent; ParseError when malformed."""
+    value: str | None = None
+    for h in headers:
+        if h[0] == "content-length":
+            if value is not None and h[2] != value:
+                raise ParseError("conflicting Content-Length headers")
+            value = h[2]
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 9:
+        raise ParseError("malformed Content-Length header")
+    return int(value)
+
+
+def is_keepalive(data: bytes) -> bool:
+    """True for a keep-alive datagram: CRLFs only (RFC 5626 §3.5.1) or NULs."""
+    return not data.strip(b"\r\n\x00 \t")
+
+
+def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Request | Response:
+    """Parse one message that arrived whole, as in a UDP datagram (RFC 3261 §18.3).
+
+    Raises :class:`ParseError` with the status for a reply: 513 when larger than
+    ``max_size``, 400 (or 505) with a reason saying what is wrong otherwise.
+    """
+    if len(data) > max_size:
+        err = ParseError("message too large", 513)
+        # Read the head anyway (bounded) so a usable Via still gets the 513.
+        head_end, _ = find_head_end(data)
+        if 0 < head_end <= 2 * max_size:
+            try:
+                err.start_line, err.headers = parse_head(data[:head_end].decode("latin-1"))
+            except ParseError:
+                pass
+        raise err
+    data = data.lstrip(b"\r\n")  # §7.5: CRLFs before a start line are ignored
+    head_end, body_start = find_head_end(data)
+    if head_end < 0:
+        raise ParseError("no empty line after the headers")
+    start, headers = parse_head(data[:head_end].decode("latin-1"))
+    try:
+        clen = content_length_of(headers)
+        body = data[body_start:]
+        if clen is not None:
+            # §18.3: octets past Content-Length are discarded; a body shorter than
+            # Content-Length makes the message invalid.
+            if clen > len(body):
+                raise ParseError("Content-Length larger than the body")
+            body = body[:clen]
+        return build_message(start, headers, body)
+    except ParseError as e:
+        e.start_line, e.headers = start, headers
+        raise
+
+
+class StreamParser:
+    """Frames messages out of a byte stream (TCP, RFC 3261 §18.3).
+
+    ``feed(data)`` takes any chunk and returns the messages completed by it.
+    A framing error (no or bad Content-Length, over-size) raises ParseError and
+    the stream cannot be resynchronised: the caller closes the connection.
+    CRLF keep-alives between messages are skipped and counted in ``pings`` so
+    the caller can answer a double-CRLF ping with a CRLF pong (RFC 5626 §3.5.1).
+    """
+
+    __slots__ = ("_buf", "max_size", "pings")
+
+    def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self._buf = bytearray()
+        self.max_size = max_size
+        self.pings = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete message."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Request | Response | ParseError]:
+        """Add received bytes; return every message now complete, in order.
+
+        A message that is framed but invalid comes back as its ParseError, in
+        place; a framing error is raised.
+        """
+        buf = self._buf
+        buf += data
+        out: list[Request | Response | ParseError] = []
+        while True:
+            # Skip keep-alives: a CRLFCRLF ping, or stray CRLFs between messages.
+            skip = 0
+            n = len(buf)
+            while skip < n and buf[skip] in (13, 10):
+                skip += 1
+            if skip:
+                if bytes(buf[:skip]).count(b"\r\n\r\n"):
+                    self.pings += 1
+                del buf[:skip]
+            if not buf:
+                return out
+            head_end, body_start = find_head_end(buf)
+            if head_end < 0:
+                if len(buf) > self.max_size:
+                    raise ParseError("message too large", 513)
+                return out
+            start, headers = parse_head(bytes(buf[:head_end]).decode("latin-1"))
+            clen = content_length_of(headers)
+            if clen is None:
+                # §18.3 / §20.14: Content-Length MUST be used with stream transports.
+                raise ParseError("missing Content-Length on a stream transport")
+            total = body_start + clen
+            if total > self.max_size:
+                raise ParseError("message too large", 513)
+            if len(buf) < total:
+                return out
+            body = bytes(buf[body_start:total])
+            del buf[:total]
+            try:
+                out.append(build_message(start, headers, body))
+            except ParseError as e:
+                # Framing is intact: hand the error over in order, so the caller
+                # can answer 400 and read on.
+                e.start_line, e.headers = start, headers
+                out.append(e)
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    to_tag: str | None = None,
+    extra: list[Header] | None = None,
+) -> Response:
+    """Build a response to ``request`` (RFC 3261 §8.2.6.2).
+
+    Copies Via (all values, in order), From, To, Call-ID and CSeq; adds a To tag
+    when asked and the To has none (§8.2.6.2: MUST for non-100 when absent).
+    """
+    headers: list[Header] = []
+    for h in request.headers:
+        key = h[0]
+        if key == "to" and to_tag is not None and tag_of(h[2]) is None:
+            headers.append((key, h[1], f"{h[2]};tag={to_tag}"))
+        elif key in ("via", "from", "to", "call-id", "cseq"):
+            headers.append(h)
+    if extra:
+        headers.extend(extra)
+    if reason is None:
+        reason = REASON_PHRASES.get(status, "Unknown")
+    return Response(status, reason, headers)

@@ -1,0 +1,755 @@
+"""The stateful proxy core (RFC 3261 §16), sans-IO.
+
+``ProxyCore.receive(data, src, now)`` takes what a transport received;
+``handle_timer(now)`` runs due timers; what must be sent accumulates in
+``outbox`` as ``(addr, bytes, owner)``; ``next_deadline()`` tells the shell when
+to call back. Everything happens synchronously in arrival order, so the messages
+of one dialog leave in the order they came.
+
+Which destination an out-of-dialog request goes to is not decided here: a
+:class:`Router` answers with a :class:`Plan` (targets, and the next one when a
+branch fails) or a :class:`Reject`. That is the seam the dispatcher plugs into.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sipdispatch.sip.errors import ParseError
+from sipdispatch.sip.headers import Via, parse_via, split_name_addr
+from sipdispatch.sip.message import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Request,
+    Response,
+    is_keepalive,
+    make_response,
+    parse_datagram,
+)
+from sipdispatch.sip.timers import TimerQueue, Timers
+from sipdispatch.sip.transaction import (
+    Addr,
+    ClientTransaction,
+    InviteClientTransaction,
+    InviteServerTransaction,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
+    ServerTransaction,
+    server_key,
+)
+from sipdispatch.sip.uri import SipUri, parse_uri
+
+log = logging.getLogger("sipdispatch.proxy")
+
+DEFAULT_MAX_FORWARDS = "70"
+"""RFC 3261 §16.6 step 3: value added when a request has no Max-Forwards."""
+BRANCH_COOKIE = "z9hG4bK"
+"""RFC 3261 §8.1.1.7: magic cookie that starts every RFC 3261 branch."""
+OUR_BRANCH = BRANCH_COOKIE + "sd"
+"""Our branches start with this; what follows up to the dot is the loop hash."""
+DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
+"""Methods whose out-of-dialog requests get our Record-Route."""
+SUPPORTED_URI_SCHEMES = frozenset(("sip", "sips", "tel"))
+
+
+# -- the routing seam -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Target:
+    """One place to send a request to."""
+
+    addr: Addr
+    """Transport, host (IP, or a name the shell resolves) and port of the next hop."""
+    ruri: str | None = None
+    """A new Request-URI for this branch, or None to keep the request's."""
+    handle: Any = None
+    """The router's own reference (the dispatcher destination)."""
+
+
+@dataclass(slots=True)
+class Reject:
+    """Answer the request locally with this status."""
+
+    status: int
+    reason: str | None = None
+
+
+class Plan(Protocol):
+    """The router's answer for one request: where it goes, and what after a failure."""
+
+    parallel: bool
+    """True to send to every target of ``first()`` at once (forking)."""
+
+    def first(self) -> list[Target]:
+        """The target (or, when parallel, the targets) to try first."""
+
+    def next_target(self, failed: Target, status: int, timeout: bool, now: float) -> Target | None:
+        """After ``failed`` answered ``status`` (408 with ``timeout`` when it never
+        answered): the next target, or None to give up (ds_next_dst)."""
+
+    def answered(self, target: Target, now: float) -> None:
+        """``target`` answered 2xx."""
+
+
+class Router(Protocol):
+    """Decides where out-of-dialog requests go."""
+
+    def route(self, request: Request, source: Addr, now: float) -> Plan | Reject:
+        """A plan for ``request``, or a local rejection."""
+
+    def in_dialog(self, request: Request, now: float) -> None:
+        """Told of every in-dialog request relayed (BYE releases call load)."""
+
+
+class StaticPlan:
+    """A plan over a fixed list of targets: serial failover on the given codes."""
+
+    def __init__(
+        self,
+        targets: Iterable[Target],
+        parallel: bool = False,
+        failover_on: Iterable[int] = (),
+        failover_on_timeout: bool = True,
+    ) -> None:
+        self.targets = list(targets)
+        self.parallel = parallel
+        self.failover_on = frozenset(failover_on)
+        self.failover_on_timeout = failover_on_timeout
+        self._next = 1
+
+    def first(self) -> list[Target]:
+        return list(self.targets) if self.parallel else self.targets[:1]
+
+    def next_target(self, failed: Target, status: int, timeout: bool, now: float) -> Target | None:
+        if self.parallel:
+            return None
+        if not (timeout and self.failover_on_timeout) and status not in self.failover_on:
+            return None
+        if self._next >= len(self.targets):
+            return None
+        target = self.targets[self._next]
+        self._next += 1
+        return target
+
+    def answered(self, target: Target, now: float) -> None:
+        pass
+
+
+# -- settings ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ProxySettings:
+    """What the core needs to know about itself."""
+
+    local: dict[str, tuple[str, int]]
+    """Per transport (``udp``/``tcp``): host and port we write in Via/Record-Route."""
+    aliases: set[tuple[str, int]] = field(default_factory=set)
+    """Every (host, port) that means us in a Route or Request-URI."""
+    record_route: bool = True
+    """Add Record-Route to dialog-creating requests."""
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    """Larger messages get 513."""
+    instance: str = "0"
+    """Distinguishes this process's branches and tags from other instances'."""
+
+    def __post_init__(self) -> None:
+        for host, port in self.local.values():
+            self.aliases.add((host.lower(), port))
+
+
+# -- per-request state --------------------------------------------------------------
+
+
+class Branch:
+    """One client transaction of a forwarded request."""
+
+    __slots__ = ("cancel_wanted", "cancelled", "ctx", "final", "target", "tx")
+
+    def __init__(self, ctx: Context, target: Target, tx: ClientTransaction) -> None:
+        self.ctx = ctx
+        self.target = target
+        self.tx = tx
+        self.final: int = 0
+        """Final status of this branch (local 408 on timeout), 0 while pending."""
+        self.cancel_wanted = False
+        self.cancelled = False
+
+
+class Context:
+    """A request being proxied: its server transaction and its branches (§16.7)."""
+
+    __slots__ = (
+        "best",
+        "best_local",
+        "branches",
+        "canceled",
+        "final_sent",
+        "plan",
+        "request",
+        "server_tx",
+        "src",
+    )
+
+    def __init__(self, server_tx: ServerTransaction, request: Request, src: Addr) -> None:
+        self.server_tx = server_tx
+        self.request = request
+        """The request as it will be forwarded (routes popped, Max-Forwards done)."""
+        self.src = src
+        self.plan: Plan | None = None
+        self.branches: list[Branch] = []
+        self.best: Response | None = None
+        self.best_local = 0
+        self.canceled = False
+        self.final_sent = False
+
+    @property
+    def best_status(self) -> int:
+        """Status of the best final response so far, 0 when none."""
+        return self.best.status if self.best is not None else self.best_local
+
+
+def response_addr(via: Via, src: Addr | None) -> Addr:
+    """Where a response to a request with this top Via goes (RFC 3261 §18.2.2, RFC 3581)."""
+    transport = via.transport.lower()
+    if src is not None and src.reliable and src.transport == transport:
+        return src  # §18.2.2: reliable transport -> the connection it came on
+    host = via.params.get("received") or via.host
+    rport = via.params.get("rport")
+    port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+    return Addr(transport, host, port)
+
+
+def uri_addr(uri: SipUri) -> Addr:
+    """The next-hop address of a URI (no DNS here: the shell resolves names)."""
+    host = uri.params.get("maddr") or uri.host
+    return Addr(uri.transport, host, uri.effective_port)
+
+
+class ProxyCore:
+    """The stateful proxy: transactions, forwarding, response selection, CANCEL."""
+
+    def __init__(self, settings: ProxySettings, router: Router, timers: Timers) -> None:
+        self.settings = settings
+        self.router = router
+        self.timers = timers
+        self.tq = TimerQueue()
+        self.outbox: list[tuple[Addr, bytes, Any]] = []
+        self.server_txs: dict[tuple[str, ...], ServerTransaction] = {}
+        self.client_txs: dict[tuple[str, str], ClientTransaction] = {}
+        self.stats: Counter[str] = Counter()
+        self._counter = 0
+
+    # -- shell interface ---------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` must next be called, or None."""
+        return self.tq.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        """Run the timers due at ``now``."""
+        try:
+            self.tq.run_due(now)
+        except Exception:  # never let a bug stop the timer pump
+            self.stats["internal_errors"] += 1
+            log.exception("internal error in a timer")
+
+    def send_failed(self, owner: Any, now: float) -> None:
+        """The shell could not send for ``owner`` (a client transaction)."""
+        if isinstance(owner, ClientTransaction):
+            owner.transport_error(now)
+
+    def receive(self, data: bytes, src: Addr, now: float) -> None:
+        """A datagram (or a framed stream message's bytes) arrived from ``src``."""
+        if is_keepalive(data):
+            return
+        try:
+            msg = parse_datagram(data, self.settings.max_message_size)
+        except ParseError as e:
+            self.bad_message(e, src, now)
+            return
+        self.receive_message(msg, src, now)
+
+    def receive_message(self, msg: Request | Response, src: Addr, now: float) -> None:
+        """A parsed message arrived from ``src``."""
+        try:
+            if isinstance(msg, Request):
+                self.stats["rx_requests"] += 1
+                self._on_request(msg, src, now)
+            else:
+                self.stats["rx_replies"] += 1
+                self._on_response(msg, src, now)
+        except ParseError as e:
+            if isinstance(msg, Request):
+                e.start_line, e.headers = msg.start_line(), msg.headers
+            self.bad_message(e, src, now)
+        except Exception:
+            self.stats["internal_errors"] += 1
+            log.exception("internal error handling a message from %s:%s", src.host, src.port)
+
+    def bad_message(self, err: ParseError, src: Addr, now: float) -> None:
+        """Answer a malformed request with a usable Via; drop and count the rest."""
+        self.stats["parse_errors"] += 1
+        start = err.start_line or ""
+        method = start.split(" ", 1)[0] if start else ""
+        if err.headers is None or not method or method.startswith("SIP/") or method == "ACK":
+            self.stats["dropped"] += 1
+            return
+        request = Request(method, "sip:invalid", list(err.headers))
+        try:
+            via = request.top_via
+        except ParseError:
+            self.stats["dropped"] += 1
+            return
+        reason = err.reason[:1].upper() + err.reason[1:]
+        response = make_response(request, err.status, reason, to_tag=self._new_tag())
+        self.stats[f"tx_reply_{err.status}"] += 1
+        self._emit(response_addr(self._with_received(via, src), src), response.to_bytes())
+
+    # -- internals -----------------------------------------------------------------
+
+    def _emit(self, addr: Addr, data: bytes, owner: Any = None) -> None:
+        self.outbox.append((addr, data, owner))
+
+    def _new_id(self) -> str:
+        self._counter += 1
+        return f"{self.settings.instance}{self._counter:x}"
+
+    def _new_tag(self) -> str:
+        return "sd" + self._new_id()
+
+    def _with_received(self, via: Via, src: Addr) -> Via:
+        """§18.2.1: add ``received`` when sent-by is not the source; fill ``rport``."""
+        params = via.params
+        changed = False
+        if via.host != src.host:
+            params = dict(params)
+            params["received"] = src.host
+            changed = True
+        if "rport" in params and params["rport"] is None:
+            if not changed:
+                params = dict(params)
+                changed = True
+            params["rport"] = str(src.port)
+        return Via(via.transport, via.host, via.port, params) if changed else via
+
+    def _is_us(self, uri: SipUri) -> bool:
+        return (uri.host.lower(), uri.effective_port) in self.settings.aliases
+
+    # -- requests --------------------------------------------------------------------
+
+    def _on_request(self, req: Request, src: Addr, now: float) -> None:
+        via = req.top_via
+        fixed = self._with_received(via, src)
+        if fixed is not via:
+            req.pop_first_value("via")
+            req.prepend("via", "Via", str(fixed))
+        method = req.method
+        key = server_key(req)
+        if method == "ACK":
+            tx = self.server_txs.get(key)
+            if isinstance(tx, InviteServerTransaction) and tx.receive_request(req, now):
+                return  # ACK for our non-2xx: hop by hop, absorbed
+            self._relay_stateless(req, src, now)
+            return
+        tx = self.server_txs.get(key)
+        if tx is not None:
+            self.stats["rx_retransmissions"] += 1
+            tx.receive_request(req, now)
+            return
+        if method == "CANCEL":
+            self._on_cancel(req, src, now)
+            return
+        addr = response_addr(fixed, src)
+        if method == "INVITE":
+            stx: ServerTransaction = InviteServerTransaction(
+                req, key, addr, self.timers, self.tq, self._emit, self
+            )
+        else:
+            stx = NonInviteServerTransaction(req, key, addr, self.timers, self.tq, self._emit, self)
+        self.server_txs[key] = stx
+        if method == "INVITE":
+            # §16.2 / §17.2.1: a 100 right away stops the caller's retransmissions.
+            stx.respond(make_response(req, 100), now)
+        self._process_new(req, stx, src, now)
+
+    def _reply(self, stx: ServerTransaction, status: int, reason: str | None, now: float) -> None:
+        self.stats[f"tx_reply_{status}"] += 1
+        stx.respond(make_response(stx.request, status, reason, to_tag=self._new_tag()), now)
+
+    def _process_new(self, req: Request, stx: ServerTransaction, src: Addr, now: float) -> None:
+        fwd = req.copy()
+        # §16.3 step 3: Max-Forwards of zero -> 483.
+        mf = fwd.get("max-forwards")
+        if mf is not None:
+            hops = int(mf)
+            if hops == 0:
+                self._reply(stx, 483, None, now)
+                return
+            fwd.set("max-forwards", "Max-Forwards", str(hops - 1))
+        else:
+            fwd.prepend("max-forwards", "Max-Forwards", DEFAULT_MAX_FORWARDS)
+        loop_hash = self._loop_hash(req)
+        # §16.3 step 4: a request carrying our Via with the same loop hash is looping.
+        if self._looped(req, loop_hash):
+            self._reply(stx, 482, None, now)
+            return
+        popped = self._pop_our_routes(fwd)
+        ctx = Context(stx, fwd, src)
+        stx.owner = ctx
+        if req.to_tag is not None:
+            # In-dialog: follow the route set (§16.4, §16.12); never dispatch.
+            if not popped:
+                self._reply(stx, 404, "Not here", now)
+                return
+            self.router.in_dialog(fwd, now)
+            target = self._next_hop(fwd)
+            if target is None:
+                self._reply(stx, 400, "Bad Route", now)
+                return
+            ctx.plan = StaticPlan([target])
+            self._start_branch(ctx, target, loop_hash, now)
+            return
+        scheme = fwd.uri_text.split(":", 1)[0].lower()
+        if scheme not in SUPPORTED_URI_SCHEMES:
+            self._reply(stx, 416, None, now)
+            return
+        decision = self.router.route(fwd, src, now)
+        if isinstance(decision, Reject):
+            self._reply(stx, decision.status, decision.reason, now)
+            return
+        ctx.plan = decision
+        targets = decision.first()
+        if not targets:
+            self._reply(stx, 503, None, now)
+            return
+        for target in targets:
+            self._start_branch(ctx, target, loop_hash, now)
+
+    def _loop_hash(self, req: Request) -> int:
+        text = "|".join(
+            (req.uri_text, req.call_id, req.from_tag or "", req.to_tag or "", str(req.cseq[0]))
+        )
+        return zlib.crc32(text.encode("latin-1"))
+
+    def _looped(self, req: Request, loop_hash: int) -> bool:
+        mark = f"{OUR_BRANCH}{loop_hash:x}."
+        for key, _name, value in req.headers:
+            if key == "via" and mark in value:
+                for v in req.values("via"):
+                    if mark in v:
+                        via = parse_via(v)
+                        sent_by = (via.host.lower(), via.port or 5060)
+                        if sent_by in self.settings.aliases and (via.branch or "").startswith(mark):
+                            return True
+                return False
+        return False
+
+    def _pop_our_routes(self, req: Request) -> bool:
+        popped = False
+        while True:
+            first = req.values("route")[:1] if req.has("route") else []
+            if not first:
+                return popped
+            uri_text, _ = split_name_addr(first[0])
+            try:
+                uri = parse_uri(uri_text)
+            except ParseError:
+                return popped
+            if not self._is_us(uri):
+                return popped
+            req.pop_first_value("route")
+            popped = True
+
+    def _next_hop(self, req: Request) -> Target | None:
+        """Next hop of a request along its route set, else its Request-URI (§16.6 6-7)."""
+        routes = req.values("route") if req.has("route") else []
+        if routes:
+            uri_text, _ = split_name_addr(routes[0])
+            uri = parse_uri(uri_text)
+            if "lr" not in uri.params:
+                # §16.6 step 6 / §12.2.1.1: a strict router next: its URI becomes the
+                # Request-URI and the old Request-URI goes to the end of the route set.
+                req.pop_first_value("route")
+                req.headers.append(("route", "Route", f"<{req.uri_text}>"))
+                req.set_uri(uri_text)
+            return Target(uri_addr(uri))
+        try:
+            return Target(uri_addr(req.uri))
+        except ParseError:
+            return None
+
+    def _record_route(self, fwd: Request, in_transport: str, out_transport: str) -> None:
+        out_host, out_port = self._local(out_transport)
+        # When the two sides use different transports, record both (Kamailio's
+        # double Record-Route): the top entry faces the callee, the next the caller.
+        if in_transport != out_transport and in_transport in self.settings.local:
+            in_host, in_port = self.settings.local[in_transport]
+            fwd.prepend("record-route", "Record-Route", _rr_value(in_host, in_port, in_transport))
+        fwd.prepend("record-route", "Record-Route", _rr_value(out_host, out_port, out_transport))
+
+    def _local(self, transport: str) -> tuple[str, int]:
+        local = self.settings.local
+        if transport in local:
+            return local[transport]
+        return next(iter(local.values()))
+
+    def _via_value(self, transport: str, branch: str) -> str:
+        host, port = self._local(transport)
+        return f"SIP/2.0/{transport.upper()} {_hostport(host, port)};branch={branch}"
+
+    def _start_branch(self, ctx: Context, target: Target, loop_hash: int, now: float) -> None:
+        fwd = ctx.request.copy()
+        if target.ruri is not None:
+            fwd.set_uri(target.ruri)
+        transport = target.addr.transport
+        if self.settings.record_route and fwd.method in DIALOG_CREATING and fwd.to_tag is None:
+            self._record_route(fwd, ctx.src.transport, transport)
+        branch = f"{OUR_BRANCH}{loop_hash:x}.{self._new_id()}"
+        fwd.prepend("via", "Via", self._via_value(transport, branch))
+        if fwd.method == "INVITE":
+            tx: ClientTransaction = InviteClientTransaction(
+                fwd, branch, target.addr, self.timers, self.tq, self._emit, self
+            )
+        else:
+            tx = NonInviteClientTransaction(
+                fwd, branch, target.addr, self.timers, self.tq, self._emit, self
+            )
+        b = Branch(ctx, target, tx)
+        tx.owner = b
+        ctx.branches.append(b)
+        self.client_txs[tx.key] = tx
+        self.stats["tx_requests"] += 1
+        tx.start(fwd.to_bytes(), now)
+
+    def _relay_stateless(self, req: Request, src: Addr, now: float) -> None:
+        """ACK for a 2xx (and other ACKs no transaction wants): along the route set."""
+        if req.to_tag is None:
+            self.stats["dropped"] += 1
+            return
+        fwd = req.copy()
+        if not self._pop_our_routes(fwd):
+            self.stats["dropped"] += 1
+            return
+        mf = fwd.get("max-forwards")
+        if mf is not None:
+            if int(mf) == 0:
+                return
+            fwd.set("max-forwards", "Max-Forwards", str(int(mf) - 1))
+        target = self._next_hop(fwd)
+        if target is None:
+            self.stats["dropped"] += 1
+            return
+        self.router.in_dialog(fwd, now)
+        # §16.11: a stateless branch must be the same for retransmissions: derive it.
+        top = req.top_via.branch or ""
+        branch = f"{BRANCH_COOKIE}sl{zlib.crc32(top.encode('latin-1')):x}"
+        fwd.prepend("via", "Via", self._via_value(target.addr.transport, branch))
+        self.stats["tx_requests"] += 1
+        self._emit(target.addr, fwd.to_bytes())
+
+    def _on_cancel(self, req: Request, src: Addr, now: float) -> None:
+        # §9.2 / §16.10: CANCEL matches the INVITE server transaction by branch.
+        key = server_key(req)
+        invite_key = (*key[:-1], "INVITE")
+        stx = NonInviteServerTransaction(
+            req, key, response_addr(req.top_via, src), self.timers, self.tq, self._emit, self
+        )
+        self.server_txs[key] = stx
+        inv = self.server_txs.get(invite_key)
+        ctx = inv.owner if inv is not None else None
+        if not isinstance(ctx, Context):
+            # No matching response context: nothing to cancel here.
+            self._reply(stx, 481, None, now)
+            return
+        # §16.10: "the element MUST immediately return a 200 (OK) response to the CANCEL".
+        self._reply(stx, 200, None, now)
+        if ctx.final_sent or ctx.canceled:
+            return
+        ctx.canceled = True
+        for b in ctx.branches:
+            self._cancel_branch(b, now)
+
+    def _cancel_branch(self, b: Branch, now: float) -> None:
+        """§9.1 / §16.10: CANCEL a pending branch, once it has had a provisional."""
+        if b.final or b.cancelled:
+            return
+        tx = b.tx
+        if not tx.replied:
+            b.cancel_wanted = True  # §9.1: wait for a provisional before cancelling
+            return
+        b.cancelled = True
+        invite = tx.request
+        lines = [f"CANCEL {invite.uri_text} SIP/2.0", f"Via: {invite.get('via')}"]
+        for key, name, value in invite.headers:
+            if key == "route":
+                lines.append(f"{name}: {value}")
+        lines.append(f"From: {invite.get('from')}")
+        lines.append(f"To: {invite.get('to')}")
+        lines.append(f"Call-ID: {invite.call_id}")
+        lines.append(f"CSeq: {invite.cseq[0]} CANCEL")
+        lines.append("Max-Forwards: 70")
+        lines.append("Content-Length: 0")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        cancel = Request("CANCEL", invite.uri_text, [])
+        ctx = NonInviteClientTransaction(
+            cancel, tx.branch, tx.addr, self.timers, self.tq, self._emit, self
+        )
+        self.client_txs[ctx.key] = ctx
+        self.stats["tx_requests"] += 1
+        ctx.start(data, now)
+
+    # -- responses -------------------------------------------------------------------
+
+    def _on_response(self, resp: Response, src: Addr, now: float) -> None:
+        via = resp.top_via
+        branch = via.branch or ""
+        tx = self.client_txs.get((branch, resp.cseq[1]))
+        if tx is None:
+            self._forward_response_stateless(resp, via, now)
+            return
+        tx.receive(resp, now)
+
+    def _forward_response_stateless(self, resp: Response, via: Via, now: float) -> None:
+        """§16.7: a response with no transaction is forwarded statelessly if it is ours."""
+        if (via.host.lower(), via.port or 5060) not in self.settings.aliases:
+            self.stats["dropped"] += 1
+            return
+        resp.pop_first_value("via")
+        try:
+            nxt = resp.top_via
+        except ParseError:
+            self.stats["dropped"] += 1
+            return
+        self.stats["tx_replies_stateless"] += 1
+        self._emit(response_addr(nxt, None), resp.to_bytes())
+
+    # ClientUser interface
+
+    def on_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
+        b = tx.owner
+        if not isinstance(b, Branch):
+            return  # our CANCEL's 200 and the like
+        ctx = b.ctx
+        response.pop_first_value("via")
+        status = response.status
+        if status < 200:
+            if b.cancel_wanted and not b.cancelled:
+                self._cancel_branch(b, now)
+            if status == 100 or ctx.final_sent:
+                return
+            # §16.7 step 5: provisionals other than 100 are forwarded at once.
+            ctx.server_tx.respond(response, now)
+            return
+        if status < 300:
+            if not b.final:
+                b.final = status
+                if ctx.plan is not None:
+                    ctx.plan.answered(b.target, now)
+            # §16.7 step 5: every 2xx to INVITE is forwarded at once.
+            ctx.server_tx.respond(response, now)
+            if not ctx.final_sent:
+                ctx.final_sent = True
+                self.stats["tx_reply_2xx"] += 1
+                # §16.7 step 10: cancel the branches still pending.
+                for other in ctx.branches:
+                    if other is not b:
+                        self._cancel_branch(other, now)
+            return
+        if b.final:
+            return
+        b.final = status
+        self._branch_failed(ctx, b, status, response, False, now)
+
+    def on_timeout(self, tx: ClientTransaction, now: float, replied: bool) -> None:
+        b = tx.owner
+        if not isinstance(b, Branch) or b.final:
+            return
+        if replied and isinstance(tx, InviteClientTransaction):
+            # §16.8: timer C after a provisional -> CANCEL the branch.
+            self._cancel_branch(b, now)
+        b.final = 408
+        self.stats["branch_timeouts"] += 1
+        self._branch_failed(b.ctx, b, 408, None, not replied, now)
+
+    def on_terminated(self, tx: ClientTransaction) -> None:
+        if self.client_txs.get(tx.key) is tx:
+            del self.client_txs[tx.key]
+
+    def on_server_terminated(self, tx: ServerTransaction, now: float, ack_timeout: bool) -> None:
+        if self.server_txs.get(tx.key) is tx:
+            del self.server_txs[tx.key]
+        ctx = tx.owner
+        if isinstance(ctx, Context):
+            tx.owner = None
+            for b in ctx.branches:
+                if not b.final:
+                    self._cancel_branch(b, now)
+
+    def _branch_failed(
+        self,
+        ctx: Context,
+        b: Branch,
+        status: int,
+        response: Response | None,
+        timeout: bool,
+        now: float,
+    ) -> None:
+        if status >= 600:
+            # §16.7 step 9 (a 6xx): cancel the other branches.
+            for other in ctx.branches:
+                self._cancel_branch(other, now)
+        elif not ctx.final_sent and not ctx.canceled and ctx.plan is not None:
+            nxt = ctx.plan.next_target(b.target, status, timeout, now)
+            if nxt is not None:
+                self.stats["failovers"] += 1
+                loop_hash = self._loop_hash(ctx.server_tx.request)
+                self._start_branch(ctx, nxt, loop_hash, now)
+                return
+        # Keep the best answer so far (§16.7 step 6).
+        if _better(status, ctx.best_status):
+            ctx.best = response
+            ctx.best_local = status if response is None else 0
+        if any(not x.final for x in ctx.branches) or ctx.final_sent:
+            return
+        self._send_best(ctx, now)
+
+    def _send_best(self, ctx: Context, now: float) -> None:
+        ctx.final_sent = True
+        stx = ctx.server_tx
+        best = ctx.best
+        if best is None:
+            status = ctx.best_local or 408
+            self._reply(stx, status, None, now)
+            return
+        if best.status == 503:
+            # §16.7 step 6: a 503 is not forwarded upstream as is; it becomes 500.
+            best = best.copy()
+            best.status, best.reason = 500, "Server Internal Error"
+        self.stats[f"tx_reply_{best.status}"] += 1
+        stx.respond(best, now)
+
+
+def _better(status: int, than: int) -> bool:
+    """§16.7 step 6: 6xx first, then the lowest class; the earlier wins a tie."""
+    if than == 0:
+        return True
+    if status >= 600:
+        return than < 600
+    if than >= 600:
+        return False
+    return status // 100 < than // 100
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _rr_value(host: str, port: int, transport: str) -> str:
+    t = "" if transport == "udp" else f";transport={transport}"
+    return f"<sip:{_hostport(host, port)}{t};lr>"

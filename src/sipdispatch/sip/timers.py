@@ -1,0 +1,114 @@
+"""Timer values and a virtual-time timer queue (sans-IO).
+
+Nothing here reads a clock: callers pass ``now`` and ask for the next deadline,
+as aioquic does. The asyncio shell arms one ``loop.call_at`` for that deadline.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+T1_DEFAULT = 0.5
+"""RFC 3261 §17.1.1.1: RTT estimate, 500 ms (Kamailio tm ``retr_timer1``)."""
+T2_DEFAULT = 4.0
+"""RFC 3261 §17.1.2.2: longest retransmit interval for non-INVITE, 4 s."""
+T4_DEFAULT = 5.0
+"""RFC 3261 §17.1.2.2: longest time a message stays in the network, 5 s."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """Timer base values in seconds, and the timeouts the proxy uses.
+
+    ``fr_timer`` replaces timers B and F (no final response, and for INVITE no
+    provisional either) and ``fr_inv_timer`` is the INVITE wait after a
+    provisional (RFC 3261 §16.6 timer C) — Kamailio tm's names and meaning.
+    """
+
+    t1: float = T1_DEFAULT
+    """T1, seconds."""
+    t2: float = T2_DEFAULT
+    """T2, seconds."""
+    t4: float = T4_DEFAULT
+    """T4, seconds."""
+    fr_timer: float = 30.0
+    """Seconds without a final (or, for INVITE, any) response before a branch times out."""
+    fr_inv_timer: float = 120.0
+    """Seconds an INVITE branch waits for a final response after a provisional."""
+
+    @property
+    def timer_64t1(self) -> float:
+        """64*T1: timers B, F, H, J, L, M (RFC 3261 §17, RFC 6026)."""
+        return 64 * self.t1
+
+    @property
+    def timer_d(self) -> float:
+        """Timer D for unreliable transports: at least 32 s (RFC 3261 §17.1.1.2)."""
+        return max(32.0, 64 * self.t1)
+
+
+class TimerHandle:
+    """A scheduled call; ``cancel()`` makes it a no-op (lazy removal)."""
+
+    __slots__ = ("args", "callback", "when")
+
+    def __init__(self, when: float, callback: Callable[..., None] | None, args: tuple[Any, ...]):
+        self.when = when
+        self.callback = callback
+        self.args = args
+
+    def cancel(self) -> None:
+        """Do not run this timer."""
+        self.callback = None
+        self.args = ()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancelled or run."""
+        return self.callback is None
+
+
+class TimerQueue:
+    """A heap of timers in virtual time."""
+
+    __slots__ = ("_heap", "_seq")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, TimerHandle]] = []
+        self._seq = 0
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> TimerHandle:
+        """Run ``callback(*args, now)`` at virtual time ``when``."""
+        handle = TimerHandle(when, callback, args)
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, handle))
+        return handle
+
+    def next_deadline(self) -> float | None:
+        """The earliest live deadline, or None when nothing is scheduled."""
+        heap = self._heap
+        while heap and heap[0][2].callback is None:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def run_due(self, now: float) -> int:
+        """Run every timer due at ``now`` in deadline order; return how many ran."""
+        heap = self._heap
+        ran = 0
+        while heap and heap[0][0] <= now:
+            _, _, handle = heapq.heappop(heap)
+            callback = handle.callback
+            if callback is None:
+                continue
+            args = handle.args
+            handle.callback = None
+            handle.args = ()
+            callback(*args, now)
+            ran += 1
+        return ran
+
+    def __len__(self) -> int:
+        return sum(1 for _, _, h in self._heap if h.callback is not None)

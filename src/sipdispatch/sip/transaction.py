@@ -1,0 +1,524 @@
+"""The four transaction state machines of RFC 3261 §17, with RFC 6026's Accepted state.
+
+Sans-IO: a transaction sends through a ``send(addr, data, tx)`` callable, gets
+time as ``now`` and schedules its timers on a :class:`TimerQueue`. Its user (the
+proxy core) is told of responses, timeouts and the end through a small interface.
+
+Timer names are the RFC's: A/B/D/M for the INVITE client, E/F/K for the
+non-INVITE client, G/H/I/L for the INVITE server, J for the non-INVITE server.
+As in Kamailio's tm, ``fr_timer`` stands in for B and F, and ``fr_inv_timer``
+bounds an INVITE branch after a provisional response (the proxy's timer C).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from sipdispatch.sip.message import Request, Response
+from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers
+
+
+@dataclass(frozen=True, slots=True)
+class Addr:
+    """Where a message came from or goes to."""
+
+    transport: str
+    """``udp`` or ``tcp`` (lower case)."""
+    host: str
+    """IP address (or, for a destination not yet resolved, a host name)."""
+    port: int
+    """Port."""
+    conn: int | None = None
+    """For stream transports: the connection the message came on, if any."""
+
+    @property
+    def reliable(self) -> bool:
+        """True for stream transports, which do their own retransmission."""
+        return self.transport != "udp"
+
+
+SendFn = Callable[[Addr, bytes, Any], None]
+"""``send(addr, data, owner)``: hand bytes to the transport; ``owner`` (the client
+transaction, or None) is told of a transport failure by the shell."""
+
+
+class State(Enum):
+    """Transaction states (RFC 3261 §17 figures 5-8, RFC 6026 figures 3-4)."""
+
+    CALLING = "Calling"
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
+    ACCEPTED = "Accepted"
+    TERMINATED = "Terminated"
+
+
+class ClientUser(Protocol):
+    """What a client transaction tells its user (the proxy core)."""
+
+    def on_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
+        """A response the user must see (retransmissions are absorbed)."""
+
+    def on_timeout(self, tx: ClientTransaction, now: float, replied: bool) -> None:
+        """No final response in time; ``replied`` if a provisional had come."""
+
+    def on_terminated(self, tx: ClientTransaction) -> None:
+        """The transaction is over and may be forgotten."""
+
+
+class ServerUser(Protocol):
+    """What a server transaction tells its user."""
+
+    def on_server_terminated(self, tx: ServerTransaction, now: float, ack_timeout: bool) -> None:
+        """The transaction is over; ``ack_timeout`` when timer H fired (no ACK)."""
+
+
+# -- client side -------------------------------------------------------------------
+
+
+class ClientTransaction:
+    """Common part of the client transactions."""
+
+    __slots__ = (
+        "_retrans",
+        "_retrans_interval",
+        "_timeout",
+        "addr",
+        "branch",
+        "data",
+        "owner",
+        "replied",
+        "request",
+        "send",
+        "state",
+        "timers",
+        "tq",
+        "user",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        branch: str,
+        addr: Addr,
+        timers: Timers,
+        tq: TimerQueue,
+        send: SendFn,
+        user: ClientUser,
+        owner: Any = None,
+    ) -> None:
+        self.request = request
+        self.branch = branch
+        self.addr = addr
+        self.timers = timers
+        self.tq = tq
+        self.send = send
+        self.user = user
+        self.owner = owner
+        """Opaque: whatever the user wants to find again from the transaction."""
+        self.data = b""
+        self.replied = False
+        self.state = State.TERMINATED
+        self._retrans: TimerHandle | None = None
+        self._retrans_interval = 0.0
+        self._timeout: TimerHandle | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """RFC 3261 §17.1.3: branch of the top Via and the CSeq method."""
+        return self.branch, self.request.method
+
+    def _cancel_timers(self) -> None:
+        if self._retrans is not None:
+            self._retrans.cancel()
+            self._retrans = None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+
+    def _terminate(self) -> None:
+        self._cancel_timers()
+        if self.state is not State.TERMINATED:
+            self.state = State.TERMINATED
+            self.user.on_terminated(self)
+
+    def start(self, data: bytes, now: float) -> None:
+        """Send the request and start the timers."""
+        raise NotImplementedError
+
+    def receive(self, response: Response, now: float) -> None:
+        """Feed a response matched to this transaction."""
+        raise NotImplementedError
+
+    def _retransmit(self, now: float) -> None:
+        raise NotImplementedError
+
+    def transport_error(self, now: float) -> None:
+        """The transport could not deliver the request (§17.1.4): treat as 503."""
+        if self.state in (State.CALLING, State.TRYING, State.PROCEEDING):
+            self._cancel_timers()
+            self.user.on_timeout(self, now, self.replied)
+            self._terminate()
+
+
+class InviteClientTransaction(ClientTransaction):
+    """RFC 3261 §17.1.1 with RFC 6026 §7.2 (Accepted state, timer M)."""
+
+    __slots__ = ()
+
+    def start(self, data: bytes, now: float) -> None:
+        """Send the INVITE; start timer A (unreliable) and the fr_timer."""
+        self.data = data
+        self.state = State.CALLING
+        self.send(self.addr, data, self)
+        if not self.addr.reliable:
+            self._retrans_interval = self.timers.t1
+            self._retrans = self.tq.call_at(now + self.timers.t1, self._retransmit)
+        self._timeout = self.tq.call_at(now + self.timers.fr_timer, self._on_timeout)
+
+    def _retransmit(self, now: float) -> None:
+        # §17.1.1.2: timer A fires -> retransmit, reset A to twice its value.
+        if self.state is State.CALLING:
+            self.send(self.addr, self.data, self)
+            self._retrans_interval *= 2
+            self._retrans = self.tq.call_at(now + self._retrans_interval, self._retransmit)
+
+    def _on_timeout(self, now: float) -> None:
+        self._timeout = None
+        if self.state in (State.CALLING, State.PROCEEDING):
+            self.user.on_timeout(self, now, self.replied)
+            self._terminate()
+
+    def receive(self, response: Response, now: float) -> None:
+        """Feed a response matched to this transaction."""
+        status = response.status
+        state = self.state
+        if state in (State.CALLING, State.PROCEEDING):
+            if status < 200:
+                if state is State.CALLING:
+                    self.state = State.PROCEEDING
+                    if self._retrans is not None:
+                        self._retrans.cancel()
+                        self._retrans = None
+                    # The first provisional switches fr_timer for fr_inv_timer.
+                    if self._timeout is not None:
+                        self._timeout.cancel()
+                    self._timeout = self.tq.call_at(
+                        now + self.timers.fr_inv_timer, self._on_timeout
+                    )
+                self.replied = True
+                self.user.on_response(self, response, now)
+            elif status < 300:
+                # RFC 6026 §7.2: a 2xx moves to Accepted (timer M), not Terminated,
+                # so retransmitted 2xx still reach the user.
+                self._cancel_timers()
+                self.replied = True
+                self.state = State.ACCEPTED
+                self._timeout = self.tq.call_at(now + self.timers.timer_64t1, self._on_end)
+                self.user.on_response(self, response, now)
+            else:
+                self._cancel_timers()
+                self.replied = True
+                self.state = State.COMPLETED
+                self._send_ack(response)
+                # §17.1.1.2: timer D is at least 32 s for unreliable transports, 0 else.
+                wait = 0.0 if self.addr.reliable else self.timers.timer_d
+                self._timeout = self.tq.call_at(now + wait, self._on_end)
+                self.user.on_response(self, response, now)
+        elif state is State.COMPLETED:
+            if status >= 300:
+                # §17.1.1.2: retransmitted final -> ACK again, not passed up.
+                self._send_ack(response)
+        elif state is State.ACCEPTED and 200 <= status < 300:
+            # RFC 6026 §7.2: 2xx in Accepted are passed to the TU.
+            self.user.on_response(self, response, now)
+
+    def _send_ack(self, response: Response) -> None:
+        self.send(self.addr, build_ack(self.request, response), self)
+
+    def _on_end(self, now: float) -> None:
+        self._timeout = None
+        self._terminate()
+
+    def cancel_timeout(self) -> None:
+        """Stop waiting for a final response (after our CANCEL got its 487 path)."""
+        if self._timeout is not None and self.state in (State.CALLING, State.PROCEEDING):
+            self._timeout.cancel()
+            self._timeout = None
+
+
+class NonInviteClientTransaction(ClientTransaction):
+    """RFC 3261 §17.1.2 (timers E, F, K)."""
+
+    __slots__ = ()
+
+    def start(self, data: bytes, now: float) -> None:
+        """Send the request; start timer E (unreliable) and the fr_timer (F)."""
+        self.data = data
+        self.state = State.TRYING
+        self.send(self.addr, data, self)
+        if not self.addr.reliable:
+            self._retrans_interval = self.timers.t1
+            self._retrans = self.tq.call_at(now + self.timers.t1, self._retransmit)
+        self._timeout = self.tq.call_at(now + self.timers.fr_timer, self._on_timeout)
+
+    def _retransmit(self, now: float) -> None:
+        # §17.1.2.2: E doubles up to T2 in Trying; in Proceeding it fires every T2.
+        if self.state is State.TRYING:
+            self._retrans_interval = min(2 * self._retrans_interval, self.timers.t2)
+        elif self.state is State.PROCEEDING:
+            self._retrans_interval = self.timers.t2
+        else:
+            return
+        self.send(self.addr, self.data, self)
+        self._retrans = self.tq.call_at(now + self._retrans_interval, self._retransmit)
+
+    def _on_timeout(self, now: float) -> None:
+        self._timeout = None
+        if self.state in (State.TRYING, State.PROCEEDING):
+            self.user.on_timeout(self, now, self.replied)
+            self._terminate()
+
+    def receive(self, response: Response, now: float) -> None:
+        """Feed a response matched to this transaction."""
+        state = self.state
+        if state not in (State.TRYING, State.PROCEEDING):
+            return  # §17.1.2.2: retransmitted finals are absorbed in Completed
+        self.replied = True
+        if response.status < 200:
+            self.state = State.PROCEEDING
+            self.user.on_response(self, response, now)
+            return
+        self._cancel_timers()
+        self.state = State.COMPLETED
+        wait = 0.0 if self.addr.reliable else self.timers.t4  # timer K
+        self._timeout = self.tq.call_at(now + wait, self._on_end)
+        self.user.on_response(self, response, now)
+
+    def _on_end(self, now: float) -> None:
+        self._timeout = None
+        self._terminate()
+
+
+def build_ack(request: Request, response: Response) -> bytes:
+    """The ACK a client transaction sends for a non-2xx final (RFC 3261 §17.1.1.3).
+
+    Same Request-URI, Call-ID, From and CSeq number as the INVITE; the To of the
+    response (with its tag); one Via, the INVITE's top one; the INVITE's Route set.
+    """
+    lines = [f"ACK {request.uri_text} SIP/2.0"]
+    via = request.get("via")
+    if via is not None:
+        lines.append(f"Via: {via}")
+    for key, name, value in request.headers:
+        if key == "route":
+            lines.append(f"{name}: {value}")
+    lines.append(f"From: {request.get('from')}")
+    lines.append(f"To: {response.get('to')}")
+    lines.append(f"Call-ID: {request.call_id}")
+    lines.append(f"CSeq: {request.cseq[0]} ACK")
+    lines.append("Max-Forwards: 70")
+    lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+# -- server side -------------------------------------------------------------------
+
+
+class ServerTransaction:
+    """Common part of the server transactions."""
+
+    __slots__ = (
+        "_retrans",
+        "_retrans_interval",
+        "_timeout",
+        "addr",
+        "key",
+        "last_response",
+        "owner",
+        "request",
+        "send",
+        "state",
+        "timers",
+        "tq",
+        "user",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        key: tuple[str, ...],
+        addr: Addr,
+        timers: Timers,
+        tq: TimerQueue,
+        send: SendFn,
+        user: ServerUser,
+    ) -> None:
+        self.request = request
+        self.key = key
+        self.addr = addr
+        """Where responses go (RFC 3261 §18.2.2), worked out when the request came."""
+        self.timers = timers
+        self.tq = tq
+        self.send = send
+        self.user = user
+        self.owner: Any = None
+        self.last_response: bytes | None = None
+        self.state = State.PROCEEDING
+        self._retrans: TimerHandle | None = None
+        self._retrans_interval = 0.0
+        self._timeout: TimerHandle | None = None
+
+    def _cancel_timers(self) -> None:
+        if self._retrans is not None:
+            self._retrans.cancel()
+            self._retrans = None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+
+    def _terminate(self, now: float, ack_timeout: bool = False) -> None:
+        self._cancel_timers()
+        if self.state is not State.TERMINATED:
+            self.state = State.TERMINATED
+            self.user.on_server_terminated(self, now, ack_timeout)
+
+    def _on_end(self, now: float) -> None:
+        self._timeout = None
+        self._terminate(now)
+
+    def receive_request(self, request: Request, now: float) -> bool:
+        """A request matched to this transaction (retransmission or ACK)."""
+        raise NotImplementedError
+
+    def respond(self, response: Response, now: float) -> None:
+        """Send a response from the user."""
+        raise NotImplementedError
+
+    @property
+    def final_sent(self) -> bool:
+        """True once a final response went out."""
+        return self.state is not State.PROCEEDING and self.state is not State.TRYING
+
+
+class InviteServerTransaction(ServerTransaction):
+    """RFC 3261 §17.2.1 with RFC 6026 §7.1 (Accepted state, timer L)."""
+
+    __slots__ = ()
+
+    def receive_request(self, request: Request, now: float) -> bool:
+        """A retransmitted INVITE or an ACK matched to us; True if absorbed."""
+        state = self.state
+        if request.method == "ACK":
+            if state is State.COMPLETED:
+                # §17.2.1: ACK in Completed -> Confirmed, timer I (T4, or 0 reliable).
+                if self._retrans is not None:
+                    self._retrans.cancel()
+                    self._retrans = None
+                if self._timeout is not None:
+                    self._timeout.cancel()
+                self.state = State.CONFIRMED
+                wait = 0.0 if self.addr.reliable else self.timers.t4
+                self._timeout = self.tq.call_at(now + wait, self._on_end)
+                return True
+            # An ACK in Accepted is for a 2xx: the proxy relays it (RFC 6026 §7.1).
+            return state is State.CONFIRMED
+        # A retransmitted INVITE: §17.2.1 resend the last provisional or the final;
+        # RFC 6026 §7.1: absorbed in Accepted.
+        if state in (State.PROCEEDING, State.COMPLETED) and self.last_response is not None:
+            self.send(self.addr, self.last_response, None)
+        return True
+
+    def respond(self, response: Response, now: float) -> None:
+        """Send a response from the user."""
+        data = response.to_bytes()
+        status = response.status
+        state = self.state
+        if state is State.PROCEEDING:
+            self.send(self.addr, data, None)
+            self.last_response = data
+            if status < 200:
+                return
+            if status < 300:
+                self.state = State.ACCEPTED
+                self._timeout = self.tq.call_at(now + self.timers.timer_64t1, self._on_end)
+                return
+            self.state = State.COMPLETED
+            if not self.addr.reliable:
+                self._retrans_interval = self.timers.t1
+                self._retrans = self.tq.call_at(now + self.timers.t1, self._retransmit)
+            self._timeout = self.tq.call_at(now + self.timers.timer_64t1, self._on_timer_h)
+        elif state is State.ACCEPTED and 200 <= status < 300:
+            # RFC 6026 §7.1: 2xx from the TU in Accepted go to the transport.
+            self.send(self.addr, data, None)
+
+    def _retransmit(self, now: float) -> None:
+        # §17.2.1: timer G -> retransmit the final, next interval min(2G, T2).
+        if self.state is State.COMPLETED and self.last_response is not None:
+            self.send(self.addr, self.last_response, None)
+            self._retrans_interval = min(2 * self._retrans_interval, self.timers.t2)
+            self._retrans = self.tq.call_at(now + self._retrans_interval, self._retransmit)
+
+    def _on_timer_h(self, now: float) -> None:
+        self._timeout = None
+        if self.state is State.COMPLETED:
+            self._terminate(now, ack_timeout=True)
+
+
+class NonInviteServerTransaction(ServerTransaction):
+    """RFC 3261 §17.2.2 (timer J)."""
+
+    __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = State.TRYING
+
+    def receive_request(self, request: Request, now: float) -> bool:
+        """A retransmission of our request: resend the last response, if any."""
+        if self.state in (State.PROCEEDING, State.COMPLETED) and self.last_response is not None:
+            self.send(self.addr, self.last_response, None)
+        return True
+
+    def respond(self, response: Response, now: float) -> None:
+        """Send a response from the user."""
+        if self.state not in (State.TRYING, State.PROCEEDING):
+            return
+        data = response.to_bytes()
+        self.send(self.addr, data, None)
+        self.last_response = data
+        if response.status < 200:
+            self.state = State.PROCEEDING
+            return
+        self.state = State.COMPLETED
+        wait = 0.0 if self.addr.reliable else self.timers.timer_64t1  # timer J
+        self._timeout = self.tq.call_at(now + wait, self._on_end)
+
+
+def server_key(request: Request) -> tuple[str, ...]:
+    """The key that matches a request to a server transaction (RFC 3261 §17.2.3).
+
+    With an RFC 3261 branch (magic cookie ``z9hG4bK``): branch, sent-by and
+    method, ACK counting as INVITE. Otherwise the RFC 2543 fallback: Call-ID,
+    CSeq number, From tag, top Via as written, and method (ACK as INVITE).
+    """
+    via = request.top_via
+    method = request.method
+    if method == "ACK":
+        method = "INVITE"
+    branch = via.branch
+    if branch is not None and branch.startswith("z9hG4bK"):
+        return (branch, via.host, str(via.port or ""), method)
+    top = request.get("via") or ""
+    return (
+        "2543",
+        request.call_id,
+        str(request.cseq[0]),
+        request.from_tag or "",
+        top.split(",")[0].strip(),
+        method,
+    )

@@ -1,0 +1,330 @@
+"""The asyncio shell around :class:`~sipdispatch.sip.proxy.ProxyCore`.
+
+It owns the sockets and the clock and does nothing clever: every datagram or
+framed stream message goes to the core with ``loop.time()``, then the core's
+outbox is written out and one ``call_at`` is kept armed for the core's next
+deadline. UDP replies leave from the listening socket; TCP destinations are
+reached over a pooled connection, reused for both directions (RFC 3261 §18).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from sipdispatch.sip.errors import ParseError
+from sipdispatch.sip.message import StreamParser
+from sipdispatch.sip.proxy import ProxyCore
+from sipdispatch.sip.transaction import Addr
+
+log = logging.getLogger("sipdispatch.transport")
+
+DNS_CACHE_SECONDS = 60.0
+"""How long a resolved host name is reused."""
+TCP_CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for an outgoing TCP connection before failing its messages."""
+TCP_IDLE_TIMEOUT = 600.0
+"""A TCP connection with no traffic either way for this long is closed."""
+TCP_MAX_BUFFERED = 1 << 20
+"""A peer whose unsent output exceeds this many bytes is disconnected."""
+
+
+def is_ip(host: str) -> bool:
+    """True if ``host`` is an IPv4 or IPv6 literal."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    """One UDP listening socket."""
+
+    def __init__(self, shell: SipShell) -> None:
+        self.shell = shell
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        shell = self.shell
+        core = shell.core
+        core.receive(data, Addr("udp", addr[0], addr[1]), shell.loop.time())
+        shell.flush()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (port unreachable...) carry no usable context on most
+        # platforms; the transaction timers deal with the silence.
+        self.shell.core.stats["udp_errors"] += 1
+
+
+class TcpConnection(asyncio.Protocol):
+    """One TCP connection, accepted or opened by us."""
+
+    def __init__(self, shell: SipShell, conn_id: int) -> None:
+        self.shell = shell
+        self.conn_id = conn_id
+        self.parser = StreamParser(shell.core.settings.max_message_size)
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.last_activity = shell.loop.time()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        self.shell.register(self)
+
+    def data_received(self, data: bytes) -> None:
+        shell = self.shell
+        core = shell.core
+        now = shell.loop.time()
+        self.last_activity = now
+        src = Addr("tcp", self.peer[0], self.peer[1], self.conn_id)
+        pings = self.parser.pings
+        try:
+            items = self.parser.feed(data)
+        except ParseError as e:
+            core.bad_message(e, src, now)
+            shell.flush()
+            log.info("closing TCP connection from %s:%s: %s", *self.peer, e.reason)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self.parser.pings != pings and self.transport is not None:
+            self.transport.write(b"\r\n")  # RFC 5626 §3.5.1: pong
+        for item in items:
+            if isinstance(item, ParseError):
+                core.bad_message(item, src, now)
+            else:
+                core.receive_message(item, src, now)
+        shell.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.shell.unregister(self)
+
+    def write(self, data: bytes) -> bool:
+        t = self.transport
+        if t is None or t.is_closing():
+            return False
+        if t.get_write_buffer_size() > TCP_MAX_BUFFERED:
+            log.warning("TCP peer %s:%s does not read; disconnecting", *self.peer)
+            t.abort()
+            return False
+        t.write(data)
+        self.last_activity = self.shell.loop.time()
+        return True
+
+
+class SipShell:
+    """Sockets, clock and DNS for one ProxyCore."""
+
+    def __init__(self, core: ProxyCore, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.core = core
+        self.loop = loop or asyncio.get_running_loop()
+        self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
+        self.servers: list[asyncio.Server] = []
+        self.conns: dict[int, TcpConnection] = {}
+        self.conn_by_peer: dict[tuple[str, int], TcpConnection] = {}
+        self._next_conn = 0
+        self._connecting: dict[tuple[str, int], deque[tuple[bytes, Any]]] = {}
+        self._resolving: dict[str, deque[tuple[Addr, bytes, Any]]] = {}
+        self._dns: dict[str, tuple[str, float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._idle_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- listeners -----------------------------------------------------------------
+
+    async def listen_udp(self, host: str, port: int) -> tuple[str, int]:
+        """Bind a UDP socket; return the bound address."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        transport, _ = await self.loop.create_datagram_endpoint(
+            lambda: UdpProtocol(self), local_addr=(host, port), family=family
+        )
+        sock = transport.get_extra_info("socket")
+        # Large buffers absorb bursts (Kamailio raises them as well).
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+            except OSError:
+                pass
+        self.udp.setdefault(family, transport)
+        bound = transport.get_extra_info("sockname")
+        return bound[0], bound[1]
+
+    async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
+        """Start a TCP listener; return the bound address."""
+        server = await self.loop.create_server(
+            lambda: TcpConnection(self, self._new_conn_id()), host, port, reuse_address=True
+        )
+        self.servers.append(server)
+        if self._idle_task is None:
+            self._idle_task = self.loop.create_task(self._close_idle())
+        bound = server.sockets[0].getsockname()
+        return bound[0], bound[1]
+
+    def _new_conn_id(self) -> int:
+        self._next_conn += 1
+        return self._next_conn
+
+    def register(self, conn: TcpConnection) -> None:
+        self.conns[conn.conn_id] = conn
+        self.conn_by_peer[conn.peer] = conn
+
+    def unregister(self, conn: TcpConnection) -> None:
+        self.conns.pop(conn.conn_id, None)
+        if self.conn_by_peer.get(conn.peer) is conn:
+            del self.conn_by_peer[conn.peer]
+
+    async def _close_idle(self) -> None:
+        while True:
+            await asyncio.sleep(TCP_IDLE_TIMEOUT / 4)
+            limit = self.loop.time() - TCP_IDLE_TIMEOUT
+            for conn in list(self.conns.values()):
+                if conn.last_activity < limit and conn.transport is not None:
+                    conn.transport.close()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for server in self.servers:
+            server.close()
+        for conn in list(self.conns.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self.servers:
+            await server.wait_closed()
+        for transport in self.udp.values():
+            transport.close()
+
+    # -- output ----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write out the core's outbox and re-arm the timer."""
+        core = self.core
+        outbox = core.outbox
+        if outbox:
+            core.outbox = []
+            for addr, data, owner in outbox:
+                self._send(addr, data, owner)
+        deadline = core.next_deadline()
+        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.core.handle_timer(self.loop.time())
+        self.flush()
+
+    def _send(self, addr: Addr, data: bytes, owner: Any) -> None:
+        host = addr.host
+        if not is_ip(host):
+            cached = self._dns.get(host)
+            if cached is not None and cached[1] > self.loop.time():
+                addr = Addr(addr.transport, cached[0], addr.port, addr.conn)
+            else:
+                self._resolve_then_send(addr, data, owner)
+                return
+        if addr.transport == "udp":
+            family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+            transport = self.udp.get(family)
+            if transport is None:
+                self._fail(owner)
+                return
+            transport.sendto(data, (addr.host, addr.port))
+            return
+        self._send_tcp(addr, data, owner)
+
+    def _fail(self, owner: Any) -> None:
+        if owner is not None:
+            self.core.send_failed(owner, self.loop.time())
+
+    def _send_tcp(self, addr: Addr, data: bytes, owner: Any) -> None:
+        conn = self.conns.get(addr.conn) if addr.conn is not None else None
+        if conn is None:
+            conn = self.conn_by_peer.get((addr.host, addr.port))
+        if conn is not None and conn.write(data):
+            return
+        key = (addr.host, addr.port)
+        pending = self._connecting.get(key)
+        if pending is not None:
+            pending.append((data, owner))  # keep order behind the connect
+            return
+        self._connecting[key] = deque([(data, owner)])
+        self._spawn(self._connect(key))
+
+    def _spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, key: tuple[str, int]) -> None:
+        conn: TcpConnection | None = None
+        try:
+            _, proto = await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: TcpConnection(self, self._new_conn_id()), key[0], key[1]
+                ),
+                TCP_CONNECT_TIMEOUT,
+            )
+            conn = proto
+        except (TimeoutError, OSError) as e:
+            log.info("TCP connect to %s:%s failed: %s", key[0], key[1], e)
+        pending = self._connecting.pop(key, deque())
+        for data, owner in pending:
+            if conn is None or not conn.write(data):
+                self._fail(owner)
+        self.flush()
+
+    def _resolve_then_send(self, addr: Addr, data: bytes, owner: Any) -> None:
+        pending = self._resolving.get(addr.host)
+        if pending is not None:
+            pending.append((addr, data, owner))
+            return
+        self._resolving[addr.host] = deque([(addr, data, owner)])
+        self._spawn(self._resolve(addr.host))
+
+    async def _resolve(self, host: str) -> None:
+        ip: str | None = None
+        try:
+            infos = await self.loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+            ip = str(infos[0][4][0]) if infos else None
+        except OSError as e:
+            log.warning("cannot resolve %s: %s", host, e)
+        if ip is not None:
+            self._dns[host] = (ip, self.loop.time() + DNS_CACHE_SECONDS)
+        pending = self._resolving.pop(host, deque())
+        for addr, data, owner in pending:
+            if ip is None:
+                self._fail(owner)
+            else:
+                self._send(Addr(addr.transport, ip, addr.port, addr.conn), data, owner)
+        self.flush()
+
+
+def install_uvloop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory when uvloop is installed, else None."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

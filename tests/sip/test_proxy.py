@@ -1,0 +1,388 @@
+"""The proxy core (RFC 3261 §16) driven in memory on a virtual clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sipdispatch.sip.message import Request, Response, parse_datagram
+from sipdispatch.sip.proxy import (
+    Plan,
+    ProxyCore,
+    ProxySettings,
+    Reject,
+    StaticPlan,
+    Target,
+)
+from sipdispatch.sip.timers import Timers
+from sipdispatch.sip.transaction import Addr
+
+PROXY = ("127.0.0.1", 5060)
+CALLER = Addr("udp", "127.0.0.1", 5555)
+GW1 = Addr("udp", "127.0.0.1", 5071)
+GW2 = Addr("udp", "127.0.0.1", 5072)
+TIMERS = Timers(t1=0.5, t2=4.0, t4=5.0, fr_timer=3.0, fr_inv_timer=10.0)
+
+
+class FakeRouter:
+    def __init__(self, plan: Any) -> None:
+        self.plan = plan
+        self.in_dialog_seen: list[str] = []
+
+    def route(self, request: Request, source: Addr, now: float) -> Plan | Reject:
+        result: Plan | Reject = self.plan() if callable(self.plan) else self.plan
+        return result
+
+    def in_dialog(self, request: Request, now: float) -> None:
+        self.in_dialog_seen.append(request.method)
+
+
+class Harness:
+    def __init__(self, plan: Any, record_route: bool = True) -> None:
+        settings = ProxySettings(local={"udp": PROXY, "tcp": PROXY}, record_route=record_route)
+        self.router = FakeRouter(plan)
+        self.core = ProxyCore(settings, self.router, TIMERS)
+        self.now = 0.0
+
+    def send(self, text: str, src: Addr = CALLER) -> list[tuple[Addr, Request | Response]]:
+        self.core.receive(_wire(text), src, self.now)
+        return self.drain()
+
+    def drain(self) -> list[tuple[Addr, Request | Response]]:
+        out = [(addr, parse_datagram(data)) for addr, data, _ in self.core.outbox]
+        self.core.outbox.clear()
+        return out
+
+    def advance(self, seconds: float) -> list[tuple[Addr, Request | Response]]:
+        end = self.now + seconds
+        while True:
+            deadline = self.core.next_deadline()
+            if deadline is None or deadline > end:
+                break
+            self.now = deadline
+            self.core.handle_timer(self.now)
+        self.now = end
+        return self.drain()
+
+
+def _wire(text: str) -> bytes:
+    head, _, body = text.partition("\n\n")
+    lines = [line.strip() for line in head.strip().splitlines()]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+def invite(branch: str = "z9hG4bKcaller1", call_id: str = "call-1", mf: int = 70) -> str:
+    return f"""INVITE sip:1111111@127.0.0.1:5060 SIP/2.0
+        Via: SIP/2.0/UDP 127.0.0.1:5555;branch={branch}
+        From: <sip:alice@127.0.0.1:5555>;tag=a1
+        To: <sip:1111111@127.0.0.1:5060>
+        Call-ID: {call_id}
+        CSeq: 1 INVITE
+        Contact: <sip:alice@127.0.0.1:5555>
+        Max-Forwards: {mf}
+        Content-Length: 0
+        """
+
+
+def reply(req: Request, status: int, reason: str, to_tag: str | None = "gw1") -> str:
+    lines = [f"SIP/2.0 {status} {reason}"]
+    for _key, name, value in req.headers:
+        if _key in ("via", "from", "call-id", "cseq", "record-route"):
+            lines.append(f"{name}: {value}")
+        elif _key == "to":
+            lines.append(f"To: {value};tag={to_tag}" if to_tag else f"To: {value}")
+    lines.append("Contact: <sip:gw@127.0.0.1:5071>")
+    lines.append("Content-Length: 0")
+    return "\n".join(lines) + "\n\n"
+
+
+def only(out: list[tuple[Addr, Any]], kind: type, **match: Any) -> list[tuple[Addr, Any]]:
+    found = []
+    for addr, msg in out:
+        if not isinstance(msg, kind):
+            continue
+        if all(getattr(msg, k) == v for k, v in match.items()):
+            found.append((addr, msg))
+    return found
+
+
+def plan_to(*targets: Addr, codes: tuple[int, ...] = (404, 408, 500, 503)) -> Any:
+    return lambda: StaticPlan([Target(a) for a in targets], failover_on=codes)
+
+
+def test_invite_gets_100_trying_and_is_forwarded_with_via_rr_and_max_forwards() -> None:
+    h = Harness(plan_to(GW1))
+    out = h.send(invite())
+    (addr, trying), (gw_addr, fwd) = out
+    assert addr == CALLER and isinstance(trying, Response) and trying.status == 100
+    assert gw_addr == GW1 and isinstance(fwd, Request) and fwd.method == "INVITE"
+    vias = fwd.vias()
+    assert len(vias) == 2
+    assert (vias[0].host, vias[0].port) == PROXY and vias[0].branch.startswith("z9hG4bK")
+    assert vias[1].branch == "z9hG4bKcaller1"
+    assert fwd.get("max-forwards") == "69"
+    assert fwd.get_all("record-route") == ["<sip:127.0.0.1:5060;lr>"]
+    assert fwd.uri_text == "sip:1111111@127.0.0.1:5060"
+
+
+def test_16_6_max_forwards_added_when_absent() -> None:
+    h = Harness(plan_to(GW1))
+    text = invite().replace("Max-Forwards: 70\n", "")
+    out = h.send(text)
+    fwd = only(out, Request, method="INVITE")[0][1]
+    assert fwd.get("max-forwards") == "70"
+
+
+def test_16_3_max_forwards_zero_gets_483() -> None:
+    h = Harness(plan_to(GW1))
+    out = h.send(invite(mf=0))
+    assert [m.status for _, m in only(out, Response)] == [100, 483]
+    assert not only(out, Request)
+
+
+def test_responses_relayed_in_order_and_2xx_ends_the_call_setup() -> None:
+    h = Harness(plan_to(GW1))
+    fwd = only(h.send(invite()), Request)[0][1]
+    out = h.send(reply(fwd, 100, "Trying", None), GW1)
+    assert out == []  # §16.7: 100 is not forwarded
+    out = h.send(reply(fwd, 180, "Ringing") + "", GW1)
+    out += h.send(reply(fwd, 200, "OK"), GW1)
+    statuses = [m.status for _, m in only(out, Response)]
+    assert statuses == [180, 200]
+    for addr, m in out:
+        assert addr == CALLER
+        assert [v.branch for v in m.vias()] == ["z9hG4bKcaller1"]
+        assert m.get_all("record-route") == ["<sip:127.0.0.1:5060;lr>"]
+
+
+def test_2xx_retransmission_is_relayed_again_rfc6026() -> None:
+    h = Harness(plan_to(GW1))
+    fwd = only(h.send(invite()), Request)[0][1]
+    h.send(reply(fwd, 200, "OK"), GW1)
+    out = h.send(reply(fwd, 200, "OK"), GW1)
+    assert [m.status for _, m in out] == [200]
+
+
+def test_ack_for_2xx_follows_the_record_route() -> None:
+    h = Harness(plan_to(GW1))
+    h.send(invite())
+    ack = """ACK sip:gw@127.0.0.1:5071 SIP/2.0
+        Via: SIP/2.0/UDP 127.0.0.1:5555;branch=z9hG4bKack1
+        Route: <sip:127.0.0.1:5060;lr>
+        From: <sip:alice@127.0.0.1:5555>;tag=a1
+        To: <sip:1111111@127.0.0.1:5060>;tag=gw1
+        Call-ID: call-1
+        CSeq: 1 ACK
+        Max-Forwards: 70
+        Content-Length: 0
+        """
+    out = h.send(ack)
+    [(addr, fwd)] = out
+    assert addr == GW1 and fwd.method == "ACK"
+    assert not fwd.has("route")
+    assert len(fwd.vias()) == 2
+    # A retransmitted ACK gets the same branch (§16.11 stateless forwarding).
+    [(_, again)] = h.send(ack)
+    assert again.top_via.branch == fwd.top_via.branch
+
+
+def test_bye_with_our_route_is_relayed_statefully_and_200_comes_back() -> None:
+    h = Harness(plan_to(GW1))
+    bye = """BYE sip:gw@127.0.0.1:5071 SIP/2.0
+        Via: SIP/2.0/UDP 127.0.0.1:5555;branch=z9hG4bKbye1
+        Route: <sip:127.0.0.1:5060;lr>
+        From: <sip:alice@127.0.0.1:5555>;tag=a1
+        To: <sip:1111111@127.0.0.1:5060>;tag=gw1
+        Call-ID: call-1
+        CSeq: 2 BYE
+        Max-Forwards: 70
+        Content-Length: 0
+        """
+    [(addr, fwd)] = h.send(bye)
+    assert addr == GW1 and fwd.method == "BYE"
+    assert h.router.in_dialog_seen == ["BYE"]
+    out = h.send(reply(fwd, 200, "OK"), GW1)
+    assert [(a, m.status) for a, m in out] == [(CALLER, 200)]
+
+
+def test_in_dialog_request_without_our_route_gets_404() -> None:
+    h = Harness(plan_to(GW1))
+    bye = """BYE sip:gw@127.0.0.1:5071 SIP/2.0
+        Via: SIP/2.0/UDP 127.0.0.1:5555;branch=z9hG4bKbye2
+        From: <sip:alice@127.0.0.1:5555>;tag=a1
+        To: <sip:1111111@127.0.0.1:5060>;tag=gw1
+        Call-ID: call-1
+        CSeq: 2 BYE
+        Content-Length: 0
+        """
+    out = h.send(bye)
+    assert [m.status for _, m in out] == [404]
+
+
+def test_failover_on_404_tries_next_and_caller_never_sees_404() -> None:
+    h = Harness(plan_to(GW1, GW2))
+    fwd1 = only(h.send(invite()), Request)[0][1]
+    out = h.send(reply(fwd1, 404, "Not Found"), GW1)
+    acks = only(out, Request, method="ACK")
+    invites = only(out, Request, method="INVITE")
+    assert [a for a, _ in acks] == [GW1]  # §17.1.1.3 hop-by-hop ACK
+    assert [a for a, _ in invites] == [GW2]
+    assert not only(out, Response)
+    fwd2 = invites[0][1]
+    assert fwd2.top_via.branch != fwd1.top_via.branch
+    out = h.send(reply(fwd2, 200, "OK", "gw2"), GW2)
+    assert [(a, m.status) for a, m in out] == [(CALLER, 200)]
+
+
+def test_non_failover_code_is_relayed() -> None:
+    h = Harness(plan_to(GW1, GW2, codes=(404,)))
+    fwd1 = only(h.send(invite()), Request)[0][1]
+    out = h.send(reply(fwd1, 486, "Busy Here"), GW1)
+    assert [m.status for _, m in only(out, Response)] == [486]
+    assert not only(out, Request, method="INVITE")
+
+
+def test_16_7_lone_503_is_relayed_as_500() -> None:
+    h = Harness(plan_to(GW1, codes=()))
+    fwd1 = only(h.send(invite()), Request)[0][1]
+    out = h.send(reply(fwd1, 503, "Service Unavailable"), GW1)
+    assert [m.status for _, m in only(out, Response)] == [500]
+
+
+def test_fr_timer_without_any_reply_gives_408_then_fails_over() -> None:
+    h = Harness(plan_to(GW1, GW2))
+    h.send(invite())
+    out = h.advance(2.9)
+    assert [a for a, _ in only(out, Request, method="INVITE")] == [
+        GW1
+    ] * 2  # timer A at 0.5 s and 1.5 s
+    out = h.advance(0.2)
+    assert [a for a, _ in only(out, Request, method="INVITE")] == [GW2]
+    out = h.advance(3.1)
+    finals = [m.status for _, m in only(out, Response)]
+    assert finals == [408]
+
+
+def test_fr_inv_timer_after_ringing_cancels_branch_and_answers_408() -> None:
+    h = Harness(plan_to(GW1, codes=()))
+    fwd = only(h.send(invite()), Request)[0][1]
+    h.send(reply(fwd, 180, "Ringing"), GW1)
+    out = h.advance(10.1)
+    cancels = only(out, Request, method="CANCEL")
+    assert [a for a, _ in cancels] == [GW1]
+    assert cancels[0][1].top_via.branch == fwd.top_via.branch
+    assert [m.status for _, m in only(out, Response)] == [408]
+
+
+def test_cancel_gets_200_then_487_and_branch_is_cancelled() -> None:
+    h = Harness(plan_to(GW1))
+    fwd = only(h.send(invite()), Request)[0][1]
+    h.send(reply(fwd, 180, "Ringing"), GW1)
+    cancel = (
+        invite().replace("INVITE sip:", "CANCEL sip:").replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+    )
+    out = h.send(cancel)
+    assert [(a, m.status) for a, m in only(out, Response)] == [(CALLER, 200)]
+    [(addr, fcancel)] = only(out, Request, method="CANCEL")
+    assert addr == GW1 and fcancel.top_via.branch == fwd.top_via.branch
+    out = h.send(reply(fwd, 487, "Request Terminated"), GW1)
+    assert [(a, m.status) for a, m in only(out, Response)] == [(CALLER, 487)]
+    assert [a for a, _ in only(out, Request, method="ACK")] == [GW1]
+    # The caller's ACK for the 487 is absorbed (hop by hop).
+    ack = invite().replace("INVITE sip:", "ACK sip:").replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+    assert h.send(ack) == []
+
+
+def test_9_1_cancel_waits_for_a_provisional_before_cancelling_the_branch() -> None:
+    h = Harness(plan_to(GW1))
+    fwd = only(h.send(invite()), Request)[0][1]
+    cancel = (
+        invite().replace("INVITE sip:", "CANCEL sip:").replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+    )
+    out = h.send(cancel)
+    assert not only(out, Request, method="CANCEL")
+    out = h.send(reply(fwd, 100, "Trying", None), GW1)
+    assert [a for a, _ in only(out, Request, method="CANCEL")] == [GW1]
+
+
+def test_cancel_without_transaction_gets_481() -> None:
+    h = Harness(plan_to(GW1))
+    cancel = (
+        invite().replace("INVITE sip:", "CANCEL sip:").replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+    )
+    assert [m.status for _, m in h.send(cancel)] == [481]
+
+
+def test_invite_retransmission_is_absorbed_and_gets_the_last_response_again() -> None:
+    h = Harness(plan_to(GW1))
+    h.send(invite())
+    out = h.send(invite())
+    assert [m.status for _, m in out] == [100]
+    assert not only(out, Request)
+
+
+def test_parallel_plan_forks_and_cancels_the_losers_on_2xx() -> None:
+    h = Harness(lambda: StaticPlan([Target(GW1), Target(GW2)], parallel=True))
+    out = h.send(invite())
+    forks = only(out, Request, method="INVITE")
+    assert [a for a, _ in forks] == [GW1, GW2]
+    h.send(reply(forks[0][1], 180, "Ringing", "g1"), GW1)
+    h.send(reply(forks[1][1], 180, "Ringing", "g2"), GW2)
+    out = h.send(reply(forks[1][1], 200, "OK", "g2"), GW2)
+    assert [m.status for _, m in only(out, Response)] == [200]
+    assert [a for a, _ in only(out, Request, method="CANCEL")] == [GW1]
+
+
+def test_reject_from_router_is_sent() -> None:
+    h = Harness(Reject(503, "No destination"))
+    out = h.send(invite())
+    assert [(m.status, m.reason) for _, m in out] == [(100, "Trying"), (503, "No destination")]
+    assert out[1][1].to_tag is not None
+
+
+def test_16_3_loop_is_detected_with_482() -> None:
+    h = Harness(plan_to(Addr("udp", "127.0.0.1", 5060)))
+    fwd = only(h.send(invite()), Request)[0][1]
+    # The request comes back to us unchanged (the next hop routed it to us).
+    out = h.send(fwd.to_bytes().decode(), Addr("udp", "127.0.0.1", 5060))
+    assert 482 in [m.status for _, m in only(out, Response)]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (invite().replace("Call-ID: call-1\n", ""), "Missing Call-ID header"),
+        (invite().replace("CSeq: 1 INVITE", "CSeq: 1 BYE"), "CSeq method does not match"),
+        (invite().replace("CSeq: 1 INVITE", "CSeq: x INVITE"), "Malformed CSeq header"),
+    ],
+)
+def test_malformed_request_with_usable_via_gets_400_saying_why(text: str, reason: str) -> None:
+    h = Harness(plan_to(GW1))
+    out = h.send(text)
+    [(addr, resp)] = out
+    assert addr == CALLER and resp.status == 400 and resp.reason.startswith(reason)
+    assert h.core.stats["parse_errors"] == 1
+
+
+def test_garbage_is_dropped_and_counted() -> None:
+    h = Harness(plan_to(GW1))
+    h.core.receive(b"\x00\xffnot sip at all\r\n\r\n", CALLER, 0.0)
+    assert h.drain() == []
+    assert h.core.stats["dropped"] == 1
+
+
+def test_oversize_request_gets_513() -> None:
+    h = Harness(plan_to(GW1))
+    big = invite().replace("Content-Length: 0", "X-Pad: " + "a" * 70000 + "\nContent-Length: 0")
+    out = h.send(big)
+    assert [m.status for _, m in out] == [513]
+
+
+def test_transaction_tables_are_empty_after_the_call() -> None:
+    h = Harness(plan_to(GW1))
+    fwd = only(h.send(invite()), Request)[0][1]
+    h.send(reply(fwd, 200, "OK"), GW1)
+    h.advance(100)
+    assert h.core.server_txs == {} and h.core.client_txs == {}
+    assert h.core.next_deadline() is None
