@@ -85,6 +85,11 @@ def invite(branch: str = "z9hG4bKcaller1", call_id: str = "call-1", mf: int = 70
         """
 
 
+def as_method(text: str, method: str) -> str:
+    """The same request with another method (CANCEL or ACK of an INVITE)."""
+    return text.replace("INVITE sip:", f"{method} sip:").replace("1 INVITE", f"1 {method}")
+
+
 def reply(req: Request, status: int, reason: str, to_tag: str | None = "gw1") -> str:
     lines = [f"SIP/2.0 {status} {reason}"]
     for _key, name, value in req.headers:
@@ -290,7 +295,7 @@ def test_cancel_gets_200_then_487_and_branch_is_cancelled() -> None:
     assert [(a, m.status) for a, m in only(out, Response)] == [(CALLER, 487)]
     assert [a for a, _ in only(out, Request, method="ACK")] == [GW1]
     # The caller's ACK for the 487 is absorbed (hop by hop).
-    ack = invite().replace("INVITE sip:", "ACK sip:").replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+    ack = as_method(invite(), "ACK")
     assert h.send(ack) == []
 
 
@@ -386,3 +391,13 @@ def test_transaction_tables_are_empty_after_the_call() -> None:
     h.advance(100)
     assert h.core.server_txs == {} and h.core.client_txs == {}
     assert h.core.next_deadline() is None
+
+
+def test_16_7_2xx_arriving_after_timer_c_gave_408_is_still_forwarded() -> None:
+    h = Harness(plan_to(GW1, codes=()))
+    fwd = only(h.send(invite()), Request)[0][1]
+    h.send(reply(fwd, 180, "Ringing"), GW1)
+    out = h.advance(10.1)
+    assert [m.status for _, m in only(out, Response)] == [408]
+    out = h.send(reply(fwd, 200, "OK"), GW1)
+    assert [(a, m.status) for a, m in only(out, Response)] == [(CALLER, 200)]

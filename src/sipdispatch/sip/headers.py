@@ -191,7 +191,8 @@ def parse_via(value: str) -> Via:
 def parse_cseq(value: str) -> tuple[int, str]:
     """Parse ``CSeq: number METHOD`` (RFC 3261 §20.16)."""
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit():
+    # isascii: str.isdigit() also accepts '²' (a latin-1 byte), which int() rejects.
+    if len(parts) != 2 or not parts[0].isascii() or not parts[0].isdigit():
         raise ParseError("malformed CSeq header")
     number = int(parts[0])
     # §8.1.1.5: "The sequence number MUST be expressible as a 32-bit unsigned integer

@@ -12,6 +12,7 @@ list, which is cheaper than building a dictionary for every message.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 from sipdispatch.sip.errors import ParseError
@@ -154,8 +155,11 @@ class Message:
         for i, h in enumerate(hs):
             if h[0] == key:
                 hs[i] = (key, h[1], value)
-                return
-        hs.append((key, name, value))
+                break
+        else:
+            hs.append((key, name, value))
+        if key == "via":
+            self._via = None  # the cached top Via may be the one just replaced
 
     def remove(self, key: str) -> None:
         """Remove every header with this key."""
@@ -345,9 +349,11 @@ def parse_start_line(start: str) -> tuple[str, str] | tuple[int, str]:
         parts = start.split(" ", 2)
         if parts[0] != SIP_VERSION:
             raise ParseError("unsupported SIP version", 505)
-        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit():
+        code = parts[1] if len(parts) > 1 else ""
+        # isascii: str.isdigit() also accepts '²' (a latin-1 byte), which int() rejects.
+        if len(code) != 3 or not code.isascii() or not code.isdigit():
             raise ParseError("malformed status line")
-        status = int(parts[1])
+        status = int(code)
         if status < 100:
             raise ParseError("status code out of range")
         return status, parts[2] if len(parts) == 3 else ""
@@ -384,7 +390,7 @@ def build_message(start: str, headers: list[Header], body: bytes) -> Request | R
         if cseq_method != first:
             raise ParseError("CSeq method does not match request method")
         mf = msg.get("max-forwards")
-        if mf is not None and (not mf.isdigit() or int(mf) > 255):
+        if mf is not None and (not mf.isascii() or not mf.isdigit() or int(mf) > 255):
             raise ParseError("malformed Max-Forwards header")
     return msg
 
@@ -399,7 +405,7 @@ def content_length_of(headers: list[Header]) -> int | None:
             value = h[2]
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 9:
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
         raise ParseError("malformed Content-Length header")
     return int(value)
 
@@ -420,10 +426,8 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
         # Read the head anyway (bounded) so a usable Via still gets the 513.
         head_end, _ = find_head_end(data)
         if 0 < head_end <= 2 * max_size:
-            try:
+            with contextlib.suppress(ParseError):
                 err.start_line, err.headers = parse_head(data[:head_end].decode("latin-1"))
-            except ParseError:
-                pass
         raise err
     data = data.lstrip(b"\r\n")  # §7.5: CRLFs before a start line are ignored
     head_end, body_start = find_head_end(data)
@@ -455,12 +459,17 @@ class StreamParser:
     the caller can answer a double-CRLF ping with a CRLF pong (RFC 5626 §3.5.1).
     """
 
-    __slots__ = ("_buf", "max_size", "pings")
+    __slots__ = ("_buf", "_head", "_scan", "max_size", "pings")
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self._buf = bytearray()
         self.max_size = max_size
         self.pings = 0
+        # Resume points, so that a message trickling in (one byte per segment at
+        # worst) costs linear time: where the search for the empty line resumes,
+        # and the parsed head of the message whose body is still arriving.
+        self._scan = 0
+        self._head: tuple[str, list[Header], int, int] | None = None
 
     @property
     def buffered(self) -> int:
@@ -477,32 +486,45 @@ class StreamParser:
         buf += data
         out: list[Request | Response | ParseError] = []
         while True:
-            # Skip keep-alives: a CRLFCRLF ping, or stray CRLFs between messages.
-            skip = 0
-            n = len(buf)
-            while skip < n and buf[skip] in (13, 10):
-                skip += 1
-            if skip:
-                if bytes(buf[:skip]).count(b"\r\n\r\n"):
-                    self.pings += 1
-                del buf[:skip]
-            if not buf:
-                return out
-            head_end, body_start = find_head_end(buf)
-            if head_end < 0:
-                if len(buf) > self.max_size:
+            head = self._head
+            if head is None:
+                # Skip keep-alives: CRLFCRLF pings, or stray CRLFs between messages.
+                skip = 0
+                n = len(buf)
+                while skip < n and buf[skip] in (13, 10):
+                    skip += 1
+                if skip:
+                    run = bytes(buf[:skip])
+                    self.pings += run.count(b"\r\n\r\n")
+                    if skip == n:
+                        # A ping may be split across segments: keep the last three
+                        # bytes after the last whole ping, they may start the next.
+                        last = run.rfind(b"\r\n\r\n")
+                        del buf[: max(last + 4 if last >= 0 else 0, skip - 3)]
+                        return out
+                    del buf[:skip]
+                head_end, body_start = find_head_end(buf, self._scan)
+                if head_end < 0:
+                    if len(buf) > self.max_size:
+                        raise ParseError("message too large", 513)
+                    self._scan = max(0, len(buf) - 3)  # the empty line is 2 to 4 bytes
+                    return out
+                self._scan = 0
+                if body_start > self.max_size:
                     raise ParseError("message too large", 513)
-                return out
-            start, headers = parse_head(bytes(buf[:head_end]).decode("latin-1"))
-            clen = content_length_of(headers)
-            if clen is None:
-                # §18.3 / §20.14: Content-Length MUST be used with stream transports.
-                raise ParseError("missing Content-Length on a stream transport")
-            total = body_start + clen
-            if total > self.max_size:
-                raise ParseError("message too large", 513)
+                start, headers = parse_head(bytes(buf[:head_end]).decode("latin-1"))
+                clen = content_length_of(headers)
+                if clen is None:
+                    # §18.3 / §20.14: Content-Length MUST be used with stream transports.
+                    raise ParseError("missing Content-Length on a stream transport")
+                total = body_start + clen
+                if total > self.max_size:
+                    raise ParseError("message too large", 513)
+                head = self._head = (start, headers, body_start, total)
+            start, headers, body_start, total = head
             if len(buf) < total:
                 return out
+            self._head = None
             body = bytes(buf[body_start:total])
             del buf[:total]
             try:

@@ -39,6 +39,7 @@ from sipdispatch.sip.transaction import (
     NonInviteClientTransaction,
     NonInviteServerTransaction,
     ServerTransaction,
+    State,
     server_key,
 )
 from sipdispatch.sip.uri import SipUri, parse_uri
@@ -95,6 +96,9 @@ class Plan(Protocol):
     def answered(self, target: Target, now: float) -> None:
         """``target`` answered 2xx."""
 
+    def finished(self, status: int, now: float) -> None:
+        """The final response ``status`` went upstream (once per request)."""
+
 
 class Router(Protocol):
     """Decides where out-of-dialog requests go."""
@@ -137,6 +141,9 @@ class StaticPlan:
         return target
 
     def answered(self, target: Target, now: float) -> None:
+        pass
+
+    def finished(self, status: int, now: float) -> None:
         pass
 
 
@@ -651,11 +658,19 @@ class ProxyCore:
                 b.final = status
                 if ctx.plan is not None:
                     ctx.plan.answered(b.target, now)
-            # §16.7 step 5: every 2xx to INVITE is forwarded at once.
-            ctx.server_tx.respond(response, now)
+            # §16.7 step 5: every 2xx to INVITE is forwarded at once -- even after
+            # we gave up on the branch and answered 408 (the server transaction then
+            # cannot send it, so it goes out directly).
+            stx = ctx.server_tx
+            if stx.state in (State.COMPLETED, State.CONFIRMED, State.TERMINATED):
+                self._emit(stx.addr, response.to_bytes())
+            else:
+                stx.respond(response, now)
             if not ctx.final_sent:
                 ctx.final_sent = True
                 self.stats["tx_reply_2xx"] += 1
+                if ctx.plan is not None:
+                    ctx.plan.finished(status, now)
                 # §16.7 step 10: cancel the branches still pending.
                 for other in ctx.branches:
                     if other is not b:
@@ -723,6 +738,8 @@ class ProxyCore:
         ctx.final_sent = True
         stx = ctx.server_tx
         best = ctx.best
+        if ctx.plan is not None:
+            ctx.plan.finished(ctx.best_status or 408, now)
         if best is None:
             status = ctx.best_local or 408
             self._reply(stx, status, None, now)

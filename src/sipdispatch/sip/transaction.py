@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from sipdispatch.sip.headers import split_commas
 from sipdispatch.sip.message import Request, Response
 from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers
 
@@ -64,7 +65,12 @@ class ClientUser(Protocol):
         """A response the user must see (retransmissions are absorbed)."""
 
     def on_timeout(self, tx: ClientTransaction, now: float, replied: bool) -> None:
-        """No final response in time; ``replied`` if a provisional had come."""
+        """No final response in time; ``replied`` if a provisional had come.
+
+        An INVITE timed out after a provisional (fr_inv_timer) is not over yet: it
+        waits up to 64*T1 for the final answering the user's CANCEL, ACKs it and
+        passes up only a 2xx; ``on_terminated`` follows.
+        """
 
     def on_terminated(self, tx: ClientTransaction) -> None:
         """The transaction is over and may be forgotten."""
@@ -84,6 +90,7 @@ class ClientTransaction:
     """Common part of the client transactions."""
 
     __slots__ = (
+        "_gave_up",
         "_retrans",
         "_retrans_interval",
         "_timeout",
@@ -126,6 +133,7 @@ class ClientTransaction:
         self._retrans: TimerHandle | None = None
         self._retrans_interval = 0.0
         self._timeout: TimerHandle | None = None
+        self._gave_up = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -161,7 +169,8 @@ class ClientTransaction:
         """The transport could not deliver the request (§17.1.4): treat as 503."""
         if self.state in (State.CALLING, State.TRYING, State.PROCEEDING):
             self._cancel_timers()
-            self.user.on_timeout(self, now, self.replied)
+            if not self._gave_up:  # the user was already told when fr_inv_timer fired
+                self.user.on_timeout(self, now, self.replied)
             self._terminate()
 
 
@@ -189,9 +198,20 @@ class InviteClientTransaction(ClientTransaction):
 
     def _on_timeout(self, now: float) -> None:
         self._timeout = None
-        if self.state in (State.CALLING, State.PROCEEDING):
+        if self.state is State.CALLING:
             self.user.on_timeout(self, now, self.replied)
             self._terminate()
+        elif self.state is State.PROCEEDING and not self._gave_up:
+            # §16.8: timer C after a provisional -> the user CANCELs the branch.
+            # The transaction stays to ACK the 487 that answers the CANCEL
+            # (§17.1.1.2), which must not be forwarded statelessly; §9.1: "If there
+            # is no final response for the original request in 64*T1 seconds, the
+            # client SHOULD then consider the original transaction cancelled and
+            # SHOULD destroy the client transaction".
+            self._gave_up = True
+            self.user.on_timeout(self, now, self.replied)
+            if self.state is State.PROCEEDING:
+                self._timeout = self.tq.call_at(now + self.timers.timer_64t1, self._on_end)
 
     def receive(self, response: Response, now: float) -> None:
         """Feed a response matched to this transaction."""
@@ -210,8 +230,17 @@ class InviteClientTransaction(ClientTransaction):
                     self._timeout = self.tq.call_at(
                         now + self.timers.fr_inv_timer, self._on_timeout
                     )
+                elif status > 100 and self._timeout is not None and not self._gave_up:
+                    # §16.7 step 2: "if the response is a provisional response with
+                    # status codes 101 to 199 inclusive (i.e., anything but 100), the
+                    # proxy MUST reset timer C for that client transaction."
+                    self._timeout.cancel()
+                    self._timeout = self.tq.call_at(
+                        now + self.timers.fr_inv_timer, self._on_timeout
+                    )
                 self.replied = True
-                self.user.on_response(self, response, now)
+                if not self._gave_up:  # after on_timeout only a 2xx still matters
+                    self.user.on_response(self, response, now)
             elif status < 300:
                 # RFC 6026 §7.2: a 2xx moves to Accepted (timer M), not Terminated,
                 # so retransmitted 2xx still reach the user.
@@ -228,7 +257,8 @@ class InviteClientTransaction(ClientTransaction):
                 # §17.1.1.2: timer D is at least 32 s for unreliable transports, 0 else.
                 wait = 0.0 if self.addr.reliable else self.timers.timer_d
                 self._timeout = self.tq.call_at(now + wait, self._on_end)
-                self.user.on_response(self, response, now)
+                if not self._gave_up:  # the 487 to our CANCEL after timer C: absorbed
+                    self.user.on_response(self, response, now)
         elif state is State.COMPLETED:
             if status >= 300:
                 # §17.1.1.2: retransmitted final -> ACK again, not passed up.
@@ -313,6 +343,11 @@ def build_ack(request: Request, response: Response) -> bytes:
     lines = [f"ACK {request.uri_text} SIP/2.0"]
     via = request.get("via")
     if via is not None:
+        # §17.1.1.3: "The ACK MUST contain a single Via header field, and this MUST
+        # be equal to the top Via header field of the original request" -- the
+        # first line may carry several comma-separated values.
+        if "," in via:
+            via = split_commas(via)[0]
         lines.append(f"Via: {via}")
     for key, name, value in request.headers:
         if key == "route":

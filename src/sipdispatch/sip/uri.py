@@ -109,12 +109,13 @@ def parse_hostport(text: str, what: str = "host") -> tuple[str, int | None]:
         return host, _port(rest[1:], what)
     host, sep, port_text = text.partition(":")
     if not host or not _HOST_CHARS.issuperset(host):
-        raise ParseError(f"bad {what} {text!r}")
+        raise ParseError(f"bad {what} {text[:60]!r}")  # bounded: it becomes a reason phrase
     return host, (_port(port_text, what) if sep else None)
 
 
 def _port(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 5:
+    # isascii: str.isdigit() also accepts '²' (a latin-1 byte), which int() rejects.
+    if not text.isascii() or not text.isdigit() or len(text) > 5:
         raise ParseError(f"bad port in {what}")
     port = int(text)
     if not 0 < port < 65536:

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up (first time) and run every check: ruff, mypy and the whole pytest suite
+# (unit, property, store round trips against MariaDB/PostgreSQL/SQLite, and
+# loopback integration with sipp). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! command -v sipp >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester) >/dev/null
+  elif command -v sudo >/dev/null 2>&1; then
+    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester) >/dev/null
+  else
+    echo "test.sh: sipp is missing; install the Debian package sip-tester" >&2
+    exit 1
+  fi
+fi
+if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed-test ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  touch .venv/.installed-test
+fi
+.venv/bin/ruff check src tests
+.venv/bin/ruff format --check src tests
+.venv/bin/mypy src
+exec .venv/bin/pytest "$@"
