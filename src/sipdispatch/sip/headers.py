@@ -59,6 +59,12 @@ def split_commas(value: str) -> list[str]:
     """
     if "," not in value:
         return [value.strip()]
+    if '"' not in value and "<" not in value:
+        # Fast path (Via sets, Route sets written without brackets): no quoting.
+        parts = [part.strip() for part in value.split(",")]
+        if not all(parts):
+            raise ParseError("empty value in comma-separated list")
+        return parts
     out: list[str] = []
     start = 0
     in_quote = False

@@ -13,6 +13,7 @@ list, which is cheaper than building a dictionary for every message.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 from sipdispatch.sip.errors import ParseError
@@ -314,32 +315,59 @@ def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     return -1, -1
 
 
+_FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]+")
+_name_cache: dict[str, tuple[str, str]] = {}
+
+
+def _header_name(raw: str) -> tuple[str, str] | None:
+    """(key, name) for the text before a header's colon, or None if not a token.
+
+    Memoised: the same few names come in every message, so the token check and
+    the compact-form lookup run once per distinct spelling.
+    """
+    known = _name_cache.get(raw)
+    if known is not None:
+        return known
+    name = raw.rstrip(" \t")
+    if not name or not _TOKEN_CHARS.issuperset(name):
+        return None
+    known = (header_key(name), name)
+    if len(_name_cache) < 4096:  # bounded: names are peer-chosen
+        _name_cache[raw] = known
+    return known
+
+
 def parse_head(head: str) -> tuple[str, list[Header]]:
     """Split a decoded head into its start line and header list (folding undone)."""
+    if "\n " in head or "\n\t" in head:
+        # §7.3.1: a line starting with white space continues the previous one.
+        first, sep, rest = head.partition("\n")
+        if rest[:1] in (" ", "\t"):
+            err = ParseError("continuation line before any header")
+            err.start_line, err.headers = first.rstrip("\r"), []
+            raise err
+        head = first + sep + _FOLD_RE.sub(" ", rest)
     lines = head.split("\n")
-    start = lines[0].rstrip("\r")
+    start = lines[0]
+    if start.endswith("\r"):
+        start = start[:-1]
     headers: list[Header] = []
-    for raw in lines[1:]:
-        line = raw[:-1] if raw.endswith("\r") else raw
+    append = headers.append
+    for line in lines[1:]:
+        if line.endswith("\r"):
+            line = line[:-1]
         if not line:
             continue
-        if line[0] in " \t":
-            # §7.3.1: a line starting with white space continues the previous one.
-            if not headers:
-                raise ParseError("continuation line before any header")
-            key, name, value = headers[-1]
-            headers[-1] = (key, name, f"{value} {line.strip()}".strip())
-            continue
-        colon = line.find(":")
-        name = line[:colon].rstrip(" \t") if colon > 0 else ""
-        if not name or not _TOKEN_CHARS.issuperset(name):
+        raw, colon, value = line.partition(":")
+        known = _header_name(raw) if colon else None
+        if known is None:
             err = ParseError(
-                "header line without a colon" if colon <= 0 else f"bad header name {name[:40]!r}"
+                "header line without a colon" if not colon else f"bad header name {raw[:40]!r}"
             )
             # Keep what was read so far: a usable Via still allows a 400 reply.
             err.start_line, err.headers = start, headers
             raise err
-        headers.append((header_key(name), name, line[colon + 1 :].strip()))
+        append((known[0], known[1], value.strip()))
     return start, headers
 
 
@@ -382,8 +410,9 @@ def build_message(start: str, headers: list[Header], body: bytes) -> Request | R
         msg: Request | Response = Response(first, second, headers, body)
     else:
         msg = Request(first, second, headers, body)
+        present = {h[0] for h in headers}
         for key, name in REQUIRED_REQUEST_HEADERS:
-            if not msg.has(key):
+            if key not in present:
                 raise ParseError(f"missing {name} header")
         _num, cseq_method = msg.cseq
         # §8.2.2 / §20.16: the CSeq method MUST match the request method.

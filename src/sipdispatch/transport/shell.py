@@ -10,6 +10,7 @@ reached over a pooled connection, reused for both directions (RFC 3261 §18).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -34,13 +35,21 @@ TCP_MAX_BUFFERED = 1 << 20
 """A peer whose unsent output exceeds this many bytes is disconnected."""
 
 
+_is_ip_cache: dict[str, bool] = {}
+
+
 def is_ip(host: str) -> bool:
-    """True if ``host`` is an IPv4 or IPv6 literal."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    """True if ``host`` is an IPv4 or IPv6 literal (memoised: this runs per send)."""
+    known = _is_ip_cache.get(host)
+    if known is None:
+        try:
+            ipaddress.ip_address(host)
+            known = True
+        except ValueError:
+            known = False
+        if len(_is_ip_cache) < 65536:  # bounded: hosts come from peers' Vias
+            _is_ip_cache[host] = known
+    return known
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -153,10 +162,8 @@ class SipShell:
         sock = transport.get_extra_info("socket")
         # Large buffers absorb bursts (Kamailio raises them as well).
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
-            except OSError:
-                pass
         self.udp.setdefault(family, transport)
         bound = transport.get_extra_info("sockname")
         return bound[0], bound[1]

@@ -1,0 +1,5 @@
+"""``python -m sipdispatch`` is the ``sipdispatch`` command."""
+
+from sipdispatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Round-robin: 4 (Kamailio) and 14 (sipdispatch: round-robin within the best
+priority, serial across priorities)."""
+
+from __future__ import annotations
+
+from sipdispatch.dispatcher.algorithms.base import (
+    EMPTY_SELECTION,
+    Algorithm,
+    SelectContext,
+    Selection,
+    SelectOptions,
+    finish,
+    next_round_robin,
+    register,
+)
+from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.dispatcher.sets import DestinationSet
+from sipdispatch.dispatcher.states import DS_SKIP_MASK
+
+
+@register
+class RoundRobin(Algorithm):
+    """4: next destination after the last one used (Kamailio ``last``)."""
+
+    number = 4
+    name = "round-robin"
+    aliases = ("rr",)
+
+    def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
+        return finish(dset, next_round_robin(dset), opts, update_last=True)
+
+
+@register
+class RoundRobinOrSerial(Algorithm):
+    """14 (sipdispatch, not in Kamailio): round-robin among the usable destinations
+    of the highest priority that has any; lower priorities are the failover, in
+    set order. All equal priorities: plain round-robin. All different: serial (8).
+    """
+
+    number = 14
+    name = "round-robin-or-serial"
+    aliases = ("rr-serial",)
+    kamailio = False
+
+    def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
+        dests = dset.dests
+        n = len(dests)
+        default = n - 1 if opts.use_default and n > 1 else -1
+        limit = opts.limit
+        out: list[Destination] = []
+        chosen_tier = False
+        for start, end in dset.tiers:
+            if end - 1 == default:
+                end -= 1
+            size = end - start
+            if size <= 0:
+                continue
+            if not chosen_tier:
+                pos = dset.rr_tiers.get(start, 0) % size
+                picked = -1
+                for step in range(size):
+                    j = start + (pos + step) % size
+                    if not dests[j].state & DS_SKIP_MASK:
+                        picked = j - start
+                        break
+                if picked < 0:
+                    continue
+                chosen_tier = True
+                dset.rr_tiers[start] = (picked + 1) % size
+                order = [start + (picked + step) % size for step in range(size)]
+            else:
+                order = list(range(start, end))
+            for j in order:
+                if len(out) >= limit:
+                    break
+                if not dests[j].state & DS_SKIP_MASK:
+                    out.append(dests[j])
+        if default >= 0:
+            if not out:
+                if dests[default].state & DS_SKIP_MASK:
+                    return EMPTY_SELECTION
+                return Selection((dests[default],))
+            if len(out) < limit:
+                out.append(dests[default])
+        if not out:
+            return EMPTY_SELECTION
+        return Selection(tuple(out))

@@ -1,0 +1,192 @@
+"""Call load accounting for algorithm 10 (Kamailio's ``ds_ht`` table).
+
+Kamailio counts a call on a destination when ``ds_select_dst`` picks it for an
+INVITE, moves the count on ``ds_next_dst`` (``ds_load_replace``), marks it
+confirmed on a 2xx (``ds_load_update``), removes it on BYE/CANCEL
+(``ds_load_update``) or failure (``ds_load_unset``), and a timer drops entries
+that live past ``ds_hash_expire`` seconds from the INVITE, or past
+``ds_hash_initexpire`` while still unconfirmed (``ds_ht_timer``). The count
+never goes below zero (``DS_LOAD_DEC``).
+
+Here the proxy calls the ``on_*`` methods itself (no script needed), with
+``now`` from its monotonic clock; :meth:`CallLoadTable.next_deadline` tells it
+when to call :meth:`CallLoadTable.expire`. The table is keyed by Call-ID and
+remembers the destination's set and key (``duid``, else its URI), so it
+survives a reload: :meth:`CallLoadTable.rebind` points it at the new sets and
+recounts their loads.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.dispatcher.sets import DispatcherSets
+
+LOAD_INIT = 0
+"""Kamailio ``DS_LOAD_INIT``: INVITE sent, no 2xx yet."""
+LOAD_CONFIRMED = 1
+"""Kamailio ``DS_LOAD_CONFIRMED``: 2xx seen."""
+
+DEFAULT_HASH_EXPIRE = 7200
+"""Kamailio ``ds_hash_expire`` default (seconds)."""
+DEFAULT_HASH_INITEXPIRE = 7200
+"""Kamailio ``ds_hash_initexpire`` default (seconds)."""
+
+
+@dataclass(slots=True)
+class LoadEntry:
+    """One call counted on one destination."""
+
+    call_id: str
+    setid: int
+    key: str
+    """Destination key: ``duid``, else URI."""
+    dest: Destination | None
+    """The counted destination in the current sets (None if a reload removed it)."""
+    created: float
+    state: int = LOAD_INIT
+    expire_at: float | None = None
+    """``created + hash_expire``; None when that timeout is off."""
+    initexpire_at: float | None = None
+    """``created + hash_initexpire``, applies while INIT; None when off."""
+    token: int = 0
+    """Identifies this entry's live item in the deadline heap."""
+
+    @property
+    def deadline(self) -> float | None:
+        """When the entry expires: the earlier of the two timeouts while INIT."""
+        first = self.expire_at
+        init = self.initexpire_at
+        if self.state == LOAD_INIT and init is not None and (first is None or init < first):
+            first = init
+        return first
+
+
+def _release(dest: Destination | None) -> None:
+    if dest is not None and dest.dlg_load > 0:
+        dest.dlg_load -= 1
+
+
+class CallLoadTable:
+    """Calls in progress per destination, by Call-ID, with expiry on a given clock."""
+
+    def __init__(
+        self,
+        sets: DispatcherSets,
+        *,
+        hash_expire: float = DEFAULT_HASH_EXPIRE,
+        hash_initexpire: float = DEFAULT_HASH_INITEXPIRE,
+    ) -> None:
+        """``hash_expire``/``hash_initexpire`` in seconds; 0 turns that timeout off."""
+        self.sets = sets
+        self.hash_expire = hash_expire
+        self.hash_initexpire = hash_initexpire
+        self._entries: dict[str, LoadEntry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._token = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, call_id: object) -> bool:
+        return call_id in self._entries
+
+    def entry(self, call_id: str) -> LoadEntry | None:
+        """The entry of a call, or None."""
+        return self._entries.get(call_id)
+
+    def _schedule(self, entry: LoadEntry) -> None:
+        deadline = entry.deadline
+        self._token += 1
+        entry.token = self._token
+        if deadline is not None:
+            heapq.heappush(self._heap, (deadline, self._token, entry.call_id))
+
+    def on_invite_sent(self, call_id: str, dest: Destination, now: float) -> bool:
+        """An INVITE of ``call_id`` was sent to ``dest``: count it (+1).
+
+        If the call is already counted on another destination (failover to the
+        next one), the count moves there, with fresh timeouts (Kamailio
+        ``ds_load_replace``). Returns False when it was already counted on this
+        destination (retransmission): nothing changes.
+        """
+        key = dest.key
+        old = self._entries.get(call_id)
+        if old is not None:
+            if old.setid == dest.setid and old.key.lower() == key.lower():
+                return False
+            del self._entries[call_id]
+            _release(old.dest)
+        entry = LoadEntry(
+            call_id=call_id, setid=dest.setid, key=key, dest=dest, created=now,
+            expire_at=now + self.hash_expire if self.hash_expire > 0 else None,
+            initexpire_at=now + self.hash_initexpire if self.hash_initexpire > 0 else None,
+        )  # fmt: skip
+        self._entries[call_id] = entry
+        dest.dlg_load += 1
+        self._schedule(entry)
+        return True
+
+    def on_confirmed(self, call_id: str, now: float) -> bool:
+        """A 2xx to the INVITE arrived: the call is confirmed; from now on only
+        ``hash_expire`` (counted from the INVITE) limits it. False if unknown."""
+        entry = self._entries.get(call_id)
+        if entry is None:
+            return False
+        if entry.state != LOAD_CONFIRMED:
+            entry.state = LOAD_CONFIRMED
+            self._schedule(entry)
+        return True
+
+    def on_released(self, call_id: str) -> bool:
+        """BYE, CANCEL or a failed INVITE: stop counting the call (-1, never below
+        zero). False if the call was not counted."""
+        entry = self._entries.pop(call_id, None)
+        if entry is None:
+            return False
+        _release(entry.dest)
+        return True
+
+    def expire(self, now: float) -> list[str]:
+        """Release every call whose deadline is at or before ``now``; returns their
+        Call-IDs in deadline order."""
+        released: list[str] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, token, call_id = heapq.heappop(heap)
+            entry = self._entries.get(call_id)
+            if entry is None or entry.token != token:
+                continue  # stale: released or rescheduled meanwhile
+            del self._entries[call_id]
+            _release(entry.dest)
+            released.append(call_id)
+        return released
+
+    def next_deadline(self) -> float | None:
+        """The earliest time :meth:`expire` has something to do, or None."""
+        heap = self._heap
+        while heap:
+            _, token, call_id = heap[0]
+            entry = self._entries.get(call_id)
+            if entry is not None and entry.token == token:
+                return heap[0][0]
+            heapq.heappop(heap)
+        return None
+
+    def rebind(self, sets: DispatcherSets) -> None:
+        """Point the table at reloaded sets and recount every destination's load.
+
+        Each call is matched to the new destination with the same set and key;
+        calls whose destination is gone stay in the table (they still expire or
+        get released) but count nowhere.
+        """
+        self.sets = sets
+        for dest in sets.destinations():
+            dest.dlg_load = 0
+        for entry in self._entries.values():
+            dset = sets.get(entry.setid)
+            entry.dest = dset.find_key(entry.key) if dset is not None else None
+            if entry.dest is not None:
+                entry.dest.dlg_load += 1

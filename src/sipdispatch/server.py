@@ -1,0 +1,125 @@
+"""Running the proxy: start-up, main loop and graceful shutdown (uvicorn's shape)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+from sipdispatch.config import Config
+from sipdispatch.routing import DispatchRouter
+from sipdispatch.sip.proxy import ProxyCore, ProxySettings
+from sipdispatch.sip.timers import Timers
+from sipdispatch.transport.shell import SipShell, install_uvloop
+
+log = logging.getLogger("sipdispatch.server")
+
+READY_LINE = "sipdispatch ready"
+"""Written to stderr once every listener is bound (tests and scripts wait for it)."""
+
+
+def timers_from(config: Config) -> Timers:
+    """The core's timer values from the ``[transaction]`` section (ms -> s)."""
+    t = config.transaction
+    return Timers(
+        t1=t.t1 / 1000,
+        t2=t.t2 / 1000,
+        t4=t.t4 / 1000,
+        fr_timer=t.fr_timer / 1000,
+        fr_inv_timer=t.fr_inv_timer / 1000,
+    )
+
+
+def _wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
+class Server:
+    """One sipdispatch process: the SIP listeners and the dispatcher behind them."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stopping = asyncio.Event()
+        self.router = DispatchRouter.from_config(config)
+        self.core: ProxyCore | None = None
+        self.shell: SipShell | None = None
+
+    def _settings(self, bound: list[tuple[str, str, int]]) -> ProxySettings:
+        server = self.config.server
+        local: dict[str, tuple[str, int]] = {}
+        aliases: set[tuple[str, int]] = set()
+        for proto, host, port in bound:
+            shown = host
+            if _wildcard(host):
+                shown = socket.gethostbyname(socket.gethostname())
+                log.warning(
+                    "listening on %s: Via and Record-Route will say %s; set server.advertise",
+                    host,
+                    shown,
+                )
+                aliases.add(("127.0.0.1", port))
+            if server.advertise_host:
+                shown = server.advertise_host
+            shown_port = server.advertise_port or port
+            local.setdefault(proto, (shown, shown_port))
+            aliases.add((host.lower(), port))
+            aliases.add((shown.lower(), shown_port))
+        return ProxySettings(
+            local=local,
+            aliases=aliases,
+            record_route=server.record_route,
+            max_message_size=server.max_message_size,
+            instance=os.urandom(3).hex(),
+        )
+
+    async def start(self) -> None:
+        """Bind every listener and start the proxy."""
+        loop = asyncio.get_running_loop()
+        core = ProxyCore(ProxySettings(local={}), self.router, timers_from(self.config))
+        shell = SipShell(core, loop)
+        self.core, self.shell = core, shell
+        bound: list[tuple[str, str, int]] = []
+        for addr in self.config.server.listen:
+            if addr.proto == "udp":
+                host, port = await shell.listen_udp(addr.host, addr.port)
+            else:
+                host, port = await shell.listen_tcp(addr.host, addr.port)
+            bound.append((addr.proto, host, port))
+        # The real addresses are known only now (a port may have been 0).
+        core.settings = self._settings(bound)
+        self.router.attach(core, shell)
+        shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
+        print(f"{READY_LINE}: SIP on {shown}", file=sys.stderr, flush=True)
+
+    async def stop(self) -> None:
+        """Close listeners and connections."""
+        if self.shell is not None:
+            await self.shell.close()
+
+    async def serve(self) -> None:
+        """Run until SIGTERM or SIGINT."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.start()
+        await self.stopping.wait()
+        log.info("stopping")
+        await self.stop()
+
+
+def run(config: Config) -> int:
+    """Run the proxy in the foreground; return the exit status."""
+    factory = install_uvloop()
+    server_holder: list[Server] = []
+
+    async def main() -> None:
+        server = Server(config)
+        server_holder.append(server)
+        await server.serve()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    return 0

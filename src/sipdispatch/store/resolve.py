@@ -1,0 +1,55 @@
+"""Loading a store and resolving every destination host, all or nothing."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.dispatcher.listfile import Resolver, resolve_all
+from sipdispatch.store.base import Store
+
+_SOCKET_TYPES = {
+    "udp": socket.SOCK_DGRAM,
+    "tcp": socket.SOCK_STREAM,
+    "tls": socket.SOCK_STREAM,
+    "sctp": socket.SOCK_STREAM,
+    "ws": socket.SOCK_STREAM,
+    "wss": socket.SOCK_STREAM,
+}
+
+
+def resolve_host(host: str, port: int, transport: str) -> tuple[str, int]:
+    """Default resolver: ``(ip, port)`` for ``host``.
+
+    An IP address is returned as it is (IPv6 compressed). A name is looked up with
+    :func:`socket.getaddrinfo` (A and AAAA records, ``/etc/hosts``) and the first
+    address the system returns is used. SRV/NAPTR lookups are not done: the port is
+    the URI's (or 5060/5061).
+    Raises :class:`OSError` (``socket.gaierror``) when the name does not resolve.
+    """
+    try:
+        return str(ipaddress.ip_address(host)), port
+    except ValueError:
+        pass
+    infos = socket.getaddrinfo(host, port, type=_SOCKET_TYPES.get(transport, socket.SOCK_DGRAM))
+    if not infos:  # pragma: no cover - getaddrinfo raises instead
+        raise OSError(f"no address for {host}")
+    address = infos[0][4][0]
+    return str(address), port
+
+
+def load_and_resolve(store: Store, resolver: Resolver | None = None) -> list[Destination]:
+    """Load every destination of ``store`` and resolve each host, all or nothing.
+
+    ``resolver(host, port, transport) -> (ip, port)`` defaults to :func:`resolve_host`.
+    Destinations with flag 16 (``DS_NODNSARES_DST``) are not resolved, as in
+    Kamailio. Raises :class:`~sipdispatch.dispatcher.errors.DispatcherLoadError`
+    naming the line/row and the reason (bad record, or the host that did not
+    resolve) and :class:`~sipdispatch.store.base.StoreError` when the store
+    cannot be read; on any error no destination is returned, so the caller keeps
+    its running list (SPEC §3, reload).
+    """
+    dests = store.load()
+    resolve_all(dests, resolver if resolver is not None else resolve_host)
+    return dests
