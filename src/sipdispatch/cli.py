@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from sipdispatch import __version__
 from sipdispatch.config import Config, ConfigError, default_config, load_config
+from sipdispatch.dispatcher.errors import DispatcherError
+from sipdispatch.store import StoreError
 
 DEFAULT_CONFIG_FILE = "sipdispatch.toml"
 """Read from the working directory by ``run`` when no ``--config`` is given."""
@@ -61,6 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"sipdispatch: {e}", file=sys.stderr)
         return 2
+    except (DispatcherError, StoreError) as e:
+        print(f"sipdispatch: destinations: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        # Most often a listen address already in use or not on this host.
+        print(f"sipdispatch: {e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return status

@@ -10,6 +10,7 @@ out, marking the failed destination as ``mark_failed`` says (ds_mark_dst).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from typing import Any
@@ -18,13 +19,14 @@ from sipdispatch.config import Config, DispatcherConfig, RouteRule
 from sipdispatch.dispatcher.algorithms import SelectContext, select
 from sipdispatch.dispatcher.callload import CallLoadTable
 from sipdispatch.dispatcher.destination import Destination
-from sipdispatch.dispatcher.sets import DispatcherSets
+from sipdispatch.dispatcher.sets import DispatcherSets, carry_runtime_state
 from sipdispatch.dispatcher.states import parse_state_letters
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import header_key, split_name_addr
 from sipdispatch.sip.message import Request
 from sipdispatch.sip.proxy import Plan, Reject, Target
 from sipdispatch.sip.transaction import Addr
+from sipdispatch.store import Store, StoreError, load_and_resolve, open_store
 
 log = logging.getLogger("sipdispatch.routing")
 
@@ -125,17 +127,51 @@ class DispatchRouter:
         self._index_sources()
         self.core: Any = None
         self.shell: Any = None
+        self.store: Store | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> DispatchRouter:
         """Load the destinations named by the config (list file or database)."""
-        from sipdispatch.store import load_and_resolve, open_store
-
         d = config.dispatcher
         store = open_store(list_file=d.list_file, db_url=d.db_url, table_name=d.table_name)
         rng = random.Random()
         sets = DispatcherSets(load_and_resolve(store), rng)
-        return cls(config.routes, d, sets, rng)
+        router = cls(config.routes, d, sets, rng)
+        router.store = store
+        return router
+
+    def load(self) -> list[Destination]:
+        """Read and resolve the store (blocking: run it off the event loop).
+
+        Raises DispatcherLoadError (naming the line or row) or StoreError.
+        """
+        if self.store is None:
+            raise StoreError("no destination store configured")
+        return load_and_resolve(self.store)
+
+    def replace(self, dests: list[Destination]) -> int:
+        """Switch to a freshly loaded destination list (the second half of a reload).
+
+        With ``keep_state_on_reload`` unchanged destinations keep their state,
+        latency and load (returns how many); new ones start as loaded.
+        """
+        sets = DispatcherSets(dests, self.rng)
+        carried = carry_runtime_state(self.sets, sets) if self.dconf.keep_state_on_reload else 0
+        self.sets = sets
+        self.calls.rebind(sets)
+        self._index_sources()
+        log.info(
+            "dispatcher reloaded: %d sets, %d destinations (%d kept their state)",
+            len(sets),
+            len(dests),
+            carried,
+        )
+        return carried
+
+    async def reload(self) -> int:
+        """``dispatcher.reload``: all or nothing; on error the running list stays."""
+        dests = await asyncio.get_running_loop().run_in_executor(None, self.load)
+        return self.replace(dests)
 
     def attach(self, core: Any, shell: Any) -> None:
         """Called once the proxy runs (the prober and the admin API use these)."""

@@ -83,10 +83,14 @@ class Server:
         self.core, self.shell = core, shell
         bound: list[tuple[str, str, int]] = []
         for addr in self.config.server.listen:
-            if addr.proto == "udp":
-                host, port = await shell.listen_udp(addr.host, addr.port)
-            else:
-                host, port = await shell.listen_tcp(addr.host, addr.port)
+            try:
+                if addr.proto == "udp":
+                    host, port = await shell.listen_udp(addr.host, addr.port)
+                else:
+                    host, port = await shell.listen_tcp(addr.host, addr.port)
+            except OSError as e:
+                await shell.close()
+                raise OSError(e.errno, f"cannot listen on {addr}: {e.strerror or e}") from e
             bound.append((addr.proto, host, port))
         # The real addresses are known only now (a port may have been 0).
         core.settings = self._settings(bound)

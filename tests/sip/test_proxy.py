@@ -401,3 +401,32 @@ def test_16_7_2xx_arriving_after_timer_c_gave_408_is_still_forwarded() -> None:
     assert [m.status for _, m in only(out, Response)] == [408]
     out = h.send(reply(fwd, 200, "OK"), GW1)
     assert [(a, m.status) for a, m in only(out, Response)] == [(CALLER, 200)]
+
+
+def test_originate_sends_our_own_request_and_reports_the_final() -> None:
+    h = Harness(plan_to(GW1))
+    seen: list[tuple[int, float]] = []
+    ping = parse_datagram(
+        b"OPTIONS sip:127.0.0.1:5071 SIP/2.0\r\nFrom: <sip:dispatcher@localhost>;tag=p1\r\n"
+        b"To: <sip:127.0.0.1:5071>\r\nCall-ID: ping-1\r\nCSeq: 1 OPTIONS\r\n"
+        b"Via: SIP/2.0/UDP 0.0.0.0:1;branch=z9hG4bKdummy\r\nContent-Length: 0\r\n\r\n"
+    )
+    ping.remove("via")
+    h.core.originate(ping, GW1, lambda status, _r, now: seen.append((status, now)), h.now)
+    [(addr, sent)] = h.drain()
+    assert addr == GW1 and sent.method == "OPTIONS" and len(sent.vias()) == 1
+    h.now = 0.25
+    assert h.send(reply(sent, 200, "OK"), GW1) == []
+    assert seen == [(200, 0.25)]
+
+
+def test_originate_reports_408_when_nothing_answers() -> None:
+    h = Harness(plan_to(GW1))
+    seen: list[int] = []
+    ping = Request("OPTIONS", "sip:127.0.0.1:5071", [
+        ("from", "From", "<sip:d@localhost>;tag=1"), ("to", "To", "<sip:127.0.0.1:5071>"),
+        ("call-id", "Call-ID", "p2"), ("cseq", "CSeq", "1 OPTIONS"),
+    ])  # fmt: skip
+    h.core.originate(ping, GW1, lambda status, _r, _now: seen.append(status), h.now)
+    h.advance(TIMERS.fr_timer + 0.1)
+    assert seen == [408]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -221,6 +221,16 @@ class Context:
         return self.best.status if self.best is not None else self.best_local
 
 
+class Origin:
+    """Owner of a request the proxy itself sends (an OPTIONS ping, ...)."""
+
+    __slots__ = ("callback", "done")
+
+    def __init__(self, callback: Callable[[int, Response | None, float], None]) -> None:
+        self.callback = callback
+        self.done = False
+
+
 def response_addr(via: Via, src: Addr | None) -> Addr:
     """Where a response to a request with this top Via goes (RFC 3261 §18.2.2, RFC 3581)."""
     transport = via.transport.lower()
@@ -317,6 +327,31 @@ class ProxyCore:
         response = make_response(request, err.status, reason, to_tag=self._new_tag())
         self.stats[f"tx_reply_{err.status}"] += 1
         self._emit(response_addr(self._with_received(via, src), src), response.to_bytes())
+
+    def originate(
+        self,
+        request: Request,
+        addr: Addr,
+        callback: Callable[[int, Response | None, float], None],
+        now: float,
+    ) -> str:
+        """Send a request of our own as a non-INVITE client transaction.
+
+        ``request`` carries everything but the Via, which is added here.
+        ``callback(status, response, now)`` runs once, on the final response, or
+        with 408 and no response when ``fr_timer`` expires or the transport fails.
+        Returns the branch.
+        """
+        branch = f"{BRANCH_COOKIE}sdo.{self._new_id()}"
+        request.prepend("via", "Via", self._via_value(addr.transport, branch))
+        tx = NonInviteClientTransaction(
+            request, branch, addr, self.timers, self.tq, self._emit, self
+        )
+        tx.owner = Origin(callback)
+        self.client_txs[tx.key] = tx
+        self.stats["tx_requests_local"] += 1
+        tx.start(request.to_bytes(), now)
+        return branch
 
     # -- internals -----------------------------------------------------------------
 
@@ -641,6 +676,9 @@ class ProxyCore:
     def on_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
         b = tx.owner
         if not isinstance(b, Branch):
+            if isinstance(b, Origin) and response.status >= 200 and not b.done:
+                b.done = True
+                b.callback(response.status, response, now)
             return  # our CANCEL's 200 and the like
         ctx = b.ctx
         response.pop_first_value("via")
@@ -683,6 +721,11 @@ class ProxyCore:
 
     def on_timeout(self, tx: ClientTransaction, now: float, replied: bool) -> None:
         b = tx.owner
+        if isinstance(b, Origin):
+            if not b.done:
+                b.done = True
+                b.callback(408, None, now)
+            return
         if not isinstance(b, Branch) or b.final:
             return
         if replied and isinstance(tx, InviteClientTransaction):
