@@ -565,6 +565,14 @@ class StreamParser:
                 out.append(e)
 
 
+def _lacks_tag(to_value: str) -> bool:
+    """True when a To value parses and has no tag (a broken one gets none added)."""
+    try:
+        return tag_of(to_value) is None
+    except ParseError:
+        return False
+
+
 def make_response(
     request: Request,
     status: int,
@@ -576,11 +584,13 @@ def make_response(
 
     Copies Via (all values, in order), From, To, Call-ID and CSeq; adds a To tag
     when asked and the To has none (§8.2.6.2: MUST for non-100 when absent).
+    Never raises: a To that does not parse is copied as it is, so that the 400
+    for a malformed request can always be built.
     """
     headers: list[Header] = []
     for h in request.headers:
         key = h[0]
-        if key == "to" and to_tag is not None and tag_of(h[2]) is None:
+        if key == "to" and to_tag is not None and _lacks_tag(h[2]):
             headers.append((key, h[1], f"{h[2]};tag={to_tag}"))
         elif key in ("via", "from", "to", "call-id", "cseq"):
             headers.append(h)

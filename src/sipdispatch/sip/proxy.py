@@ -238,7 +238,9 @@ def response_addr(via: Via, src: Addr | None) -> Addr:
         return src  # §18.2.2: reliable transport -> the connection it came on
     host = via.params.get("received") or via.host
     rport = via.params.get("rport")
-    port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+    port = via.port or 5060
+    if rport and rport.isascii() and rport.isdigit() and 0 < int(rport) < 65536:
+        port = int(rport)
     return Addr(transport, host, port)
 
 
@@ -252,6 +254,7 @@ class ProxyCore:
     """The stateful proxy: transactions, forwarding, response selection, CANCEL."""
 
     def __init__(self, settings: ProxySettings, router: Router, timers: Timers) -> None:
+        self._our_routes: frozenset[str] = frozenset()
         self.settings = settings
         self.router = router
         self.timers = timers
@@ -261,6 +264,20 @@ class ProxyCore:
         self.client_txs: dict[tuple[str, str], ClientTransaction] = {}
         self.stats: Counter[str] = Counter()
         self._counter = 0
+
+    @property
+    def settings(self) -> ProxySettings:
+        """Who we are (local addresses, aliases); may be replaced once bound."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: ProxySettings) -> None:
+        self._settings = settings
+        # Our Record-Route values exactly as we write them: a Route equal to one of
+        # these is ours without parsing it.
+        self._our_routes = frozenset(
+            _rr_value(host, port, transport) for transport, (host, port) in settings.local.items()
+        )
 
     # -- shell interface ---------------------------------------------------------
 
@@ -474,9 +491,11 @@ class ProxyCore:
             self._start_branch(ctx, target, loop_hash, now)
 
     def _loop_hash(self, req: Request) -> int:
-        text = "|".join(
-            (req.uri_text, req.call_id, req.from_tag or "", req.to_tag or "", str(req.cseq[0]))
-        )
+        # §16.6 step 8: what a loop leaves unchanged. The From and To values as
+        # written stand in for their tags (no proxy rewrites them) and spare
+        # parsing them on every request.
+        get = req.get
+        text = f"{req.uri_text}|{get('call-id')}|{get('from')}|{get('to')}|{get('cseq')}"
         return zlib.crc32(text.encode("latin-1"))
 
     def _looped(self, req: Request, loop_hash: int) -> bool:
@@ -494,11 +513,18 @@ class ProxyCore:
 
     def _pop_our_routes(self, req: Request) -> bool:
         popped = False
+        ours = self._our_routes
         while True:
-            first = req.values("route")[:1] if req.has("route") else []
-            if not first:
+            value = req.get("route")
+            if value is None:
                 return popped
-            uri_text, _ = split_name_addr(first[0])
+            first = value.split(",", 1)[0].strip() if "," in value else value
+            if first in ours:  # fast path: our Record-Route came back verbatim
+                req.pop_first_value("route")
+                popped = True
+                continue
+            first = req.values("route")[0]
+            uri_text, _ = split_name_addr(first)
             try:
                 uri = parse_uri(uri_text)
             except ParseError:
