@@ -430,3 +430,10 @@ def test_originate_reports_408_when_nothing_answers() -> None:
     h.core.originate(ping, GW1, lambda status, _r, _now: seen.append(status), h.now)
     h.advance(TIMERS.fr_timer + 0.1)
     assert seen == [408]
+
+
+def test_oversize_request_after_leading_crlfs_still_gets_513() -> None:
+    h = Harness(plan_to(GW1))
+    big = invite().replace("Content-Length: 0", "X-Pad: " + "a" * 70000 + "\nContent-Length: 0")
+    h.core.receive(b"\r\n\r\n" + _wire(big), CALLER, h.now)
+    assert [m.status for _, m in h.drain()] == [513]

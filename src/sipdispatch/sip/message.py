@@ -450,6 +450,7 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
     Raises :class:`ParseError` with the status for a reply: 513 when larger than
     ``max_size``, 400 (or 505) with a reason saying what is wrong otherwise.
     """
+    data = data.lstrip(b"\r\n")  # §7.5: CRLFs before a start line are ignored
     if len(data) > max_size:
         err = ParseError("message too large", 513)
         # Read the head anyway (bounded) so a usable Via still gets the 513.
@@ -458,7 +459,6 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
             with contextlib.suppress(ParseError):
                 err.start_line, err.headers = parse_head(data[:head_end].decode("latin-1"))
         raise err
-    data = data.lstrip(b"\r\n")  # §7.5: CRLFs before a start line are ignored
     head_end, body_start = find_head_end(data)
     if head_end < 0:
         raise ParseError("no empty line after the headers")
