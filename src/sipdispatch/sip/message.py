@@ -347,13 +347,17 @@ def parse_head(head: str) -> tuple[str, list[Header]]:
             err.start_line, err.headers = first.rstrip("\r"), []
             raise err
         head = first + sep + _FOLD_RE.sub(" ", rest)
-    lines = head.split("\n")
-    start = lines[0]
+    start, _, rest = head.partition("\n")
     if start.endswith("\r"):
         start = start[:-1]
+    return start, _parse_lines(start, rest) if rest else []
+
+
+def _parse_lines(start: str, rest: str) -> list[Header]:
+    """The line-by-line parse, for heads the fast path did not take."""
     headers: list[Header] = []
     append = headers.append
-    for line in lines[1:]:
+    for line in rest.split("\n"):
         if line.endswith("\r"):
             line = line[:-1]
         if not line:
@@ -368,7 +372,7 @@ def parse_head(head: str) -> tuple[str, list[Header]]:
             err.start_line, err.headers = start, headers
             raise err
         append((known[0], known[1], value.strip()))
-    return start, headers
+    return headers
 
 
 def parse_start_line(start: str) -> tuple[str, str] | tuple[int, str]:
