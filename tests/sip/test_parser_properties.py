@@ -16,7 +16,7 @@ import string
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sipdispatch.sip.errors import ParseError
@@ -86,7 +86,11 @@ def without_content_length(headers: list[Header]) -> list[Header]:
 
 
 def exercise(msg: Message) -> None:
-    """Every accessor the proxy uses raises ParseError at worst; re-serializing is lossless."""
+    """Every accessor the proxy uses raises ParseError at worst; re-serializing is lossless.
+
+    Works on a copy: one probe edits the message, and callers compare it afterwards.
+    """
+    msg = msg.copy()
     probes: list[Callable[[], Any]] = [
         lambda: msg.top_via,
         msg.vias,
@@ -144,6 +148,16 @@ def same_item(a: Message | ParseError, b: Message | ParseError) -> None:
 
 @PROPERTY
 @given(data=any_bytes, max_size=st.sampled_from([65535, 200]))
+@example(  # regression: a non-ASCII digit in Content-Length once raised ValueError
+    data=(
+        b"INVITE sip:bob@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP client.example.com:5060;branch=z9hG4bK-base\r\n"
+        b"Max-Forwards: 70\r\nTo: <sip:bob@example.com>\r\n"
+        b"From: <sip:alice@example.com>;tag=base\r\nCall-ID: base-1@client.example.com\r\n"
+        b"CSeq: 1 INVITE\r\nContent-Length: \xb9\r\n\r\nx"
+    ),
+    max_size=65535,
+)
 def test_any_bytes_give_a_message_or_a_parse_error(data: bytes, max_size: int) -> None:
     try:
         msg = parse_datagram(data, max_size)
@@ -160,6 +174,21 @@ def test_any_bytes_give_a_message_or_a_parse_error(data: bytes, max_size: int) -
     data=any_bytes,
     cuts=st.lists(st.integers(0, 1000), max_size=12),
     max_size=st.sampled_from([65535, 200]),
+)
+@example(  # regression: quoted display names with commas, `<` and `;`, one chunk
+    data=(
+        b"MESSAGE sip:hank@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP iris.example.com;branch=z9hG4bK-dn\r\n"
+        b'To: "Hank, \\"The Tank\\" <Jr>; Esq." <sip:hank@example.com>\r\n'
+        b'From: "Iris; <not a uri>, really" <sip:iris@example.com;transport=udp>;tag=q1;x\r\n'
+        b'Contact: "A, B" <sip:a@example.com;lr>, <sip:b,c@example.com?S=x,y>;q=0.5,'
+        b" sip:c@example.com;q=0.1\r\n"
+        b"Route: <sip:p1.example.com;lr>,<sip:p2.example.com;lr;note=a,b>\r\n"
+        b"Call-ID: display-names@iris.example.com\r\nCSeq: 8 MESSAGE\r\n"
+        b"Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nHi!\r\n"
+    ),
+    cuts=[],
+    max_size=65535,
 )
 def test_stream_over_any_chunking_raises_only_parse_error_and_agrees_with_one_chunk(
     data: bytes, cuts: list[int], max_size: int
