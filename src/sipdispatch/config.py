@@ -679,12 +679,18 @@ def _parse_server(t: _Table) -> ServerConfig:
         except ValueError as exc:
             raise t.fail("advertise", f'must be "" or host[:port]: {exc}') from None
 
+    workers = t.get_int("workers", d.workers, lo=1, unit="processes")
+    if workers != 1:
+        # Several processes need call load, round-robin position and destination
+        # state shared between them; until that exists, refuse rather than
+        # silently run one process.
+        raise t.fail("workers", "only 1 is supported yet (several worker processes are planned)")
     return ServerConfig(
         listen=tuple(addrs),
         advertise_host=advertise_host,
         advertise_port=advertise_port,
         record_route=t.get_bool("record_route", d.record_route),
-        workers=t.get_int("workers", d.workers, lo=1, unit="processes"),
+        workers=workers,
         log_level=t.get_choice("log_level", d.log_level, LOG_LEVELS),
         max_message_size=t.get_int(
             "max_message_size",
