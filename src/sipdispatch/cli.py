@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sipdispatch import __version__
 from sipdispatch.config import Config, ConfigError, default_config, load_config
 from sipdispatch.dispatcher.errors import DispatcherError
 from sipdispatch.store import StoreError
+
+if TYPE_CHECKING:
+    from sipdispatch.store import Store
 
 DEFAULT_CONFIG_FILE = "sipdispatch.toml"
 """Read from the working directory by ``run`` when no ``--config`` is given."""
@@ -41,6 +46,300 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(config)
 
 
+# --------------------------------------------------------------------------------------------
+# sipdispatch rpc / dispatcher: the operator's commands (kamcmd and kamctl dispatcher)
+# --------------------------------------------------------------------------------------------
+
+
+def _fail(where: str, message: str) -> int:
+    """Print one error line and return the failure status."""
+    print(f"sipdispatch: {where}: {message}" if where else f"sipdispatch: {message}",
+          file=sys.stderr)  # fmt: skip
+    return 1
+
+
+def _admin_target(
+    config_path: str | None, url: str | None, token: str | None
+) -> tuple[str, str | None]:
+    """The admin URL and token to use: the options, else ``SIPDISPATCH_TOKEN`` for the
+    token, else the ``[admin]`` section of the config (``./sipdispatch.toml`` or
+    the built-in defaults, as ``run`` reads them)."""
+    from sipdispatch.admin import TOKEN_ENV
+    from sipdispatch.admin.client import admin_url
+
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
+    if url is not None and token is not None:
+        return url, token
+    admin = _load(config_path).admin
+    return (url or admin_url(admin)), (token if token is not None else admin.token or None)
+
+
+def _call_and_print(
+    where: str,
+    url: str,
+    token: str | None,
+    method: str,
+    params: list[object],
+    *,
+    as_json: bool,
+    timeout: float,
+) -> int:
+    """Call ``method`` and print the answer as kamcmd does (or as JSON); 0 on success."""
+    from sipdispatch.admin.client import AdminUnreachable, call, error_line, format_result
+
+    try:
+        response = call(url, method, params, token=token, timeout=timeout)
+    except AdminUnreachable as exc:
+        return _fail(where, str(exc))
+    error = response.get("error")
+    if as_json:
+        print(json.dumps(response, indent=2, ensure_ascii=False))
+    elif error is None:
+        text = format_result(response.get("result"))
+        if text:
+            print(text)
+    if error is not None:
+        line = error_line(error)
+        if isinstance(error, dict) and error.get("code") == 401:
+            line += f" (give the admin token with --token or {_token_env()})"
+        return _fail(where, line)
+    return 0
+
+
+def _token_env() -> str:
+    from sipdispatch.admin import TOKEN_ENV
+
+    return TOKEN_ENV
+
+
+def _cmd_rpc(args: argparse.Namespace) -> int:
+    from sipdispatch.admin.client import convert_param
+
+    url, token = _admin_target(args.config, args.admin, args.token)
+    params = [convert_param(p) for p in args.params]
+    return _call_and_print(
+        "rpc", url, token, args.method, params, as_json=args.json, timeout=args.timeout
+    )
+
+
+def _add_rpc_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rpc = sub.add_parser(
+        "rpc",
+        help="call a JSON-RPC method of a running proxy (kamcmd)",
+        description="Call a JSON-RPC method on a running proxy and print the result as kamcmd "
+        "does, e.g. 'sipdispatch rpc dispatcher.set_state dx 1 sip:mg1:5060'. Parameters that "
+        "look like numbers are sent as numbers; prefix s: to send one as text (s:1234).",
+    )
+    rpc.add_argument(
+        "--admin",
+        metavar="URL",
+        help="admin listener, http://HOST:PORT (default: [admin] listen of the config)",
+    )
+    rpc.add_argument(
+        "--token", help=f"admin Bearer token (default: ${_token_env()}, else the config's)"
+    )
+    rpc.add_argument(
+        "--config", help=f"TOML config to read [admin] from (default ./{DEFAULT_CONFIG_FILE})"
+    )
+    rpc.add_argument("--json", action="store_true", help="print the JSON-RPC response as JSON")
+    rpc.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the answer (30)"
+    )
+    rpc.add_argument("method", help="e.g. dispatcher.list (system.listMethods lists them)")
+    rpc.add_argument("params", nargs="*", metavar="PARAM", help="the method's parameters")
+    rpc.set_defaults(func=_cmd_rpc)
+
+
+_DISPATCHER_ACTIONS = ("add", "show", "rm", "rmset", "rmip", "reload", "dump")
+
+
+def _int_arg(name: str, text: str, *, hex_ok: bool = False, low: int | None = None) -> int:
+    """Parse an integer argument; raises ValueError with the message to print."""
+    value: int | None = None
+    stripped = text.strip()
+    try:
+        if hex_ok and stripped[:2].lower() == "0x":
+            value = int(stripped[2:], 16)
+        elif stripped.lstrip("+-").isdigit():
+            value = int(stripped)
+    except ValueError:
+        value = None
+    if value is None:
+        form = "a decimal or 0x hex integer" if hex_ok else "an integer"
+        raise ValueError(f"bad {name} {text!r}: must be {form}")
+    if low is not None and value < low:
+        raise ValueError(f"bad {name} {value}: must be >= {low}")
+    return value
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    """The store the options name: ``--list-file``, ``--db-url``, else the config's."""
+    from sipdispatch.store import ListFileStore, SqlStore, open_store
+
+    if args.list_file:
+        return ListFileStore(args.list_file)
+    if args.db_url:
+        return SqlStore(args.db_url, args.table or "dispatcher")
+    d = _load(args.config).dispatcher
+    return open_store(list_file=d.list_file, db_url=d.db_url, table_name=args.table or d.table_name)
+
+
+_APPLY_HINT = "run 'sipdispatch dispatcher reload' to apply it to a running proxy"
+
+
+def _show_rows(store: Store, as_json: bool) -> None:
+    from sipdispatch.store import ListFileStore
+
+    rows = store.rows()
+    id_name = "line" if isinstance(store, ListFileStore) else "id"
+    if as_json:
+        print(json.dumps([
+            {id_name: r.id, "setid": r.setid, "destination": r.destination, "flags": r.flags,
+             "priority": r.priority, "attrs": r.attrs, "description": r.description}
+            for r in rows
+        ], indent=2, ensure_ascii=False))  # fmt: skip
+        return
+    header = (id_name, "setid", "destination", "flags", "priority", "attrs", "description")
+    table = [header] + [
+        (str(r.id), str(r.setid), r.destination, str(r.flags), str(r.priority), r.attrs,
+         r.description)
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print(f"(no destinations in {store.location})")
+
+
+def _dispatcher_store_action(args: argparse.Namespace, where: str) -> int:
+    from sipdispatch.dispatcher.errors import DispatcherError
+    from sipdispatch.store import ListFileStore, StoreError
+
+    try:
+        store = _open_store(args)
+    except StoreError as exc:
+        return _fail(where, str(exc))
+    try:
+        action = args.action
+        if action == "show":
+            _show_rows(store, args.json)
+            return 0
+        if action == "add":
+            setid = _int_arg("SETID", args.setid, low=0)
+            flags = _int_arg("FLAGS", args.flags, hex_ok=True, low=0)
+            priority = _int_arg("PRIORITY", args.priority)
+            new_id = store.add(setid, args.uri, flags, priority, args.attrs, args.description)
+            what = "line" if isinstance(store, ListFileStore) else "id"
+            print(
+                f"added {what} {new_id}: set {setid} {args.uri.strip()} flags {flags} "
+                f"priority {priority} attrs {args.attrs!r} description {args.description!r} "
+                f"in {store.location}"
+            )
+            print(f"({_APPLY_HINT})")
+            return 0
+        if action == "rm":
+            row_id = _int_arg("ID", args.id)
+            count = store.remove(row_id)
+            if not count:
+                return _fail(where, f"no destination with id {row_id} in {store.location}")
+            print(f"removed destination {row_id} from {store.location}")
+        elif action == "rmset":
+            setid = _int_arg("SETID", args.setid, low=0)
+            count = store.remove_set(setid)
+            if not count:
+                return _fail(where, f"no destination in set {setid} in {store.location}")
+            print(f"removed {count} destination(s) of set {setid} from {store.location}")
+        elif action == "rmip":
+            setid = _int_arg("SETID", args.setid, low=0)
+            count = store.remove_ip(args.ip, setid)
+            if not count:
+                return _fail(where, f"no destination with host {args.ip} in set {setid} "
+                             f"in {store.location}")  # fmt: skip
+            print(
+                f"removed {count} destination(s) with host {args.ip} of set {setid} "
+                f"from {store.location}"
+            )
+        print(f"({_APPLY_HINT})")
+        return 0
+    except ValueError as exc:  # a bad number on the command line
+        return _fail(where, str(exc))
+    except (DispatcherError, StoreError) as exc:
+        return _fail(where, str(exc))
+    finally:
+        store.close()
+
+
+def _cmd_dispatcher(args: argparse.Namespace) -> int:
+    where = f"dispatcher {args.action}"
+    if args.action in ("reload", "dump"):
+        url, token = _admin_target(args.config, args.admin, args.token)
+        if args.action == "reload":
+            method, params = "dispatcher.reload", []
+        else:
+            method, params = "dispatcher.list", ([args.mode] if args.mode else [])
+        return _call_and_print(
+            where, url, token, method, list(params), as_json=args.json, timeout=args.timeout
+        )
+    return _dispatcher_store_action(args, where)
+
+
+def _add_dispatcher_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    disp = sub.add_parser(
+        "dispatcher",
+        help="manage destinations in the store (kamctl dispatcher)",
+        description="kamctl's 'dispatcher' commands: edit the destination store the config "
+        "names (or --db-url / --list-file), and reload or dump a running proxy.",
+    )
+    source = disp.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config",
+        help=f"TOML config: its [dispatcher] store and [admin] (default ./{DEFAULT_CONFIG_FILE})",
+    )
+    source.add_argument("--db-url", help="database URL, e.g. mysql://root@127.0.0.1/kamailio")
+    source.add_argument("--list-file", help="a Kamailio dispatcher.list file")
+    disp.add_argument("--table", help="SQL table name (default: the config's, else dispatcher)")
+    actions = disp.add_subparsers(dest="action", required=True, metavar="{" + ",".join(
+        _DISPATCHER_ACTIONS) + "}")  # fmt: skip
+
+    add = actions.add_parser(
+        "add",
+        help="add a destination",
+        description="kamctl order and defaults, e.g.: add 1 sip:mg1:5060 0 0 '' 'Media Gateway 1'",
+    )
+    add.add_argument("setid", metavar="SETID")
+    add.add_argument("uri", metavar="URI")
+    add.add_argument("flags", metavar="FLAGS", nargs="?", default="0")
+    add.add_argument("priority", metavar="PRIORITY", nargs="?", default="0")
+    add.add_argument("attrs", metavar="ATTRS", nargs="?", default="")
+    add.add_argument("description", metavar="DESCRIPTION", nargs="?", default="")
+
+    show = actions.add_parser("show", help="print the stored destinations")
+    show.add_argument("--json", action="store_true", help="print them as JSON")
+
+    rm = actions.add_parser("rm", help="delete the destination with this id (list file: line)")
+    rm.add_argument("id", metavar="ID")
+    rmset = actions.add_parser("rmset", help="delete every destination of a set")
+    rmset.add_argument("setid", metavar="SETID")
+    rmip = actions.add_parser("rmip", help="delete the destinations of a set with this host")
+    rmip.add_argument("ip", metavar="IP")
+    rmip.add_argument("setid", metavar="SETID")
+
+    for name, help_text in (
+        ("reload", "make the running proxy reload its destinations (dispatcher.reload)"),
+        ("dump", "show the running proxy's destinations (dispatcher.list)"),
+    ):
+        action = actions.add_parser(name, help=help_text)
+        if name == "dump":
+            action.add_argument("mode", nargs="?", choices=("short", "full"), help="detail")
+        action.add_argument("--admin", metavar="URL", help="admin listener http://HOST:PORT")
+        action.add_argument("--token", help=f"admin token (default ${_token_env()})")
+        action.add_argument("--json", action="store_true", help="print the response as JSON")
+        action.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
+    disp.set_defaults(func=_cmd_dispatcher)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests)."""
     parser = argparse.ArgumentParser(
@@ -51,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the proxy in the foreground")
     run.add_argument("--config", help=f"TOML config file (default ./{DEFAULT_CONFIG_FILE})")
     run.set_defaults(func=_cmd_run)
+    _add_dispatcher_parser(sub)
+    _add_rpc_parser(sub)
     return parser
 
 

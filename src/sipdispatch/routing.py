@@ -5,7 +5,15 @@ This is the one seam between the proxy core and the dispatcher: for an
 out-of-dialog request, :meth:`DispatchRouter.route` finds the first rule that
 matches, selects from its set with its algorithm, and returns a plan that walks
 the failover list when a branch fails with a code of ``failover_on`` or times
-out, marking the failed destination as ``mark_failed`` says (ds_mark_dst).
+out, marking the failed destination as ``mark_failed`` says (``ds_mark_dst``).
+Algorithm 10's call load is kept here too (no script needed): +1 when an INVITE
+goes to a destination, confirmed on 2xx, released on a failed final response
+(CANCEL included: it ends in 487) or on BYE. See docs/routing.md.
+
+This runs once per call, so the hot path stays small: the request's values a
+hash needs are read only for the algorithm that hashes them, targets are built
+only when they are tried, and the R-URI is copied only when a rule or a
+destination rewrites it.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 from sipdispatch.config import Config, DispatcherConfig, RouteRule
@@ -20,7 +29,8 @@ from sipdispatch.dispatcher.algorithms import SelectContext, select
 from sipdispatch.dispatcher.callload import CallLoadTable
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.sets import DispatcherSets, carry_runtime_state
-from sipdispatch.dispatcher.states import parse_state_letters
+from sipdispatch.dispatcher.states import DS_DISABLED_DST, DS_SKIP_MASK, parse_state_letters
+from sipdispatch.health.state import StateChange, update_state
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import header_key, split_name_addr
 from sipdispatch.sip.message import Request
@@ -30,10 +40,23 @@ from sipdispatch.store import Store, StoreError, load_and_resolve, open_store
 
 log = logging.getLogger("sipdispatch.routing")
 
+ALGORITHM_HASH_FROM = 1
+ALGORITHM_HASH_TO = 2
+ALGORITHM_HASH_AUTH = 5
+ALGORITHM_HASH_HEADER = 7
 ALGORITHM_CALL_LOAD = 10
+"""Kamailio algorithm numbers whose selection needs something special from us."""
+
 DEFAULT_ROUTE = RouteRule(set_id=1)
 """With no ``[[route]]`` at all, every request goes to set 1, round-robin (the
-reference Kamailio setup: ``ds_select_dst("1", "4")``)."""
+reference Kamailio setup: ``ds_select_dst("1", "4")``), failing over on 5xx,
+404, 408 and timeouts and marking a failed destination ``ip``."""
+
+NO_ROUTE = Reject(404, "No route")
+"""A request no ``[[route]]`` rule matches."""
+NO_DESTINATION_REASON = "No destination"
+
+_NO_SETS: frozenset[int] = frozenset()
 
 
 def _auth_username(request: Request) -> str | None:
@@ -56,53 +79,121 @@ def _uri_of(value: str | None) -> str:
         return ""
 
 
-class DispatchPlan:
-    """Failover along a selection (ds_next_dst), marking failed destinations."""
+def _is_tel(uri_text: str) -> bool:
+    return uri_text[:4].lower() == "tel:"
 
-    __slots__ = ("_index", "call_id", "parallel", "router", "rule", "targets")
+
+def _ruri_parts(request: Request) -> tuple[str, str]:
+    """(host, user) of the Request-URI for rule matching; a ``tel:`` URI has no host
+    and its number is the user (RFC 3966); anything unparsable gives ("", "")."""
+    text = request.uri_text
+    if _is_tel(text):
+        return "", text[4:].partition(";")[0]
+    try:
+        uri = request.uri
+    except ParseError:
+        return "", ""
+    return uri.host, uri.user or ""
+
+
+class DispatchPlan:
+    """One request's destinations: failover along the selection (``ds_next_dst``),
+    marking failed destinations (``ds_mark_dst``), and algorithm 10's call load.
+
+    ``dests`` is the selection's failover list (all of it forked at once when
+    ``parallel``). Targets are built when tried.
+    """
+
+    __slots__ = (
+        "_next",
+        "call_id",
+        "counts_load",
+        "dests",
+        "generation",
+        "parallel",
+        "request",
+        "router",
+        "rule",
+    )
 
     def __init__(
         self,
         router: DispatchRouter,
         rule: RouteRule,
-        targets: list[Target],
+        dests: tuple[Destination, ...],
         parallel: bool,
-        call_id: str,
+        request: Request,
+        counts_load: bool,
     ) -> None:
         self.router = router
         self.rule = rule
-        self.targets = targets
+        self.dests = dests
+        """The failover list in order (``targets[0]`` first)."""
         self.parallel = parallel
-        self.call_id = call_id
-        self._index = 1
+        self.request = request
+        """The request being routed (its R-URI is the base of any rewrite)."""
+        self.call_id = request.call_id
+        self.counts_load = counts_load
+        """Algorithm 10 and an INVITE: the call counts on the destination it goes to."""
+        self.generation = router.generation
+        """The router's destination list generation at selection (see reload)."""
+        self._next = 1
 
     def first(self) -> list[Target]:
+        """The selected destination, or every one for parallel forking (algorithm 12)."""
+        target = self.router.target
         if self.parallel:
-            return self.targets
-        return self.targets[:1]
+            return [target(d, self.rule, self.request) for d in self.dests]
+        return [target(self.dests[0], self.rule, self.request)]
 
     def next_target(self, failed: Target, status: int, timeout: bool, now: float) -> Target | None:
+        """``failure_route``: mark the failed destination and take the next one.
+
+        Only a final response listed in the rule's ``failover_on``, or a branch
+        that never answered, counts as a failure; anything else goes upstream.
+        """
         rule = self.rule
         if not (timeout or rule.is_failover(status)):
             return None
         router = self.router
         dest = failed.handle
         if rule.mark_failed and isinstance(dest, Destination):
-            router.mark(dest, rule.mark_failed, f"call failed with {status}")
-        if self.parallel or not router.dconf.failover or self._index >= len(self.targets):
+            why = "no answer" if timeout else f"call failed with {status}"
+            router.mark(dest, rule.mark_failed, why, now, self.generation)
+        if self.parallel or not router.dconf.failover:
             return None
-        target = self.targets[self._index]
-        self._index += 1
-        if rule.algorithm == ALGORITHM_CALL_LOAD and isinstance(target.handle, Destination):
-            router.calls.on_invite_sent(self.call_id, target.handle, now)
-        return target
+        dests = self.dests
+        n = len(dests)
+        while self._next < n:
+            d = dests[self._next]
+            self._next += 1
+            if self.generation != router.generation:
+                live = router.current(d, self.generation)
+                if live is None:
+                    continue  # removed by a reload
+                d = live
+            if d.state & DS_SKIP_MASK and not router.is_default(d):
+                # Went down (probing, another call's failure, an operator) since the
+                # selection: trying it would only cost a timeout.
+                continue
+            if self.counts_load:
+                maxload = d.attrs.maxload
+                if maxload and d.dlg_load >= maxload:
+                    continue
+                # Kamailio ds_load_replace: the call's count moves to the new destination.
+                router.calls.on_invite_sent(self.call_id, d, now)
+            return router.target(d, rule, self.request)
+        return None
 
     def answered(self, target: Target, now: float) -> None:
-        if self.rule.algorithm == ALGORITHM_CALL_LOAD:
+        """A 2xx came back: the call's load is confirmed (``ds_load_update``)."""
+        if self.counts_load:
             self.router.calls.on_confirmed(self.call_id, now)
 
     def finished(self, status: int, now: float) -> None:
-        if status >= 300 and self.rule.algorithm == ALGORITHM_CALL_LOAD:
+        """The final response went upstream: a failure (or CANCEL's 487) releases
+        the call's load (``ds_load_unset``); a 2xx keeps it until the BYE."""
+        if self.counts_load and status >= 300:
             self.router.calls.on_released(self.call_id)
 
 
@@ -120,14 +211,24 @@ class DispatchRouter:
         self.dconf = dconf
         self.rng = rng or random.Random()
         self.sets = sets
+        self.generation = 0
+        """Incremented by every :meth:`replace`; plans made before look their
+        destinations up again by set and URI."""
         self.calls = CallLoadTable(
             sets, hash_expire=dconf.hash_expire, hash_initexpire=dconf.hash_initexpire
         )
-        self._sources: dict[tuple[str, int], int] = {}
+        self._uses_source = any(r.match.source_set is not None for r in self.routes)
+        self._exact: dict[tuple[str, int], frozenset[int]] = {}
+        self._any_port: dict[str, frozenset[int]] = {}
+        self._by_ip: dict[str, frozenset[int]] = {}
         self._index_sources()
         self.core: Any = None
         self.shell: Any = None
         self.store: Store | None = None
+        self.on_state_change: Callable[[StateChange], None] | None = None
+        """Told of every state change a failed call makes (``mark_failed``); the
+        server points it at the prober's ``record`` so these are logged and
+        counted like the ping changes. None: logged here."""
 
     @classmethod
     def from_config(cls, config: Config) -> DispatchRouter:
@@ -139,6 +240,8 @@ class DispatchRouter:
         router = cls(config.routes, d, sets, rng)
         router.store = store
         return router
+
+    # -- destination list ----------------------------------------------------------
 
     def load(self) -> list[Destination]:
         """Read and resolve the store (blocking: run it off the event loop).
@@ -152,14 +255,15 @@ class DispatchRouter:
     def replace(self, dests: list[Destination]) -> int:
         """Switch to a freshly loaded destination list (the second half of a reload).
 
-        With ``keep_state_on_reload`` unchanged destinations keep their state,
-        latency and load (returns how many); new ones start as loaded.
+        With ``keep_state_on_reload`` unchanged destinations (same set, URI,
+        flags, priority, attrs) keep their state, latency and run-time rweight
+        (returns how many); otherwise every destination starts from its flags,
+        as Kamailio does. Either way the calls in progress stay counted
+        (algorithm 10): the load table is rebound to the new destinations.
         """
         sets = DispatcherSets(dests, self.rng)
         carried = carry_runtime_state(self.sets, sets) if self.dconf.keep_state_on_reload else 0
-        self.sets = sets
-        self.calls.rebind(sets)
-        self._index_sources()
+        self.install(sets)
         log.info(
             "dispatcher reloaded: %d sets, %d destinations (%d kept their state)",
             len(sets),
@@ -167,6 +271,16 @@ class DispatchRouter:
             carried,
         )
         return carried
+
+    def install(self, sets: DispatcherSets) -> None:
+        """Make ``sets`` the running destination list (after a reload, or
+        ``dispatcher.add``/``remove``, which build their sets themselves): plans in
+        flight will look their destinations up again, the call-load table is
+        rebound and the source addresses re-indexed."""
+        self.sets = sets
+        self.generation += 1
+        self.calls.rebind(sets)
+        self._index_sources()
 
     async def reload(self) -> int:
         """``dispatcher.reload``: all or nothing; on error the running list stays."""
@@ -177,89 +291,199 @@ class DispatchRouter:
         """Called once the proxy runs (the prober and the admin API use these)."""
         self.core, self.shell = core, shell
 
-    def _index_sources(self) -> None:
-        sources: dict[tuple[str, int], int] = {}
-        for dest in self.sets.destinations():
-            if dest.addr is not None:
-                sources.setdefault(dest.addr, dest.setid)
-        self._sources = sources
+    def current(self, dest: Destination, generation: int) -> Destination | None:
+        """``dest`` as it is in the current list: itself when no reload happened since
+        ``generation``, else the destination of the same set and URI (None if gone)."""
+        if generation == self.generation:
+            return dest
+        return self.sets.find(dest.setid, dest.uri)
 
-    def mark(self, dest: Destination, letters: str, why: str) -> None:
-        """Set a destination's state as ``ds_mark_dst`` does, and log the change."""
-        old = dest.flags_text()
-        self.sets.set_state(dest, parse_state_letters(letters))
-        new = dest.flags_text()
-        if new != old:
-            log.warning("set %d %s: %s -> %s (%s)", dest.setid, dest.uri, old, new, why)
+    def is_default(self, dest: Destination) -> bool:
+        """``use_default``: the last destination of its set, used whatever its state."""
+        if not self.dconf.use_default:
+            return False
+        dset = self.sets.get(dest.setid)
+        return dset is not None and len(dset.dests) > 1 and dset.dests[-1] is dest
+
+    def mark(
+        self,
+        dest: Destination,
+        letters: str,
+        why: str,
+        now: float = 0.0,
+        generation: int | None = None,
+    ) -> StateChange | None:
+        """Set a destination's state as ``ds_mark_dst`` does (``ip``, ``tx``, ...).
+
+        The thresholds apply as in Kamailio (:func:`sipdispatch.health.state.update_state`):
+        ``tx`` counts a miss and makes the destination inactive at
+        ``probing_threshold``. A destination an operator disabled stays disabled:
+        a failed call says nothing about maintenance. ``generation`` (of the plan
+        that used ``dest``) maps it to the current list after a reload. A change
+        goes to :attr:`on_state_change` (the prober's ``record``: logged and
+        counted with the ping changes), else it is logged here; it is returned.
+        """
+        target = self.current(dest, self.generation if generation is None else generation)
+        if target is None or target.state & DS_DISABLED_DST:
+            return None
+        d = self.dconf
+        old = target.state
+        transition = update_state(
+            old,
+            target.probing_count,
+            parse_state_letters(letters),
+            probing_threshold=d.probing_threshold,
+            inactive_threshold=d.inactive_threshold,
+        )
+        self.sets.set_state(target, transition.state)
+        target.probing_count = transition.probing_count
+        if target.state == old:
+            return None
+        change = StateChange(target.setid, target.uri, old, target.state, why, now)
+        hook = self.on_state_change
+        if hook is not None:
+            hook(change)
+        else:
+            log.warning("%s", change.describe())
+        return change
+
+    def expire_calls(self, now: float) -> list[str]:
+        """Drop call-load entries past ``hash_expire``/``hash_initexpire`` (the admin
+        API calls this before showing loads; selection does it by itself)."""
+        return self.calls.expire(now)
+
+    def _index_sources(self) -> None:
+        """Addresses of the destinations, for ``match.source_set``
+        (``ds_is_from_list``): see :meth:`source_sets`."""
+        exact: dict[tuple[str, int], set[int]] = {}
+        any_port: dict[str, set[int]] = {}
+        by_ip: dict[str, set[int]] = {}
+        for dest in self.sets.destinations():
+            if dest.addr is None:
+                continue  # not resolved (flag 16): no address to match, as Kamailio
+            ip, port = dest.addr
+            exact.setdefault((ip, port), set()).add(dest.setid)
+            by_ip.setdefault(ip, set()).add(dest.setid)
+            if dest.sip_uri.port is None:
+                any_port.setdefault(ip, set()).add(dest.setid)
+        self._exact = {k: frozenset(v) for k, v in exact.items()}
+        self._any_port = {k: frozenset(v) for k, v in any_port.items()}
+        self._by_ip = {k: frozenset(v) for k, v in by_ip.items()}
+
+    def source_sets(self, source: Addr) -> frozenset[int]:
+        """The sets ``source`` belongs to (Kamailio ``ds_is_from_list``): a destination
+        with the source's IP and port, or its IP when the destination URI names no
+        port (Kamailio: port 0 matches any); over TCP/TLS the IP alone, since a
+        connection's source port is ephemeral."""
+        host = source.host
+        found = self._exact.get((host, source.port), _NO_SETS)
+        extra = self._by_ip.get(host) if source.reliable else self._any_port.get(host)
+        return found | extra if extra else found
 
     # -- Router interface --------------------------------------------------------
 
     def route(self, request: Request, source: Addr, now: float) -> Plan | Reject:
-        try:
-            uri = request.uri
-            domain, user = uri.host, uri.user or ""
-        except ParseError:
-            domain, user = "", ""  # tel: and other schemes have no SIP host
-        source_set = self._sources.get((source.host, source.port))
+        """``request_route``: the first matching rule's selection, or 404 when none matches."""
+        domain, user = _ruri_parts(request)
         method = request.method
+        sources = self.source_sets(source) if self._uses_source else _NO_SETS
         for rule in self.routes:
-            if rule.matches(method, domain, user, source_set):
+            wanted = rule.match.source_set
+            if wanted is not None and wanted not in sources:
+                continue
+            if rule.matches(method, domain, user, wanted):
                 return self._dispatch(rule, request, now)
-        return Reject(404, "No route")
+        return NO_ROUTE
 
-    def _dispatch(self, rule: RouteRule, request: Request, now: float) -> Plan | Reject:
-        calls = self.calls
-        deadline = calls.next_deadline()
-        if deadline is not None and deadline <= now:
-            calls.expire(now)
-        d = self.dconf
-        ctx = SelectContext(
+    def _context(self, rule: RouteRule, request: Request, now: float) -> SelectContext:
+        # Only what this rule's algorithm hashes is read from the request.
+        alg = rule.algorithm
+        header_value: Callable[[str], str | None] | None = None
+        if alg == ALGORITHM_HASH_HEADER and self.dconf.hash_header:
+
+            def header_value(name: str) -> str | None:
+                return request.get(header_key(name))
+
+        return SelectContext(
             call_id=request.call_id,
-            from_uri=_uri_of(request.get("from")),
-            to_uri=_uri_of(request.get("to")),
+            from_uri=_uri_of(request.get("from")) if alg == ALGORITHM_HASH_FROM else "",
+            to_uri=_uri_of(request.get("to")) if alg == ALGORITHM_HASH_TO else "",
             ruri=request.uri_text,
-            auth_username=_auth_username(request),
-            header_value=(lambda name: request.get(header_key(name))) if d.hash_header else None,
+            auth_username=_auth_username(request) if alg == ALGORITHM_HASH_AUTH else None,
+            header_value=header_value,
             now=now,
             method=request.method,
         )
+
+    def _dispatch(self, rule: RouteRule, request: Request, now: float) -> Plan | Reject:
+        calls = self.calls
+        counts_load = rule.algorithm == ALGORITHM_CALL_LOAD and request.method == "INVITE"
+        if counts_load:
+            deadline = calls.next_deadline()
+            if deadline is not None and deadline <= now:
+                calls.expire(now)
+        d = self.dconf
         selection = select(
             self.sets,
             rule.set_id,
             rule.algorithm,
-            ctx,
+            self._context(rule, request, now),
             limit=rule.limit,
             use_default=d.use_default,
             hash_user_only=d.hash_user_only,
             hash_header=d.hash_header,
             rng=self.rng,
         )
-        if not selection.targets:
-            return Reject(rule.no_destination, "No destination")
-        targets = [self._target(dest, rule, request) for dest in selection.targets]
-        if rule.algorithm == ALGORITHM_CALL_LOAD and request.method == "INVITE":
-            for t in targets if selection.parallel else targets[:1]:
-                calls.on_invite_sent(request.call_id, t.handle, now)
-        return DispatchPlan(self, rule, targets, selection.parallel, request.call_id)
+        dests = selection.targets
+        if not dests:
+            return Reject(rule.no_destination, NO_DESTINATION_REASON)
+        if counts_load:
+            calls.on_invite_sent(request.call_id, dests[0], now)
+        return DispatchPlan(self, rule, dests, selection.parallel, request, counts_load)
 
-    def _target(self, dest: Destination, rule: RouteRule, request: Request) -> Target:
-        host, port = dest.addr if dest.addr is not None else (dest.host, dest.port)
-        ruri: str | None = None
+    def target(self, dest: Destination, rule: RouteRule, request: Request) -> Target:
+        """Where a request goes for ``dest``: its resolved address, and a new R-URI
+        when the rule is ``mode = "domain"`` or the destination has ``prefix``/``strip``."""
+        dest.dispatched += 1
+        addr = dest.addr
+        if addr is not None:
+            hop = Addr(dest.transport, addr[0], addr[1])
+        else:
+            hop = Addr(dest.transport, dest.host, dest.port)  # flag 16: the shell resolves
         attrs = dest.attrs
-        if rule.mode == "domain" or attrs.prefix or attrs.strip:
-            try:
-                uri = request.uri.copy()
-            except ParseError:
-                uri = None
-            if uri is not None:
-                if rule.mode == "domain":
-                    # ds_select_domain: the R-URI's host:port becomes the destination's.
-                    uri.host, uri.port = dest.host, dest.sip_uri.port
-                if attrs.prefix or attrs.strip:
-                    uri.user = attrs.rewrite_user(uri.user)
-                ruri = str(uri)
-        return Target(Addr(dest.transport, host, port), ruri, dest)
+        domain = rule.mode == "domain"
+        if not (domain or attrs.prefix or attrs.strip):
+            return Target(hop, None, dest)
+        return Target(hop, _rewrite_ruri(request, dest, domain), dest)
 
     def in_dialog(self, request: Request, now: float) -> None:
+        """A BYE ends the call's load (``ds_load_update`` on BYE)."""
         if request.method == "BYE" and len(self.calls):
             self.calls.on_released(request.call_id)
+
+
+def _rewrite_ruri(request: Request, dest: Destination, domain: bool) -> str | None:
+    """The R-URI for ``dest``: host:port replaced (``ds_select_domain``) and/or the
+    user part rewritten by ``strip`` then ``prefix``; None to keep it as it is."""
+    attrs = dest.attrs
+    rewrite_user = bool(attrs.prefix or attrs.strip)
+    text = request.uri_text
+    if _is_tel(text):
+        # A tel: URI has no host to replace; its number is the "user".
+        if not rewrite_user:
+            return None
+        number, sep, params = text[4:].partition(";")
+        return f"{text[:4]}{attrs.rewrite_user(number) or ''}{sep}{params}"
+    try:
+        uri = request.uri.copy()
+    except ParseError:
+        return None
+    if domain:
+        target = dest.sip_uri
+        uri.host, uri.port = target.host, target.port
+        transport = target.params.get("transport")
+        if transport:
+            uri.params["transport"] = transport
+    if rewrite_user:
+        uri.user = attrs.rewrite_user(uri.user) or None
+    return str(uri)

@@ -8,8 +8,11 @@ import os
 import signal
 import socket
 import sys
+import time
 
+from sipdispatch.admin.http import AdminServer
 from sipdispatch.config import Config
+from sipdispatch.health.prober import Prober
 from sipdispatch.routing import DispatchRouter
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
@@ -46,6 +49,11 @@ class Server:
         self.router = DispatchRouter.from_config(config)
         self.core: ProxyCore | None = None
         self.shell: SipShell | None = None
+        self.admin: AdminServer | None = None
+        """The admin HTTP listener (JSON-RPC and metrics), once started."""
+        self.started: float | None = None
+        """Wall-clock time the proxy started (``core.uptime``, metrics)."""
+        self.prober: Prober | None = None
 
     def _settings(self, bound: list[tuple[str, str, int]]) -> ProxySettings:
         server = self.config.server
@@ -95,11 +103,28 @@ class Server:
         # The real addresses are known only now (a port may have been 0).
         core.settings = self._settings(bound)
         self.router.attach(core, shell)
+        self.started = time.time()
+        admin = AdminServer(self)
+        try:
+            await admin.start()
+        except OSError:
+            await shell.close()
+            raise
+        self.admin = admin
+        self.prober = Prober(self.router, core, flush=shell.flush, clock=loop.time)
+        # State changes from failed calls (mark_failed) are logged and counted with
+        # the ping-driven ones.
+        self.router.on_state_change = self.prober.record
+        self.prober.start(loop.time())
         shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
         print(f"{READY_LINE}: SIP on {shown}", file=sys.stderr, flush=True)
 
     async def stop(self) -> None:
         """Close listeners and connections."""
+        if self.admin is not None:
+            await self.admin.stop()
+        if self.prober is not None:
+            self.prober.stop()
         if self.shell is not None:
             await self.shell.close()
 

@@ -274,6 +274,8 @@ class Destination:
     """Ping latency statistics."""
     dlg_load: int = field(init=False, default=0)
     """Calls in progress through this destination (algorithm 10)."""
+    dispatched: int = field(init=False, default=0)
+    """Requests sent to this destination since it was loaded (metrics)."""
     rweight: int = field(init=False)
     """Run-time relative weight: ``attrs.rweight``, changed by congestion control."""
     rpriority: int = field(init=False, default=0)

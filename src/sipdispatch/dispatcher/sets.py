@@ -309,6 +309,7 @@ def carry_runtime_state(old: DispatcherSets, new: DispatcherSets) -> int:
             dest.probing_count = prev.probing_count
             dest.latency = prev.latency
             dest.dlg_load = prev.dlg_load
+            dest.dispatched = prev.dispatched
             dest.rweight = prev.rweight
             carried += 1
         dset.rebuild_rweights(new.rng)

@@ -55,6 +55,13 @@ OUR_BRANCH = BRANCH_COOKIE + "sd"
 DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
 """Methods whose out-of-dialog requests get our Record-Route."""
 SUPPORTED_URI_SCHEMES = frozenset(("sip", "sips", "tel"))
+KNOWN_METHODS = frozenset(
+    (
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
+        "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+    )
+)  # fmt: skip
+"""Methods of RFC 3261 and its extensions, counted one by one in the stats."""
 
 
 # -- the routing seam -------------------------------------------------------------
@@ -313,7 +320,14 @@ class ProxyCore:
         """A parsed message arrived from ``src``."""
         try:
             if isinstance(msg, Request):
-                self.stats["rx_requests"] += 1
+                stats = self.stats
+                stats["rx_requests"] += 1
+                method = msg.method
+                # Counted per method for the metrics; unknown methods share one key
+                # so a peer inventing methods cannot grow the table.
+                stats[
+                    f"rx_request_{method}" if method in KNOWN_METHODS else "rx_request_other"
+                ] += 1
                 self._on_request(msg, src, now)
             else:
                 self.stats["rx_replies"] += 1

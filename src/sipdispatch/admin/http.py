@@ -1,0 +1,170 @@
+"""The admin HTTP listener (aiohttp): JSON-RPC 2.0 at ``POST /RPC``, Prometheus
+metrics at ``GET /metrics``.
+
+Thin on purpose: the methods live in :mod:`sipdispatch.admin.rpc`, the metrics
+in :mod:`sipdispatch.admin.metrics`. What this module decides is HTTP: the
+bearer token, status codes and content types.
+
+Token: when ``[admin] token`` is set, every request must carry
+``Authorization: Bearer <token>`` (the configuration refuses a listener off
+loopback without one). Compared in constant time.
+
+HTTP status of a JSON-RPC error, as Kamailio's jsonrpcs does: the fault code
+when it is an HTTP status (our method failures are 500), 400 for a request
+that is not JSON or not a JSON-RPC request, 500 otherwise. A success is 200; a
+notification (no ``id``) gets 204 and no body.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sipdispatch.admin.metrics import build_registry
+from sipdispatch.admin.rpc import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    RpcError,
+    error_response,
+    handle_payload,
+)
+
+if TYPE_CHECKING:
+    from sipdispatch.server import Server
+
+log = logging.getLogger("sipdispatch.admin")
+
+RPC_PATH: Final = "/RPC"
+"""Kamailio's xhttp/jsonrpcs convention (``jsonrpc_dispatch()`` on ``/RPC``)."""
+METRICS_PATH: Final = "/metrics"
+"""Prometheus' default scrape path."""
+MAX_REQUEST_BYTES: Final = 1 << 20
+"""Largest request body accepted (1 MiB); an RPC call is a few hundred bytes."""
+JSON_TYPE: Final = "application/json"
+UNAUTHORIZED: Final = 401
+
+
+def _http_status(response: dict[str, Any]) -> int:
+    error = response.get("error")
+    if not isinstance(error, dict):
+        return 200
+    code = error.get("code")
+    if isinstance(code, int) and 100 < code < 600:
+        return code
+    if code in (PARSE_ERROR, INVALID_REQUEST):
+        return 400
+    return 500
+
+
+def _json(response: dict[str, Any], status: int | None = None) -> web.Response:
+    return web.Response(
+        status=_http_status(response) if status is None else status,
+        text=json.dumps(response, ensure_ascii=False),
+        content_type=JSON_TYPE,
+    )
+
+
+class AdminServer:
+    """The admin listener of one :class:`~sipdispatch.server.Server`."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        admin = server.config.admin
+        self.host = admin.host
+        self.port = admin.port
+        self._token = admin.token.encode("utf-8")
+        self.registry = build_registry(server)
+        """The Prometheus registry served at ``/metrics`` (one per server)."""
+        self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        self.app.router.add_post(RPC_PATH, self._rpc)
+        self.app.router.add_get(METRICS_PATH, self._metrics)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the listener (the port once bound, if it was 0)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and serve. Raises OSError naming ``admin.listen`` when it cannot bind."""
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(
+                exc.errno, f"cannot listen on admin.listen {self.url}: {exc.strerror or exc}"
+            ) from exc
+        self._runner = runner
+        if self.port == 0 and runner.addresses:  # port 0 (tests): the one the kernel chose
+            self.port = int(runner.addresses[0][1])
+        log.info("admin JSON-RPC at %s%s, metrics at %s%s", self.url, RPC_PATH, self.url,
+                 METRICS_PATH)  # fmt: skip
+
+    async def stop(self) -> None:
+        """Stop listening and close open connections."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> str | None:
+        """None when the request may proceed, else why not."""
+        if not self._token:
+            return None
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if not header:
+            return "this admin listener requires 'Authorization: Bearer <token>'"
+        if scheme.lower() != "bearer":
+            return f"expected a Bearer token, got {scheme or 'nothing'}"
+        if not hmac.compare_digest(credentials.strip().encode("utf-8"), self._token):
+            return "wrong token"
+        return None
+
+    def _refuse(self, why: str, *, rpc: bool) -> web.Response:
+        log.warning("admin request refused: %s", why)
+        headers = {"WWW-Authenticate": 'Bearer realm="sipdispatch"'}
+        if rpc:
+            body = error_response(RpcError(UNAUTHORIZED, f"Unauthorized: {why}"))
+            return web.Response(
+                status=UNAUTHORIZED,
+                text=json.dumps(body),
+                content_type=JSON_TYPE,
+                headers=headers,
+            )
+        return web.Response(status=UNAUTHORIZED, text=f"Unauthorized: {why}\n", headers=headers)
+
+    async def _rpc(self, request: web.Request) -> web.StreamResponse:
+        why = self._authorized(request)
+        if why is not None:
+            return self._refuse(why, rpc=True)
+        raw = await request.read()
+        try:
+            payload = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _json(error_response(RpcError(PARSE_ERROR, f"Parse Error: {exc}")))
+        response = await handle_payload(self.server, payload)
+        if response is None:
+            return web.Response(status=204)
+        return _json(response)
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        why = self._authorized(request)
+        if why is not None:
+            return self._refuse(why, rpc=False)
+        # Collected here, on the event loop, so that the proxy's tables are read
+        # between two packets: a consistent snapshot and no locking on the hot path.
+        body = generate_latest(self.registry)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response

@@ -1,0 +1,701 @@
+"""The JSON-RPC methods of the admin interface, with Kamailio's names, parameters and results.
+
+Each method is a coroutine ``handler(server, params)`` over a running
+:class:`~sipdispatch.server.Server`; it returns the ``result`` value or raises
+:class:`RpcError`. :func:`handle_payload` wraps them in JSON-RPC 2.0 (request
+validation, ``id``, error objects) and knows nothing of HTTP; ``admin/http.py``
+is the transport.
+
+Kamailio references (read for behaviour, not copied): ``dispatcher_rpc_*`` and
+``ds_rpc_print_set`` in ``src/modules/dispatcher/dispatcher.c``,
+``ds_reinit_state*``/``ds_add_dst``/``ds_remove_dst`` in ``dispatch.c``,
+``core_version``/``core_uptime`` in ``src/core/core_cmd.c`` and the fault
+handling of ``src/modules/jsonrpcs/jsonrpcs_mod.c``. Where we differ, and why,
+is written down in ``docs/admin.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import sys
+import time
+import weakref
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from sipdispatch import __version__
+from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.dispatcher.errors import DispatcherError
+from sipdispatch.dispatcher.hashing import hash_slot
+from sipdispatch.dispatcher.listfile import (
+    make_destination,
+    parse_destination_uri,
+    resolve_all,
+)
+from sipdispatch.dispatcher.sets import DispatcherSets
+from sipdispatch.dispatcher.states import DS_NOPING_DST, DS_PROBING_DST, parse_state_letters
+from sipdispatch.health.state import StateChange
+from sipdispatch.sip.errors import ParseError
+from sipdispatch.store import StoreError, resolve_host
+
+if TYPE_CHECKING:
+    from sipdispatch.server import Server
+
+log = logging.getLogger("sipdispatch.admin")
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+PARSE_ERROR: Final = -32700
+"""JSON-RPC 2.0: the body is not JSON (jsonrpcs text "Parse Error")."""
+INVALID_REQUEST: Final = -32600
+"""JSON-RPC 2.0: not a valid request object (jsonrpcs text "Invalid Request")."""
+METHOD_NOT_FOUND: Final = -32601
+"""JSON-RPC 2.0: no such method (jsonrpcs text "Method Not Found"; see docs/admin.md)."""
+INTERNAL_ERROR: Final = -32603
+"""JSON-RPC 2.0: a bug on our side (jsonrpcs text "Internal Error")."""
+FAULT: Final = 500
+"""The code Kamailio's RPC methods give to ``rpc->fault`` for every failure."""
+
+# Kamailio's fault texts (dispatcher.c); ours add ": <detail>" after them.
+INVALID_PARAMETERS: Final = "Invalid Parameters"
+INVALID_STATE: Final = "Invalid State Parameter"
+UNKNOWN_STATE: Final = "Unknown State Value"
+STATE_UPDATE_FAILED: Final = "State Update Failed"
+RELOAD_FAILED: Final = "Reload Failed"
+ONGOING_RELOAD: Final = "Ongoing reload"
+NO_SETS: Final = "No Destination Sets"
+ADD_FAILED: Final = "Adding dispatcher dst failed"
+REMOVE_FAILED: Final = "Removing dispatcher dst failed"
+PING_UPDATE_FAILED: Final = "Ping State Update Failed"
+
+# Kamailio's success texts (rpc->rpl_printf in dispatcher.c).
+RELOADED: Final = "Ok. Dispatcher successfully reloaded."
+STATE_UPDATED: Final = "Ok. Dispatcher state updated."
+DST_ADDED: Final = "Ok. Dispatcher destination added."
+DST_REMOVED: Final = "Ok. Dispatcher destination removed."
+
+
+class RpcError(Exception):
+    """A JSON-RPC error: ``code`` and a ``message`` a person can act on.
+
+    Method failures use Kamailio's fault code (500) and start with Kamailio's
+    fault text, followed by what exactly went wrong::
+
+        Reload Failed: /etc/sipdispatch/dispatcher.list:3: could not resolve mg9 (...)
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-RPC ``error`` member."""
+        return {"code": self.code, "message": self.message}
+
+
+def fault(text: str, detail: str = "") -> RpcError:
+    """A method failure: Kamailio's ``text``, then ``detail`` when there is one."""
+    return RpcError(FAULT, f"{text}: {detail}" if detail else text)
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters (Kamailio's rpc->scan, a little more forgiving and more talkative)
+# --------------------------------------------------------------------------------------------
+
+
+class Params:
+    """The positional parameters of one call, consumed in order.
+
+    As ``rpc->scan`` with Kamailio's ``.`` (auto-convert) modifier: a number is
+    accepted where text is expected and a decimal string where an integer is.
+    JSON-RPC named parameters (an object) are taken in the order written, as
+    jsonrpcs does.
+    """
+
+    def __init__(self, method: RpcMethod, values: Sequence[object]) -> None:
+        self.method = method
+        self.values = list(values)
+        self._next = 0
+
+    def _usage(self) -> str:
+        usage = f"{self.method.name} {self.method.usage}".rstrip()
+        return f"usage: {usage}"
+
+    def _invalid(self, why: str) -> RpcError:
+        return fault(INVALID_PARAMETERS, f"{why} ({self._usage()})")
+
+    def _take(self, name: str, optional: bool) -> object | None:
+        if self._next >= len(self.values):
+            if optional:
+                return None
+            raise self._invalid(f"missing {name}")
+        value = self.values[self._next]
+        self._next += 1
+        return value
+
+    def _as_int(self, name: str, value: object) -> int:
+        if isinstance(value, bool):
+            raise self._invalid(f"{name} must be an integer, not {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.lstrip("+-").isdigit():
+                return int(text)
+        raise self._invalid(f"{name} must be an integer, not {value!r}")
+
+    def _as_str(self, name: str, value: object) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        raise self._invalid(f"{name} must be a string, not {value!r}")
+
+    def req_int(self, name: str) -> int:
+        """The next parameter, an integer; required."""
+        return self._as_int(name, self._take(name, False))
+
+    def req_str(self, name: str) -> str:
+        """The next parameter, text; required."""
+        return self._as_str(name, self._take(name, False))
+
+    def opt_int(self, name: str) -> int | None:
+        """The next parameter as an integer, or None when there is no more."""
+        value = self._take(name, True)
+        return None if value is None else self._as_int(name, value)
+
+    def opt_str(self, name: str) -> str | None:
+        """The next parameter as text, or None when there is no more."""
+        value = self._take(name, True)
+        return None if value is None else self._as_str(name, value)
+
+    def done(self) -> None:
+        """Refuse parameters left over (Kamailio ignores them; a typo should not pass)."""
+        extra = len(self.values) - self._next
+        if extra > 0:
+            raise self._invalid(f"{extra} parameter(s) too many")
+
+
+# --------------------------------------------------------------------------------------------
+# Per-server admin state
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AdminState:
+    """What the admin interface keeps per running server (not on the SIP hot path)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Serialises changes of the destination list (reload, add, remove)."""
+    reloads: Counter[str] = field(default_factory=Counter)
+    """``dispatcher.reload`` outcomes: ``ok`` / ``failed``."""
+    rpc_calls: Counter[str] = field(default_factory=Counter)
+    """RPC calls by method name (unknown names counted as ``unknown``)."""
+    ping_active: int = 1
+    """Ping state reported by ``dispatcher.ping_active`` when there is no prober."""
+
+
+_STATES: weakref.WeakKeyDictionary[object, AdminState] = weakref.WeakKeyDictionary()
+
+
+def admin_state(server: Server) -> AdminState:
+    """The admin state of ``server`` (created on first use)."""
+    state = _STATES.get(server)
+    if state is None:
+        state = _STATES[server] = AdminState()
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# dispatcher.list
+# --------------------------------------------------------------------------------------------
+
+LIST_NORMAL: Final = "normal"
+LIST_SHORT: Final = "short"
+LIST_FULL: Final = "full"
+
+ALGORITHM_CALL_LOAD: Final = 10
+
+PROTO_IDS: Final = {"udp": 1, "tcp": 2, "tls": 3, "sctp": 4, "ws": 5, "wss": 6}
+"""Kamailio's ``PROTO_*`` numbers (``src/core/ip_addr.h``), printed as ``PROTOID``;
+0 (``PROTO_NONE``) when the URI names no transport."""
+
+
+def flags_letters(dest: Destination) -> str:
+    """The two FLAGS letters of ``ds_rpc_print_set``.
+
+    Kamailio's second letter is ``P`` when probing, else ``N`` when the
+    destination has the no-ping flag (32), else ``X``.
+    """
+    text = dest.flags_text()
+    if not dest.state & DS_PROBING_DST and dest.state & DS_NOPING_DST:
+        return text[0] + "N"
+    return text
+
+
+def _text_or_null(value: str | None) -> str | None:
+    """Kamailio's jsonrpcs prints an unset ``str`` as JSON null."""
+    return value if value else None
+
+
+def _attr_int(dest: Destination, name: str) -> int:
+    value = dest.attrs.get(name)
+    try:
+        return int(value) if value else 0
+    except ValueError:
+        return 0
+
+
+def _dest_record(dest: Destination, mode: str, latency: bool, runtime: bool) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "URI": dest.uri,
+        "FLAGS": flags_letters(dest),
+        "PRIORITY": dest.priority,
+    }
+    if mode == LIST_FULL:
+        transport = dest.sip_uri.params.get("transport")
+        record.update(
+            HOST=dest.host,
+            IPADDR=dest.addr[0] if dest.addr is not None else "",
+            PORT=dest.addr[1] if dest.addr is not None else dest.port,
+            PROTOID=PROTO_IDS.get((transport or "").lower(), 0),
+            # DNS refresh times and overload control (ds_oc_set_attrs) do not exist
+            # here: the fields stay, as zeros, so that full output keeps its shape.
+            DNSTIME_SEC=0,
+            DNSTIME_USEC=0,
+            OCRATE=0,
+            OCIDX=0,
+            OCSEQ=0,
+            OCTIME_SEC=0,
+            OCTIME_USEC=0,
+        )
+    attrs = dest.attrs
+    if (mode != LIST_SHORT and attrs.body) or mode == LIST_FULL:
+        record["ATTRS"] = {
+            "BODY": _text_or_null(attrs.body),
+            "DUID": _text_or_null(attrs.duid),
+            "PROBING_COUNT": dest.probing_count,
+            "MAXLOAD": attrs.maxload,
+            "WEIGHT": attrs.weight,
+            # Kamailio's attrs.rweight is the run-time value congestion control moves.
+            "RWEIGHT": dest.rweight,
+            "SOCKET": _text_or_null(attrs.socket),
+            "SOCKNAME": _text_or_null(attrs.get("sockname")),
+            "OBPROXY": _text_or_null(attrs.get("obproxy")),
+            "OCMIN": _attr_int(dest, "ocmin"),
+            "OCMAX": _attr_int(dest, "ocmax"),
+        }
+    if latency or mode == LIST_FULL:
+        stats = dest.latency
+        record["LATENCY"] = {
+            "AVG": stats.average,
+            "STD": stats.stdev,
+            "EST": stats.estimate,
+            "MAX": stats.max,
+            "TIMEOUT": stats.timeout,
+        }
+    if runtime or mode == LIST_FULL:
+        record["RUNTIME"] = {"DLGLOAD": dest.dlg_load}
+    return record
+
+
+def list_sets(
+    sets: DispatcherSets, mode: str = LIST_NORMAL, *, latency: bool, runtime: bool
+) -> dict[str, Any]:
+    """``dispatcher.list``'s result for ``sets``: ``{"NRSETS", "RECORDS": [{"SET": ...}]}``.
+
+    ``latency`` adds ``LATENCY`` (Kamailio: ``ds_ping_latency_stats``), ``runtime``
+    adds ``RUNTIME`` (Kamailio: ``ds_hash_size > 0``); ``full`` mode shows both.
+    Sets come in ascending id (Kamailio walks its AVL tree in post-order).
+    """
+    records = [
+        {
+            "SET": {
+                "ID": dset.setid,
+                "TARGETS": [
+                    {"DEST": _dest_record(dest, mode, latency, runtime)} for dest in dset.dests
+                ],
+            }
+        }
+        for dset in sets
+    ]
+    return {"NRSETS": len(sets), "RECORDS": records}
+
+
+async def dispatcher_list(server: Server, params: Params) -> object:
+    """``dispatcher.list [short|full]``."""
+    mode_text = params.opt_str("MODE")
+    params.done()
+    mode = LIST_NORMAL
+    if mode_text is not None and mode_text.lower() in (LIST_SHORT, LIST_FULL):
+        mode = mode_text.lower()
+    router = server.router
+    expire = getattr(router, "expire_calls", None)
+    if callable(expire):  # drop call-load entries past hash_expire before showing loads
+        expire(asyncio.get_running_loop().time())
+    sets = router.sets
+    if len(sets) == 0:
+        raise fault(NO_SETS)
+    config = server.config
+    runtime = config.dispatcher.hash_size > 0 or any(
+        rule.algorithm == ALGORITHM_CALL_LOAD for rule in router.routes
+    )
+    return list_sets(sets, mode, latency=config.dispatcher.ping_latency_stats, runtime=runtime)
+
+
+# --------------------------------------------------------------------------------------------
+# dispatcher.reload / add / remove
+# --------------------------------------------------------------------------------------------
+
+
+def _install(server: Server, sets: DispatcherSets) -> None:
+    """Make ``sets`` the running destination list (``added``/``removed`` built it)."""
+    server.router.install(sets)
+
+
+async def dispatcher_reload(server: Server, params: Params) -> object:
+    """``dispatcher.reload``: all or nothing; on error the running list stays as it was."""
+    params.done()
+    state = admin_state(server)
+    if state.lock.locked():
+        raise fault(ONGOING_RELOAD, "another reload, add or remove is in progress; try again")
+    async with state.lock:
+        try:
+            kept = await server.router.reload()
+        except (DispatcherError, StoreError) as exc:
+            state.reloads["failed"] += 1
+            log.error("dispatcher.reload refused, running list unchanged: %s", exc)
+            raise fault(RELOAD_FAILED, f"{exc}; the running list is unchanged") from None
+    state.reloads["ok"] += 1
+    log.info("dispatcher.reload: %d destinations kept their state", kept)
+    return RELOADED
+
+
+async def dispatcher_add(server: Server, params: Params) -> object:
+    """``dispatcher.add GROUP ADDRESS [FLAGS [PRIORITY [ATTRS]]]``: in memory only."""
+    group = params.req_int("GROUP")
+    address = params.req_str("ADDRESS")
+    flags = params.opt_int("FLAGS") or 0
+    priority = params.opt_int("PRIORITY") or 0
+    attrs = params.opt_str("ATTRS") or ""
+    params.done()
+    where = "dispatcher.add"
+    try:
+        dest = make_destination(group, address, flags, priority, attrs, where=where)
+    except DispatcherError as exc:
+        raise fault(ADD_FAILED, str(exc)) from None
+    state = admin_state(server)
+    if state.lock.locked():
+        raise fault(ONGOING_RELOAD, "another reload, add or remove is in progress; try again")
+    async with state.lock:
+        loop = asyncio.get_running_loop()
+        try:  # DNS may block: off the event loop, as a reload does
+            await loop.run_in_executor(None, resolve_all, [dest], resolve_host)
+        except DispatcherError as exc:
+            raise fault(ADD_FAILED, str(exc)) from None
+        _install(server, server.router.sets.added(dest))
+    log.warning("dispatcher.add: set %d %s added in memory (a reload drops it)", group, dest.uri)
+    return DST_ADDED
+
+
+async def dispatcher_remove(server: Server, params: Params) -> object:
+    """``dispatcher.remove GROUP ADDRESS``: in memory only; exact URI match, as Kamailio."""
+    group = params.req_int("GROUP")
+    address = params.req_str("ADDRESS")
+    params.done()
+    try:
+        uri, _ = parse_destination_uri(address.strip())
+    except ParseError as exc:
+        raise fault(REMOVE_FAILED, f"bad URI {address!r}: {exc}") from None
+    state = admin_state(server)
+    if state.lock.locked():
+        raise fault(ONGOING_RELOAD, "another reload, add or remove is in progress; try again")
+    async with state.lock:
+        sets = server.router.sets
+        dset = sets.get(group)
+        if dset is None:
+            raise fault(REMOVE_FAILED, f"destination set {group} not found")
+        if not any(d.uri == uri for d in dset.dests):
+            raise fault(REMOVE_FAILED, f"set {group} has no destination {uri}")
+        _install(server, sets.removed(group, uri))
+    log.warning("dispatcher.remove: set %d %s removed in memory (a reload restores it)", group, uri)
+    return DST_REMOVED
+
+
+# --------------------------------------------------------------------------------------------
+# dispatcher.set_state / set_duid_state / ping_active
+# --------------------------------------------------------------------------------------------
+
+
+def _state_arg(params: Params) -> str:
+    text = params.req_str("STATE")
+    if not text:
+        raise fault(INVALID_STATE, "the state is empty (use ap, ip, tp, ax, ix, tx or dx)")
+    try:
+        parse_state_letters(text)
+    except ValueError:
+        raise fault(
+            UNKNOWN_STATE, f"{text!r}: use a/i/t/d (or 1/0/3/2), optionally followed by p"
+        ) from None
+    return text
+
+
+async def _set_state(server: Server, params: Params, by_duid: bool) -> object:
+    letters = _state_arg(params)
+    group = params.req_int("GROUP")
+    target = params.req_str("DUID" if by_duid else "ADDRESS")
+    params.done()
+    router = server.router
+    dset = router.sets.get(group)
+    if dset is None:
+        raise fault(STATE_UPDATE_FAILED, f"destination set {group} not found")
+    method = "dispatcher.set_duid_state" if by_duid else "dispatcher.set_state"
+    if target == "all":  # Kamailio compares exactly "all"
+        chosen = list(dset.dests)
+    elif by_duid:
+        chosen = dset.find_duid(target)
+        if not chosen:
+            raise fault(STATE_UPDATE_FAILED, f"set {group} has no destination with duid {target}")
+    else:
+        found = dset.find(target.strip())
+        if found is None:
+            raise fault(STATE_UPDATE_FAILED, f"set {group} has no destination {target}")
+        chosen = [found]
+    # Kamailio's ds_reinit_state: the state bits are replaced as given, whatever the
+    # destination's state was (this is how a disabled destination is enabled again),
+    # without the thresholds a failed call (ds_mark_dst) goes through.
+    bits = parse_state_letters(letters)
+    # Changes go to the prober's record (logged and counted with the ping-driven ones).
+    record = getattr(getattr(server, "prober", None), "record", None)
+    now = asyncio.get_running_loop().time()
+    for dest in chosen:
+        old = dest.state
+        router.sets.set_state(dest, bits)
+        if dest.state == old:
+            continue
+        change = StateChange(dest.setid, dest.uri, old, dest.state, f"{method} {letters}", now)
+        if callable(record):
+            record(change)
+        else:
+            log.warning("%s", change.describe())
+    return STATE_UPDATED
+
+
+async def dispatcher_set_state(server: Server, params: Params) -> object:
+    """``dispatcher.set_state STATE GROUP ADDRESS|all``."""
+    return await _set_state(server, params, by_duid=False)
+
+
+async def dispatcher_set_duid_state(server: Server, params: Params) -> object:
+    """``dispatcher.set_duid_state STATE GROUP DUID|all``."""
+    return await _set_state(server, params, by_duid=True)
+
+
+async def dispatcher_ping_active(server: Server, params: Params) -> object:
+    """``dispatcher.ping_active [STATE]``: read or switch the OPTIONS keepalives."""
+    new = params.opt_int("STATE")
+    params.done()
+    prober = getattr(server, "prober", None)
+    state = admin_state(server)
+    if prober is not None:
+        old = 1 if getattr(prober, "active", False) else 0
+    else:
+        # No prober: nothing is pinged (ping_interval = 0, or probing not running).
+        old = state.ping_active if server.config.dispatcher.ping_interval > 0 else 0
+    if new is None:
+        return {"OldPingState": old}
+    if prober is None:
+        raise fault(
+            PING_UPDATE_FAILED,
+            "probing is not running (dispatcher.ping_interval is 0 or the prober is off)",
+        )
+    prober.active = new != 0
+    if new != 0 and not old and server.config.dispatcher.ping_interval > 0:
+        # Pings back on: refresh every destination's state now rather than one
+        # ping_interval later.
+        ping_now = getattr(prober, "ping_now", None)
+        if callable(ping_now):
+            ping_now()
+    log.warning("dispatcher.ping_active: pings %s", "on" if new else "off")
+    return {"NewPingState": new, "OldPingState": old}
+
+
+# --------------------------------------------------------------------------------------------
+# dispatcher.hash, core.*, system.*
+# --------------------------------------------------------------------------------------------
+
+
+async def dispatcher_hash(server: Server, params: Params) -> object:
+    """``dispatcher.hash NSLOTS VAL1 [VAL2]``: Kamailio's ``ds_get_hash`` and its slot."""
+    nslots = params.req_int("NSLOTS")
+    v1 = params.req_str("VAL1")
+    v2 = params.opt_str("VAL2")
+    params.done()
+    hashid, slot = hash_slot(nslots, v1, v2)
+    return {"hashid": hashid, "slot": slot}
+
+
+def version_string() -> str:
+    """``core.version``: ``sipdispatch 0.1.0 (x86_64/linux)`` (Kamailio: its full version)."""
+    return f"sipdispatch {__version__} ({platform.machine() or 'unknown'}/{sys.platform})"
+
+
+async def core_version(server: Server, params: Params) -> object:
+    """``core.version``."""
+    params.done()
+    return version_string()
+
+
+def _ctime(when: float) -> str:
+    return time.ctime(when)
+
+
+async def core_uptime(server: Server, params: Params) -> object:
+    """``core.uptime``: ``{"now", "up_since", "uptime"}`` as Kamailio (ctime text, seconds)."""
+    params.done()
+    now = time.time()
+    started = getattr(server, "started", None)
+    since = started if isinstance(started, float | int) else now
+    return {"now": _ctime(now), "up_since": _ctime(since), "uptime": int(now - since)}
+
+
+async def system_list_methods(server: Server, params: Params) -> object:
+    """``system.listMethods``: every method name."""
+    params.done()
+    return list(METHODS)
+
+
+async def system_method_help(server: Server, params: Params) -> object:
+    """``system.methodHelp METHOD``: the method's documentation and usage."""
+    name = params.req_str("METHOD")
+    params.done()
+    method = METHODS.get(name)
+    if method is None:
+        raise RpcError(FAULT, f"command not found: {name}")
+    return f"{method.doc} Usage: {method.name} {method.usage}".rstrip()
+
+
+# --------------------------------------------------------------------------------------------
+# The method table
+# --------------------------------------------------------------------------------------------
+
+Handler = Callable[["Server", Params], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class RpcMethod:
+    """One RPC method."""
+
+    name: str
+    handler: Handler
+    usage: str
+    """Parameters, for messages: ``STATE GROUP ADDRESS|all``."""
+    doc: str
+    """One sentence for ``system.methodHelp``."""
+
+
+_TABLE: Final = (
+    RpcMethod("dispatcher.list", dispatcher_list, "[short|full]",
+              "Return the content of dispatcher sets."),
+    RpcMethod("dispatcher.reload", dispatcher_reload, "",
+              "Reload dispatcher destination sets from the list file or database."),
+    RpcMethod("dispatcher.set_state", dispatcher_set_state, "STATE GROUP ADDRESS|all",
+              "Set the state of a destination by address."),
+    RpcMethod("dispatcher.set_duid_state", dispatcher_set_duid_state, "STATE GROUP DUID|all",
+              "Set the state of a destination by duid."),
+    RpcMethod("dispatcher.ping_active", dispatcher_ping_active, "[0|1]",
+              "Manage setting on/off the pinging (keepalive) of destinations."),
+    RpcMethod("dispatcher.add", dispatcher_add, "GROUP ADDRESS [FLAGS [PRIORITY [ATTRS]]]",
+              "Add a destination address in memory."),
+    RpcMethod("dispatcher.remove", dispatcher_remove, "GROUP ADDRESS",
+              "Remove a destination address from memory."),
+    RpcMethod("dispatcher.hash", dispatcher_hash, "NSLOTS VAL1 [VAL2]",
+              "Compute the hash of the values."),
+    RpcMethod("core.version", core_version, "", "Returns the version string of the server."),
+    RpcMethod("core.uptime", core_uptime, "", "Returns uptime of the server."),
+    RpcMethod("system.listMethods", system_list_methods, "", "Lists the RPC methods."),
+    RpcMethod("system.methodHelp", system_method_help, "METHOD",
+              "Returns the documentation of a method."),
+)  # fmt: skip
+
+METHODS: Final[Mapping[str, RpcMethod]] = {m.name: m for m in _TABLE}
+"""Every RPC method by name, in the order ``system.listMethods`` gives them."""
+
+
+async def call(server: Server, name: str, params: Sequence[object] = ()) -> object:
+    """Run method ``name`` with positional ``params``; return its result or raise
+    :class:`RpcError`."""
+    method = METHODS.get(name)
+    state = admin_state(server)
+    if method is None:
+        state.rpc_calls["unknown"] += 1
+        raise RpcError(METHOD_NOT_FOUND, f"Method Not Found: {name} (see system.listMethods)")
+    state.rpc_calls[name] += 1
+    return await method.handler(server, Params(method, params))
+
+
+# --------------------------------------------------------------------------------------------
+# JSON-RPC 2.0 envelope
+# --------------------------------------------------------------------------------------------
+
+
+def error_response(error: RpcError, request_id: object = None) -> dict[str, Any]:
+    """A JSON-RPC 2.0 error response."""
+    return {"jsonrpc": "2.0", "error": error.to_json(), "id": request_id}
+
+
+async def handle_payload(server: Server, payload: object) -> dict[str, Any] | None:
+    """Answer one decoded JSON-RPC 2.0 request; None for a notification (no ``id``).
+
+    Batches (arrays) are not supported (Kamailio's jsonrpcs has none either).
+    """
+    if not isinstance(payload, dict):
+        kind = "a batch (array)" if isinstance(payload, list) else type(payload).__name__
+        return error_response(
+            RpcError(INVALID_REQUEST, f"Invalid Request: expected a JSON object, got {kind}")
+        )
+    request_id = payload.get("id")
+    if payload.get("jsonrpc") != "2.0":
+        return error_response(
+            RpcError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"'), request_id
+        )
+    name = payload.get("method")
+    if not isinstance(name, str) or not name:
+        return error_response(
+            RpcError(INVALID_REQUEST, 'Invalid Request: "method" must be a non-empty string'),
+            request_id,
+        )
+    raw = payload.get("params", [])
+    if isinstance(raw, dict):
+        params: list[object] = list(raw.values())
+    elif isinstance(raw, list):
+        params = raw
+    else:
+        return error_response(
+            RpcError(INVALID_REQUEST, 'Invalid Request: "params" must be an array or an object'),
+            request_id,
+        )
+    try:
+        result = await call(server, name, params)
+    except RpcError as exc:
+        response = error_response(exc, request_id)
+    except Exception:  # a bug must not take the admin listener down
+        log.exception("internal error in RPC %s", name)
+        response = error_response(
+            RpcError(INTERNAL_ERROR, f"Internal Error in {name}; see the proxy's log"),
+            request_id,
+        )
+    else:
+        response = {"jsonrpc": "2.0", "result": result, "id": request_id}
+    if "id" not in payload:
+        return None
+    return response

@@ -1,0 +1,465 @@
+"""The RPC methods, called directly: Kamailio's parameters, result shapes and fault texts.
+
+Shapes are those ``ds_rpc_print_set`` builds in Kamailio's ``dispatcher.c`` and
+jsonrpcs serialises (struct members added to an array are wrapped in a
+one-member object: ``RECORDS: [{"SET": ...}]``, ``TARGETS: [{"DEST": ...}]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sipdispatch.admin import rpc
+from sipdispatch.admin.rpc import RpcError, call, handle_payload
+from sipdispatch.server import Server
+
+from .conftest import ServerFactory, run, write_list
+
+DEST_KEYS = ["URI", "FLAGS", "PRIORITY"]
+ATTRS_KEYS = [
+    "BODY",
+    "DUID",
+    "PROBING_COUNT",
+    "MAXLOAD",
+    "WEIGHT",
+    "RWEIGHT",
+    "SOCKET",
+    "SOCKNAME",
+    "OBPROXY",
+    "OCMIN",
+    "OCMAX",
+]
+FULL_KEYS = [
+    "HOST",
+    "IPADDR",
+    "PORT",
+    "PROTOID",
+    "DNSTIME_SEC",
+    "DNSTIME_USEC",
+    "OCRATE",
+    "OCIDX",
+    "OCSEQ",
+    "OCTIME_SEC",
+    "OCTIME_USEC",
+]
+LATENCY_KEYS = ["AVG", "STD", "EST", "MAX", "TIMEOUT"]
+
+
+def rpc_call(server: Server, method: str, *params: object) -> Any:
+    return run(call(server, method, list(params)))
+
+
+def rpc_fault(server: Server, method: str, *params: object) -> RpcError:
+    with pytest.raises(RpcError) as info:
+        rpc_call(server, method, *params)
+    return info.value
+
+
+def targets(result: dict[str, Any], setid: int) -> list[dict[str, Any]]:
+    for record in result["RECORDS"]:
+        if record["SET"]["ID"] == setid:
+            return [t["DEST"] for t in record["SET"]["TARGETS"]]
+    raise AssertionError(f"no set {setid} in {result}")
+
+
+def flags_of(server: Server, setid: int = 1) -> dict[str, str]:
+    return {d["URI"]: d["FLAGS"] for d in targets(rpc_call(server, "dispatcher.list"), setid)}
+
+
+# -- dispatcher.list -----------------------------------------------------------------------
+
+
+def test_list_has_kamailios_structure_and_order(make_server: ServerFactory) -> None:
+    server = make_server(
+        [
+            "2 sip:127.0.0.1:5080;transport=tcp 0 10 duid=abc;maxload=20",
+            "1 sip:127.0.0.1:7070 8 0",
+            "1 sip:127.0.0.1:7072 0 5",
+        ]
+    )
+    result = rpc_call(server, "dispatcher.list")
+    assert list(result) == ["NRSETS", "RECORDS"]
+    assert result["NRSETS"] == 2
+    assert [r["SET"]["ID"] for r in result["RECORDS"]] == [1, 2]
+    assert all(
+        list(r) == ["SET"] and list(r["SET"]) == ["ID", "TARGETS"] for r in result["RECORDS"]
+    )
+    set1 = targets(result, 1)
+    # Priority descending inside a set, as Kamailio orders it.
+    assert [d["URI"] for d in set1] == ["sip:127.0.0.1:7072", "sip:127.0.0.1:7070"]
+    assert set1[0] == {"URI": "sip:127.0.0.1:7072", "FLAGS": "AX", "PRIORITY": 5}
+    assert set1[1]["FLAGS"] == "AP"  # flags 8 = probing
+    (dest,) = targets(result, 2)
+    assert list(dest) == [*DEST_KEYS, "ATTRS"]  # ATTRS only when the destination has attrs
+    assert list(dest["ATTRS"]) == ATTRS_KEYS
+    assert dest["ATTRS"]["BODY"] == "duid=abc;maxload=20"
+    assert dest["ATTRS"]["DUID"] == "abc"
+    assert dest["ATTRS"]["MAXLOAD"] == 20
+    assert dest["ATTRS"]["SOCKET"] is None  # jsonrpcs prints an unset str as null
+
+
+def test_list_short_omits_attrs_and_full_shows_everything(make_server: ServerFactory) -> None:
+    server = make_server(["1 sip:127.0.0.1:7070 0 0 weight=50"])
+    (short,) = targets(rpc_call(server, "dispatcher.list", "short"), 1)
+    assert list(short) == DEST_KEYS
+    (full,) = targets(rpc_call(server, "dispatcher.list", "FULL"), 1)
+    assert list(full) == [*DEST_KEYS, *FULL_KEYS, "ATTRS", "LATENCY", "RUNTIME"]
+    assert full["HOST"] == "127.0.0.1" and full["IPADDR"] == "127.0.0.1"
+    assert full["PORT"] == 7070 and full["PROTOID"] == 0
+    assert list(full["LATENCY"]) == LATENCY_KEYS
+    assert full["RUNTIME"] == {"DLGLOAD": 0}
+    # Any other mode word is the normal listing, as Kamailio.
+    assert rpc_call(server, "dispatcher.list", "verbose") == rpc_call(server, "dispatcher.list")
+
+
+def test_list_latency_follows_ping_latency_stats(make_server: ServerFactory) -> None:
+    server = make_server(
+        ["1 sip:127.0.0.1:7070 0 0 latency=40"], dispatcher={"ping_latency_stats": True}
+    )
+    (dest,) = targets(rpc_call(server, "dispatcher.list"), 1)
+    assert dest["LATENCY"] == {"AVG": 40.0, "STD": 0.0, "EST": 40.0, "MAX": 40, "TIMEOUT": 0}
+    assert "RUNTIME" not in dest
+
+
+def test_list_runtime_shown_when_call_load_is_used(make_server: ServerFactory) -> None:
+    server = make_server(
+        ["1 sip:127.0.0.1:7070 0 0 duid=a;maxload=5"], routes=[{"set": 1, "algorithm": 10}]
+    )
+    (dest,) = targets(rpc_call(server, "dispatcher.list"), 1)
+    assert dest["RUNTIME"] == {"DLGLOAD": 0}
+    assert "LATENCY" not in dest
+
+
+def test_list_noping_destination_shows_letter_n(make_server: ServerFactory) -> None:
+    server = make_server(["1 sip:127.0.0.1:7070 32"])
+    assert flags_of(server) == {"sip:127.0.0.1:7070": "AN"}
+
+
+def test_list_with_no_sets_is_kamailios_fault(make_server: ServerFactory) -> None:
+    server = make_server([])
+    err = rpc_fault(server, "dispatcher.list")
+    assert (err.code, err.message) == (500, "No Destination Sets")
+
+
+# -- dispatcher.set_state / set_duid_state ---------------------------------------------------
+
+
+def test_set_state_disables_and_enables_one_destination(make_server: ServerFactory) -> None:
+    server = make_server()
+    assert rpc_call(server, "dispatcher.set_state", "dx", 1, "sip:127.0.0.1:5071") == (
+        "Ok. Dispatcher state updated."
+    )
+    assert flags_of(server) == {"sip:127.0.0.1:5071": "DX", "sip:127.0.0.1:5072": "AX"}
+    # A disabled destination comes back with set_state (Kamailio ds_reinit_state).
+    rpc_call(server, "dispatcher.set_state", "ap", 1, "SIP:127.0.0.1:5071")
+    assert flags_of(server)["sip:127.0.0.1:5071"] == "AP"
+
+
+def test_set_state_all_and_numeric_states(make_server: ServerFactory) -> None:
+    server = make_server()
+    rpc_call(server, "dispatcher.set_state", "ip", 1, "all")
+    assert set(flags_of(server).values()) == {"IP"}
+    rpc_call(server, "dispatcher.set_state", "3", "1", "all")  # 3 = trying; group as text
+    assert set(flags_of(server).values()) == {"TX"}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (["", 1, "all"], "Invalid State Parameter"),
+        (["zz", 1, "all"], "Unknown State Value"),
+        (["ap", 9, "all"], "State Update Failed: destination set 9 not found"),
+        (["ap", 1, "sip:127.0.0.1:9"], "State Update Failed: set 1 has no destination"),
+        (["ap", 1], "Invalid Parameters: missing ADDRESS"),
+        (["ap", "one", "all"], "Invalid Parameters: GROUP must be an integer"),
+        (["ap", 1, "all", "extra"], "Invalid Parameters: 1 parameter(s) too many"),
+    ],
+)
+def test_set_state_faults(make_server: ServerFactory, params: list[object], message: str) -> None:
+    server = make_server()
+    err = rpc_fault(server, "dispatcher.set_state", *params)
+    assert err.code == 500
+    assert err.message.startswith(message), err.message
+
+
+def test_set_duid_state(make_server: ServerFactory) -> None:
+    server = make_server(["1 sip:127.0.0.1:5071 0 0 duid=gw1", "1 sip:127.0.0.1:5072 0 0 duid=gw2"])
+    rpc_call(server, "dispatcher.set_duid_state", "ip", 1, "GW2")
+    assert flags_of(server) == {"sip:127.0.0.1:5071": "AX", "sip:127.0.0.1:5072": "IP"}
+    err = rpc_fault(server, "dispatcher.set_duid_state", "ip", 1, "gw9")
+    assert err.message.startswith("State Update Failed: set 1 has no destination with duid gw9")
+
+
+# -- dispatcher.add / remove / reload ---------------------------------------------------------
+
+
+def test_add_and_remove_change_the_running_sets_only(
+    make_server: ServerFactory, list_path: Path
+) -> None:
+    server = make_server()
+    before = list_path.read_text()
+    ok = rpc_call(server, "dispatcher.add", 3, "127.0.0.1:5090", 8, 7, "weight=10")
+    assert ok == "Ok. Dispatcher destination added."
+    (dest,) = targets(rpc_call(server, "dispatcher.list"), 3)
+    # "sip:" added as Kamailio's pack_dest does; flags 8 -> probing.
+    assert dest["URI"] == "sip:127.0.0.1:5090" and dest["FLAGS"] == "AP"
+    assert dest["PRIORITY"] == 7 and dest["ATTRS"]["WEIGHT"] == 10
+    assert server.router.sets.find(3, "sip:127.0.0.1:5090").addr == ("127.0.0.1", 5090)  # type: ignore[union-attr]
+    assert rpc_call(server, "dispatcher.remove", 3, "sip:127.0.0.1:5090") == (
+        "Ok. Dispatcher destination removed."
+    )
+    assert [r["SET"]["ID"] for r in rpc_call(server, "dispatcher.list")["RECORDS"]] == [1]
+    assert list_path.read_text() == before  # in memory only, as Kamailio's RPC
+
+
+def test_add_keeps_the_state_of_existing_destinations(make_server: ServerFactory) -> None:
+    server = make_server()
+    rpc_call(server, "dispatcher.set_state", "dx", 1, "sip:127.0.0.1:5071")
+    rpc_call(server, "dispatcher.add", 1, "sip:127.0.0.1:5073")
+    flags = flags_of(server)
+    assert flags["sip:127.0.0.1:5071"] == "DX" and flags["sip:127.0.0.1:5073"] == "AX"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ([1, "sip:"], "Adding dispatcher dst failed: dispatcher.add: bad URI"),
+        ([1, "sip:gw.nosuch.invalid"], "could not resolve gw.nosuch.invalid"),
+        ([1, "sip:127.0.0.1", 0, 0, "weight=500"], "bad attrs"),
+        ([1], "Invalid Parameters: missing ADDRESS"),
+    ],
+)
+def test_add_faults(make_server: ServerFactory, params: list[object], message: str) -> None:
+    server = make_server()
+    before = flags_of(server)
+    err = rpc_fault(server, "dispatcher.add", *params)
+    assert message in err.message, err.message
+    assert flags_of(server) == before
+
+
+def test_remove_faults(make_server: ServerFactory) -> None:
+    server = make_server()
+    assert rpc_fault(server, "dispatcher.remove", 1, "sip:127.0.0.1:9").message == (
+        "Removing dispatcher dst failed: set 1 has no destination sip:127.0.0.1:9"
+    )
+    assert (
+        "destination set 4 not found"
+        in rpc_fault(server, "dispatcher.remove", 4, "gw1.example.com").message
+    )
+    assert "bad URI 'x'" in rpc_fault(server, "dispatcher.remove", 1, "x").message
+
+
+def test_reload_picks_up_the_list_file(make_server: ServerFactory, list_path: Path) -> None:
+    server = make_server()
+    rpc_call(server, "dispatcher.set_state", "dx", 1, "sip:127.0.0.1:5071")
+    write_list(list_path, ["1 sip:127.0.0.1:5071", "1 sip:127.0.0.1:5072", "1 sip:127.0.0.1:5073"])
+    assert rpc_call(server, "dispatcher.reload") == "Ok. Dispatcher successfully reloaded."
+    flags = flags_of(server)
+    assert set(flags) == {f"sip:127.0.0.1:{p}" for p in (5071, 5072, 5073)}
+    assert flags["sip:127.0.0.1:5071"] == "DX"  # keep_state_on_reload (the default)
+    assert rpc.admin_state(server).reloads == {"ok": 1}
+
+
+def test_reload_refused_for_an_unresolvable_host_keeps_the_running_list(
+    make_server: ServerFactory, list_path: Path
+) -> None:
+    server = make_server()
+    sets_before = server.router.sets
+    write_list(list_path, ["1 sip:127.0.0.1:5071", "1 sip:mg9.nosuch.invalid:5060"])
+    err = rpc_fault(server, "dispatcher.reload")
+    assert err.code == 500
+    assert err.message.startswith(f"Reload Failed: {list_path}:3: could not resolve mg9.nosuch")
+    assert err.message.endswith("the running list is unchanged")
+    assert server.router.sets is sets_before
+    assert set(flags_of(server)) == {"sip:127.0.0.1:5071", "sip:127.0.0.1:5072"}
+    assert rpc.admin_state(server).reloads == {"failed": 1}
+
+
+def test_reload_names_a_bad_line(make_server: ServerFactory, list_path: Path) -> None:
+    server = make_server()
+    write_list(list_path, ["1 sip:127.0.0.1:5071", "x sip:127.0.0.1:5072"])
+    err = rpc_fault(server, "dispatcher.reload")
+    assert f"{list_path}:3: bad setid 'x'" in err.message
+
+
+def test_second_reload_while_one_runs_is_ongoing_reload(make_server: ServerFactory) -> None:
+    server = make_server()
+
+    async def scenario() -> tuple[object, RpcError]:
+        first = asyncio.create_task(call(server, "dispatcher.reload", []))
+        await asyncio.sleep(0)  # the first now holds the lock, loading in a thread
+        with pytest.raises(RpcError) as info:
+            await call(server, "dispatcher.add", [1, "sip:127.0.0.1:5079"])
+        return await first, info.value
+
+    result, err = run(scenario())
+    assert result == "Ok. Dispatcher successfully reloaded."
+    assert err.message.startswith("Ongoing reload")
+
+
+# -- dispatcher.ping_active / hash -------------------------------------------------------------
+
+
+class FakeProber:
+    def __init__(self) -> None:
+        self.active = True
+        self.rounds = 0
+
+    def ping_now(self) -> int:
+        self.rounds += 1
+        return 0
+
+
+def test_ping_active_reads_and_switches_the_prober(make_server: ServerFactory) -> None:
+    server = make_server(dispatcher={"ping_interval": 5})
+    prober = FakeProber()
+    server.prober = prober  # type: ignore[assignment]
+    assert rpc_call(server, "dispatcher.ping_active") == {"OldPingState": 1}
+    assert rpc_call(server, "dispatcher.ping_active", 0) == {"NewPingState": 0, "OldPingState": 1}
+    assert prober.active is False and prober.rounds == 0
+    assert rpc_call(server, "dispatcher.ping_active", 1) == {"NewPingState": 1, "OldPingState": 0}
+    assert prober.active is True and prober.rounds == 1  # states refreshed at once
+
+
+def test_ping_active_without_a_prober(make_server: ServerFactory) -> None:
+    server = make_server()  # ping_interval = 0 and never started
+    assert rpc_call(server, "dispatcher.ping_active") == {"OldPingState": 0}
+    assert "probing is not running" in rpc_fault(server, "dispatcher.ping_active", 1).message
+
+
+def test_hash_matches_kamailio(make_server: ServerFactory) -> None:
+    server = make_server()
+    # SPEC §5 / Kamailio docs: dispatcher.hash 4 bob server.com.
+    assert rpc_call(server, "dispatcher.hash", 4, "bob", "server.com") == {
+        "hashid": 3883463682,
+        "slot": 2,
+    }
+    assert rpc_call(server, "dispatcher.hash", 0, "alice", "server.com")["slot"] == 0
+    only = rpc_call(server, "dispatcher.hash", 8, "bob")
+    assert only["hashid"] != 3883463682
+    assert rpc_fault(server, "dispatcher.hash", 4).message.startswith(
+        "Invalid Parameters: missing VAL1 (usage: dispatcher.hash NSLOTS VAL1 [VAL2])"
+    )
+
+
+# -- core.* / system.* -------------------------------------------------------------------------
+
+
+def test_core_version_and_uptime(make_server: ServerFactory) -> None:
+    server = make_server()
+    assert rpc_call(server, "core.version").startswith("sipdispatch 0.")
+    server.started = 1_000_000.0
+    up = rpc_call(server, "core.uptime")
+    assert list(up) == ["now", "up_since", "uptime"]
+    assert up["up_since"] == __import__("time").ctime(1_000_000.0)
+    assert up["uptime"] > 0
+
+
+def test_system_list_methods_and_help(make_server: ServerFactory) -> None:
+    server = make_server()
+    names = rpc_call(server, "system.listMethods")
+    for name in (
+        "dispatcher.list",
+        "dispatcher.reload",
+        "dispatcher.set_state",
+        "dispatcher.set_duid_state",
+        "dispatcher.ping_active",
+        "dispatcher.add",
+        "dispatcher.remove",
+        "dispatcher.hash",
+        "core.version",
+        "core.uptime",
+        "system.listMethods",
+    ):
+        assert name in names
+    assert "STATE GROUP ADDRESS|all" in rpc_call(
+        server, "system.methodHelp", "dispatcher.set_state"
+    )
+
+
+# -- the JSON-RPC envelope -----------------------------------------------------------------------
+
+
+def test_envelope(make_server: ServerFactory) -> None:
+    server = make_server()
+
+    def answer(payload: object) -> dict[str, Any] | None:
+        return run(handle_payload(server, payload))
+
+    ok = answer(
+        {
+            "jsonrpc": "2.0",
+            "method": "dispatcher.hash",
+            "params": [4, "bob", "server.com"],
+            "id": "x",
+        }
+    )
+    assert ok == {"jsonrpc": "2.0", "result": {"hashid": 3883463682, "slot": 2}, "id": "x"}
+    named = answer(
+        {
+            "jsonrpc": "2.0",
+            "method": "dispatcher.hash",
+            "params": {"nslots": 4, "v1": "bob", "v2": "server.com"},
+            "id": 2,
+        }
+    )
+    assert named is not None and named["result"]["slot"] == 2
+    missing = answer({"jsonrpc": "2.0", "method": "nosuch", "id": 3})
+    assert missing is not None and missing["error"]["code"] == -32601
+    assert missing["error"]["message"].startswith("Method Not Found")
+    for bad in (
+        {"method": "core.version", "id": 4},
+        {"jsonrpc": "2.0", "id": 4},
+        {"jsonrpc": "2.0", "method": "core.version", "params": 3, "id": 4},
+        [1],
+    ):
+        response = answer(bad)
+        assert response is not None and response["error"]["code"] == -32600, bad
+    # A notification gets no answer, but runs.
+    assert (
+        answer({"jsonrpc": "2.0", "method": "dispatcher.set_state", "params": ["dx", 1, "all"]})
+        is None
+    )
+    assert set(flags_of(server).values()) == {"DX"}
+
+
+def test_a_bug_in_a_method_is_an_internal_error(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_server()
+
+    async def broken(server: Server, params: rpc.Params) -> object:
+        raise KeyError("boom")
+
+    method = rpc.METHODS["core.version"]
+    monkeypatch.setitem(
+        rpc.METHODS,
+        "core.version",  # type: ignore[arg-type]
+        rpc.RpcMethod(method.name, broken, "", ""),
+    )
+    response = run(handle_payload(server, {"jsonrpc": "2.0", "method": "core.version", "id": 1}))
+    assert response is not None and response["error"]["code"] == -32603
+
+
+def test_state_changes_are_recorded_by_the_prober(make_server: ServerFactory) -> None:
+    server = make_server()
+    changes: list[Any] = []
+
+    class Recorder:
+        active = True
+
+        def record(self, change: Any) -> None:
+            changes.append(change)
+
+    server.prober = Recorder()  # type: ignore[assignment]
+    rpc_call(server, "dispatcher.set_state", "dx", 1, "all")
+    rpc_call(server, "dispatcher.set_state", "dx", 1, "all")  # no change, nothing recorded
+    assert sorted((c.uri, c.old, c.new) for c in changes) == [
+        ("sip:127.0.0.1:5071", "AX", "DX"),
+        ("sip:127.0.0.1:5072", "AX", "DX"),
+    ]
+    assert changes[0].reason == "dispatcher.set_state dx"

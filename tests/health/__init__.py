@@ -1,0 +1,1 @@
+"""Tests of destination health: state machine, prober, latency."""
