@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sipdispatch import __version__
+from sipdispatch import demo as demo_module
 from sipdispatch.config import Config, ConfigError, default_config, load_config
 from sipdispatch.dispatcher.errors import DispatcherError
 from sipdispatch.store import StoreError
@@ -352,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     _add_dispatcher_parser(sub)
     _add_rpc_parser(sub)
+    demo = sub.add_parser(
+        "demo",
+        help="the article's story live on loopback: 75/25 split, a gateway dies and comes back",
+    )
+    demo_module.add_arguments(demo)
+    demo.set_defaults(func=demo_module.main_from_args)
     return parser
 
 
