@@ -182,6 +182,33 @@ def test_set_state_drains_and_restores_a_gateway(
     assert error["code"] == 500 and error["message"].startswith("Unknown State Value")
 
 
+def test_calls_already_on_a_drained_gateway_still_get_their_bye(
+    sipp: str, tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory
+) -> None:
+    """Disabled and inactive destinations get no new calls, but in-dialog requests of
+    calls already there still reach them (they follow the route set, not the dispatcher)."""
+    mg1 = gateways("mg1")
+    proxy, _ = start_proxy(tmp_path, proxy_factory, [gw_line(mg1)])
+    held = start_sipp(
+        "uac_call_hold", "127.0.0.1", proxy.port, calls=2, rate=20, timeout=SIPP_TIMEOUT,
+        workdir=tmp_path / "held", extra_args=["-d", "4000"],
+    )  # fmt: skip
+    with held:
+        mg1.wait_for(lambda: mg1.acks == 2, timeout=20)
+        assert result(proxy, "dispatcher.set_state", "dx", 1, mg1.uri) is not None
+        assert flags(proxy)[mg1.uri] == "DX"
+        assert held.poll() is None, "the held calls ended before the drain: raise -d"
+        done = held.wait()
+    assert done.ok and done.successful == 2, done.report()
+    mg1.wait_for(lambda: mg1.byes == 2, timeout=20)
+    # ... while a new call finds nothing usable.
+    refused = run_sipp(
+        "uac_expect_503", "127.0.0.1", proxy.port, timeout=SIPP_TIMEOUT, workdir=tmp_path / "new"
+    )
+    assert refused.ok, refused.report()
+    assert mg1.invites == 2
+
+
 def test_add_and_remove_in_memory_route_calls(
     tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, sipp: str
 ) -> None:
