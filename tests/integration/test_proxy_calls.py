@@ -7,6 +7,7 @@ gateways received.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -142,7 +143,10 @@ def test_404_from_first_gateway_fails_over_and_caller_never_sees_it(
     assert result.ok, result.report()
     mg1.wait_for(lambda: mg1.acks == 1)
     assert mg1.invites == 1 and mg2.invites == 1
-    assert "404" not in result.messages
+    # No 404 status line reached the caller (sipp's trace also holds timestamps,
+    # ports and tags, so look at status lines only).
+    statuses = re.findall(r"^SIP/2\.0 (\d{3})", result.messages, re.MULTILINE)
+    assert "200" in statuses and "404" not in statuses, statuses
 
 
 def test_no_usable_destination_gets_503(
