@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -437,3 +438,39 @@ def test_oversize_request_after_leading_crlfs_still_gets_513() -> None:
     big = invite().replace("Content-Length: 0", "X-Pad: " + "a" * 70000 + "\nContent-Length: 0")
     h.core.receive(b"\r\n\r\n" + _wire(big), CALLER, h.now)
     assert [m.status for _, m in h.drain()] == [513]
+
+
+def test_finished_calls_are_freed_by_reference_counting_alone() -> None:
+    """No reference cycle outlives a call: the cyclic GC (whose full passes walk
+    every call in progress, in long pauses) is not needed to free one."""
+    from sipdispatch.sip.proxy import Branch, Context
+    from sipdispatch.sip.transaction import ClientTransaction, ServerTransaction
+
+    kinds = (Context, Branch, ClientTransaction, ServerTransaction)
+    gc.collect()
+    gc.disable()
+    try:
+        h = Harness(plan_to(GW1, GW2))
+        for i in range(3):
+            fwd = only(h.send(invite(branch=f"z9hG4bKfree{i}", call_id=f"free-{i}")), Request)[0][1]
+            if i == 1:  # one call fails over first
+                fwd = only(h.send(reply(fwd, 503, "Busy")), Request, method="INVITE")[0][1]
+            h.send(reply(fwd, 180, "Ringing"), GW1)
+            h.send(reply(fwd, 200, "OK"), GW1)
+            bye = f"""BYE sip:gw@127.0.0.1:5071 SIP/2.0
+                Via: SIP/2.0/UDP 127.0.0.1:5555;branch=z9hG4bKfreebye{i}
+                Route: <sip:127.0.0.1:5060;lr>
+                From: <sip:alice@127.0.0.1:5555>;tag=a1
+                To: <sip:1111111@127.0.0.1:5060>;tag=gw1
+                Call-ID: free-{i}
+                CSeq: 2 BYE
+                Content-Length: 0
+                """
+            [(_, fbye)] = h.send(bye)
+            h.send(reply(fbye, 200, "OK"), GW1)
+        h.advance(100)
+        assert h.core.server_txs == {} and h.core.client_txs == {}
+        left = [o for o in gc.get_objects() if isinstance(o, kinds)]
+        assert left == []
+    finally:
+        gc.enable()

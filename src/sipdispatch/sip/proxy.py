@@ -186,7 +186,8 @@ class Branch:
     __slots__ = ("cancel_wanted", "cancelled", "ctx", "final", "target", "tx")
 
     def __init__(self, ctx: Context, target: Target, tx: ClientTransaction) -> None:
-        self.ctx = ctx
+        self.ctx: Context | None = ctx
+        """The request this branch belongs to; None once all of it is over."""
         self.target = target
         self.tx = tx
         self.final: int = 0
@@ -204,6 +205,7 @@ class Context:
         "branches",
         "canceled",
         "final_sent",
+        "live",
         "plan",
         "request",
         "server_tx",
@@ -211,6 +213,8 @@ class Context:
     )
 
     def __init__(self, server_tx: ServerTransaction, request: Request, src: Addr) -> None:
+        self.live = 1
+        """Transactions of this request not yet terminated (server + branches)."""
         self.server_tx = server_tx
         self.request = request
         """The request as it will be forwarded (routes popped, Max-Forwards done)."""
@@ -605,6 +609,7 @@ class ProxyCore:
         b = Branch(ctx, target, tx)
         tx.owner = b
         ctx.branches.append(b)
+        ctx.live += 1
         self.client_txs[tx.key] = tx
         self.stats["tx_requests"] += 1
         tx.start(fwd.to_bytes(), now)
@@ -721,6 +726,8 @@ class ProxyCore:
                 b.callback(response.status, response, now)
             return  # our CANCEL's 200 and the like
         ctx = b.ctx
+        if ctx is None:
+            return
         response.pop_first_value("via")
         status = response.status
         if status < 200:
@@ -766,7 +773,7 @@ class ProxyCore:
                 b.done = True
                 b.callback(408, None, now)
             return
-        if not isinstance(b, Branch) or b.final:
+        if not isinstance(b, Branch) or b.final or b.ctx is None:
             return
         if replied and isinstance(tx, InviteClientTransaction):
             # §16.8: timer C after a provisional -> CANCEL the branch.
@@ -778,6 +785,10 @@ class ProxyCore:
     def on_terminated(self, tx: ClientTransaction) -> None:
         if self.client_txs.get(tx.key) is tx:
             del self.client_txs[tx.key]
+        b = tx.owner
+        tx.owner = None
+        if isinstance(b, Branch) and b.ctx is not None:
+            self._release(b.ctx)
 
     def on_server_terminated(self, tx: ServerTransaction, now: float, ack_timeout: bool) -> None:
         if self.server_txs.get(tx.key) is tx:
@@ -788,6 +799,24 @@ class ProxyCore:
             for b in ctx.branches:
                 if not b.final:
                     self._cancel_branch(b, now)
+            self._release(ctx)
+
+    @staticmethod
+    def _release(ctx: Context) -> None:
+        """One of the request's transactions ended; after the last, break the cycles.
+
+        A context and its branches point at each other (and at their transactions),
+        so without this only the cyclic garbage collector would free a finished
+        call -- in long pauses that walk every call in progress. Breaking the
+        links lets reference counting free it at once.
+        """
+        ctx.live -= 1
+        if ctx.live > 0:
+            return
+        for b in ctx.branches:
+            b.ctx = None
+        ctx.branches = []
+        ctx.plan = None
 
     def _branch_failed(
         self,
