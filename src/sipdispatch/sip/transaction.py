@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from sipdispatch.sip.headers import split_commas
 from sipdispatch.sip.message import Request, Response
@@ -154,8 +154,21 @@ class ClientTransaction:
             self.state = State.TERMINATED
             self.user.on_terminated(self)
 
+    initial_state: ClassVar[State]
+    """Calling for INVITE, Trying for the others."""
+
     def start(self, data: bytes, now: float) -> None:
-        """Send the request and start the timers."""
+        """Send the request; start the retransmission timer (A or E, unreliable
+        transports only) and the fr_timer (standing in for B or F)."""
+        self.data = data
+        self.state = self.initial_state
+        self.send(self.addr, data, self)
+        if not self.addr.reliable:
+            self._retrans_interval = self.timers.t1
+            self._retrans = self.tq.call_at(now + self.timers.t1, self._retransmit)
+        self._timeout = self.tq.call_at(now + self.timers.fr_timer, self._on_timeout)
+
+    def _on_timeout(self, now: float) -> None:
         raise NotImplementedError
 
     def receive(self, response: Response, now: float) -> None:
@@ -178,16 +191,7 @@ class InviteClientTransaction(ClientTransaction):
     """RFC 3261 §17.1.1 with RFC 6026 §7.2 (Accepted state, timer M)."""
 
     __slots__ = ()
-
-    def start(self, data: bytes, now: float) -> None:
-        """Send the INVITE; start timer A (unreliable) and the fr_timer."""
-        self.data = data
-        self.state = State.CALLING
-        self.send(self.addr, data, self)
-        if not self.addr.reliable:
-            self._retrans_interval = self.timers.t1
-            self._retrans = self.tq.call_at(now + self.timers.t1, self._retransmit)
-        self._timeout = self.tq.call_at(now + self.timers.fr_timer, self._on_timeout)
+    initial_state = State.CALLING
 
     def _retransmit(self, now: float) -> None:
         # §17.1.1.2: timer A fires -> retransmit, reset A to twice its value.
@@ -285,16 +289,7 @@ class NonInviteClientTransaction(ClientTransaction):
     """RFC 3261 §17.1.2 (timers E, F, K)."""
 
     __slots__ = ()
-
-    def start(self, data: bytes, now: float) -> None:
-        """Send the request; start timer E (unreliable) and the fr_timer (F)."""
-        self.data = data
-        self.state = State.TRYING
-        self.send(self.addr, data, self)
-        if not self.addr.reliable:
-            self._retrans_interval = self.timers.t1
-            self._retrans = self.tq.call_at(now + self.timers.t1, self._retransmit)
-        self._timeout = self.tq.call_at(now + self.timers.fr_timer, self._on_timeout)
+    initial_state = State.TRYING
 
     def _retransmit(self, now: float) -> None:
         # §17.1.2.2: E doubles up to T2 in Trying; in Proceeding it fires every T2.
