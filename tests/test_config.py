@@ -897,3 +897,9 @@ def test_any_document_gives_a_config_or_a_config_error(doc: dict[str, Any]) -> N
         assert str(error).startswith("config: ")
         assert "\n" not in str(error)
         assert error.key
+
+
+def test_algorithm_names_in_the_config_are_the_registrys() -> None:
+    from sipdispatch.dispatcher.algorithms import REGISTRY
+
+    assert {name: n for n, alg in REGISTRY.items() for name in (alg.name,)} == ALGORITHM_NAMES

@@ -86,8 +86,8 @@ class HashAuthUsername(Algorithm):
     """5: hash over the auth username; round-robin when the request has none."""
 
     number = 5
-    name = "hash-auth-username"
-    aliases = ("hash-auth",)
+    name = "hash-auth-user"
+    aliases = ("hash-auth-username", "hash-auth")
 
     def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
         h = hash_authusername(ctx.auth_username)

@@ -38,8 +38,8 @@ class RoundRobinOrSerial(Algorithm):
     """
 
     number = 14
-    name = "round-robin-or-serial"
-    aliases = ("rr-serial",)
+    name = "round-robin-serial"
+    aliases = ("round-robin-or-serial", "rr-serial")
     kamailio = False
 
     def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
