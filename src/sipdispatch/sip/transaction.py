@@ -86,14 +86,31 @@ class ServerUser(Protocol):
 # -- client side -------------------------------------------------------------------
 
 
-class ClientTransaction:
+class _Timed:
+    """The two timers every transaction has: a retransmission timer (A, E or G,
+    with its current interval) and one that ends a state (fr_timer, D, H, J, K, L, M)."""
+
+    __slots__ = ("_retrans", "_retrans_interval", "_timeout")
+
+    def __init__(self) -> None:
+        self._retrans: TimerHandle | None = None
+        self._retrans_interval = 0.0
+        self._timeout: TimerHandle | None = None
+
+    def _cancel_timers(self) -> None:
+        if self._retrans is not None:
+            self._retrans.cancel()
+            self._retrans = None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+
+
+class ClientTransaction(_Timed):
     """Common part of the client transactions."""
 
     __slots__ = (
         "_gave_up",
-        "_retrans",
-        "_retrans_interval",
-        "_timeout",
         "addr",
         "branch",
         "data",
@@ -130,23 +147,13 @@ class ClientTransaction:
         self.data = b""
         self.replied = False
         self.state = State.TERMINATED
-        self._retrans: TimerHandle | None = None
-        self._retrans_interval = 0.0
-        self._timeout: TimerHandle | None = None
+        _Timed.__init__(self)
         self._gave_up = False
 
     @property
     def key(self) -> tuple[str, str]:
         """RFC 3261 §17.1.3: branch of the top Via and the CSeq method."""
         return self.branch, self.request.method
-
-    def _cancel_timers(self) -> None:
-        if self._retrans is not None:
-            self._retrans.cancel()
-            self._retrans = None
-        if self._timeout is not None:
-            self._timeout.cancel()
-            self._timeout = None
 
     def _terminate(self) -> None:
         self._cancel_timers()
@@ -359,13 +366,10 @@ def build_ack(request: Request, response: Response) -> bytes:
 # -- server side -------------------------------------------------------------------
 
 
-class ServerTransaction:
+class ServerTransaction(_Timed):
     """Common part of the server transactions."""
 
     __slots__ = (
-        "_retrans",
-        "_retrans_interval",
-        "_timeout",
         "addr",
         "key",
         "last_response",
@@ -399,17 +403,7 @@ class ServerTransaction:
         self.owner: Any = None
         self.last_response: bytes | None = None
         self.state = State.PROCEEDING
-        self._retrans: TimerHandle | None = None
-        self._retrans_interval = 0.0
-        self._timeout: TimerHandle | None = None
-
-    def _cancel_timers(self) -> None:
-        if self._retrans is not None:
-            self._retrans.cancel()
-            self._retrans = None
-        if self._timeout is not None:
-            self._timeout.cancel()
-            self._timeout = None
+        _Timed.__init__(self)
 
     def _terminate(self, now: float, ack_timeout: bool = False) -> None:
         self._cancel_timers()
