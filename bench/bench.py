@@ -1620,12 +1620,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def terminating_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so the finally blocks clean up."""
+    """Ctrl-C, SIGTERM and SIGHUP unwind the stack, so the finally blocks clean up.
+
+    SIGINT is set explicitly: a shell starts background jobs with it ignored, and
+    Python then leaves it ignored.
+    """
 
     def handler(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:

@@ -40,7 +40,8 @@ def main() -> int:
     atexit.register(dump)
     from sipdispatch.cli import main as sipdispatch_main
 
-    return sipdispatch_main(argv)
+    status: int = sipdispatch_main(argv)
+    return status
 
 
 if __name__ == "__main__":
