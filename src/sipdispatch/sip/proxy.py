@@ -40,6 +40,7 @@ from sipdispatch.sip.transaction import (
     NonInviteServerTransaction,
     ServerTransaction,
     State,
+    build_hop_request,
     server_key,
 )
 from sipdispatch.sip.uri import SipUri, parse_uri
@@ -672,17 +673,7 @@ class ProxyCore:
             return
         b.cancelled = True
         invite = tx.request
-        lines = [f"CANCEL {invite.uri_text} SIP/2.0", f"Via: {invite.get('via')}"]
-        for key, name, value in invite.headers:
-            if key == "route":
-                lines.append(f"{name}: {value}")
-        lines.append(f"From: {invite.get('from')}")
-        lines.append(f"To: {invite.get('to')}")
-        lines.append(f"Call-ID: {invite.call_id}")
-        lines.append(f"CSeq: {invite.cseq[0]} CANCEL")
-        lines.append("Max-Forwards: 70")
-        lines.append("Content-Length: 0")
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        data = build_hop_request(invite, "CANCEL", invite.get("to") or "")
         cancel = Request("CANCEL", invite.uri_text, [])
         ctx = NonInviteClientTransaction(
             cancel, tx.branch, tx.addr, self.timers, self.tq, self._emit, self

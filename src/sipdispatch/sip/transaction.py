@@ -337,17 +337,22 @@ class NonInviteClientTransaction(ClientTransaction):
 
 
 def build_ack(request: Request, response: Response) -> bytes:
-    """The ACK a client transaction sends for a non-2xx final (RFC 3261 §17.1.1.3).
+    """The ACK a client transaction sends for a non-2xx final (RFC 3261 §17.1.1.3):
+    the To of the response (with its tag), the rest from the INVITE."""
+    return build_hop_request(request, "ACK", response.get("to") or "")
 
-    Same Request-URI, Call-ID, From and CSeq number as the INVITE; the To of the
-    response (with its tag); one Via, the INVITE's top one; the INVITE's Route set.
+
+def build_hop_request(request: Request, method: str, to: str) -> bytes:
+    """An ACK or CANCEL for ``request``, hop by hop (RFC 3261 §17.1.1.3, §9.1).
+
+    Same Request-URI, Call-ID, From and CSeq number as the request; the given To;
+    the request's Route set; and one Via, the request's top one (§17.1.1.3: "a single
+    Via header field ... equal to the top Via header field of the original request";
+    §9.1 says the same of CANCEL) -- its first line may carry several values.
     """
-    lines = [f"ACK {request.uri_text} SIP/2.0"]
+    lines = [f"{method} {request.uri_text} SIP/2.0"]
     via = request.get("via")
     if via is not None:
-        # §17.1.1.3: "The ACK MUST contain a single Via header field, and this MUST
-        # be equal to the top Via header field of the original request" -- the
-        # first line may carry several comma-separated values.
         if "," in via:
             via = split_commas(via)[0]
         lines.append(f"Via: {via}")
@@ -355,9 +360,9 @@ def build_ack(request: Request, response: Response) -> bytes:
         if key == "route":
             lines.append(f"{name}: {value}")
     lines.append(f"From: {request.get('from')}")
-    lines.append(f"To: {response.get('to')}")
+    lines.append(f"To: {to}")
     lines.append(f"Call-ID: {request.call_id}")
-    lines.append(f"CSeq: {request.cseq[0]} ACK")
+    lines.append(f"CSeq: {request.cseq[0]} {method}")
     lines.append("Max-Forwards: 70")
     lines.append("Content-Length: 0")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
