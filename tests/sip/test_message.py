@@ -476,3 +476,13 @@ def test_rfc5626_keepalive_datagrams() -> None:
     assert is_keepalive(b"\r\n")
     assert is_keepalive(b"\x00\x00\x00\x00")
     assert not is_keepalive(VALID["content_length_zero"])
+
+
+@pytest.mark.parametrize("cut", range(12))
+def test_rfc5626_two_pings_split_anywhere_count_two(cut: int) -> None:
+    # The start of the next message follows the pings and stays buffered.
+    data = b"\r\n\r\n" * 2 + b"OPTIONS"
+    parser = StreamParser()
+    parser.feed(data[:cut])
+    parser.feed(data[cut:])
+    assert parser.pings == 2

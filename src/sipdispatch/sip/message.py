@@ -528,12 +528,17 @@ class StreamParser:
                     skip += 1
                 if skip:
                     run = bytes(buf[:skip])
-                    self.pings += run.count(b"\r\n\r\n")
+                    count = run.count(b"\r\n\r\n")
+                    self.pings += count
                     if skip == n:
-                        # A ping may be split across segments: keep the last three
-                        # bytes after the last whole ping, they may start the next.
-                        last = run.rfind(b"\r\n\r\n")
-                        del buf[: max(last + 4 if last >= 0 else 0, skip - 3)]
+                        # A ping may be split across segments: keep what follows the
+                        # last ping counted (up to three bytes), it may start the next.
+                        # Found the way count() counts, left to right without overlap
+                        # (rfind would find an overlapping one and drop a CRLF).
+                        end = 0
+                        for _ in range(count):
+                            end = run.index(b"\r\n\r\n", end) + 4
+                        del buf[: max(end, skip - 3)]
                         return out
                     del buf[:skip]
                 head_end, body_start = find_head_end(buf, self._scan)
