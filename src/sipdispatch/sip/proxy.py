@@ -207,13 +207,18 @@ class Context:
         "canceled",
         "final_sent",
         "live",
+        "loop_hash",
         "plan",
         "request",
         "server_tx",
         "src",
     )
 
-    def __init__(self, server_tx: ServerTransaction, request: Request, src: Addr) -> None:
+    def __init__(
+        self, server_tx: ServerTransaction, request: Request, src: Addr, loop_hash: int
+    ) -> None:
+        self.loop_hash = loop_hash
+        """§16.6 step 8: the loop-detection part of every branch we make for it."""
         self.live = 1
         """Transactions of this request not yet terminated (server + branches)."""
         self.server_tx = server_tx
@@ -478,7 +483,7 @@ class ProxyCore:
             self._reply(stx, 482, None, now)
             return
         popped = self._pop_our_routes(fwd)
-        ctx = Context(stx, fwd, src)
+        ctx = Context(stx, fwd, src, loop_hash)
         stx.owner = ctx
         if req.to_tag is not None:
             # In-dialog: follow the route set (§16.4, §16.12); never dispatch.
@@ -491,7 +496,7 @@ class ProxyCore:
                 self._reply(stx, 400, "Bad Route", now)
                 return
             ctx.plan = StaticPlan([target])
-            self._start_branch(ctx, target, loop_hash, now)
+            self._start_branch(ctx, target, now)
             return
         scheme = fwd.uri_text.split(":", 1)[0].lower()
         if scheme not in SUPPORTED_URI_SCHEMES:
@@ -507,7 +512,7 @@ class ProxyCore:
             self._reply(stx, 503, None, now)
             return
         for target in targets:
-            self._start_branch(ctx, target, loop_hash, now)
+            self._start_branch(ctx, target, now)
 
     def _loop_hash(self, req: Request) -> int:
         # §16.6 step 8: what a loop leaves unchanged. The From and To values as
@@ -590,14 +595,14 @@ class ProxyCore:
         host, port = self._local(transport)
         return f"SIP/2.0/{transport.upper()} {_hostport(host, port)};branch={branch}"
 
-    def _start_branch(self, ctx: Context, target: Target, loop_hash: int, now: float) -> None:
+    def _start_branch(self, ctx: Context, target: Target, now: float) -> None:
         fwd = ctx.request.copy()
         if target.ruri is not None:
             fwd.set_uri(target.ruri)
         transport = target.addr.transport
         if self.settings.record_route and fwd.method in DIALOG_CREATING and fwd.to_tag is None:
             self._record_route(fwd, ctx.src.transport, transport)
-        branch = f"{OUR_BRANCH}{loop_hash:x}.{self._new_id()}"
+        branch = f"{OUR_BRANCH}{ctx.loop_hash:x}.{self._new_id()}"
         fwd.prepend("via", "Via", self._via_value(transport, branch))
         if fwd.method == "INVITE":
             tx: ClientTransaction = InviteClientTransaction(
@@ -826,8 +831,7 @@ class ProxyCore:
             nxt = ctx.plan.next_target(b.target, status, timeout, now)
             if nxt is not None:
                 self.stats["failovers"] += 1
-                loop_hash = self._loop_hash(ctx.server_tx.request)
-                self._start_branch(ctx, nxt, loop_hash, now)
+                self._start_branch(ctx, nxt, now)
                 return
         # Keep the best answer so far (§16.7 step 6).
         if _better(status, ctx.best_status):
