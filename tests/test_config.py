@@ -101,7 +101,7 @@ def test_defaults_equal_the_spec() -> None:
     assert c.server.record_route is True
     assert c.server.workers == 1
     assert c.transaction == TransactionConfig(
-        fr_timer=30000, fr_inv_timer=120000, t1=500, t2=4000, t4=5000
+        fr_timer=30000, fr_inv_timer=120000, t1=500, t2=4000, t4=5000, wait_timer=5000
     )
     assert (c.admin.host, c.admin.port, c.admin.token) == ("127.0.0.1", 5080, "")
     d = c.dispatcher
@@ -129,6 +129,7 @@ def test_defaults_equal_the_spec() -> None:
 def test_our_additions_have_documented_defaults() -> None:
     c = default_config()
     assert c.transaction.t4 == 5000
+    assert c.transaction.wait_timer == 5000  # Kamailio tm.wt_timer; the RFC's is 32 s
     assert c.server.log_level == "info"
     assert c.server.max_message_size == 65535
     assert c.dispatcher.hash_header == ""
@@ -335,6 +336,7 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("transaction.t2", {"transaction": {"t2": 0}}),
     ("transaction.t2", {"transaction": {"t1": 500, "t2": 400}}),
     ("transaction.t4", {"transaction": {"t4": -1}}),
+    ("transaction.wait_timer", {"transaction": {"wait_timer": 0}}),
     # [admin]
     ("admin.listen", {"admin": {"listen": "127.0.0.1"}}),
     ("admin.listen", {"admin": {"listen": "127.0.0.1:0"}}),
@@ -875,7 +877,7 @@ _toml_values = st.recursive(
 )
 _sections = {
     "server": ["listen", "advertise", "record_route", "workers", "log_level", "max_message_size"],
-    "transaction": ["fr_timer", "fr_inv_timer", "t1", "t2", "t4"],
+    "transaction": ["fr_timer", "fr_inv_timer", "t1", "t2", "t4", "wait_timer"],
     "admin": ["listen", "token"],
     "dispatcher": ["db_url", "list_file", "ping_reply_codes", "probing_mode", "hash_header"],
     "route": ["set", "algorithm", "failover_on", "mark_failed", "match", "mode"],
@@ -903,3 +905,11 @@ def test_algorithm_names_in_the_config_are_the_registrys() -> None:
     from sipdispatch.dispatcher.algorithms import REGISTRY
 
     assert {name: n for n, alg in REGISTRY.items() for name in (alg.name,)} == ALGORITHM_NAMES
+
+
+def test_wait_timer_sets_the_cores_timers_d_j_l_m() -> None:
+    from sipdispatch.server import timers_from
+
+    timers = timers_from(parse_config({"transaction": {"wait_timer": 2500}}))
+    assert timers.timer_wait == timers.timer_d == 2.5
+    assert timers.timer_64t1 == 32.0  # timer H and the CANCEL wait stay 64*T1

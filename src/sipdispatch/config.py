@@ -59,6 +59,7 @@ T2_MS: Final = 4000
 """Maximum retransmit interval for non-INVITE requests and INVITE responses (RFC 3261 Table 4;
 Kamailio ``tm.retr_timer2``)."""
 T4_MS: Final = 5000
+WAIT_TIMER_MS: Final = 5000
 """Maximum time a message remains in the network (RFC 3261 Table 4)."""
 FR_TIMER_MS: Final = 30000
 """Kamailio ``tm.fr_timer`` default."""
@@ -352,6 +353,9 @@ class TransactionConfig:
     """RFC 3261 T2, retransmission cap (``tm.retr_timer2``); >= t1."""
     t4: int = T4_MS
     """RFC 3261 T4, time a message can stay in the network (sipdispatch addition)."""
+    wait_timer: int = WAIT_TIMER_MS
+    """How long a finished transaction stays to absorb retransmissions: RFC 3261 Timers
+    D, J, L and M, which are 32 s in the RFC (Kamailio ``tm.wt_timer``, 5 s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,7 +616,7 @@ _SERVER_KEYS: Final = (
     "log_level",
     "max_message_size",
 )
-_TRANSACTION_KEYS: Final = ("fr_timer", "fr_inv_timer", "t1", "t2", "t4")
+_TRANSACTION_KEYS: Final = ("fr_timer", "fr_inv_timer", "t1", "t2", "t4", "wait_timer")
 _ADMIN_KEYS: Final = ("listen", "token")
 _DISPATCHER_KEYS: Final = (
     "list_file",
@@ -712,6 +716,7 @@ def _parse_transaction(t: _Table) -> TransactionConfig:
         t1=t1,
         t2=t.get_int("t2", d.t2, lo=t1, unit=f"{ms}, not less than t1"),
         t4=t.get_int("t4", d.t4, lo=1, unit=ms),
+        wait_timer=t.get_int("wait_timer", d.wait_timer, lo=1, unit=ms),
     )
 
 

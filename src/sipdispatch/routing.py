@@ -96,6 +96,9 @@ def _ruri_parts(request: Request) -> tuple[str, str]:
     return uri.host, uri.user or ""
 
 
+_NO_RURI = ("", "")
+
+
 class DispatchPlan:
     """One request's destinations: failover along the selection (``ds_next_dst``),
     marking failed destinations (``ds_mark_dst``), and algorithm 10's call load.
@@ -218,6 +221,10 @@ class DispatchRouter:
             sets, hash_expire=dconf.hash_expire, hash_initexpire=dconf.hash_initexpire
         )
         self._uses_source = any(r.match.source_set is not None for r in self.routes)
+        self._uses_ruri = any(
+            r.match.domain is not None or r.match.user_prefix is not None for r in self.routes
+        )
+        """Some rule matches on the R-URI's host or user: only then is it parsed here."""
         self._exact: dict[tuple[str, int], frozenset[int]] = {}
         self._any_port: dict[str, frozenset[int]] = {}
         self._by_ip: dict[str, frozenset[int]] = {}
@@ -384,7 +391,7 @@ class DispatchRouter:
 
     def route(self, request: Request, source: Addr, now: float) -> Plan | Reject:
         """``request_route``: the first matching rule's selection, or 404 when none matches."""
-        domain, user = _ruri_parts(request)
+        domain, user = _ruri_parts(request) if self._uses_ruri else _NO_RURI
         method = request.method
         sources = self.source_sets(source) if self._uses_source else _NO_SETS
         for rule in self.routes:

@@ -34,6 +34,7 @@ def timers_from(config: Config) -> Timers:
         t4=t.t4 / 1000,
         fr_timer=t.fr_timer / 1000,
         fr_inv_timer=t.fr_inv_timer / 1000,
+        wait_timer=t.wait_timer / 1000,
     )
 
 

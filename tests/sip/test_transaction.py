@@ -1078,3 +1078,57 @@ def test_17_2_3_rfc2543_fallback_cancel_differs_from_the_invite() -> None:
     key, invite_key = server_key(cancel), server_key(request(RFC2543_INVITE))
     assert key != invite_key
     assert key[:-1] == invite_key[:-1]
+
+
+# -- wait_timer (Kamailio tm wt_timer): finished transactions kept a shorter time -----
+
+WAIT = 1.5
+SHORT = Timers(t1=T1, t2=T2, t4=T4, fr_timer=FR, fr_inv_timer=FR_INV, wait_timer=WAIT)
+
+
+def _ended_at(net: Net, tx: ClientTransaction | ServerTransaction, start: float) -> float:
+    """Run the clock in small steps from ``start`` until ``tx`` terminates."""
+    t = start
+    while tx.state is not State.TERMINATED:
+        t += 0.25
+        assert t < start + 100, "never terminated"
+        net.run_until(t)
+    return t - start
+
+
+def test_wait_timer_replaces_timers_l_and_j_on_the_server_side() -> None:
+    net, user = Net(), ServerRecorder()
+    inv, opt = request(INVITE), request(OPTIONS)
+    stx = InviteServerTransaction(inv, server_key(inv), UDP, SHORT, net.tq, net.send, user)
+    ntx = NonInviteServerTransaction(opt, server_key(opt), UDP, SHORT, net.tq, net.send, user)
+    stx.respond(reply(inv, 200), net.at(0.0))  # Accepted: timer L
+    ntx.respond(reply(opt, 200), net.at(0.0))  # Completed: timer J
+    assert _ended_at(net, stx, 0.0) == WAIT
+    assert ntx.state is State.TERMINATED
+
+
+def test_wait_timer_replaces_timers_m_and_d_on_the_client_side() -> None:
+    for status in (200, 486):  # Accepted (timer M), Completed (timer D)
+        net, user = Net(), ClientRecorder(Net())
+        req = request(INVITE)
+        tx = InviteClientTransaction(req, "z9hG4bKlb1", UDP, SHORT, net.tq, net.send, user)
+        tx.start(req.to_bytes(), net.now)
+        tx.receive(reply(req, status), net.at(0.0))
+        assert _ended_at(net, tx, 0.0) == WAIT, status
+
+
+def test_wait_timer_leaves_timer_h_at_64_t1() -> None:
+    # Timer H is how long a non-2xx final is retransmitted waiting for the ACK: not a
+    # wait for stray retransmissions, so wt_timer does not shorten it.
+    net, user = Net(), ServerRecorder()
+    inv = request(INVITE)
+    stx = InviteServerTransaction(inv, server_key(inv), UDP, SHORT, net.tq, net.send, user)
+    stx.respond(reply(inv, 486), net.at(0.0))
+    assert _ended_at(net, stx, 0.0) == T64
+    assert user.events == [("terminated", T64, True)]
+
+
+def test_wait_timer_none_keeps_the_rfc_values() -> None:
+    assert Timers(t1=T1).timer_wait == T64
+    assert Timers(t1=T1).timer_d == TIMER_D
+    assert SHORT.timer_wait == SHORT.timer_d == WAIT

@@ -183,8 +183,27 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.sent_by}{params}"
 
 
+_TRANSPORT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+_SENT_BY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:")
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value; raise :class:`ParseError` saying what is wrong."""
+    if value.startswith("SIP/2.0/"):
+        # Fast path for the form every peer writes: ``SIP/2.0/UDP host:port;params``
+        # with single spaces and no IPv6; anything else takes the regex below.
+        sp = value.find(" ", 8)
+        transport = value[8:sp]
+        if sp > 8 and _TRANSPORT_CHARS.issuperset(transport):
+            sent_by, _, params_text = value[sp + 1 :].partition(";")
+            if sent_by and _SENT_BY_CHARS.issuperset(sent_by):
+                try:
+                    host, port = parse_hostport(sent_by, "Via sent-by")
+                    params_text = params_text.strip()
+                    params = parse_params(params_text, "Via") if params_text else {}
+                    return Via(transport.upper(), host, port, params)
+                except ParseError:
+                    pass  # the regex below says what is wrong, as it always did
     m = _VIA_RE.match(value)
     if m is None:
         raise ParseError("malformed Via header")

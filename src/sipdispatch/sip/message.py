@@ -354,7 +354,29 @@ def parse_head(head: str) -> tuple[str, list[Header]]:
 
 
 def _parse_lines(start: str, rest: str) -> list[Header]:
-    """The line-by-line parse, for heads the fast path did not take."""
+    """The header lines of a head whose folding is undone.
+
+    Fast path: every line is ``name:value`` with a name seen before (the memo
+    holds only names that passed the token check), so the line needs no other
+    work than a split, a lookup and a strip (which also takes the line's CR).
+    Anything else -- a new name, an empty or colon-less line -- goes the slow,
+    checking way, which fills the memo or says what is wrong.
+    """
+    cache = _name_cache
+    headers: list[Header] = []
+    append = headers.append
+    try:
+        for line in rest.split("\n"):
+            name, value = line.split(":", 1)
+            known = cache[name]
+            append((known[0], known[1], value.strip()))
+    except (KeyError, ValueError):
+        return _parse_lines_checked(start, rest)
+    return headers
+
+
+def _parse_lines_checked(start: str, rest: str) -> list[Header]:
+    """The line-by-line parse with every check, for heads the fast path did not take."""
     headers: list[Header] = []
     append = headers.append
     for line in rest.split("\n"):

@@ -63,6 +63,7 @@ KNOWN_METHODS = frozenset(
     )
 )  # fmt: skip
 """Methods of RFC 3261 and its extensions, counted one by one in the stats."""
+_RX_REQUEST_KEYS = {method: f"rx_request_{method}" for method in KNOWN_METHODS}
 
 
 # -- the routing seam -------------------------------------------------------------
@@ -272,6 +273,8 @@ class ProxyCore:
 
     def __init__(self, settings: ProxySettings, router: Router, timers: Timers) -> None:
         self._our_routes: frozenset[str] = frozenset()
+        self._rr: dict[str, str] = {}
+        self._via_prefix: dict[str, str] = {}
         self.settings = settings
         self.router = router
         self.timers = timers
@@ -292,9 +295,16 @@ class ProxyCore:
         self._settings = settings
         # Our Record-Route values exactly as we write them: a Route equal to one of
         # these is ours without parsing it.
-        self._our_routes = frozenset(
-            _rr_value(host, port, transport) for transport, (host, port) in settings.local.items()
-        )
+        self._rr = {
+            transport: _rr_value(host, port, transport)
+            for transport, (host, port) in settings.local.items()
+        }
+        self._our_routes = frozenset(self._rr.values())
+        # What starts each Via we write, per transport, up to the branch value.
+        self._via_prefix = {
+            transport: f"SIP/2.0/{transport.upper()} {_hostport(host, port)};branch="
+            for transport, (host, port) in settings.local.items()
+        }
 
     # -- shell interface ---------------------------------------------------------
 
@@ -335,9 +345,7 @@ class ProxyCore:
                 method = msg.method
                 # Counted per method for the metrics; unknown methods share one key
                 # so a peer inventing methods cannot grow the table.
-                stats[
-                    f"rx_request_{method}" if method in KNOWN_METHODS else "rx_request_other"
-                ] += 1
+                stats[_RX_REQUEST_KEYS.get(method, "rx_request_other")] += 1
                 self._on_request(msg, src, now)
             else:
                 self.stats["rx_replies"] += 1
@@ -577,13 +585,16 @@ class ProxyCore:
             return None
 
     def _record_route(self, fwd: Request, in_transport: str, out_transport: str) -> None:
-        out_host, out_port = self._local(out_transport)
+        rr = self._rr
         # When the two sides use different transports, record both (Kamailio's
         # double Record-Route): the top entry faces the callee, the next the caller.
-        if in_transport != out_transport and in_transport in self.settings.local:
-            in_host, in_port = self.settings.local[in_transport]
-            fwd.prepend("record-route", "Record-Route", _rr_value(in_host, in_port, in_transport))
-        fwd.prepend("record-route", "Record-Route", _rr_value(out_host, out_port, out_transport))
+        if in_transport != out_transport and in_transport in rr:
+            fwd.prepend("record-route", "Record-Route", rr[in_transport])
+        out = rr.get(out_transport)
+        if out is None:
+            out_host, out_port = self._local(out_transport)
+            out = _rr_value(out_host, out_port, out_transport)
+        fwd.prepend("record-route", "Record-Route", out)
 
     def _local(self, transport: str) -> tuple[str, int]:
         local = self.settings.local
@@ -592,8 +603,11 @@ class ProxyCore:
         return next(iter(local.values()))
 
     def _via_value(self, transport: str, branch: str) -> str:
-        host, port = self._local(transport)
-        return f"SIP/2.0/{transport.upper()} {_hostport(host, port)};branch={branch}"
+        prefix = self._via_prefix.get(transport)
+        if prefix is None:
+            host, port = self._local(transport)
+            prefix = f"SIP/2.0/{transport.upper()} {_hostport(host, port)};branch="
+        return prefix + branch
 
     def _start_branch(self, ctx: Context, target: Target, now: float) -> None:
         fwd = ctx.request.copy()

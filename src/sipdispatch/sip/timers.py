@@ -39,15 +39,28 @@ class Timers:
     fr_inv_timer: float = 120.0
     """Seconds an INVITE branch waits for a final response after a provisional."""
 
+    wait_timer: float | None = None
+    """How long a finished transaction stays to absorb retransmissions: timers D, J, L
+    and M (Kamailio tm ``wt_timer``). None keeps the RFC values (32 s with the default
+    T1); the proxy's configuration sets Kamailio's 5 s."""
+
     @property
     def timer_64t1(self) -> float:
-        """64*T1: timers B, F, H, J, L, M (RFC 3261 §17, RFC 6026)."""
+        """64*T1: timers B, F, H (RFC 3261 §17) and the §9.1 wait after a CANCEL."""
         return 64 * self.t1
 
     @property
+    def timer_wait(self) -> float:
+        """Timers J, L and M (RFC 3261 §17.2.2, RFC 6026 §7): 64*T1, or ``wait_timer``."""
+        wait = self.wait_timer
+        return 64 * self.t1 if wait is None else wait
+
+    @property
     def timer_d(self) -> float:
-        """Timer D for unreliable transports: at least 32 s (RFC 3261 §17.1.1.2)."""
-        return max(32.0, 64 * self.t1)
+        """Timer D for unreliable transports: at least 32 s (RFC 3261 §17.1.1.2), or
+        ``wait_timer``."""
+        wait = self.wait_timer
+        return max(32.0, 64 * self.t1) if wait is None else wait
 
 
 class TimerHandle:

@@ -13,18 +13,17 @@ bounds an INVITE branch after a provisional response (the proxy's timer C).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from sipdispatch.sip.headers import split_commas
 from sipdispatch.sip.message import Request, Response
 from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers
 
 
-@dataclass(frozen=True, slots=True)
-class Addr:
-    """Where a message came from or goes to."""
+class Addr(NamedTuple):
+    """Where a message came from or goes to (a named tuple: made for every
+    datagram, and a tuple is the cheapest immutable, hashable record)."""
 
     transport: str
     """``udp`` or ``tcp`` (lower case)."""
@@ -258,7 +257,7 @@ class InviteClientTransaction(ClientTransaction):
                 self._cancel_timers()
                 self.replied = True
                 self.state = State.ACCEPTED
-                self._timeout = self.tq.call_at(now + self.timers.timer_64t1, self._on_end)
+                self._timeout = self.tq.call_at(now + self.timers.timer_wait, self._on_end)
                 self.user.on_response(self, response, now)
             else:
                 self._cancel_timers()
@@ -474,7 +473,7 @@ class InviteServerTransaction(ServerTransaction):
                 return
             if status < 300:
                 self.state = State.ACCEPTED
-                self._timeout = self.tq.call_at(now + self.timers.timer_64t1, self._on_end)
+                self._timeout = self.tq.call_at(now + self.timers.timer_wait, self._on_end)
                 return
             self.state = State.COMPLETED
             if not self.addr.reliable:
@@ -524,7 +523,7 @@ class NonInviteServerTransaction(ServerTransaction):
             self.state = State.PROCEEDING
             return
         self.state = State.COMPLETED
-        wait = 0.0 if self.addr.reliable else self.timers.timer_64t1  # timer J
+        wait = 0.0 if self.addr.reliable else self.timers.timer_wait  # timer J
         self._timeout = self.tq.call_at(now + wait, self._on_end)
 
 

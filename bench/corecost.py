@@ -1,0 +1,201 @@
+"""CPU per call of the sans-IO proxy core alone, in memory (no sockets, no event loop).
+
+The calls are those of bench/sipp: the caller's INVITE (with SDP), the gateway's 180
+and 200 (echoing Via, From, To with a tag, Call-ID, CSeq and Record-Route), the
+caller's ACK and BYE along the route set, the gateway's 200 to the BYE; round-robin
+over two gateways through the real dispatcher router. Virtual time advances 2 ms per
+call (500 calls/s) and every timer runs when due, so transactions end as they would
+in the proxy. Only the core's own work is timed (thread CPU time around each call
+into it); building the peers' messages is not.
+
+    .venv/bin/python bench/corecost.py                 # 20 000 calls, 3 rounds
+    .venv/bin/python bench/corecost.py --profile 20    # cProfile, top 20 by own time
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import random
+import time
+
+from sipdispatch.config import parse_config
+from sipdispatch.dispatcher import DispatcherSets, parse_list
+from sipdispatch.routing import DispatchRouter
+from sipdispatch.sip.proxy import ProxyCore, ProxySettings
+from sipdispatch.sip.timers import Timers
+from sipdispatch.sip.transaction import Addr
+
+PROXY = ("127.0.0.1", 5060)
+CALLER = Addr("udp", "127.0.0.1", 5090)
+GW = {5071: Addr("udp", "127.0.0.1", 5071), 5072: Addr("udp", "127.0.0.1", 5072)}
+SDP = b"v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"  # noqa: E501
+
+
+def make_core() -> ProxyCore:
+    cfg = parse_config(
+        {"dispatcher": {"ping_interval": 0}, "transaction": {"fr_timer": 3, "fr_inv_timer": 30}},
+        "bench.toml",
+    )
+    dests = parse_list("1 sip:127.0.0.1:5071 0 0\n1 sip:127.0.0.1:5072 0 0\n", "bench.list")
+    for d in dests:
+        d.addr = (d.host, d.port)
+    rng = random.Random(1)
+    router = DispatchRouter(cfg.routes, cfg.dispatcher, DispatcherSets(dests, rng), rng)
+    return ProxyCore(
+        ProxySettings(local={"udp": PROXY}),
+        router,
+        Timers(fr_timer=3.0, fr_inv_timer=30.0, wait_timer=5.0),
+    )
+
+
+def header_lines(data: bytes, names: tuple[bytes, ...]) -> list[bytes]:
+    """The header lines of ``data`` whose name is one of ``names`` (lower case)."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    out = []
+    for line in head.split(b"\r\n")[1:]:
+        if line.split(b":", 1)[0].strip().lower() in names:
+            out.append(line)
+    return out
+
+
+def gateway_reply(invite: bytes, status: bytes, tag: bytes, body: bytes = b"") -> bytes:
+    """A sipp gateway's answer: the Via set on one line, as sipp writes it."""
+    vias = [line.split(b":", 1)[1].strip() for line in header_lines(invite, (b"via", b"v"))]
+    lines = [b"SIP/2.0 " + status, b"Via: " + b", ".join(vias)]
+    for line in header_lines(invite, (b"from", b"f")):
+        lines.append(line)
+    for line in header_lines(invite, (b"to", b"t")):
+        lines.append(line + b";tag=" + tag)
+    lines += header_lines(invite, (b"call-id", b"i", b"cseq", b"record-route"))
+    lines.append(b"Contact: <sip:gw@127.0.0.1:5071;transport=UDP>")
+    if body:
+        lines.append(b"Content-Type: application/sdp")
+    lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def caller_request(method: bytes, n: int, cseq: int, to_tag: bytes, routes: list[bytes]) -> bytes:
+    lines = [
+        method + b" sip:gw@127.0.0.1:5071 SIP/2.0",
+        b"Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-c%d-%d" % (n, cseq),
+        b"From: caller <sip:caller@127.0.0.1:5090>;tag=1uac%d" % n,
+        b"To: service <sip:service@127.0.0.1:5060>;tag=" + to_tag,
+        b"Call-ID: %d-bench@127.0.0.1" % n,
+        b"CSeq: %d %s" % (cseq, method),
+        *(b"Route: " + r for r in routes),
+        b"Contact: <sip:caller@127.0.0.1:5090>",
+        b"Max-Forwards: 70",
+        b"Content-Length: 0",
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def invite(n: int) -> bytes:
+    lines = [
+        b"INVITE sip:service@127.0.0.1:5060 SIP/2.0",
+        b"Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-c%d-1" % n,
+        b"From: caller <sip:caller@127.0.0.1:5090>;tag=1uac%d" % n,
+        b"To: service <sip:service@127.0.0.1:5060>",
+        b"Call-ID: %d-bench@127.0.0.1" % n,
+        b"CSeq: 1 INVITE",
+        b"Contact: <sip:caller@127.0.0.1:5090>",
+        b"Max-Forwards: 70",
+        b"Subject: sipdispatch bench",
+        b"Content-Type: application/sdp",
+        b"Content-Length: %d" % len(SDP),
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + SDP
+
+
+class Driver:
+    """Plays caller and gateways around one core; times only the core."""
+
+    def __init__(self) -> None:
+        self.core = make_core()
+        self.now = 1000.0
+        self.spent = 0
+        self.messages = 0
+
+    def feed(self, data: bytes, src: Addr) -> list[tuple[Addr, bytes]]:
+        core = self.core
+        t0 = time.thread_time_ns()
+        core.receive(data, src, self.now)
+        self.spent += time.thread_time_ns() - t0
+        self.messages += 1
+        out = [(a, d) for a, d, _ in core.outbox]
+        core.outbox = []
+        return out
+
+    def tick(self) -> None:
+        core = self.core
+        deadline = core.next_deadline()
+        if deadline is not None and deadline <= self.now:
+            t0 = time.thread_time_ns()
+            core.handle_timer(self.now)
+            core.next_deadline()
+            self.spent += time.thread_time_ns() - t0
+            core.outbox = []
+
+    def call(self, n: int) -> None:
+        out = self.feed(invite(n), CALLER)
+        fwd = [(a, d) for a, d in out if d.startswith(b"INVITE")]
+        assert len(fwd) == 1, out
+        gw, inv = fwd[0]
+        tag = b"gw%d" % n
+        self.feed(gateway_reply(inv, b"180 Ringing", tag), GW[gw.port])
+        out = self.feed(gateway_reply(inv, b"200 OK", tag, SDP), GW[gw.port])
+        assert out and out[0][1].startswith(b"SIP/2.0 200"), out
+        ok = out[0][1]
+        # The route set as the caller gets it: Record-Route in order.
+        routes = [line.split(b":", 1)[1].strip() for line in header_lines(ok, (b"record-route",))]
+        ack = self.feed(caller_request(b"ACK", n, 1, tag, routes), CALLER)
+        assert ack and ack[0][1].startswith(b"ACK"), ack
+        out = self.feed(caller_request(b"BYE", n, 2, tag, routes), CALLER)
+        assert out and out[0][1].startswith(b"BYE"), out
+        self.feed(gateway_reply(out[0][1], b"200 OK", tag), GW[gw.port])
+
+    def run(self, calls: int, start: int = 0) -> None:
+        for n in range(start, start + calls):
+            self.call(n)
+            self.now += 0.002
+            self.tick()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--profile", type=int, metavar="N", help="cProfile, print top N")
+    args = ap.parse_args()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20000, 10, 10)
+    d = Driver()
+    d.run(2000)  # warm-up: caches filled, transactions in steady state
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        d.run(args.calls, 2000)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
+        return
+    results = []
+    start = 2000
+    for _ in range(args.rounds):
+        d.spent = 0
+        d.run(args.calls, start)
+        start += args.calls
+        results.append(d.spent / args.calls / 1000)
+    print(
+        "core CPU per call: "
+        + ", ".join(f"{r:.0f}" for r in results)
+        + f" µs (median {sorted(results)[len(results) // 2]:.0f}, best {min(results):.0f} µs); "
+        + f"{len(d.core.server_txs)} server / {len(d.core.client_txs)} client transactions held"
+    )
+
+
+if __name__ == "__main__":
+    main()
