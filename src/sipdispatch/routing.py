@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sipdispatch.config import Config, DispatcherConfig, RouteRule
-from sipdispatch.dispatcher.algorithms import SelectContext, select
+from sipdispatch.dispatcher.algorithms import SelectContext, SelectOptions, select_with
 from sipdispatch.dispatcher.callload import CallLoadTable
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.sets import DispatcherSets, carry_runtime_state
@@ -225,6 +225,8 @@ class DispatchRouter:
             r.match.domain is not None or r.match.user_prefix is not None for r in self.routes
         )
         """Some rule matches on the R-URI's host or user: only then is it parsed here."""
+        self._options: dict[RouteRule, SelectOptions] = {}
+        """Selection options per rule, made on first use (they never change)."""
         self._exact: dict[tuple[str, int], frozenset[int]] = {}
         self._any_port: dict[str, frozenset[int]] = {}
         self._by_ip: dict[str, frozenset[int]] = {}
@@ -429,17 +431,18 @@ class DispatchRouter:
             deadline = calls.next_deadline()
             if deadline is not None and deadline <= now:
                 calls.expire(now)
-        d = self.dconf
-        selection = select(
-            self.sets,
-            rule.set_id,
-            rule.algorithm,
-            self._context(rule, request, now),
-            limit=rule.limit,
-            use_default=d.use_default,
-            hash_user_only=d.hash_user_only,
-            hash_header=d.hash_header,
-            rng=self.rng,
+        opts = self._options.get(rule)
+        if opts is None:
+            d = self.dconf
+            opts = self._options[rule] = SelectOptions(
+                limit=rule.limit,
+                use_default=d.use_default,
+                hash_user_only=d.hash_user_only,
+                hash_header=d.hash_header,
+                rng=self.rng,
+            )
+        selection = select_with(
+            self.sets, rule.set_id, rule.algorithm, self._context(rule, request, now), opts
         )
         dests = selection.targets
         if not dests:

@@ -16,6 +16,7 @@ from sipdispatch.sip.message import (
     is_keepalive,
     make_response,
     parse_datagram,
+    trying_bytes,
 )
 from sipdispatch.sip.uri import parse_uri
 from tests.sip.vectors import (
@@ -301,6 +302,14 @@ def test_100_trying_without_to_tag_and_default_reasons() -> None:
         assert make_response(req, status).reason == phrase
     assert make_response(req, 599).reason == "Unknown"
     assert make_response(req, 486, "Busy Here").reason == "Busy Here"
+
+
+@pytest.mark.parametrize(
+    "text", [TWO_VIAS_ON_ONE_LINE, TWO_VIAS_ON_ONE_LINE.replace(b"Via:", b"v:")]
+)
+def test_100_trying_written_straight_out_is_make_response_serialized(text: bytes) -> None:
+    req = parse_request(text)
+    assert trying_bytes(req) == make_response(req, 100).to_bytes()
 
 
 def test_response_extra_headers_come_after_the_copied_ones() -> None:

@@ -185,6 +185,8 @@ class Via:
 
 _TRANSPORT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _SENT_BY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:")
+_sent_by_cache: dict[str, tuple[str, int | None]] = {}
+"""Parsed sent-by values: the same few peers write every Via."""
 
 
 def parse_via(value: str) -> Via:
@@ -198,7 +200,13 @@ def parse_via(value: str) -> Via:
             sent_by, _, params_text = value[sp + 1 :].partition(";")
             if sent_by and _SENT_BY_CHARS.issuperset(sent_by):
                 try:
-                    host, port = parse_hostport(sent_by, "Via sent-by")
+                    known = _sent_by_cache.get(sent_by)
+                    if known is None:
+                        known = parse_hostport(sent_by, "Via sent-by")
+                        if len(_sent_by_cache) >= 4096:  # bounded: peers choose them
+                            _sent_by_cache.clear()
+                        _sent_by_cache[sent_by] = known
+                    host, port = known
                     params_text = params_text.strip()
                     params = parse_params(params_text, "Via") if params_text else {}
                     return Via(transport.upper(), host, port, params)

@@ -307,8 +307,9 @@ def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     tolerated as many implementations do.
     """
     i = data.find(b"\r\n\r\n", start)
-    j = data.find(b"\n\n", start)
-    if j >= 0 and (i < 0 or j < i):
+    # A bare-LF end counts only before the CRLF one (not searched through the body).
+    j = data.find(b"\n\n", start) if i < 0 else data.find(b"\n\n", start, i)
+    if j >= 0:
         return j, j + 2
     if i >= 0:
         return i, i + 4
@@ -347,13 +348,14 @@ def parse_head(head: str) -> tuple[str, list[Header]]:
             err.start_line, err.headers = first.rstrip("\r"), []
             raise err
         head = first + sep + _FOLD_RE.sub(" ", rest)
-    start, _, rest = head.partition("\n")
+    lines = head.split("\n")
+    start = lines[0]
     if start.endswith("\r"):
         start = start[:-1]
-    return start, _parse_lines(start, rest) if rest else []
+    return start, _parse_lines(start, lines) if len(lines) > 1 else []
 
 
-def _parse_lines(start: str, rest: str) -> list[Header]:
+def _parse_lines(start: str, lines: list[str]) -> list[Header]:
     """The header lines of a head whose folding is undone.
 
     Fast path: every line is ``name:value`` with a name seen before (the memo
@@ -366,20 +368,20 @@ def _parse_lines(start: str, rest: str) -> list[Header]:
     headers: list[Header] = []
     append = headers.append
     try:
-        for line in rest.split("\n"):
+        for line in lines[1:]:
             name, value = line.split(":", 1)
             known = cache[name]
             append((known[0], known[1], value.strip()))
     except (KeyError, ValueError):
-        return _parse_lines_checked(start, rest)
+        return _parse_lines_checked(start, lines)
     return headers
 
 
-def _parse_lines_checked(start: str, rest: str) -> list[Header]:
+def _parse_lines_checked(start: str, lines: list[str]) -> list[Header]:
     """The line-by-line parse with every check, for heads the fast path did not take."""
     headers: list[Header] = []
     append = headers.append
-    for line in rest.split("\n"):
+    for line in lines[1:]:
         if line.endswith("\r"):
             line = line[:-1]
         if not line:
@@ -602,6 +604,18 @@ def _lacks_tag(to_value: str) -> bool:
         return tag_of(to_value) is None
     except ParseError:
         return False
+
+
+_RESPONSE_COPIES = frozenset(("via", "from", "to", "call-id", "cseq"))
+
+
+def trying_bytes(request: Request) -> bytes:
+    """The 100 Trying for ``request`` on the wire: what ``make_response(request, 100)``
+    serializes to, written straight out (one goes with every INVITE)."""
+    lines = ["SIP/2.0 100 Trying"]
+    lines += [f"{h[1]}: {h[2]}" for h in request.headers if h[0] in _RESPONSE_COPIES]
+    lines.append("Content-Length: 0\r\n\r\n")
+    return "\r\n".join(lines).encode("latin-1")
 
 
 def make_response(

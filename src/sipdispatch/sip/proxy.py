@@ -29,6 +29,7 @@ from sipdispatch.sip.message import (
     is_keepalive,
     make_response,
     parse_datagram,
+    trying_bytes,
 )
 from sipdispatch.sip.timers import TimerQueue, Timers
 from sipdispatch.sip.transaction import (
@@ -207,6 +208,7 @@ class Context:
         "branches",
         "canceled",
         "final_sent",
+        "initial",
         "live",
         "loop_hash",
         "plan",
@@ -232,6 +234,8 @@ class Context:
         self.best_local = 0
         self.canceled = False
         self.final_sent = False
+        self.initial = False
+        """An out-of-dialog request (no To tag): its branches get our Record-Route."""
 
     @property
     def best_status(self) -> int:
@@ -275,6 +279,8 @@ class ProxyCore:
         self._our_routes: frozenset[str] = frozenset()
         self._rr: dict[str, str] = {}
         self._via_prefix: dict[str, str] = {}
+        self._hops: dict[str, Addr] = {}
+        """Next hop of a Request-URI, by its text (in-dialog requests reuse a few)."""
         self.settings = settings
         self.router = router
         self.timers = timers
@@ -466,7 +472,7 @@ class ProxyCore:
         self.server_txs[key] = stx
         if method == "INVITE":
             # §16.2 / §17.2.1: a 100 right away stops the caller's retransmissions.
-            stx.respond(make_response(req, 100), now)
+            stx.respond_raw(100, trying_bytes(req))
         self._process_new(req, stx, src, now)
 
     def _reply(self, stx: ServerTransaction, status: int, reason: str | None, now: float) -> None:
@@ -506,6 +512,7 @@ class ProxyCore:
             ctx.plan = StaticPlan([target])
             self._start_branch(ctx, target, now)
             return
+        ctx.initial = True
         scheme = fwd.uri_text.split(":", 1)[0].lower()
         if scheme not in SUPPORTED_URI_SCHEMES:
             self._reply(stx, 416, None, now)
@@ -579,10 +586,17 @@ class ProxyCore:
                 req.headers.append(("route", "Route", f"<{req.uri_text}>"))
                 req.set_uri(uri_text)
             return Target(uri_addr(uri))
-        try:
-            return Target(uri_addr(req.uri))
-        except ParseError:
-            return None
+        text = req.uri_text
+        addr = self._hops.get(text)
+        if addr is None:
+            try:
+                addr = uri_addr(req.uri)
+            except ParseError:
+                return None
+            if len(self._hops) >= 4096:  # bounded: peers choose the URIs
+                self._hops.clear()
+            self._hops[text] = addr
+        return Target(addr)
 
     def _record_route(self, fwd: Request, in_transport: str, out_transport: str) -> None:
         rr = self._rr
@@ -614,7 +628,7 @@ class ProxyCore:
         if target.ruri is not None:
             fwd.set_uri(target.ruri)
         transport = target.addr.transport
-        if self.settings.record_route and fwd.method in DIALOG_CREATING and fwd.to_tag is None:
+        if ctx.initial and self.settings.record_route and fwd.method in DIALOG_CREATING:
             self._record_route(fwd, ctx.src.transport, transport)
         branch = f"{OUR_BRANCH}{ctx.loop_hash:x}.{self._new_id()}"
         fwd.prepend("via", "Via", self._via_value(transport, branch))

@@ -427,6 +427,13 @@ class ServerTransaction(_Timed):
         """Send a response from the user."""
         raise NotImplementedError
 
+    def respond_raw(self, status: int, data: bytes) -> None:
+        """Send a provisional response given as bytes (the proxy's 100 Trying)."""
+        if status < 200 and (self.state is State.PROCEEDING or self.state is State.TRYING):
+            self.send(self.addr, data, None)
+            self.last_response = data
+            self.state = State.PROCEEDING
+
     @property
     def final_sent(self) -> bool:
         """True once a final response went out."""

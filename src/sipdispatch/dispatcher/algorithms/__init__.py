@@ -46,6 +46,7 @@ __all__ = [
     "get_algorithm",
     "register",
     "select",
+    "select_with",
 ]
 
 
@@ -70,12 +71,6 @@ def select(
     returns -1). Raises :class:`UnknownAlgorithmError` for an algorithm number
     the registry does not know (config validation should have caught it).
     """
-    alg = REGISTRY.get(algorithm)
-    if alg is None:
-        raise UnknownAlgorithmError(f"unknown algorithm {algorithm}")
-    dset = sets.get(setid)
-    if dset is None or not dset.dests:
-        return EMPTY_SELECTION
     opts = SelectOptions(
         limit=limit,
         use_default=use_default,
@@ -83,4 +78,17 @@ def select(
         hash_header=hash_header,
         rng=rng,
     )
+    return select_with(sets, setid, algorithm, ctx, opts)
+
+
+def select_with(
+    sets: DispatcherSets, setid: int, algorithm: int, ctx: SelectContext, opts: SelectOptions
+) -> Selection:
+    """:func:`select` with the options made once (the router keeps one per rule)."""
+    alg = REGISTRY.get(algorithm)
+    if alg is None:
+        raise UnknownAlgorithmError(f"unknown algorithm {algorithm}")
+    dset = sets.get(setid)
+    if dset is None or not dset.dests:
+        return EMPTY_SELECTION
     return alg.select(dset, ctx, opts)

@@ -33,9 +33,12 @@ UNLIMITED = 0xFFFFFFFF
 """Kamailio: a ``limit`` of 0 means unlimited (it uses 0xffffffff)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SelectContext:
-    """What a selection needs from the request; the SIP layer builds it."""
+    """What a selection needs from the request; the SIP layer builds it.
+
+    Read-only by convention, not frozen: one is made for every routed request and
+    a frozen dataclass pays for each field on construction."""
 
     call_id: str
     """Call-ID header value."""
@@ -57,9 +60,9 @@ class SelectContext:
     usable destination, as in Kamailio)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Selection:
-    """Result of a selection.
+    """Result of a selection (read-only by convention, made once per routed request).
 
     ``targets`` is the failover list: ``targets[0]`` is the destination to use,
     the rest what ``ds_next_dst`` would give, in order. With ``parallel`` (algorithm
