@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +34,11 @@ TCP_IDLE_TIMEOUT = 600.0
 """A TCP connection with no traffic either way for this long is closed."""
 TCP_MAX_BUFFERED = 1 << 20
 """A peer whose unsent output exceeds this many bytes is disconnected."""
+TIMER_RESOLUTION = 0.01
+"""Seconds: the core's timers run on a 10 ms grid (a deadline is rounded up to it), so
+one wake-up runs every timer of its slot. SIP timers are 500 ms and more; at 500
+calls/s the transactions' timers would otherwise wake the process thousands of times
+a second, one timer each (Kamailio's transaction timers tick at a coarser grid)."""
 
 
 _is_ip_cache: dict[str, bool] = {}
@@ -230,10 +236,13 @@ class SipShell:
                 self._send(addr, data, owner)
         deadline = core.next_deadline()
         if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            when = max(deadline, math.ceil(deadline / TIMER_RESOLUTION) * TIMER_RESOLUTION)
+            if self._timer_at is not None and when >= self._timer_at:
+                return  # the armed wake-up is in the same slot
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+            self._timer_at = when
+            self._timer = self.loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
