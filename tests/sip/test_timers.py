@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from sipdispatch.sip.timers import (
+    COMPACT_MIN_CANCELLED,
     T1_DEFAULT,
     T2_DEFAULT,
     T4_DEFAULT,
@@ -207,3 +208,49 @@ def test_stepping_deadline_by_deadline_gives_each_timer_its_own_now() -> None:
     while (deadline := tq.next_deadline()) is not None:
         tq.run_due(deadline)
     assert log.calls == [("t", 0.25), ("t", 0.75), ("t", 1.75)]
+
+
+def test_cancelled_entries_are_dropped_once_they_are_most_of_the_heap() -> None:
+    q = TimerQueue()
+    ran: list[int] = []
+    keep = [q.call_at(100.0 + i, lambda now, i=i: ran.append(i)) for i in range(10)]
+    dead = [q.call_at(50.0 + i, lambda now: ran.append(-1)) for i in range(COMPACT_MIN_CANCELLED)]
+    for h in dead[:-1]:
+        h.cancel()
+    assert len(q._heap) == 10 + COMPACT_MIN_CANCELLED  # not yet: below the minimum
+    dead[-1].cancel()
+    assert len(q._heap) == 10 and q.cancelled == 0
+    dead[0].cancel()  # cancelling twice counts once
+    assert q.cancelled == 0
+    assert q.next_deadline() == 100.0
+    assert q.run_due(200.0) == 10
+    assert ran == list(range(10)) and all(h.cancelled for h in keep)
+
+
+def test_a_callback_that_compacts_the_heap_does_not_lose_the_timers_still_due() -> None:
+    q = TimerQueue()
+    ran: list[str] = []
+    dead = [q.call_at(50.0, lambda now: ran.append("dead")) for _ in range(COMPACT_MIN_CANCELLED)]
+
+    def cancel_all(now: float) -> None:
+        ran.append("first")
+        for h in dead:
+            h.cancel()
+
+    q.call_at(1.0, cancel_all)
+    q.call_at(2.0, lambda now: ran.append("second"))
+    q.call_at(60.0, lambda now: ran.append("third"))
+    assert q.run_due(100.0) == 3
+    assert ran == ["first", "second", "third"]
+    assert q.cancelled == 0 and q.next_deadline() is None
+
+
+def test_cancelled_count_follows_lazy_removal() -> None:
+    q = TimerQueue()
+    a = q.call_at(1.0, lambda now: None)
+    q.call_at(2.0, lambda now: None)
+    a.cancel()
+    assert q.cancelled == 1
+    assert q.next_deadline() == 2.0  # pops the cancelled one
+    assert q.cancelled == 0
+    assert len(q) == 1

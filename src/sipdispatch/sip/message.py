@@ -234,7 +234,10 @@ class Request(Message):
     def __init__(
         self, method: str, uri_text: str, headers: list[Header], body: bytes = b""
     ) -> None:
-        super().__init__(headers, body)
+        # Message.__init__ written out: one call less per message.
+        self.headers = headers
+        self.body = body
+        self._via = None
         self.method = method
         self.uri_text = uri_text
         self._uri: SipUri | None = None
@@ -273,7 +276,9 @@ class Response(Message):
     __slots__ = ("reason", "status")
 
     def __init__(self, status: int, reason: str, headers: list[Header], body: bytes = b"") -> None:
-        super().__init__(headers, body)
+        self.headers = headers  # Message.__init__ written out, as in Request
+        self.body = body
+        self._via = None
         self.status = status
         self.reason = reason
 
@@ -469,7 +474,12 @@ def content_length_of(headers: list[Header]) -> int | None:
 
 def is_keepalive(data: bytes) -> bool:
     """True for a keep-alive datagram: CRLFs only (RFC 5626 §3.5.1) or NULs."""
+    if data and data[0] not in _KEEPALIVE_BYTES:
+        return False  # a message: no copy of it is made to find out
     return not data.strip(b"\r\n\x00 \t")
+
+
+_KEEPALIVE_BYTES = frozenset(b"\r\n\x00 \t")
 
 
 def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Request | Response:

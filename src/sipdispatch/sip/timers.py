@@ -63,20 +63,43 @@ class Timers:
         return max(32.0, 64 * self.t1) if wait is None else wait
 
 
+COMPACT_MIN_CANCELLED = 1024
+"""The heap is rebuilt without its cancelled entries once there are at least this many
+and they are more than half of it (asyncio's rule): an answered INVITE leaves its
+fr_inv_timer (120 s by default) cancelled in the heap, which would otherwise hold
+tens of thousands of dead entries at a few hundred calls a second."""
+
+
 class TimerHandle:
     """A scheduled call; ``cancel()`` makes it a no-op (lazy removal)."""
 
-    __slots__ = ("args", "callback", "when")
+    __slots__ = ("args", "callback", "queue", "when")
 
-    def __init__(self, when: float, callback: Callable[..., None] | None, args: tuple[Any, ...]):
+    def __init__(
+        self,
+        when: float,
+        callback: Callable[..., None] | None,
+        args: tuple[Any, ...],
+        queue: TimerQueue | None = None,
+    ):
         self.when = when
         self.callback = callback
         self.args = args
+        self.queue = queue
 
     def cancel(self) -> None:
         """Do not run this timer."""
-        self.callback = None
-        self.args = ()
+        if self.callback is not None:
+            self.callback = None
+            self.args = ()
+            queue = self.queue
+            if queue is not None:
+                self.queue = None
+                queue.cancelled += 1
+                if queue.cancelled >= COMPACT_MIN_CANCELLED and 2 * queue.cancelled > len(
+                    queue._heap
+                ):
+                    queue.compact()
 
     @property
     def cancelled(self) -> bool:
@@ -87,41 +110,54 @@ class TimerHandle:
 class TimerQueue:
     """A heap of timers in virtual time."""
 
-    __slots__ = ("_heap", "_seq")
+    __slots__ = ("_heap", "_seq", "cancelled")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerHandle]] = []
         self._seq = 0
+        self.cancelled = 0
+        """Cancelled entries still in the heap."""
 
     def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> TimerHandle:
         """Run ``callback(*args, now)`` at virtual time ``when``."""
-        handle = TimerHandle(when, callback, args)
+        handle = TimerHandle(when, callback, args, self)
         self._seq += 1
         heapq.heappush(self._heap, (when, self._seq, handle))
         return handle
+
+    def compact(self) -> None:
+        """Drop the cancelled entries from the heap (order of the others is kept)."""
+        heap = [entry for entry in self._heap if entry[2].callback is not None]
+        heapq.heapify(heap)
+        self._heap = heap
+        self.cancelled = 0
 
     def next_deadline(self) -> float | None:
         """The earliest live deadline, or None when nothing is scheduled."""
         heap = self._heap
         while heap and heap[0][2].callback is None:
             heapq.heappop(heap)
+            self.cancelled -= 1
         return heap[0][0] if heap else None
 
     def run_due(self, now: float) -> int:
         """Run every timer due at ``now`` in deadline order; return how many ran."""
-        heap = self._heap
         ran = 0
-        while heap and heap[0][0] <= now:
+        while True:
+            heap = self._heap  # a callback's cancel() may have compacted it
+            if not heap or heap[0][0] > now:
+                return ran
             _, _, handle = heapq.heappop(heap)
             callback = handle.callback
             if callback is None:
+                self.cancelled -= 1
                 continue
             args = handle.args
             handle.callback = None
             handle.args = ()
+            handle.queue = None
             callback(*args, now)
             ran += 1
-        return ran
 
     def __len__(self) -> int:
         return sum(1 for _, _, h in self._heap if h.callback is not None)

@@ -113,6 +113,7 @@ class ClientTransaction(_Timed):
         "addr",
         "branch",
         "data",
+        "key",
         "owner",
         "replied",
         "request",
@@ -136,6 +137,8 @@ class ClientTransaction(_Timed):
     ) -> None:
         self.request = request
         self.branch = branch
+        self.key: tuple[str, str] = (branch, request.method)
+        """RFC 3261 §17.1.3: branch of the top Via and the CSeq method."""
         self.addr = addr
         self.timers = timers
         self.tq = tq
@@ -148,11 +151,6 @@ class ClientTransaction(_Timed):
         self.state = State.TERMINATED
         _Timed.__init__(self)
         self._gave_up = False
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """RFC 3261 §17.1.3: branch of the top Via and the CSeq method."""
-        return self.branch, self.request.method
 
     def _terminate(self) -> None:
         self._cancel_timers()
@@ -406,8 +404,11 @@ class ServerTransaction(_Timed):
         self.user = user
         self.owner: Any = None
         self.last_response: bytes | None = None
-        self.state = State.PROCEEDING
+        self.state = self.initial_state
         _Timed.__init__(self)
+
+    initial_state: ClassVar[State] = State.PROCEEDING
+    """Proceeding for INVITE (the TU answers 100 at once), Trying for the others."""
 
     def _terminate(self, now: float, ack_timeout: bool = False) -> None:
         self._cancel_timers()
@@ -508,10 +509,7 @@ class NonInviteServerTransaction(ServerTransaction):
     """RFC 3261 §17.2.2 (timer J)."""
 
     __slots__ = ()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.state = State.TRYING
+    initial_state = State.TRYING
 
     def receive_request(self, request: Request, now: float) -> bool:
         """A retransmission of our request: resend the last response, if any."""
