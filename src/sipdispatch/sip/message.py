@@ -181,6 +181,14 @@ class Message:
                 if "," not in value:
                     del hs[i]
                     first = value
+                elif '"' not in value and "<" not in value and value.count(",") == 1:
+                    # Two values on the line (a Via set as sipp writes it): the same
+                    # as the general case below, without building the list.
+                    head, _, tail = value.partition(",")
+                    first, rest = head.strip(), tail.strip()
+                    if not first or not rest:
+                        raise ParseError("empty value in comma-separated list")
+                    hs[i] = (key, h[1], rest)
                 else:
                     parts = split_commas(value)
                     first = parts[0]

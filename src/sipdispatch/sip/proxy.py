@@ -279,6 +279,7 @@ class ProxyCore:
         self._our_routes: frozenset[str] = frozenset()
         self._rr: dict[str, str] = {}
         self._via_prefix: dict[str, str] = {}
+        self._via_prefixes: tuple[str, ...] = ()
         self._hops: dict[str, Addr] = {}
         """Next hop of a Request-URI, by its text (in-dialog requests reuse a few)."""
         self.settings = settings
@@ -311,6 +312,7 @@ class ProxyCore:
             transport: f"SIP/2.0/{transport.upper()} {_hostport(host, port)};branch="
             for transport, (host, port) in settings.local.items()
         }
+        self._via_prefixes = tuple(self._via_prefix.values())
 
     # -- shell interface ---------------------------------------------------------
 
@@ -718,9 +720,21 @@ class ProxyCore:
     # -- responses -------------------------------------------------------------------
 
     def _on_response(self, resp: Response, src: Addr, now: float) -> None:
+        method = resp.cseq[1]
+        value = resp.get("via")
+        if value is not None:
+            # Fast path: the top Via is one we wrote, so its branch is found without
+            # parsing it (a response to a request we sent carries it verbatim).
+            for prefix in self._via_prefixes:
+                if value.startswith(prefix):
+                    branch = value[len(prefix) :].split(";", 1)[0].split(",", 1)[0].strip()
+                    tx = self.client_txs.get((branch, method))
+                    if tx is not None:
+                        tx.receive(resp, now)
+                        return
+                    break
         via = resp.top_via
-        branch = via.branch or ""
-        tx = self.client_txs.get((branch, resp.cseq[1]))
+        tx = self.client_txs.get((via.branch or "", method))
         if tx is None:
             self._forward_response_stateless(resp, via, now)
             return
