@@ -69,8 +69,9 @@ RECV_TIMEOUT_MS = 10_000
 IDLE_WINDOW = 5.0
 """Seconds over which a proxy's idle CPU rate is measured before a run."""
 TRANSACTION_LIFETIME = 35.0
-"""Seconds after which every transaction of a finished call is gone: 64*T1 = 32 s (RFC 3261
-Timers J and L; Kamailio's wait timer is 5 s) plus a margin."""
+"""Seconds after which every transaction of a finished call is gone, whatever the proxy's
+settings: 64*T1 = 32 s (RFC 3261 Timers J and L, sipdispatch with wait_timer = 32000)
+plus a margin; sipdispatch's default wait_timer and Kamailio's wt_timer are 5 s."""
 MIN_ACHIEVED = 0.95
 """A max-rate trial must reach this share of the asked rate."""
 
@@ -1555,7 +1556,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=40.0,
         help="also count the proxy's CPU for this many seconds after each fixed-rate run, "
-        "idle rate subtracted, so that the expiry of finished transactions (32 s) is "
+        "idle rate subtracted, so that the expiry of finished transactions (5 s) is "
         "counted (40; 0 = only the run itself)",
     )
     p.add_argument(
@@ -1758,7 +1759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.memory_settle:
                     notes.append(
                         f"'{args.memory_settle:g} s later': same calls still up, but the "
-                        "transactions that set them up have ended (64*T1 = 32 s); what is left "
+                        "transactions that set them up have ended (wait_timer, 5 s); what is left "
                         "is per-dialog state plus memory not given back"
                     )
                 sections.append(
