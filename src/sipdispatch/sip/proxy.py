@@ -309,7 +309,7 @@ class ProxyCore:
         self._our_routes = frozenset(self._rr.values())
         # What starts each Via we write, per transport, up to the branch value.
         self._via_prefix = {
-            transport: f"SIP/2.0/{transport.upper()} {_hostport(host, port)};branch="
+            transport: _via_prefix(host, port, transport)
             for transport, (host, port) in settings.local.items()
         }
         self._via_prefixes = tuple(self._via_prefix.values())
@@ -621,8 +621,7 @@ class ProxyCore:
     def _via_value(self, transport: str, branch: str) -> str:
         prefix = self._via_prefix.get(transport)
         if prefix is None:
-            host, port = self._local(transport)
-            prefix = f"SIP/2.0/{transport.upper()} {_hostport(host, port)};branch="
+            prefix = _via_prefix(*self._local(transport), transport)
         return prefix + branch
 
     def _start_branch(self, ctx: Context, target: Target, now: float) -> None:
@@ -914,6 +913,11 @@ def _better(status: int, than: int) -> bool:
 
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _via_prefix(host: str, port: int, transport: str) -> str:
+    """A Via of ours up to its branch value."""
+    return f"SIP/2.0/{transport.upper()} {_hostport(host, port)};branch="
 
 
 def _rr_value(host: str, port: int, transport: str) -> str:

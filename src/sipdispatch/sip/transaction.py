@@ -7,7 +7,9 @@ proxy core) is told of responses, timeouts and the end through a small interface
 Timer names are the RFC's: A/B/D/M for the INVITE client, E/F/K for the
 non-INVITE client, G/H/I/L for the INVITE server, J for the non-INVITE server.
 As in Kamailio's tm, ``fr_timer`` stands in for B and F, and ``fr_inv_timer``
-bounds an INVITE branch after a provisional response (the proxy's timer C).
+bounds an INVITE branch after a provisional response (the proxy's timer C), and
+Timers D, J, L and M, which only keep a finished transaction to absorb
+retransmissions, last ``Timers.wait_timer`` when it is set (tm's ``wt_timer``).
 """
 
 from __future__ import annotations
