@@ -1,0 +1,43 @@
+"""bench/corecost.py, the in-memory cost-per-call bench, still drives whole calls.
+
+It is a measuring tool, not a test of its own; this keeps it from rotting: the
+calls it plays must go through the real core and router exactly as sipp's would,
+and every transaction they make must be gone once wait_timer has passed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "corecost.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("corecost", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["corecost"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_corecost_calls_go_through_the_core_and_leave_nothing_behind() -> None:
+    corecost = _load()
+    d = corecost.Driver()
+    d.run(200)
+    stats = d.core.stats
+    assert stats["rx_request_INVITE"] == stats["rx_request_ACK"] == stats["rx_request_BYE"] == 200
+    assert stats["rx_replies"] == 600  # 180, 200 and the BYE's 200 per call
+    assert stats["tx_requests"] == 600  # INVITE, ACK and BYE relayed once each
+    assert stats["failovers"] == 0 and stats["parse_errors"] == 0
+    # Round-robin over the two gateways: 100 calls each.
+    dispatched = sorted(dest.dispatched for dest in d.core.router.sets.get(1).dests)
+    assert dispatched == [100, 100]
+    assert d.messages == 6 * 200 and d.spent > 0
+    # Past wait_timer (5 s) every transaction of those calls has ended.
+    d.now += 6.0
+    d.tick()
+    assert not d.core.server_txs and not d.core.client_txs
