@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from sipdispatch.sip.errors import ParseError
-from sipdispatch.sip.uri import parse_hostport, parse_params
+from sipdispatch.sip.uri import HOST_CHARS, parse_hostport, parse_params
 
 COMPACT_FORMS: dict[str, str] = {
     "i": "call-id",
@@ -184,7 +184,7 @@ class Via:
 
 
 _TRANSPORT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
-_SENT_BY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:")
+_SENT_BY_CHARS = HOST_CHARS | {":"}
 _sent_by_cache: dict[str, tuple[str, int | None]] = {}
 """Parsed sent-by values: the same few peers write every Via."""
 

@@ -625,6 +625,7 @@ def _lacks_tag(to_value: str) -> bool:
 
 
 _RESPONSE_COPIES = frozenset(("via", "from", "to", "call-id", "cseq"))
+"""§8.2.6.2: the headers a response copies from its request."""
 
 
 def trying_bytes(request: Request) -> bytes:
@@ -655,7 +656,7 @@ def make_response(
         key = h[0]
         if key == "to" and to_tag is not None and _lacks_tag(h[2]):
             headers.append((key, h[1], f"{h[2]};tag={to_tag}"))
-        elif key in ("via", "from", "to", "call-id", "cseq"):
+        elif key in _RESPONSE_COPIES:
             headers.append(h)
     if extra:
         headers.extend(extra)

@@ -17,7 +17,8 @@ DEFAULT_SIP_PORT = 5060
 DEFAULT_SIPS_PORT = 5061
 """RFC 3261 §19.1.2 / §26.2: port when a sips: URI (TLS) names none."""
 
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+"""Characters of a host name or IPv4 address (IPv6 references are bracketed)."""
 _HEX_COLON = frozenset("0123456789abcdefABCDEF:.")
 
 
@@ -108,7 +109,7 @@ def parse_hostport(text: str, what: str = "host") -> tuple[str, int | None]:
             raise ParseError(f"junk after IPv6 address in {what}")
         return host, _port(rest[1:], what)
     host, sep, port_text = text.partition(":")
-    if not host or not _HOST_CHARS.issuperset(host):
+    if not host or not HOST_CHARS.issuperset(host):
         raise ParseError(f"bad {what} {text[:60]!r}")  # bounded: it becomes a reason phrase
     return host, (_port(port_text, what) if sep else None)
 
