@@ -22,7 +22,7 @@ import pytest
 from ..store.conftest import _server_db, unique_name
 from .conftest import GatewayFactory, ProxyFactory
 from .gateway import GatewayThread
-from .proxyctl import ProxyProcess, basic_config, toml_str
+from .proxyctl import ProxyProcess, basic_config, toml_str, write_list_file
 from .sippctl import SippResult, free_port, run_sipp, start_sipp
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,11 +35,6 @@ WAIT = 20.0
 # -- helpers ---------------------------------------------------------------------------
 
 
-def write_list(path: Path, lines: list[str]) -> Path:
-    path.write_text("# setid destination flags priority attrs\n" + "\n".join(lines) + "\n")
-    return path
-
-
 def start(
     tmp_path: Path,
     proxy_factory: ProxyFactory,
@@ -48,7 +43,7 @@ def start(
 ) -> ProxyProcess:
     """A proxy over a dispatcher.list of ``lines`` (basic_config, one route to set 1)."""
     port, admin = free_port(), free_port()
-    list_file = write_list(tmp_path / "dispatcher.list", lines)
+    list_file = write_list_file(tmp_path / "dispatcher.list", lines)
     toml = basic_config(port, admin, list_file, **config)  # type: ignore[arg-type]
     return proxy_factory(toml, port=port, admin_port=admin, expect_clean_exit=True)
 
@@ -285,7 +280,7 @@ def test_503_when_every_destination_is_disabled_or_the_set_does_not_exist(
 ) -> None:
     mg1, mg2 = gateways("mg1"), gateways("mg2")
     port, admin = free_port(), free_port()
-    list_file = write_list(tmp_path / "dispatcher.list", [f"1 {mg1.uri} 4", f"1 {mg2.uri} 4"])
+    list_file = write_list_file(tmp_path / "dispatcher.list", [f"1 {mg1.uri} 4", f"1 {mg2.uri} 4"])
     routes = """\
 [[route]]
 match = { user_prefix = "9" }

@@ -16,17 +16,12 @@ import pytest
 
 from .conftest import GatewayFactory, ProxyFactory
 from .gateway import GatewayThread
-from .proxyctl import basic_config
+from .proxyctl import basic_config, write_list_file
 from .sippctl import free_port, run_sipp
 
 pytestmark = pytest.mark.timeout(120)
 
 SIPP_TIMEOUT = 60
-
-
-def write_list(path: Path, lines: list[str]) -> Path:
-    path.write_text("# setid destination flags priority attrs\n" + "\n".join(lines) + "\n")
-    return path
 
 
 def start(
@@ -40,7 +35,7 @@ def start(
     port, admin = free_port(), free_port()
     prio = priorities or [0] * len(gws)
     lines = [f"1 {gw.uri} 0 {p}" for gw, p in zip(gws, prio, strict=True)]
-    list_file = write_list(tmp_path / "dispatcher.list", lines)
+    list_file = write_list_file(tmp_path / "dispatcher.list", lines)
     toml = basic_config(port, admin, list_file, **config)  # type: ignore[arg-type]
     proxy = proxy_factory(toml, port=port, admin_port=admin, expect_clean_exit=True)
     return port, proxy
@@ -155,7 +150,7 @@ def test_no_usable_destination_gets_503(
     gw = gateways("mg1", "udp")
     port, admin = free_port(), free_port()
     # Flag 4: the only destination is disabled.
-    list_file = write_list(tmp_path / "dispatcher.list", [f"1 {gw.uri} 4 0"])
+    list_file = write_list_file(tmp_path / "dispatcher.list", [f"1 {gw.uri} 4 0"])
     proxy_factory(basic_config(port, admin, list_file), port=port, admin_port=admin)
     result = run_sipp(
         "uac_expect_503", "127.0.0.1", port, calls=1, timeout=SIPP_TIMEOUT,
