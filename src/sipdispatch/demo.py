@@ -220,6 +220,13 @@ def _request(method: str, uri: str, headers: list[tuple[str, str]]) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
+async def _bind_loopback(protocol: asyncio.DatagramProtocol) -> int:
+    """Give ``protocol`` a UDP socket on a free loopback port; return the port."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: protocol, local_addr=(HOST, 0))
+    return int(transport.get_extra_info("sockname")[1])
+
+
 class Gateway(asyncio.DatagramProtocol):
     """A media gateway on a UDP socket of its own.
 
@@ -258,10 +265,7 @@ class Gateway(asyncio.DatagramProtocol):
 
     async def start(self) -> None:
         """Bind a UDP socket on a free loopback port."""
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self, local_addr=(HOST, 0))
-        assert self.transport is not None
-        self.port = int(self.transport.get_extra_info("sockname")[1])
+        self.port = await _bind_loopback(self)
 
     def close(self) -> None:
         """Stop repeating responses and close the socket."""
@@ -424,10 +428,8 @@ class Caller(asyncio.DatagramProtocol):
         self._prefix = secrets.token_hex(4)
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self, local_addr=(HOST, 0))
-        assert self.transport is not None
-        self.port = int(self.transport.get_extra_info("sockname")[1])
+        """Bind a UDP socket on a free loopback port."""
+        self.port = await _bind_loopback(self)
 
     def close(self) -> None:
         if self.transport is not None:
