@@ -77,8 +77,8 @@ def make_destination(
         raise DispatcherLoadError(where, f"bad URI {uri!r}: {exc}") from None
     try:
         parsed_attrs = Attrs.parse(attrs)
-    except AttrsError as exc:
-        raise DispatcherLoadError(where, f"bad attrs {attrs!r}: {exc}") from None
+    except AttrsError as attrs_exc:
+        raise DispatcherLoadError(where, f"bad attrs {attrs!r}: {attrs_exc}") from None
     return Destination(
         setid=setid, uri=uri_text, sip_uri=sip_uri, flags=flags, priority=priority,
         attrs=parsed_attrs, description=description, where=where,

@@ -215,10 +215,14 @@ def parse_via(value: str) -> Via:
     m = _VIA_RE.match(value)
     if m is None:
         raise ParseError("malformed Via header")
-    transport, sent_by, params_text = m.groups()
-    host, port = parse_hostport(sent_by.replace(" ", "").replace("\t", ""), "Via sent-by")
-    params = parse_params(params_text.strip(), "Via") if params_text else {}
-    return Via(transport.upper(), host, port, params)
+    # group 3 (the parameters) is None when absent: kept apart from the str
+    # variables above, whose types a compiled build checks
+    via_transport: str = m.group(1)
+    via_sent_by: str = m.group(2)
+    via_params: str | None = m.group(3)
+    host, port = parse_hostport(via_sent_by.replace(" ", "").replace("\t", ""), "Via sent-by")
+    params = parse_params(via_params.strip(), "Via") if via_params else {}
+    return Via(via_transport.upper(), host, port, params)
 
 
 def parse_cseq(value: str) -> tuple[int, str]:

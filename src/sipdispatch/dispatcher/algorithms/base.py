@@ -135,7 +135,12 @@ _BY_NAME: dict[str, Algorithm] = {}
 
 
 def register(cls: type[Algorithm]) -> type[Algorithm]:
-    """Class decorator: add one instance of ``cls`` to the registry."""
+    """Add one instance of ``cls`` to the registry.
+
+    Called after each class rather than used as a decorator: a compiled build
+    (setup.py) makes a decorated class an ordinary Python class, which may not
+    derive from the compiled :class:`Algorithm`.
+    """
     inst = cls()
     if cls.number in REGISTRY:
         raise ValueError(f"algorithm {cls.number} registered twice")

@@ -22,7 +22,6 @@ from sipdispatch.dispatcher.hashing import hash_authusername, hash_callid, hash_
 from sipdispatch.dispatcher.sets import DestinationSet
 
 
-@register
 class HashCallId(Algorithm):
     """0: hash over the Call-ID."""
 
@@ -45,7 +44,6 @@ class _UriHash(Algorithm):
         return finish(dset, h, opts)
 
 
-@register
 class HashFromUri(_UriHash):
     """1: hash over the From URI (user, host and non-default port)."""
 
@@ -57,7 +55,6 @@ class HashFromUri(_UriHash):
         return ctx.from_uri
 
 
-@register
 class HashToUri(_UriHash):
     """2: hash over the To URI."""
 
@@ -69,7 +66,6 @@ class HashToUri(_UriHash):
         return ctx.to_uri
 
 
-@register
 class HashRuri(_UriHash):
     """3: hash over the Request-URI."""
 
@@ -81,7 +77,6 @@ class HashRuri(_UriHash):
         return ctx.ruri
 
 
-@register
 class HashAuthUsername(Algorithm):
     """5: hash over the auth username; round-robin when the request has none."""
 
@@ -97,7 +92,6 @@ class HashAuthUsername(Algorithm):
         return finish(dset, h, opts)
 
 
-@register
 class HashHeader(Algorithm):
     """7: hash over the value of the configured header (Kamailio ``hash_pvar``)."""
 
@@ -112,3 +106,11 @@ class HashHeader(Algorithm):
         if h is None:
             return EMPTY_SELECTION  # Kamailio: empty string -> select fails
         return finish(dset, h, opts)
+
+
+register(HashCallId)
+register(HashFromUri)
+register(HashToUri)
+register(HashRuri)
+register(HashAuthUsername)
+register(HashHeader)

@@ -16,7 +16,6 @@ from sipdispatch.dispatcher.sets import DestinationSet
 from sipdispatch.dispatcher.states import DS_SKIP_MASK
 
 
-@register
 class LatencyOptimized(Algorithm):
     """13: priority lowered by latency, round-robin among equals.
 
@@ -74,3 +73,6 @@ class LatencyOptimized(Algorithm):
         if default >= 0 and selected != default and len(out) < limit:
             out.append(dests[default])
         return Selection(tuple(out))
+
+
+register(LatencyOptimized)

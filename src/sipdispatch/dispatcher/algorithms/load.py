@@ -33,7 +33,6 @@ def least_loaded(dset: DestinationSet) -> int:
     return best
 
 
-@register
 class CallLoad(Algorithm):
     """10: least loaded destination; nothing when all are at ``maxload``.
 
@@ -54,3 +53,6 @@ class CallLoad(Algorithm):
         if index < 0:
             return EMPTY_SELECTION
         return finish(dset, index, opts, maxload_filter=True)
+
+
+register(CallLoad)

@@ -16,7 +16,6 @@ RAND_BITS = 31
 """Kamailio uses its ``rand()`` (0..RAND_MAX = 2**31-1 on glibc); we draw as many bits."""
 
 
-@register
 class RandomDestination(Algorithm):
     """6: a random number modulo the set size (then the usual step over unusable
     ones, so an inactive destination's share goes to the next one)."""
@@ -26,3 +25,6 @@ class RandomDestination(Algorithm):
 
     def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
         return finish(dset, opts.rng.getrandbits(RAND_BITS), opts)
+
+
+register(RandomDestination)

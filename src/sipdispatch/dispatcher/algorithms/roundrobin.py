@@ -18,7 +18,6 @@ from sipdispatch.dispatcher.sets import DestinationSet
 from sipdispatch.dispatcher.states import DS_SKIP_MASK
 
 
-@register
 class RoundRobin(Algorithm):
     """4: next destination after the last one used (Kamailio ``last``)."""
 
@@ -30,7 +29,6 @@ class RoundRobin(Algorithm):
         return finish(dset, next_round_robin(dset), opts, update_last=True)
 
 
-@register
 class RoundRobinOrSerial(Algorithm):
     """14 (sipdispatch, not in Kamailio): round-robin among the usable destinations
     of the highest priority that has any; lower priorities are the failover, in
@@ -85,3 +83,7 @@ class RoundRobinOrSerial(Algorithm):
         if not out:
             return EMPTY_SELECTION
         return Selection(tuple(out))
+
+
+register(RoundRobin)
+register(RoundRobinOrSerial)

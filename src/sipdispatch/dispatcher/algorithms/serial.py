@@ -15,7 +15,6 @@ from sipdispatch.dispatcher.sets import DestinationSet
 from sipdispatch.dispatcher.states import DS_SKIP_MASK
 
 
-@register
 class Serial(Algorithm):
     """8: always the first usable destination in set order (highest priority);
     the failover list walks the rest in order."""
@@ -28,7 +27,6 @@ class Serial(Algorithm):
         return finish(dset, 0, opts)
 
 
-@register
 class Parallel(Algorithm):
     """12: fork to every usable destination of the set at once.
 
@@ -45,3 +43,7 @@ class Parallel(Algorithm):
         if not targets:
             return EMPTY_SELECTION
         return Selection(targets, parallel=True)
+
+
+register(Serial)
+register(Parallel)

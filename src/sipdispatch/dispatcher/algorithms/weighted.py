@@ -16,7 +16,6 @@ from sipdispatch.dispatcher.sets import TABLE_SIZE, DestinationSet
 from sipdispatch.dispatcher.states import DS_SKIP_MASK
 
 
-@register
 class Weight(Algorithm):
     """9: the next slot of the set's shuffled 100-slot weight table.
 
@@ -34,7 +33,6 @@ class Weight(Algorithm):
         return finish(dset, number, opts)
 
 
-@register
 class RelativeWeight(Algorithm):
     """11: the next slot of the set's relative-weight table.
 
@@ -53,7 +51,6 @@ class RelativeWeight(Algorithm):
         return finish(dset, number, opts)
 
 
-@register
 class PriorityWeight(Algorithm):
     """15 (sipdispatch, not in Kamailio): SRV-like (RFC 2782 §"Usage rules").
 
@@ -102,3 +99,8 @@ class PriorityWeight(Algorithm):
         if not out:
             return EMPTY_SELECTION
         return Selection(tuple(out))
+
+
+register(Weight)
+register(RelativeWeight)
+register(PriorityWeight)
