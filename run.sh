@@ -5,7 +5,9 @@
 # Other sipdispatch commands: .venv/bin/sipdispatch --help
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -x .venv/bin/sipdispatch ] || [ pyproject.toml -nt .venv/.installed ]; then
+if [ ! -x .venv/bin/sipdispatch ] || [ pyproject.toml -nt .venv/.installed ] \
+  || [ -n "$(find setup.py src/sipdispatch/sip src/sipdispatch/dispatcher -name '*.py' \
+        -newer .venv/.installed -print -quit)" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[mysql,postgresql]'

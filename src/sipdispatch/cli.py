@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sipdispatch import __version__
+from sipdispatch import __version__, core_build
 from sipdispatch import demo as demo_module
 from sipdispatch.config import Config, ConfigError, default_config, load_config
 from sipdispatch.dispatcher.errors import DispatcherError
@@ -346,7 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sipdispatch", description="SIP load balancer with Kamailio dispatcher semantics"
     )
-    parser.add_argument("--version", action="version", version=f"sipdispatch {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"sipdispatch {__version__} (SIP core {core_build()})",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the proxy in the foreground")
     run.add_argument("--config", help=f"TOML config file (default ./{DEFAULT_CONFIG_FILE})")

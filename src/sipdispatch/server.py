@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 
+from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
 from sipdispatch.config import Config
 from sipdispatch.health.prober import Prober
@@ -135,6 +136,8 @@ class Server:
         self.prober.start(loop.time())
         shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
         print(f"{READY_LINE}: SIP on {shown}", file=sys.stderr, flush=True)
+        if core_build() != "compiled":
+            log.warning("SIP core runs as pure Python (installed without mypyc): slower")
 
     async def stop(self) -> None:
         """Close listeners and connections."""

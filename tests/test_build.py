@@ -1,0 +1,61 @@
+"""The SIP core and dispatcher run as built by setup.py: compiled, and from current sources.
+
+An install compiles ``sipdispatch.sip`` and ``sipdispatch.dispatcher`` with mypyc and,
+being editable, puts each built module beside its source, where it is imported in the
+source's place. These tests fail when that build is missing (the suite would silently
+test slower code than the product runs) or older than a source (the suite would test
+code that is no longer the source). ``SIPDISPATCH_PURE_PYTHON=1`` in the environment
+says the install was deliberately made without the compiler.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import sipdispatch.dispatcher
+import sipdispatch.sip
+
+PURE = os.environ.get("SIPDISPATCH_PURE_PYTHON", "") not in ("", "0")
+
+
+def compiled_packages_modules() -> list[ModuleType]:
+    modules: list[ModuleType] = [sipdispatch.sip, sipdispatch.dispatcher]
+    for package in (sipdispatch.sip, sipdispatch.dispatcher):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            modules.append(importlib.import_module(info.name))
+    return modules
+
+
+def is_built(module: ModuleType) -> bool:
+    return str(module.__file__).endswith(".so")
+
+
+def test_sip_core_and_dispatcher_modules_are_all_compiled_or_all_pure() -> None:
+    modules = compiled_packages_modules()
+    assert len(modules) >= 25  # every module of both packages, subpackages included
+    built = {m.__name__ for m in modules if is_built(m)}
+    if PURE:
+        assert built == set(), "SIPDISPATCH_PURE_PYTHON is set but these are compiled"
+    else:
+        missing = sorted({m.__name__ for m in modules} - built)
+        assert missing == [], (
+            f"not compiled: {missing}; install again (./test.sh does it), or set "
+            "SIPDISPATCH_PURE_PYTHON=1 for an install made without the compiler"
+        )
+
+
+@pytest.mark.skipif(PURE, reason="installed without the compiler")
+def test_every_compiled_module_is_newer_than_its_source() -> None:
+    stale = []
+    for module in compiled_packages_modules():
+        built = Path(str(module.__file__))  # e.g. message.cpython-311-x86_64-linux-gnu.so
+        source = built.with_name(built.name.split(".", 1)[0] + ".py")
+        if source.stat().st_mtime > built.stat().st_mtime:
+            stale.append(module.__name__)
+    assert stale == [], f"built before their sources last changed: {stale}; install again"
