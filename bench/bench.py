@@ -76,6 +76,8 @@ MIN_ACHIEVED = 0.95
 """A max-rate trial must reach this share of the asked rate."""
 
 PROXIES = ("sipdispatch", "kamailio")
+FLOOR = "floor"
+"""bench/floor.py, the bare stateless forwarder (--floor): fixed-rate runs only."""
 DIRECT = "direct"
 
 
@@ -649,6 +651,33 @@ mark_failed = "ip"
             raise BenchError("sipdispatch did not start: " + " | ".join(tail))
 
 
+class Floor(Proxy):
+    """bench/floor.py: what the kernel, uvloop and the interpreter alone cost per call."""
+
+    name = FLOOR
+
+    def __init__(
+        self, procs: Processes, port: int, workdir: Path, python: str, gateways: Sequence[int]
+    ) -> None:
+        super().__init__(procs, port, workdir)
+        self.python = python
+        self.gateways = gateways
+
+    def argv(self) -> list[str]:
+        ports = ",".join(map(str, self.gateways))
+        return [self.python, str(HERE / "floor.py"), "--port", str(self.port), "--gateways", ports]
+
+    def wait_ready(self) -> None:
+        logfile = self.workdir / f"{self.name}.log"
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                return True
+            return "floor ready" in logfile.read_text(errors="replace")
+
+        wait_for(ready, READY_TIMEOUT, "floor ready")
+
+
 class Kamailio(Proxy):
     name = "kamailio"
 
@@ -795,6 +824,7 @@ class Bench:
         base: int = args.port_base
         self.sd_port = base
         self.kam_port = base + 1
+        self.floor_port = base + 2
         self.gateways = [base + 11, base + 12]
         self.admin_port = base + 20
         self.caller_port = base + 30
@@ -823,6 +853,8 @@ class Bench:
         return d
 
     def make_proxy(self, name: str, workdir: Path) -> Proxy:
+        if name == FLOOR:
+            return Floor(self.procs, self.floor_port, workdir, self.python, self.gateways)
         if name == "sipdispatch":
             return Sipdispatch(
                 self.procs,
@@ -914,7 +946,7 @@ class Bench:
 
     def compare(self, opts: Options) -> list[CpuRun]:
         runs: list[CpuRun] = []
-        order = [*self.proxies(), DIRECT]
+        order = [*self.proxies(), *([FLOOR] if self.args.floor else []), DIRECT]
         for rep in range(1, opts.repeat + 1):
             for name in order:
                 log(f"fixed rate {opts.rate:g} calls/s x {opts.calls}: {name}, run {rep}")
@@ -1222,7 +1254,7 @@ def cpu_table(runs: list[CpuRun], opts: Options) -> Table:
         head += [f"CPU µs/call incl. {opts.settle:g} s after", "ratio"]
     head += ["kernel share", "failed/calls", "machine CPU pressure"]
     rows: list[list[str]] = []
-    for name in PROXIES:
+    for name in (*PROXIES, FLOOR):
         rs = by.get(name)
         if not rs:
             continue
@@ -1281,7 +1313,7 @@ def latency_table(runs: list[CpuRun]) -> Table:
     if use_cap:
         head += ["proxy transit p50 µs", "p99 µs", "sipp rtd p50/p99 ms"]
     rows: list[list[str]] = []
-    for name in [*PROXIES, DIRECT]:
+    for name in [*PROXIES, FLOOR, DIRECT]:
         rs = by.get(name)
         if not rs:
             continue
@@ -1552,6 +1584,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3, help="runs of each measurement (3)")
     p.add_argument("--only", choices=PROXIES, help="measure one proxy only")
     p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the fixed-rate calls through bench/floor.py, a bare stateless "
+        "Python forwarder on uvloop: the part of the cost no proxy code can remove",
+    )
+    p.add_argument(
         "--settle",
         type=float,
         default=40.0,
@@ -1592,8 +1630,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--port-base",
         type=int,
         default=35060,
-        help="UDP ports: sipdispatch BASE, Kamailio BASE+1, gateways BASE+11 and BASE+12, "
-        "sipdispatch admin (TCP) BASE+20, caller BASE+30 (35060)",
+        help="UDP ports: sipdispatch BASE, Kamailio BASE+1, floor BASE+2, gateways BASE+11 "
+        "and BASE+12, sipdispatch admin (TCP) BASE+20, caller BASE+30 (35060)",
     )
     p.add_argument(
         "--gc-stats",
@@ -1663,7 +1701,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_tools(args)
             snapshot_source(workdir)
             bench = Bench(args, procs, workdir)
-            check_ports_free([bench.sd_port, bench.kam_port, *bench.gateways, bench.caller_port])
+            check_ports_free(
+                [
+                    bench.sd_port,
+                    bench.kam_port,
+                    bench.floor_port,
+                    *bench.gateways,
+                    bench.caller_port,
+                ]
+            )
             info = machine_info(bench)
             log(f"work directory {workdir}")
             if args.capture and bench.capture_why:
