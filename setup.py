@@ -1,7 +1,7 @@
 """Build sipdispatch, compiling the per-message path to C with mypyc.
 
-The SIP core (``sipdispatch.sip``) and the dispatcher (``sipdispatch.dispatcher``)
-are plain, typed Python; mypyc turns them into C extension modules when the package
+The SIP core (``sipdispatch.sip``), the dispatcher (``sipdispatch.dispatcher``) and
+the UDP/TCP shell (``sipdispatch.transport``) are plain, typed Python; mypyc turns them into C extension modules when the package
 is installed, which takes about a fifth off the proxy's CPU per call (BENCHMARKS.md).
 The Python files stay the source: after changing one, install again (``./run.sh``
 and ``./test.sh`` do it when a file of those packages is newer than the last install).
@@ -22,12 +22,13 @@ from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
 
-# What every message passes through. These import nothing outside the standard
-# library and each other (the isolated build environment holds only mypy); within a
-# compiled module, calls to these are bound when it is built.
+# What every message passes through: the SIP core, the dispatcher and the asyncio
+# shell around them. These import nothing outside the standard library and each
+# other (the isolated build environment holds only mypy); within a compiled module,
+# calls to these are bound when it is built.
 COMPILED = sorted(
     str(path.relative_to(HERE))
-    for package in ("sip", "dispatcher")
+    for package in ("sip", "dispatcher", "transport")
     for path in (HERE / "src" / "sipdispatch" / package).rglob("*.py")
 )
 

@@ -15,8 +15,8 @@ if ! command -v sipp >/dev/null 2>&1; then
   fi
 fi
 if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed-test ] \
-  || [ -n "$(find setup.py src/sipdispatch/sip src/sipdispatch/dispatcher -name '*.py' \
-        -newer .venv/.installed-test -print -quit)" ]; then
+  || [ -n "$(find setup.py src/sipdispatch/sip src/sipdispatch/dispatcher \
+        src/sipdispatch/transport -name '*.py' -newer .venv/.installed-test -print -quit)" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[test]'

@@ -1,6 +1,7 @@
-"""The SIP core and dispatcher run as built by setup.py: compiled, and from current sources.
+"""The hot path runs as built by setup.py: compiled, and from current sources.
 
-An install compiles ``sipdispatch.sip`` and ``sipdispatch.dispatcher`` with mypyc and,
+An install compiles ``sipdispatch.sip``, ``sipdispatch.dispatcher`` and
+``sipdispatch.transport`` with mypyc and,
 being editable, puts each built module beside its source, where it is imported in the
 source's place. These tests fail when that build is missing (the suite would silently
 test slower code than the product runs) or older than a source (the suite would test
@@ -20,13 +21,15 @@ import pytest
 
 import sipdispatch.dispatcher
 import sipdispatch.sip
+import sipdispatch.transport
 
 PURE = os.environ.get("SIPDISPATCH_PURE_PYTHON", "") not in ("", "0")
 
 
 def compiled_packages_modules() -> list[ModuleType]:
-    modules: list[ModuleType] = [sipdispatch.sip, sipdispatch.dispatcher]
-    for package in (sipdispatch.sip, sipdispatch.dispatcher):
+    packages = (sipdispatch.sip, sipdispatch.dispatcher, sipdispatch.transport)
+    modules: list[ModuleType] = list(packages)
+    for package in packages:
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             modules.append(importlib.import_module(info.name))
     return modules
@@ -36,9 +39,9 @@ def is_built(module: ModuleType) -> bool:
     return str(module.__file__).endswith(".so")
 
 
-def test_sip_core_and_dispatcher_modules_are_all_compiled_or_all_pure() -> None:
+def test_sip_core_dispatcher_and_shell_modules_are_all_compiled_or_all_pure() -> None:
     modules = compiled_packages_modules()
-    assert len(modules) >= 25  # every module of both packages, subpackages included
+    assert len(modules) >= 25  # every module of the three packages, subpackages included
     built = {m.__name__ for m in modules if is_built(m)}
     if PURE:
         assert built == set(), "SIPDISPATCH_PURE_PYTHON is set but these are compiled"

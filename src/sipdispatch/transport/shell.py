@@ -17,7 +17,7 @@ import math
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.message import StreamParser
@@ -182,7 +182,9 @@ class SipShell:
         self.servers.append(server)
         if self._idle_task is None:
             self._idle_task = self.loop.create_task(self._close_idle())
-        bound = server.sockets[0].getsockname()
+        # Read untyped: typeshed says a tuple, uvloop gives a list, and the compiled
+        # build checks the declared type.
+        bound = cast(Any, server).sockets[0].getsockname()
         return bound[0], bound[1]
 
     def _new_conn_id(self) -> int:
