@@ -635,7 +635,7 @@ mark_failed = "ip"
             data = json.loads(self.gc_file.read_text())
         except (OSError, ValueError):
             return None
-        return [(int(g), float(at), float(d)) for g, at, d in data["collections"]]
+        return [(int(c[0]), float(c[1]), float(c[2])) for c in data["collections"]]
 
     def wait_ready(self) -> None:
         logfile = self.workdir / f"{self.name}.log"

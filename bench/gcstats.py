@@ -4,7 +4,7 @@
 
 is ``python -m sipdispatch run --config FILE`` with a ``gc.callbacks`` hook that times
 every collection; at exit (SIGTERM stops sipdispatch cleanly) OUT.json gets the list
-of collections as ``[generation, start, seconds]``, ``start`` on the system-wide
+of collections as ``[generation, start, seconds, objects freed]``, ``start`` on the system-wide
 monotonic clock (``time.monotonic()``) so that the bench can keep those that fell
 into its measurement window. A full (generation 2) collection walks
 every live object, so with many transactions in flight it stops the event loop for a
@@ -30,7 +30,8 @@ def main() -> int:
         if phase == "start":
             started[0] = time.monotonic()
         else:
-            events.append((int(info["generation"]), started[0], time.monotonic() - started[0]))
+            took = time.monotonic() - started[0]
+            events.append((int(info["generation"]), started[0], took, int(info["collected"])))
 
     def dump() -> None:
         with open(out_path, "w") as f:
