@@ -512,6 +512,20 @@ class Proxy:
     def wait_ready(self) -> None:
         raise NotImplementedError
 
+    def wait_log_line(self, marker: str) -> None:
+        """Wait until the proxy's log says ``marker``; fail with its last lines if it exits."""
+        logfile = self.workdir / f"{self.name}.log"
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                return True
+            return marker in logfile.read_text(errors="replace")
+
+        wait_for(ready, READY_TIMEOUT, marker)
+        if self.proc is not None and self.proc.poll() is not None:
+            tail = logfile.read_text(errors="replace").strip().splitlines()[-3:]
+            raise BenchError(f"{self.name} did not start: " + " | ".join(tail))
+
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = self.procs.start(self.argv(), self.workdir, f"{self.name}.log")
@@ -638,17 +652,7 @@ mark_failed = "ip"
         return [(int(c[0]), float(c[1]), float(c[2])) for c in data["collections"]]
 
     def wait_ready(self) -> None:
-        logfile = self.workdir / f"{self.name}.log"
-
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                return True
-            return "sipdispatch ready" in logfile.read_text(errors="replace")
-
-        wait_for(ready, READY_TIMEOUT, "sipdispatch ready")
-        if self.proc is not None and self.proc.poll() is not None:
-            tail = logfile.read_text(errors="replace").strip().splitlines()[-3:]
-            raise BenchError("sipdispatch did not start: " + " | ".join(tail))
+        self.wait_log_line("sipdispatch ready")
 
 
 class Floor(Proxy):
@@ -668,14 +672,7 @@ class Floor(Proxy):
         return [self.python, str(HERE / "floor.py"), "--port", str(self.port), "--gateways", ports]
 
     def wait_ready(self) -> None:
-        logfile = self.workdir / f"{self.name}.log"
-
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                return True
-            return "floor ready" in logfile.read_text(errors="replace")
-
-        wait_for(ready, READY_TIMEOUT, "floor ready")
+        self.wait_log_line("floor ready")
 
 
 class Kamailio(Proxy):
