@@ -162,7 +162,7 @@ def _int_arg(name: str, text: str, *, hex_ok: bool = False, low: int | None = No
     try:
         if hex_ok and stripped[:2].lower() == "0x":
             value = int(stripped[2:], 16)
-        elif stripped.lstrip("+-").isdigit():
+        elif stripped.isascii() and stripped.lstrip("+-").isdigit():
             value = int(stripped)
     except ValueError:
         value = None

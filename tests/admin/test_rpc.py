@@ -176,6 +176,7 @@ def test_set_state_all_and_numeric_states(make_server: ServerFactory) -> None:
         (["ap", 1, "sip:127.0.0.1:9"], "State Update Failed: set 1 has no destination"),
         (["ap", 1], "Invalid Parameters: missing ADDRESS"),
         (["ap", "one", "all"], "Invalid Parameters: GROUP must be an integer"),
+        (["ap", "\u00b9", "all"], "Invalid Parameters: GROUP must be an integer"),
         (["ap", 1, "all", "extra"], "Invalid Parameters: 1 parameter(s) too many"),
     ],
 )

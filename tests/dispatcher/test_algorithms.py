@@ -63,6 +63,8 @@ def test_algorithms_are_found_by_number_numeric_string_or_name() -> None:
         get_algorithm(64)
     with pytest.raises(UnknownAlgorithmError):
         get_algorithm("fastest")
+    with pytest.raises(UnknownAlgorithmError):
+        get_algorithm("\u00b9")  # str.isdigit() says yes, int() does not
 
 
 def test_unknown_setid_gives_empty_selection() -> None:

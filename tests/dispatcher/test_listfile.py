@@ -85,6 +85,12 @@ def test_uri_without_scheme_gets_sip_prepended_as_kamailio() -> None:
         ("1 http://example.com", "bad URI"),
         ("x1 sip:mg1.example.com", "bad setid"),
         ("-1 sip:mg1.example.com", "bad setid"),
+        # str.isdigit() says yes to a superscript or Arabic-Indic digit; int() or Kamailio not
+        ("\u00b9 sip:mg1.example.com", "bad setid"),
+        ("\u0663 sip:mg1.example.com", "bad setid"),
+        ("1 sip:mg1.example.com \u00b9", "bad flags"),
+        ("1 sip:mg1.example.com 0 \u00b2", "bad priority"),
+        ("1 sip:mg1.example.com 0 0 weight=\u00b9", "weight="),
         ("1 sip:mg1.example.com 0xZZ", "bad flags"),
         ("1 sip:mg1.example.com abc", "bad flags"),
         ("1 sip:mg1.example.com 0 high", "bad priority"),

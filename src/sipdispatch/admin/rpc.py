@@ -149,7 +149,7 @@ class Params:
             return int(value)
         if isinstance(value, str):
             text = value.strip()
-            if text.lstrip("+-").isdigit():
+            if text.isascii() and text.lstrip("+-").isdigit():  # isdigit alone takes '¹'
                 return int(text)
         raise self._invalid(f"{name} must be an integer, not {value!r}")
 

@@ -104,7 +104,8 @@ def _split_params(text: str) -> list[tuple[str, str | None]]:
 
 def _int_value(name: str, value: str | None, low: int, high: int | None) -> int:
     allowed = f"an integer {low}..{high}" if high is not None else f"an integer >= {low}"
-    if value is None or not value.lstrip("+-").isdigit():
+    # isascii: isdigit alone takes '¹', which int() rejects
+    if value is None or not value.isascii() or not value.lstrip("+-").isdigit():
         raise AttrsError(f"{name}={value or ''}: must be {allowed}")
     number = int(value)
     if number < low or (high is not None and number > high):

@@ -89,7 +89,7 @@ def _parse_int(token: str, what: str, where: str, *, allow_hex: bool) -> int:
     try:
         if allow_hex and token[:2].lower() == "0x":
             return int(token[2:], 16)
-        if token.isdigit():
+        if token.isascii() and token.isdigit():  # isdigit alone takes '¹'
             return int(token)
     except ValueError:
         pass
@@ -116,7 +116,7 @@ def parse_line(line: str, where: str) -> Destination | None:
     if len(tokens) < 2:
         raise DispatcherLoadError(where, "expected: setid uri [flags] [priority] [attrs]")
     setid_text, uri = tokens[0], tokens[1]
-    if not setid_text.isdigit():
+    if not (setid_text.isascii() and setid_text.isdigit()):  # isdigit alone takes '¹'
         raise DispatcherLoadError(where, f"bad setid {setid_text!r}: must be a decimal integer")
     # Kamailio: '#' ends the URI field.
     uri = uri.split("#", 1)[0]

@@ -157,7 +157,7 @@ def get_algorithm(ident: int | str) -> Algorithm:
     """
     if isinstance(ident, str):
         text = ident.strip().lower()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # isdigit alone takes '¹'
             ident = int(text)
         elif text in _BY_NAME:
             return _BY_NAME[text]
