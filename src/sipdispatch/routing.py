@@ -33,7 +33,7 @@ from sipdispatch.dispatcher.states import DS_DISABLED_DST, DS_SKIP_MASK, parse_s
 from sipdispatch.health.state import StateChange, update_state
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import header_key, split_name_addr
-from sipdispatch.sip.message import Request
+from sipdispatch.sip.message import RELEASED, Request
 from sipdispatch.sip.proxy import Plan, Reject, Target
 from sipdispatch.sip.transaction import Addr
 from sipdispatch.store import Store, StoreError, load_and_resolve, open_store
@@ -196,6 +196,7 @@ class DispatchPlan:
     def finished(self, status: int, now: float) -> None:
         """The final response went upstream: a failure (or CANCEL's 487) releases
         the call's load (``ds_load_unset``); a 2xx keeps it until the BYE."""
+        self.request = RELEASED  # no target is made after the final
         if self.counts_load and status >= 300:
             self.router.calls.on_released(self.call_id)
 

@@ -624,6 +624,13 @@ def _lacks_tag(to_value: str) -> bool:
         return False
 
 
+RELEASED = Request("RELEASED", "", [])
+"""Put in place of a request that its holder no longer needs (a transaction after its
+final response, a call's context once it has answered upstream), so that the parsed
+message -- a list and a tuple per header -- is freed then, not when the transaction
+ends (``wait_timer`` later). Fewer objects per call in flight mean shorter pauses of
+the garbage collector, which walks them all."""
+
 _RESPONSE_COPIES = frozenset(("via", "from", "to", "call-id", "cseq"))
 """§8.2.6.2: the headers a response copies from its request."""
 

@@ -24,6 +24,7 @@ from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import Via, parse_via, split_name_addr
 from sipdispatch.sip.message import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    RELEASED,
     Request,
     Response,
     is_keepalive,
@@ -790,6 +791,7 @@ class ProxyCore:
                 stx.respond(response, now)
             if not ctx.final_sent:
                 ctx.final_sent = True
+                ctx.request = RELEASED  # no branch is started after the final
                 self.stats["tx_reply_2xx"] += 1
                 if ctx.plan is not None:
                     ctx.plan.finished(status, now)
@@ -884,6 +886,7 @@ class ProxyCore:
 
     def _send_best(self, ctx: Context, now: float) -> None:
         ctx.final_sent = True
+        ctx.request = RELEASED  # no branch is started after the final
         stx = ctx.server_tx
         best = ctx.best
         if ctx.plan is not None:

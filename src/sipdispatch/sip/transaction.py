@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 from sipdispatch.sip.headers import split_commas
-from sipdispatch.sip.message import Request, Response
+from sipdispatch.sip.message import RELEASED, Request, Response
 from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers
 
 
@@ -259,6 +259,7 @@ class InviteClientTransaction(ClientTransaction):
                 self.state = State.ACCEPTED
                 self._timeout = self.tq.call_at(now + self.timers.timer_wait, self._on_end)
                 self.user.on_response(self, response, now)
+                self.request = RELEASED  # a 2xx is ACKed end to end, not by us
             else:
                 self._cancel_timers()
                 self.replied = True
@@ -329,6 +330,7 @@ class NonInviteClientTransaction(ClientTransaction):
         wait = 0.0 if self.addr.reliable else self.timers.t4  # timer K
         self._timeout = self.tq.call_at(now + wait, self._on_end)
         self.user.on_response(self, response, now)
+        self.request = RELEASED  # Completed only absorbs retransmitted finals
 
     def _on_end(self, now: float) -> None:
         self._timeout = None
@@ -481,6 +483,7 @@ class InviteServerTransaction(ServerTransaction):
             self.last_response = data
             if status < 200:
                 return
+            self.request = RELEASED  # retransmissions get last_response
             if status < 300:
                 self.state = State.ACCEPTED
                 self._timeout = self.tq.call_at(now + self.timers.timer_wait, self._on_end)
@@ -530,6 +533,7 @@ class NonInviteServerTransaction(ServerTransaction):
             self.state = State.PROCEEDING
             return
         self.state = State.COMPLETED
+        self.request = RELEASED  # retransmissions get last_response
         wait = 0.0 if self.addr.reliable else self.timers.timer_wait  # timer J
         self._timeout = self.tq.call_at(now + wait, self._on_end)
 
