@@ -62,3 +62,29 @@ def test_every_compiled_module_is_newer_than_its_source() -> None:
         if source.stat().st_mtime > built.stat().st_mtime:
             stale.append(module.__name__)
     assert stale == [], f"built before their sources last changed: {stale}; install again"
+
+
+def test_compiled_packages_import_only_the_standard_library_and_each_other() -> None:
+    # setup.py's build environment has mypy and nothing else: a third-party import in a
+    # compiled module fails the install on a clean machine (a stale build/ cache can
+    # hide it on a developer's).
+    import ast
+    import sys
+
+    allowed = ("sipdispatch.sip", "sipdispatch.dispatcher", "sipdispatch.transport")
+    outside = []
+    for module in compiled_packages_modules():
+        source = Path(str(module.__file__))
+        source = source.with_name(source.name.split(".", 1)[0] + ".py")
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".", 1)[0]
+                if top in sys.stdlib_module_names or name.startswith(allowed):
+                    continue
+                outside.append(f"{module.__name__}: {name}")
+    assert outside == []

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TextIO, cast
 
 from sipdispatch.config import AdminConfig, Config, ConfigError, ListenAddr, parse_config
 from sipdispatch.dispatcher.errors import DispatcherError
+from sipdispatch.eventloop import install_uvloop
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import split_name_addr
 from sipdispatch.sip.message import (
@@ -59,7 +60,6 @@ from sipdispatch.sip.message import (
     parse_datagram,
 )
 from sipdispatch.sip.uri import parse_uri
-from sipdispatch.transport.shell import install_uvloop
 
 if TYPE_CHECKING:
     from sipdispatch.dispatcher.destination import Destination

@@ -14,11 +14,12 @@ import time
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
 from sipdispatch.config import Config
+from sipdispatch.eventloop import install_uvloop
 from sipdispatch.health.prober import Prober
 from sipdispatch.routing import DispatchRouter
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
-from sipdispatch.transport.shell import SipShell, install_uvloop
+from sipdispatch.transport.shell import SipShell
 
 log = logging.getLogger("sipdispatch.server")
 

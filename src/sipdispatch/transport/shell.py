@@ -16,7 +16,6 @@ import logging
 import math
 import socket
 from collections import deque
-from collections.abc import Callable
 from typing import Any, cast
 
 from sipdispatch.sip.errors import ParseError
@@ -336,13 +335,3 @@ class SipShell:
             else:
                 self._send(Addr(addr.transport, ip, addr.port, addr.conn), data, owner)
         self.flush()
-
-
-def install_uvloop() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop factory when uvloop is installed, else None."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
