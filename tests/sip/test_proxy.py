@@ -86,6 +86,20 @@ def invite(branch: str = "z9hG4bKcaller1", call_id: str = "call-1", mf: int = 70
         """
 
 
+def routed_bye(branch: str, call_id: str = "call-1") -> str:
+    """The caller's BYE in the dialog of invite(), along our Record-Route."""
+    return f"""BYE sip:gw@127.0.0.1:5071 SIP/2.0
+        Via: SIP/2.0/UDP 127.0.0.1:5555;branch={branch}
+        Route: <sip:127.0.0.1:5060;lr>
+        From: <sip:alice@127.0.0.1:5555>;tag=a1
+        To: <sip:1111111@127.0.0.1:5060>;tag=gw1
+        Call-ID: {call_id}
+        CSeq: 2 BYE
+        Max-Forwards: 70
+        Content-Length: 0
+        """
+
+
 def as_method(text: str, method: str) -> str:
     """The same request with another method (CANCEL or ACK of an INVITE)."""
     return text.replace("INVITE sip:", f"{method} sip:").replace("1 INVITE", f"1 {method}")
@@ -195,17 +209,7 @@ def test_ack_for_2xx_follows_the_record_route() -> None:
 
 def test_bye_with_our_route_is_relayed_statefully_and_200_comes_back() -> None:
     h = Harness(plan_to(GW1))
-    bye = """BYE sip:gw@127.0.0.1:5071 SIP/2.0
-        Via: SIP/2.0/UDP 127.0.0.1:5555;branch=z9hG4bKbye1
-        Route: <sip:127.0.0.1:5060;lr>
-        From: <sip:alice@127.0.0.1:5555>;tag=a1
-        To: <sip:1111111@127.0.0.1:5060>;tag=gw1
-        Call-ID: call-1
-        CSeq: 2 BYE
-        Max-Forwards: 70
-        Content-Length: 0
-        """
-    [(addr, fwd)] = h.send(bye)
+    [(addr, fwd)] = h.send(routed_bye("z9hG4bKbye1"))
     assert addr == GW1 and fwd.method == "BYE"
     assert h.router.in_dialog_seen == ["BYE"]
     out = h.send(reply(fwd, 200, "OK"), GW1)
@@ -457,16 +461,7 @@ def test_finished_calls_are_freed_by_reference_counting_alone() -> None:
                 fwd = only(h.send(reply(fwd, 503, "Busy")), Request, method="INVITE")[0][1]
             h.send(reply(fwd, 180, "Ringing"), GW1)
             h.send(reply(fwd, 200, "OK"), GW1)
-            bye = f"""BYE sip:gw@127.0.0.1:5071 SIP/2.0
-                Via: SIP/2.0/UDP 127.0.0.1:5555;branch=z9hG4bKfreebye{i}
-                Route: <sip:127.0.0.1:5060;lr>
-                From: <sip:alice@127.0.0.1:5555>;tag=a1
-                To: <sip:1111111@127.0.0.1:5060>;tag=gw1
-                Call-ID: free-{i}
-                CSeq: 2 BYE
-                Content-Length: 0
-                """
-            [(_, fbye)] = h.send(bye)
+            [(_, fbye)] = h.send(routed_bye(f"z9hG4bKfreebye{i}", f"free-{i}"))
             h.send(reply(fbye, 200, "OK"), GW1)
         h.advance(100)
         assert h.core.server_txs == {} and h.core.client_txs == {}
@@ -487,16 +482,7 @@ def test_answered_call_keeps_no_parsed_request_while_its_transactions_wait() -> 
     fwd = only(h.send(invite(branch="z9hG4bKrel", call_id="rel-1")), Request)[0][1]
     h.send(reply(fwd, 180, "Ringing"), GW1)
     h.send(reply(fwd, 200, "OK"), GW1)
-    bye = """BYE sip:gw@127.0.0.1:5071 SIP/2.0
-        Via: SIP/2.0/UDP 127.0.0.1:5555;branch=z9hG4bKrelbye
-        Route: <sip:127.0.0.1:5060;lr>
-        From: <sip:alice@127.0.0.1:5555>;tag=a1
-        To: <sip:1111111@127.0.0.1:5060>;tag=gw1
-        Call-ID: rel-1
-        CSeq: 2 BYE
-        Content-Length: 0
-        """
-    [(_, fbye)] = h.send(bye)
+    [(_, fbye)] = h.send(routed_bye("z9hG4bKrelbye", "rel-1"))
     h.send(reply(fbye, 200, "OK"), GW1)
     servers = list(h.core.server_txs.values())
     clients = list(h.core.client_txs.values())
