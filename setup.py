@@ -1,8 +1,9 @@
 """Build sipdispatch, compiling the per-message path to C with mypyc.
 
 The SIP core (``sipdispatch.sip``), the dispatcher (``sipdispatch.dispatcher``) and
-the UDP/TCP shell (``sipdispatch.transport``) are plain, typed Python; mypyc turns them into C extension modules when the package
-is installed, which takes about a fifth off the proxy's CPU per call (BENCHMARKS.md).
+the UDP/TCP shell (``sipdispatch.transport``) are plain, typed Python; mypyc turns
+them into C extension modules when the package is installed, which takes about
+30 % off the proxy's CPU per call (BENCHMARKS.md).
 The Python files stay the source: after changing one, install again (``./run.sh``
 and ``./test.sh`` do it when a file of those packages is newer than the last install).
 An editable install puts the built modules beside their sources in src/.

@@ -35,6 +35,12 @@ def compiled_packages_modules() -> list[ModuleType]:
     return modules
 
 
+def source_of(module: ModuleType) -> Path:
+    """The .py file beside a module's file (e.g. message.cpython-311-x86_64-linux-gnu.so)."""
+    built = Path(str(module.__file__))
+    return built.with_name(built.name.split(".", 1)[0] + ".py")
+
+
 def is_built(module: ModuleType) -> bool:
     return str(module.__file__).endswith(".so")
 
@@ -57,9 +63,8 @@ def test_sip_core_dispatcher_and_shell_modules_are_all_compiled_or_all_pure() ->
 def test_every_compiled_module_is_newer_than_its_source() -> None:
     stale = []
     for module in compiled_packages_modules():
-        built = Path(str(module.__file__))  # e.g. message.cpython-311-x86_64-linux-gnu.so
-        source = built.with_name(built.name.split(".", 1)[0] + ".py")
-        if source.stat().st_mtime > built.stat().st_mtime:
+        built = Path(str(module.__file__))
+        if source_of(module).stat().st_mtime > built.stat().st_mtime:
             stale.append(module.__name__)
     assert stale == [], f"built before their sources last changed: {stale}; install again"
 
@@ -74,9 +79,7 @@ def test_compiled_packages_import_only_the_standard_library_and_each_other() -> 
     allowed = ("sipdispatch.sip", "sipdispatch.dispatcher", "sipdispatch.transport")
     outside = []
     for module in compiled_packages_modules():
-        source = Path(str(module.__file__))
-        source = source.with_name(source.name.split(".", 1)[0] + ".py")
-        for node in ast.walk(ast.parse(source.read_text())):
+        for node in ast.walk(ast.parse(source_of(module).read_text())):
             names = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
