@@ -134,7 +134,7 @@ REGISTRY: dict[int, Algorithm] = {}
 _BY_NAME: dict[str, Algorithm] = {}
 
 
-def register(cls: type[Algorithm]) -> type[Algorithm]:
+def register(cls: type[Algorithm]) -> None:
     """Add one instance of ``cls`` to the registry.
 
     Called after each class rather than used as a decorator: a compiled build
@@ -147,7 +147,6 @@ def register(cls: type[Algorithm]) -> type[Algorithm]:
     REGISTRY[cls.number] = inst
     for name in (cls.name, *cls.aliases):
         _BY_NAME[name] = inst
-    return cls
 
 
 def get_algorithm(ident: int | str) -> Algorithm:
