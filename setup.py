@@ -10,8 +10,8 @@ An editable install puts the built modules beside their sources in src/.
 
 ``SIPDISPATCH_PURE_PYTHON=1`` when installing skips the compiler (for a machine
 without one, or to step through the core in a debugger): the same modules then run
-as ordinary Python, slower, with the same behaviour; built modules left in src/ by
-an earlier install are removed so that they cannot shadow the sources.
+as ordinary Python, slower, with the same behaviour. Built modules left in src/ by an
+earlier install are removed first, so that none can shadow the sources.
 """
 
 from __future__ import annotations
@@ -39,15 +39,16 @@ def pure_python() -> bool:
 
 
 def remove_built_modules() -> None:
-    """Delete extension modules an earlier compiled editable install left in src/."""
+    """Delete extension modules an earlier editable install left in src/ (a build makes
+    them anew; the shared library's name changes with the set of modules compiled)."""
     src = HERE / "src"
     for built in [*src.glob("*__mypyc*.so"), *(src / "sipdispatch").rglob("*.so")]:
         built.unlink()
 
 
 def ext_modules() -> list[object]:
+    remove_built_modules()
     if pure_python():
-        remove_built_modules()
         return []
     from mypyc.build import mypycify
 
