@@ -28,9 +28,9 @@ Keys, as Kamailio's ``ds_hash_*`` functions:
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
 
 from sipdispatch.sip.errors import ParseError
+from sipdispatch.sip.memo import remember
 from sipdispatch.sip.uri import DEFAULT_SIP_PORT, DEFAULT_SIPS_PORT, parse_uri
 
 _MASK = 0xFFFFFFFF
@@ -129,19 +129,27 @@ def uri_hash_keys(uri: str, *, user_only: bool = False) -> tuple[str | None, str
     return parsed.user, host
 
 
-@lru_cache(maxsize=4096)
+_uri_hashes: tuple[dict[str, int | None], dict[str, int | None]] = ({}, {})
+"""Memos of :func:`hash_uri`, without and with ``user_only``."""
+
+
 def hash_uri(uri: str, *, user_only: bool = False) -> int | None:
     """Hash of a From/To/R-URI as algorithms 1, 2 and 3; None when it does not
     parse (Kamailio then fails the selection).
 
-    Cached (pure function of its arguments): the same callers and numbers recur,
+    Memoised (pure function of its arguments): the same callers and numbers recur,
     and parsing the URI is most of the cost.
     """
+    memo = _uri_hashes[user_only]
+    if uri in memo:
+        return memo[uri]
     try:
         user, hostport = uri_hash_keys(uri, user_only=user_only)
+        hashed: int | None = ds_get_hash(user, hostport)
     except ParseError:
-        return None
-    return ds_get_hash(user, hostport)
+        hashed = None
+    remember(memo, uri, hashed)
+    return hashed
 
 
 def hash_callid(call_id: str) -> int:

@@ -6,11 +6,11 @@ header (§7.3.3), so every header carries a *key*: its long name lower-cased.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from sipdispatch.sip.errors import ParseError
-from sipdispatch.sip.uri import HOST_CHARS, parse_hostport, parse_params
+from sipdispatch.sip.memo import remember
+from sipdispatch.sip.uri import HOST_CHARS, IPV6_CHARS, parse_hostport, parse_params
 
 COMPACT_FORMS: dict[str, str] = {
     "i": "call-id",
@@ -36,18 +36,12 @@ COMPACT_FORMS: dict[str, str] = {
 }
 """Compact header forms: RFC 3261 §7.3.3 and the extensions that define one."""
 
-_key_cache: dict[str, str] = {}
-
 
 def header_key(name: str) -> str:
-    """The lookup key of a header name: long form, lower-cased."""
-    key = _key_cache.get(name)
-    if key is None:
-        low = name.lower()
-        key = COMPACT_FORMS.get(low, low)
-        if len(_key_cache) < 4096:  # bounded: names are peer-chosen
-            _key_cache[name] = key
-    return key
+    """The lookup key of a header name: long form, lower-cased (the parser memoises
+    it with the name as written)."""
+    low = name.lower()
+    return COMPACT_FORMS.get(low, low)
 
 
 def split_commas(value: str) -> list[str]:
@@ -145,12 +139,6 @@ def tag_of(value: str) -> str | None:
     return tag or None
 
 
-_VIA_RE = re.compile(
-    r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9-]+)\s+(\[[0-9A-Fa-f:.]+\](?:\s*:\s*\d+)?|[^\s;:]+(?:\s*:\s*\d+)?)\s*(?:;(.*))?$",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
 @dataclass(slots=True)
 class Via:
     """One Via value (RFC 3261 §20.42)."""
@@ -203,26 +191,110 @@ def parse_via(value: str) -> Via:
                     known = _sent_by_cache.get(sent_by)
                     if known is None:
                         known = parse_hostport(sent_by, "Via sent-by")
-                        if len(_sent_by_cache) >= 4096:  # bounded: peers choose them
-                            _sent_by_cache.clear()
-                        _sent_by_cache[sent_by] = known
+                        remember(_sent_by_cache, sent_by, known)
                     host, port = known
                     params_text = params_text.strip()
                     params = parse_params(params_text, "Via") if params_text else {}
                     return Via(transport.upper(), host, port, params)
                 except ParseError:
                     pass  # the regex below says what is wrong, as it always did
-    m = _VIA_RE.match(value)
-    if m is None:
-        raise ParseError("malformed Via header")
-    # group 3 (the parameters) is None when absent: kept apart from the str
-    # variables above, whose types a compiled build checks
-    via_transport: str = m.group(1)
-    via_sent_by: str = m.group(2)
-    via_params: str | None = m.group(3)
-    host, port = parse_hostport(via_sent_by.replace(" ", "").replace("\t", ""), "Via sent-by")
-    params = parse_params(via_params.strip(), "Via") if via_params else {}
-    return Via(via_transport.upper(), host, port, params)
+    return _parse_via_spaced(value)
+
+
+def _skip_space(text: str, i: int) -> int:
+    """The index of the first character at or after ``i`` that is not white space."""
+    rest = text[i:]
+    return i + len(rest) - len(rest.lstrip())
+
+
+def _run_length(text: str, i: int, chars: str) -> int:
+    """How many characters from ``i`` on are among ``chars``."""
+    rest = text[i:]
+    return len(rest) - len(rest.lstrip(chars))
+
+
+def _word_at(text: str, i: int) -> str:
+    """The characters from ``i`` up to the next white space (or the end)."""
+    words = text[i:].split(None, 1)
+    return words[0] if words and not text[i : i + 1].isspace() else ""
+
+
+def _skip_literal(text: str, i: int, literal: str) -> int:
+    """The index after ``literal`` (matched case-insensitively) at ``i``, or -1."""
+    end = i + len(literal)
+    return end if text[i:end].upper() == literal else -1
+
+
+def _sent_by_end(text: str, host_end: int) -> int:
+    """Where a sent-by whose host ends at ``host_end`` ends: after an optional
+    ``: port`` (white space allowed around the colon), else at ``host_end``."""
+    j = _skip_space(text, host_end)
+    if text.startswith(":", j):
+        k = _skip_space(text, j + 1)
+        digits = _run_length(text, k, "0123456789")
+        if digits:
+            return k + digits
+    return host_end
+
+
+def _after_sent_by(text: str, i: int) -> str | None:
+    """The parameters after a sent-by ending at ``i`` ("" for none), or None when
+    what follows is neither the end nor ``;``."""
+    j = _skip_space(text, i)
+    if j == len(text):
+        return ""
+    return text[j + 1 :] if text[j] == ";" else None
+
+
+def _parse_via_spaced(value: str) -> Via:
+    """The general form of a Via value (§20.42, §25.1): white space allowed around
+    the slashes and the port's colon, and between sent-by and the parameters; an
+    IPv6 reference; ``sip``/``SIP`` in any case.
+
+    A left-to-right scan in string methods (strip, split, find), each looking at a
+    part of the value once: a backtracking pattern over peer input could be made to
+    take quadratic time, and this runs on every Via that is not written the common
+    way.
+    """
+    err = ParseError("malformed Via header")
+    i = _skip_space(value, 0)
+    for literal in ("SIP", "/", "2.0", "/"):
+        i = _skip_literal(value, i, literal)
+        if i < 0:
+            raise err
+        i = _skip_space(value, i)
+    # The transport, then white space: the word up to it is all transport characters.
+    transport = _word_at(value, i)
+    i += len(transport)
+    if not transport or i == len(value) or not _TRANSPORT_CHARS.issuperset(transport):
+        raise err
+    i = _skip_space(value, i)
+    sent_by = params_text = None
+    if value.startswith("[", i):
+        close = value.find("]", i + 1)
+        if close > i + 1 and IPV6_CHARS.issuperset(value[i + 1 : close]):
+            end = _sent_by_end(value, close + 1)
+            params_text = _after_sent_by(value, end)
+            if params_text is not None:
+                sent_by = value[i:end]
+    if sent_by is None:
+        # The host: up to white space, ``;`` or ``:``.
+        word = _word_at(value, i)
+        host_end = len(word)
+        for stop in ";:":
+            at = word.find(stop)
+            if 0 <= at < host_end:
+                host_end = at
+        if host_end == 0:
+            raise err
+        end = _sent_by_end(value, i + host_end)
+        params_text = _after_sent_by(value, end)
+        if params_text is None:
+            raise err
+        sent_by = value[i:end]
+    host, port = parse_hostport(sent_by.replace(" ", "").replace("\t", ""), "Via sent-by")
+    params = parse_params(params_text.strip(), "Via") if params_text else {}
+    return Via(transport.upper(), host, port, params)
 
 
 def parse_cseq(value: str) -> tuple[int, str]:

@@ -19,7 +19,11 @@ DEFAULT_SIPS_PORT = 5061
 
 HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
 """Characters of a host name or IPv4 address (IPv6 references are bracketed)."""
-_HEX_COLON = frozenset("0123456789abcdefABCDEF:.")
+MAX_IPV6_TEXT = 45
+"""Longest IPv6 address in text form (RFC 4291 §2.2: eight groups with an IPv4 tail)."""
+IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+"""Characters of an IPv6 reference between its brackets (hex digits, colons, and the
+dots of an embedded IPv4 address)."""
 
 
 @dataclass(slots=True)
@@ -100,7 +104,11 @@ def parse_hostport(text: str, what: str = "host") -> tuple[str, int | None]:
         if end < 0:
             raise ParseError(f"unterminated IPv6 reference in {what}")
         host = text[1:end]
-        if not host or not _HEX_COLON.issuperset(host) or ":" not in host:
+        if (
+            not 2 <= len(host) <= MAX_IPV6_TEXT
+            or not IPV6_CHARS.issuperset(host)
+            or ":" not in host
+        ):
             raise ParseError(f"bad IPv6 address in {what}")
         rest = text[end + 1 :]
         if not rest:
