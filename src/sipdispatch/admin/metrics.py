@@ -53,12 +53,16 @@ SIMPLE_COUNTERS: Final[dict[str, tuple[str, str]]] = {
         "sip_replies_forwarded_stateless",
         "Responses forwarded without a transaction (RFC 3261 section 16.7).",
     ),
-    "parse_errors": ("sip_parse_errors", "Messages that did not parse (SPEC section 8)."),
+    "parse_errors": ("sip_parse_errors", "Messages that did not parse."),
     "dropped": ("sip_dropped", "Messages dropped without an answer."),
     "failovers": ("failovers", "Calls retried on the next destination (ds_next_dst)."),
     "branch_timeouts": ("branch_timeouts", "Branches with no final response before the timer."),
     "internal_errors": ("internal_errors", "Bugs caught while handling a message or timer."),
     "udp_errors": ("udp_errors", "ICMP errors reported on UDP sockets."),
+    "slow_messages": (
+        "slow_messages",
+        "Received datagrams or TCP segments whose handling took more than 50 ms of CPU.",
+    ),
 }
 """``core.stats`` keys with a metric of their own: key -> (name, help)."""
 

@@ -15,10 +15,12 @@ import ipaddress
 import logging
 import math
 import socket
+import time
 from collections import deque
 from typing import Any, cast
 
 from sipdispatch.sip.errors import ParseError
+from sipdispatch.sip.memo import remember
 from sipdispatch.sip.message import StreamParser
 from sipdispatch.sip.proxy import ProxyCore
 from sipdispatch.sip.transaction import Addr
@@ -40,6 +42,75 @@ calls/s the transactions' timers would otherwise wake the process thousands of t
 a second, one timer each (Kamailio's transaction timers tick at a coarser grid)."""
 
 
+SLOW_MESSAGE_CPU = 0.05
+"""Seconds of CPU: a received datagram or TCP segment whose handling takes more is
+logged and counted (``slow_messages``). Handling is linear in the message's size and
+a 64 KiB message takes a few milliseconds; one that takes this long held every other
+message, ping and RPC waiting, and the operator should hear of it."""
+SLOW_MESSAGE_LOG_INTERVAL = 10.0
+"""Seconds: at most one log line per interval about slow messages (the count has all)."""
+CPU_MARK_INTERVAL = 0.01
+"""Seconds of wall time between two readings of the thread's CPU clock (see SlowGuard)."""
+
+
+class SlowGuard:
+    """Finds the messages whose handling took more than ``threshold`` of CPU, and logs
+    them (one line per ``log_interval`` at most, with how many it did not log).
+
+    Reading the thread's CPU clock is a system call (about half a microsecond), too
+    dear twice per message; the monotonic clock is not. So each message is timed on
+    the monotonic clock, and the CPU clock is read at the start of a message only when
+    ``CPU_MARK_INTERVAL`` has passed since the last reading (at most 100 times a
+    second). A message whose wall time passes the threshold -- the only kind whose CPU
+    time can -- then has its CPU time measured from that last reading, which is at most
+    ``CPU_MARK_INTERVAL`` of wall time before it started: never less than what the
+    message took, and at most that interval more.
+    """
+
+    __slots__ = ("_cpu_mark", "_last_log", "_unlogged", "_wall_mark", "log_interval", "threshold")
+
+    def __init__(
+        self, threshold: float = SLOW_MESSAGE_CPU, log_interval: float = SLOW_MESSAGE_LOG_INTERVAL
+    ) -> None:
+        self.threshold = threshold
+        """Seconds of CPU that make a message slow."""
+        self.log_interval = log_interval
+        """Seconds between two log lines at most."""
+        self._wall_mark = -math.inf
+        self._cpu_mark = 0.0
+        self._last_log = -math.inf
+        self._unlogged = 0
+
+    def start(self) -> float:
+        """Call before handling a message; pass what it returns to :meth:`done`."""
+        now = time.perf_counter()
+        if now - self._wall_mark >= CPU_MARK_INTERVAL:
+            self._wall_mark = now
+            self._cpu_mark = time.thread_time()
+        return now
+
+    def done(self, started: float, size: int, source: Addr) -> bool:
+        """Call after handling a message of ``size`` bytes from ``source``; True if slow."""
+        now = time.perf_counter()
+        if now - started < self.threshold:
+            return False
+        cpu = time.thread_time() - self._cpu_mark
+        self._wall_mark = -math.inf  # the next message reads the CPU clock afresh
+        if cpu < self.threshold:
+            return False  # the thread waited for a CPU (or slept); it did not spend it
+        if now - self._last_log < self.log_interval:
+            self._unlogged += 1
+            return True
+        more = f"; {self._unlogged} more since the last report" if self._unlogged else ""
+        log.warning(
+            "slow message: %d ms of CPU for %d bytes from %s:%s (%s)%s",
+            round(cpu * 1000), size, source.host, source.port, source.transport, more,
+        )  # fmt: skip
+        self._last_log = now
+        self._unlogged = 0
+        return True
+
+
 _is_ip_cache: dict[str, bool] = {}
 
 
@@ -52,8 +123,7 @@ def is_ip(host: str) -> bool:
             known = True
         except ValueError:
             known = False
-        if len(_is_ip_cache) < 65536:  # bounded: hosts come from peers' Vias
-            _is_ip_cache[host] = known
+        remember(_is_ip_cache, host, known)
     return known
 
 
@@ -69,9 +139,13 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         shell = self.shell
-        core = shell.core
-        core.receive(data, Addr("udp", addr[0], addr[1]), shell.loop.time())
+        guard = shell.slow
+        started = guard.start()
+        src = Addr("udp", addr[0], addr[1])
+        shell.core.receive(data, src, shell.loop.time())
         shell.flush()
+        if guard.done(started, len(data), src):
+            shell.core.stats["slow_messages"] += 1
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable...) carry no usable context on most
@@ -97,6 +171,14 @@ class TcpConnection(asyncio.Protocol):
         self.shell.register(self)
 
     def data_received(self, data: bytes) -> None:
+        shell = self.shell
+        guard = shell.slow
+        started = guard.start()
+        self._received(data)
+        if guard.done(started, len(data), Addr("tcp", self.peer[0], self.peer[1])):
+            shell.core.stats["slow_messages"] += 1
+
+    def _received(self, data: bytes) -> None:
         shell = self.shell
         core = shell.core
         now = shell.loop.time()
@@ -155,6 +237,8 @@ class SipShell:
         self._timer_at: float | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.slow = SlowGuard()
+        """Times every received message; counts the slow ones in ``slow_messages``."""
 
     # -- listeners -----------------------------------------------------------------
 
@@ -327,7 +411,7 @@ class SipShell:
         except OSError as e:
             log.warning("cannot resolve %s: %s", host, e)
         if ip is not None:
-            self._dns[host] = (ip, self.loop.time() + DNS_CACHE_SECONDS)
+            remember(self._dns, host, (ip, self.loop.time() + DNS_CACHE_SECONDS))
         pending = self._resolving.pop(host, deque())
         for addr, data, owner in pending:
             if ip is None:
