@@ -18,18 +18,21 @@ may take more than ``BUDGET_64K`` of CPU.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import gc
 import random
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import sipdispatch
 from sipdispatch.config import parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
 from sipdispatch.routing import DispatchRouter
@@ -471,3 +474,22 @@ def test_via_scan_accepts_and_reads_what_the_via_pattern_did(value: str) -> None
     except ParseError:
         got = ParseError
     assert got == expected
+
+
+def test_no_module_on_the_message_path_uses_regular_expressions() -> None:
+    # What a peer sends is read by scans; a pattern added later could backtrack.
+    package = Path(sipdispatch.__file__).parent
+    paths = [package / "routing.py"]
+    for folder in ("sip", "dispatcher", "transport", "health"):
+        paths += sorted((package / folder).rglob("*.py"))
+    users = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            if "re" in names:
+                users.append(path.name)
+    assert users == []
