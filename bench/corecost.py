@@ -23,10 +23,12 @@ import time
 
 from sipdispatch.config import parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
+from sipdispatch.health.statelog import StateLog
 from sipdispatch.routing import DispatchRouter
+from sipdispatch.service import router_settings
+from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
-from sipdispatch.sip.transaction import Addr
 
 PROXY = ("127.0.0.1", 5060)
 CALLER = Addr("udp", "127.0.0.1", 5090)
@@ -43,7 +45,8 @@ def make_core() -> ProxyCore:
     for d in dests:
         d.addr = (d.host, d.port)
     rng = random.Random(1)
-    router = DispatchRouter(cfg.routes, cfg.dispatcher, DispatcherSets(dests, rng), rng)
+    sets = DispatcherSets(dests, rng)
+    router = DispatchRouter(cfg.routes, router_settings(cfg.dispatcher), sets, rng, StateLog())
     return ProxyCore(
         ProxySettings(local={"udp": PROXY}),
         router,
@@ -125,19 +128,17 @@ class Driver:
         core.receive(data, src, self.now)
         self.spent += time.thread_time_ns() - t0
         self.messages += 1
-        out = [(a, d) for a, d, _ in core.outbox]
-        core.outbox = []
-        return out
+        return [(a, d) for a, d, _ in core.datagrams_to_send()]
 
     def tick(self) -> None:
         core = self.core
-        deadline = core.next_deadline()
+        deadline = core.get_timer()
         if deadline is not None and deadline <= self.now:
             t0 = time.thread_time_ns()
             core.handle_timer(self.now)
-            core.next_deadline()
+            core.get_timer()
             self.spent += time.thread_time_ns() - t0
-            core.outbox = []
+            core.datagrams_to_send()
 
     def call(self, n: int) -> None:
         out = self.feed(invite(n), CALLER)

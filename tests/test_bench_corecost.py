@@ -29,10 +29,11 @@ def test_corecost_calls_go_through_the_core_and_leave_nothing_behind() -> None:
     d = corecost.Driver()
     d.run(200)
     stats = d.core.stats
-    assert stats["rx_request_INVITE"] == stats["rx_request_ACK"] == stats["rx_request_BYE"] == 200
-    assert stats["rx_replies"] == 600  # 180, 200 and the BYE's 200 per call
-    assert stats["tx_requests"] == 600  # INVITE, ACK and BYE relayed once each
-    assert stats["failovers"] == 0 and stats["parse_errors"] == 0
+    by_method = stats.requests_by_method
+    assert by_method == {"INVITE": 200, "ACK": 200, "BYE": 200}
+    assert stats.rx_replies == 600  # 180, 200 and the BYE's 200 per call
+    assert stats.tx_requests == 600  # INVITE, ACK and BYE relayed once each
+    assert stats.failovers == 0 and stats.parse_errors == 0
     # Round-robin over the two gateways: 100 calls each.
     dispatched = sorted(dest.dispatched for dest in d.core.router.sets.get(1).dests)
     assert dispatched == [100, 100]

@@ -16,11 +16,15 @@ import pytest
 from sipdispatch.config import Config, parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
 from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.health.statelog import StateLog
 from sipdispatch.routing import DEFAULT_ROUTE, DispatchPlan, DispatchRouter
+from sipdispatch.service import router_settings
+from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.message import Request, Response, parse_datagram
-from sipdispatch.sip.proxy import ProxyCore, ProxySettings, Reject, Target
+from sipdispatch.sip.proxy import ProxyCore, ProxySettings
+from sipdispatch.sip.router import Reject, Target
 from sipdispatch.sip.timers import Timers
-from sipdispatch.sip.transaction import Addr
+from tests.corepump import CorePump, parsed
 
 CALLER = Addr("udp", "192.0.2.1", 5060)
 
@@ -53,9 +57,8 @@ def router(
     """A router over in-memory sets, with seeded randomness."""
     cfg = config(routes, **dispatcher)
     rng = random.Random(7)
-    return DispatchRouter(
-        cfg.routes, cfg.dispatcher, DispatcherSets(destinations(list_text), rng), rng
-    )
+    sets = DispatcherSets(destinations(list_text), rng)
+    return DispatchRouter(cfg.routes, router_settings(cfg.dispatcher), sets, rng, StateLog())
 
 
 def request(
@@ -211,7 +214,9 @@ def test_source_set_ignores_unresolved_destinations() -> None:
     dests = parse_list("2 sip:10.0.0.9 16 0\n1 sip:10.0.0.1 0 0\n", "test.list")
     dests[1].addr = ("10.0.0.1", 5060)
     cfg = config([{"match": {"source_set": 2}, "set": 2}, {"set": 1}])
-    r = DispatchRouter(cfg.routes, cfg.dispatcher, DispatcherSets(dests, random.Random(1)))
+    rng = random.Random(1)
+    sets = DispatcherSets(dests, rng)
+    r = DispatchRouter(cfg.routes, router_settings(cfg.dispatcher), sets, rng, StateLog())
     assert first_uri(r, src=Addr("udp", "10.0.0.9", 5060)) == "sip:10.0.0.1"
 
 
@@ -383,17 +388,17 @@ def test_mark_tx_keeps_an_inactive_destination_inactive() -> None:
     assert change is not None and (change.old, change.new) == ("IP", "IX")
 
 
-def test_state_changes_go_to_the_hook_with_kamailio_letters() -> None:
+def test_state_changes_of_failed_calls_go_to_the_state_log_with_kamailio_letters() -> None:
     r = router(SERIAL, [{"set": 1, "algorithm": 8}])
     seen: list[str] = []
-    r.on_state_change = lambda change: seen.append(change.describe())
+    r.state_log.subscribe(lambda change: seen.append(f"{change.origin}: {change.describe()}"))
     plan = plan_for(r)
     plan.next_target(plan.first()[0], 503, False, 5.0)
     plan2 = plan_for(r, request(call_id="c2"))
     plan2.next_target(plan2.first()[0], 0, True, 6.0)
     assert seen == [
-        f"set 1 {MG1}: AX -> IP (call failed with 503)",
-        f"set 1 {MG2}: AX -> IP (no answer)",
+        f"call: set 1 {MG1}: AX -> IP (call failed with 503)",
+        f"call: set 1 {MG2}: AX -> IP (no answer)",
     ]
 
 
@@ -597,25 +602,14 @@ GW2 = Addr("udp", "10.0.0.2", 5060)
 
 class Core:
     def __init__(self, r: DispatchRouter) -> None:
-        settings = ProxySettings(local={"udp": PROXY})
-        self.core = ProxyCore(settings, r, TIMERS)
-        self.now = 0.0
+        self.core = ProxyCore(ProxySettings(local={"udp": PROXY}), r, TIMERS)
+        self.pump = CorePump(self.core)
 
     def send(self, data: bytes, src: Addr) -> list[tuple[Addr, Request | Response]]:
-        self.core.receive(data, src, self.now)
-        out = [(a, parse_datagram(d)) for a, d, _ in self.core.outbox]
-        self.core.outbox.clear()
-        return out
+        return parsed(self.pump.receive(data, src))
 
     def advance(self, seconds: float) -> list[tuple[Addr, Request | Response]]:
-        end = self.now + seconds
-        while (deadline := self.core.next_deadline()) is not None and deadline <= end:
-            self.now = deadline
-            self.core.handle_timer(self.now)
-        self.now = end
-        out = [(a, parse_datagram(d)) for a, d, _ in self.core.outbox]
-        self.core.outbox.clear()
-        return out
+        return parsed(self.pump.advance(seconds))
 
 
 def caller_invite(call_id: str = "seam-1") -> bytes:

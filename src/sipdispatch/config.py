@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from sipdispatch.routing import RouteMatch, RouteMode, RouteRule
+
 __all__ = [
     "ALGORITHM_NAMES",
     "DEFAULT_CONFIG_FILE",
@@ -130,7 +132,6 @@ _SHOW_MAX = 60
 """Values longer than this are cut in error messages to keep them on one readable line."""
 
 StoreKind = Literal["list", "db"]
-RouteMode = Literal["dst", "domain"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,64 +442,6 @@ class DispatcherConfig:
             or code in self.ping_reply_codes
             or code // 100 in self.ping_reply_classes
         )
-
-
-@dataclass(frozen=True, slots=True)
-class RouteMatch:
-    """``match = {...}`` of a ``[[route]]`` rule; None fields match anything."""
-
-    methods: tuple[str, ...] | None = None
-    """Request methods (upper case, compared case-sensitively as RFC 3261 §7.1 requires)."""
-    domain: str | None = None
-    """Request-URI host, stored lower-case and compared case-insensitively."""
-    user_prefix: str | None = None
-    """Prefix of the Request-URI user part."""
-    source_set: int | None = None
-    """The request comes from a destination of this set (Kamailio ``ds_is_from_list``)."""
-
-    def matches(self, method: str, domain: str, user: str, source_set: int | None) -> bool:
-        """Whether a request with these properties matches every condition given."""
-        if self.methods is not None and method not in self.methods:
-            return False
-        if self.domain is not None and domain.lower() != self.domain:
-            return False
-        if self.user_prefix is not None and not user.startswith(self.user_prefix):
-            return False
-        return self.source_set is None or source_set == self.source_set
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRule:
-    """One ``[[route]]`` rule; the first rule whose `match` fits a request routes it."""
-
-    set_id: int
-    """Destination set to dispatch to (TOML key ``set``)."""
-    match: RouteMatch = RouteMatch()
-    """Conditions; the empty match fits every request."""
-    algorithm: int = ALGORITHM_ROUND_ROBIN
-    """Kamailio algorithm number 0..15 (names in `ALGORITHM_NAMES`)."""
-    mode: RouteMode = "dst"
-    """``dst`` = ds_select_dst (R-URI kept), ``domain`` = ds_select_domain (host rewritten)."""
-    limit: int = 0
-    """Length of the failover list, 0 = the whole set."""
-    failover_codes: frozenset[int] = frozenset({404, 408})
-    """Final response codes that make the call try the next destination."""
-    failover_classes: frozenset[int] = frozenset({5})
-    """Final response classes (5 = 5xx) that make the call try the next destination."""
-    mark_failed: str = "ip"
-    """``ds_mark_dst`` state given to a destination that failed a call; "" = leave it."""
-    no_destination: int = 503
-    """Reply code when no usable destination is left."""
-
-    def is_failover(self, code: int) -> bool:
-        """Whether a final response `code` received on a branch makes the call try the next
-        destination. A branch timeout fails over whatever this says (SPEC §2), and nothing
-        fails over when `DispatcherConfig.failover` is false."""
-        return code in self.failover_codes or code // 100 in self.failover_classes
-
-    def matches(self, method: str, domain: str, user: str, source_set: int | None) -> bool:
-        """Whether this rule applies to a request; see `RouteMatch.matches`."""
-        return self.match.matches(method, domain, user, source_set)
 
 
 @dataclass(frozen=True, slots=True)

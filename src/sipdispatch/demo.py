@@ -716,6 +716,7 @@ class Demo:
         self.workdir = workdir
         self.gateways = {label: Gateway(label) for label in LABELS}
         self.server: Server | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         self.caller: Caller | None = None
         self.by_uri: dict[str, str] = {}
         self.changes: list[SeenChange] = []
@@ -747,7 +748,7 @@ class Demo:
         with contextlib.redirect_stderr(io.StringIO()):
             await server.start()
         assert server.prober is not None and server.core is not None
-        server.prober.listeners.append(self._on_change)
+        self._unsubscribe = server.state_log.subscribe(self._on_change)
         proxy = server.core.settings.local["udp"]
         caller = Caller(proxy, {gw.user: label for label, gw in self.gateways.items()})
         await caller.start()
@@ -760,8 +761,9 @@ class Demo:
             gateway.close()
         if self.server is not None:
             server, self.server = self.server, None
-            if server.prober is not None and self._on_change in server.prober.listeners:
-                server.prober.listeners.remove(self._on_change)
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
             await server.stop()
 
     # -- watching states -----------------------------------------------------------
@@ -1056,7 +1058,7 @@ class Demo:
             return
         from sipdispatch.admin import rpc
 
-        result = await rpc.call(self.server, "dispatcher.list")
+        result = await rpc.Rpc(self.server).call("dispatcher.list")
         line = self.display.line
         slowest: list[str] = []
         line()

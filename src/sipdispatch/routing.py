@@ -18,34 +18,130 @@ destination rewrites it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Final, Literal
 
-from sipdispatch.config import Config, DispatcherConfig, RouteRule
 from sipdispatch.dispatcher.algorithms import SelectContext, SelectOptions, select_with
+from sipdispatch.dispatcher.algorithms.hashed import (
+    HashAuthUsername,
+    HashFromUri,
+    HashHeader,
+    HashToUri,
+)
+from sipdispatch.dispatcher.algorithms.load import CallLoad
+from sipdispatch.dispatcher.algorithms.roundrobin import RoundRobin
 from sipdispatch.dispatcher.callload import CallLoadTable
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.sets import DispatcherSets, carry_runtime_state
 from sipdispatch.dispatcher.states import DS_DISABLED_DST, DS_SKIP_MASK, parse_state_letters
-from sipdispatch.health.state import StateChange, update_state
+from sipdispatch.health.state import ORIGIN_ADMIN, ORIGIN_CALL, StateChange, update_state
+from sipdispatch.health.statelog import StateLog
+from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import header_key, split_name_addr
 from sipdispatch.sip.message import RELEASED, Request
-from sipdispatch.sip.proxy import Plan, Reject, Target
-from sipdispatch.sip.transaction import Addr
-from sipdispatch.store import Store, StoreError, load_and_resolve, open_store
+from sipdispatch.sip.router import Plan, Reject, Target
 
 log = logging.getLogger("sipdispatch.routing")
 
-ALGORITHM_HASH_FROM = 1
-ALGORITHM_HASH_TO = 2
-ALGORITHM_HASH_AUTH = 5
-ALGORITHM_HASH_HEADER = 7
-ALGORITHM_CALL_LOAD = 10
+ALGORITHM_HASH_FROM: Final = HashFromUri.number
+ALGORITHM_HASH_TO: Final = HashToUri.number
+ALGORITHM_HASH_AUTH: Final = HashAuthUsername.number
+ALGORITHM_HASH_HEADER: Final = HashHeader.number
+ALGORITHM_CALL_LOAD: Final = CallLoad.number
 """Kamailio algorithm numbers whose selection needs something special from us."""
+
+RouteMode = Literal["dst", "domain"]
+
+
+# -- the rules and settings the router runs on ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """``match = {...}`` of a ``[[route]]`` rule; None fields match anything."""
+
+    methods: tuple[str, ...] | None = None
+    """Request methods (upper case, compared case-sensitively as RFC 3261 §7.1 requires)."""
+    domain: str | None = None
+    """Request-URI host, stored lower-case and compared case-insensitively."""
+    user_prefix: str | None = None
+    """Prefix of the Request-URI user part."""
+    source_set: int | None = None
+    """The request comes from a destination of this set (Kamailio ``ds_is_from_list``)."""
+
+    def matches(self, method: str, domain: str, user: str, source_set: int | None) -> bool:
+        """Whether a request with these properties matches every condition given."""
+        if self.methods is not None and method not in self.methods:
+            return False
+        if self.domain is not None and domain.lower() != self.domain:
+            return False
+        if self.user_prefix is not None and not user.startswith(self.user_prefix):
+            return False
+        return self.source_set is None or source_set == self.source_set
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    """One ``[[route]]`` rule; the first rule whose `match` fits a request routes it."""
+
+    set_id: int
+    """Destination set to dispatch to (TOML key ``set``)."""
+    match: RouteMatch = RouteMatch()
+    """Conditions; the empty match fits every request."""
+    algorithm: int = RoundRobin.number
+    """Algorithm number, as the algorithm registry knows it (Kamailio's 0..13, ours 14, 15)."""
+    mode: RouteMode = "dst"
+    """``dst`` = ds_select_dst (R-URI kept), ``domain`` = ds_select_domain (host rewritten)."""
+    limit: int = 0
+    """Length of the failover list, 0 = the whole set."""
+    failover_codes: frozenset[int] = frozenset({404, 408})
+    """Final response codes that make the call try the next destination."""
+    failover_classes: frozenset[int] = frozenset({5})
+    """Final response classes (5 = 5xx) that make the call try the next destination."""
+    mark_failed: str = "ip"
+    """``ds_mark_dst`` state given to a destination that failed a call; "" = leave it."""
+    no_destination: int = 503
+    """Reply code when no usable destination is left."""
+
+    def is_failover(self, code: int) -> bool:
+        """Whether a final response ``code`` received on a branch makes the call try the
+        next destination. A branch timeout fails over whatever this says, and nothing
+        fails over when :attr:`RouterSettings.failover` is false."""
+        return code in self.failover_codes or code // 100 in self.failover_classes
+
+    def matches(self, method: str, domain: str, user: str, source_set: int | None) -> bool:
+        """Whether this rule applies to a request; see :meth:`RouteMatch.matches`."""
+        return self.match.matches(method, domain, user, source_set)
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    """What the router takes from ``[dispatcher]`` (Kamailio's modparams of the same
+    names)."""
+
+    failover: bool = True
+    """Try the next destination after a failure (Kamailio ``flags`` bit 2)."""
+    use_default: bool = False
+    """The last destination of a set is used whatever its state (``ds_use_default``)."""
+    hash_user_only: bool = False
+    """URI hashes take the user part alone (Kamailio ``flags`` bit 1)."""
+    hash_header: str = ""
+    """Header whose value algorithm 7 hashes."""
+    hash_expire: int = 7200
+    """Seconds a confirmed call counts towards load without a BYE (algorithm 10)."""
+    hash_initexpire: int = 7200
+    """Seconds an unconfirmed call counts towards load (algorithm 10)."""
+    keep_state_on_reload: bool = True
+    """Unchanged destinations keep state, latency and load across a reload."""
+    probing_threshold: int = 1
+    """Failures in a row before a destination is inactive (``ds_mark_dst`` counts too)."""
+    inactive_threshold: int = 1
+    """Successes in a row before an inactive destination is active again."""
+
 
 DEFAULT_ROUTE = RouteRule(set_id=1)
 """With no ``[[route]]`` at all, every request goes to set 1, round-robin (the
@@ -163,7 +259,7 @@ class DispatchPlan:
         if rule.mark_failed and isinstance(dest, Destination):
             why = "no answer" if timeout else f"call failed with {status}"
             router.mark(dest, rule.mark_failed, why, now, self.generation)
-        if self.parallel or not router.dconf.failover:
+        if self.parallel or not router.settings.failover:
             return None
         dests = self.dests
         n = len(dests)
@@ -202,25 +298,36 @@ class DispatchPlan:
 
 
 class DispatchRouter:
-    """Routes requests by the ``[[route]]`` rules over the dispatcher sets."""
+    """Routes requests by the ``[[route]]`` rules over the dispatcher sets.
+
+    Pure: no store, clock, DNS or event loop. Its randomness (algorithms 6, 9, 11,
+    15) comes from the ``rng`` given; state changes it makes go to ``state_log``.
+    The shell-side dispatcher service loads destination lists and hands them over
+    (:meth:`replace`, :meth:`install`).
+    """
 
     def __init__(
         self,
         routes: tuple[RouteRule, ...],
-        dconf: DispatcherConfig,
+        settings: RouterSettings,
         sets: DispatcherSets,
-        rng: random.Random | None = None,
+        rng: random.Random,
+        state_log: StateLog,
     ) -> None:
         self.routes = routes or (DEFAULT_ROUTE,)
-        self.dconf = dconf
-        self.rng = rng or random.Random()
+        self.settings = settings
+        self.rng = rng
         self.sets = sets
+        self.state_log = state_log
+        """Where every state change the router makes is recorded."""
         self.generation = 0
         """Incremented by every :meth:`replace`; plans made before look their
         destinations up again by set and URI."""
         self.calls = CallLoadTable(
-            sets, hash_expire=dconf.hash_expire, hash_initexpire=dconf.hash_initexpire
+            sets, hash_expire=settings.hash_expire, hash_initexpire=settings.hash_initexpire
         )
+        self.counts_calls = any(r.algorithm == ALGORITHM_CALL_LOAD for r in self.routes)
+        """Some rule uses algorithm 10, which counts calls per destination."""
         self._uses_source = any(r.match.source_set is not None for r in self.routes)
         self._uses_ruri = any(
             r.match.domain is not None or r.match.user_prefix is not None for r in self.routes
@@ -232,35 +339,8 @@ class DispatchRouter:
         self._any_port: dict[str, frozenset[int]] = {}
         self._by_ip: dict[str, frozenset[int]] = {}
         self._index_sources()
-        self.core: Any = None
-        self.shell: Any = None
-        self.store: Store | None = None
-        self.on_state_change: Callable[[StateChange], None] | None = None
-        """Told of every state change a failed call makes (``mark_failed``); the
-        server points it at the prober's ``record`` so these are logged and
-        counted like the ping changes. None: logged here."""
-
-    @classmethod
-    def from_config(cls, config: Config) -> DispatchRouter:
-        """Load the destinations named by the config (list file or database)."""
-        d = config.dispatcher
-        store = open_store(list_file=d.list_file, db_url=d.db_url, table_name=d.table_name)
-        rng = random.Random()
-        sets = DispatcherSets(load_and_resolve(store), rng)
-        router = cls(config.routes, d, sets, rng)
-        router.store = store
-        return router
 
     # -- destination list ----------------------------------------------------------
-
-    def load(self) -> list[Destination]:
-        """Read and resolve the store (blocking: run it off the event loop).
-
-        Raises DispatcherLoadError (naming the line or row) or StoreError.
-        """
-        if self.store is None:
-            raise StoreError("no destination store configured")
-        return load_and_resolve(self.store)
 
     def replace(self, dests: list[Destination]) -> int:
         """Switch to a freshly loaded destination list (the second half of a reload).
@@ -272,7 +352,8 @@ class DispatchRouter:
         (algorithm 10): the load table is rebound to the new destinations.
         """
         sets = DispatcherSets(dests, self.rng)
-        carried = carry_runtime_state(self.sets, sets) if self.dconf.keep_state_on_reload else 0
+        keep = self.settings.keep_state_on_reload
+        carried = carry_runtime_state(self.sets, sets) if keep else 0
         self.install(sets)
         log.info(
             "dispatcher reloaded: %d sets, %d destinations (%d kept their state)",
@@ -292,15 +373,6 @@ class DispatchRouter:
         self.calls.rebind(sets)
         self._index_sources()
 
-    async def reload(self) -> int:
-        """``dispatcher.reload``: all or nothing; on error the running list stays."""
-        dests = await asyncio.get_running_loop().run_in_executor(None, self.load)
-        return self.replace(dests)
-
-    def attach(self, core: Any, shell: Any) -> None:
-        """Called once the proxy runs (the prober and the admin API use these)."""
-        self.core, self.shell = core, shell
-
     def current(self, dest: Destination, generation: int) -> Destination | None:
         """``dest`` as it is in the current list: itself when no reload happened since
         ``generation``, else the destination of the same set and URI (None if gone)."""
@@ -310,7 +382,7 @@ class DispatchRouter:
 
     def is_default(self, dest: Destination) -> bool:
         """``use_default``: the last destination of its set, used whatever its state."""
-        if not self.dconf.use_default:
+        if not self.settings.use_default:
             return False
         dset = self.sets.get(dest.setid)
         return dset is not None and len(dset.dests) > 1 and dset.dests[-1] is dest
@@ -330,31 +402,41 @@ class DispatchRouter:
         ``probing_threshold``. A destination an operator disabled stays disabled:
         a failed call says nothing about maintenance. ``generation`` (of the plan
         that used ``dest``) maps it to the current list after a reload. A change
-        goes to :attr:`on_state_change` (the prober's ``record``: logged and
-        counted with the ping changes), else it is logged here; it is returned.
+        is recorded in the state log (origin ``call``) and returned.
         """
         target = self.current(dest, self.generation if generation is None else generation)
         if target is None or target.state & DS_DISABLED_DST:
             return None
-        d = self.dconf
+        settings = self.settings
         old = target.state
         transition = update_state(
             old,
             target.probing_count,
             parse_state_letters(letters),
-            probing_threshold=d.probing_threshold,
-            inactive_threshold=d.inactive_threshold,
+            probing_threshold=settings.probing_threshold,
+            inactive_threshold=settings.inactive_threshold,
         )
         self.sets.set_state(target, transition.state)
         target.probing_count = transition.probing_count
         if target.state == old:
             return None
-        change = StateChange(target.setid, target.uri, old, target.state, why, now)
-        hook = self.on_state_change
-        if hook is not None:
-            hook(change)
-        else:
-            log.warning("%s", change.describe())
+        change = StateChange(
+            target.setid, target.uri, old, target.state, why, now, origin=ORIGIN_CALL
+        )
+        self.state_log.record(change)
+        return change
+
+    def set_state(self, dest: Destination, bits: int, why: str, now: float) -> StateChange | None:
+        """An operator's ``dispatcher.set_state``: the state bits replaced as given,
+        whatever the destination's state was (how a disabled one is enabled again),
+        without the thresholds a failed call goes through (Kamailio's
+        ``ds_reinit_state``). A change is recorded (origin ``admin``) and returned."""
+        old = dest.state
+        self.sets.set_state(dest, bits)
+        if dest.state == old:
+            return None
+        change = StateChange(dest.setid, dest.uri, old, dest.state, why, now, origin=ORIGIN_ADMIN)
+        self.state_log.record(change)
         return change
 
     def expire_calls(self, now: float) -> list[str]:
@@ -409,7 +491,7 @@ class DispatchRouter:
         # Only what this rule's algorithm hashes is read from the request.
         alg = rule.algorithm
         header_value: Callable[[str], str | None] | None = None
-        if alg == ALGORITHM_HASH_HEADER and self.dconf.hash_header:
+        if alg == ALGORITHM_HASH_HEADER and self.settings.hash_header:
 
             def header_value(name: str) -> str | None:
                 return request.get(header_key(name))
@@ -434,7 +516,7 @@ class DispatchRouter:
                 calls.expire(now)
         opts = self._options.get(rule)
         if opts is None:
-            d = self.dconf
+            d = self.settings
             opts = self._options[rule] = SelectOptions(
                 limit=rule.limit,
                 use_default=d.use_default,

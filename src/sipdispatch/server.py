@@ -13,10 +13,13 @@ import time
 
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
+from sipdispatch.admin.protocol import Traffic
 from sipdispatch.config import Config
 from sipdispatch.eventloop import install_uvloop
 from sipdispatch.health.prober import Prober
+from sipdispatch.health.statelog import StateLog
 from sipdispatch.routing import DispatchRouter
+from sipdispatch.service import DispatcherService
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
 from sipdispatch.transport.shell import SipShell
@@ -60,12 +63,20 @@ def _wildcard(host: str) -> bool:
 
 
 class Server:
-    """One sipdispatch process: the SIP listeners and the dispatcher behind them."""
+    """One sipdispatch process: the SIP listeners and the dispatcher behind them.
+
+    It wires the parts together (state log, dispatcher service and router, proxy
+    core and shell, prober, admin listener) and is what the admin interface talks
+    to (:class:`~sipdispatch.admin.protocol.AdminTarget`).
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.stopping = asyncio.Event()
-        self.router = DispatchRouter.from_config(config)
+        self.state_log = StateLog()
+        """Every destination state change (pings, failed calls, the admin API)."""
+        self.dispatcher = DispatcherService.from_config(config, self.state_log)
+        """The destination store and the router over its destinations."""
         self.core: ProxyCore | None = None
         self.shell: SipShell | None = None
         self.admin: AdminServer | None = None
@@ -73,6 +84,25 @@ class Server:
         self.started: float | None = None
         """Wall-clock time the proxy started (``core.uptime``, metrics)."""
         self.prober: Prober | None = None
+        self._clock = time.monotonic
+        """The core's clock: the event loop's once running."""
+
+    @property
+    def router(self) -> DispatchRouter:
+        """The router (the dispatcher service's)."""
+        return self.dispatcher.router
+
+    def now(self) -> float:
+        """The core's monotonic clock."""
+        return self._clock()
+
+    def traffic(self) -> Traffic | None:
+        """The proxy's counters and tables (None before it started)."""
+        core, shell = self.core, self.shell
+        if core is None or shell is None:
+            return None
+        servers, clients = core.transactions_in_flight()
+        return Traffic(core.stats, shell.stats, servers, clients, core.branch_handles())
 
     def _settings(self, bound: list[tuple[str, str, int]]) -> ProxySettings:
         server = self.config.server
@@ -105,6 +135,7 @@ class Server:
     async def start(self) -> None:
         """Bind every listener and start the proxy."""
         loop = asyncio.get_running_loop()
+        self._clock = loop.time
         core = ProxyCore(ProxySettings(local={}), self.router, timers_from(self.config))
         shell = SipShell(core, loop)
         self.core, self.shell = core, shell
@@ -121,7 +152,6 @@ class Server:
             bound.append((addr.proto, host, port))
         # The real addresses are known only now (a port may have been 0).
         core.settings = self._settings(bound)
-        self.router.attach(core, shell)
         self.started = time.time()
         admin = AdminServer(self)
         try:
@@ -130,10 +160,14 @@ class Server:
             await shell.close()
             raise
         self.admin = admin
-        self.prober = Prober(self.router, core, flush=shell.flush, clock=loop.time)
-        # State changes from failed calls (mark_failed) are logged and counted with
-        # the ping-driven ones.
-        self.router.on_state_change = self.prober.record
+        self.prober = Prober(
+            self.router,
+            core,
+            self.config.dispatcher,
+            self.state_log,
+            flush=shell.flush,
+            clock=loop.time,
+        )
         self.prober.start(loop.time())
         shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
         print(f"{READY_LINE}: SIP on {shown}", file=sys.stderr, flush=True)
@@ -164,12 +198,9 @@ class Server:
 def run(config: Config) -> int:
     """Run the proxy in the foreground; return the exit status."""
     factory = install_uvloop()
-    server_holder: list[Server] = []
 
     async def main() -> None:
-        server = Server(config)
-        server_holder.append(server)
-        await server.serve()
+        await Server(config).serve()
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())

@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sipdispatch.admin import rpc
 from sipdispatch.admin.metrics import build_registry
+from sipdispatch.admin.protocol import Traffic
+from sipdispatch.admin.rpc import Rpc
 from sipdispatch.dispatcher.listfile import make_destination
 from sipdispatch.dispatcher.sets import DispatcherSets
 from sipdispatch.server import Server
+from sipdispatch.sip.stats import ProxyStats
+from sipdispatch.transport.shell import ShellStats
 
 from .conftest import ServerFactory, run
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 
 
-def scrape(server: Server) -> dict[Sample, float]:
+def scrape(server: Server, methods: Rpc | None = None) -> dict[Sample, float]:
     """Every sample of ``/metrics`` as {(name, sorted labels): value}."""
-    text = generate_latest(build_registry(server)).decode()
+    registry = build_registry(server, methods if methods is not None else Rpc(server))
     samples: dict[Sample, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for s in family.samples:
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return samples
@@ -35,70 +37,51 @@ def value(samples: dict[Sample, float], name: str, **labels: str) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
-@dataclass
-class FakeTarget:
-    handle: Any
-
-
-@dataclass
-class FakeBranch:
-    target: FakeTarget
-
-
-@dataclass
-class FakeTx:
-    owner: Any
-
-
-@dataclass
-class FakeCore:
-    stats: Counter[str] = field(default_factory=Counter)
-    server_txs: dict[Any, Any] = field(default_factory=dict)
-    client_txs: dict[Any, Any] = field(default_factory=dict)
+def with_traffic(
+    server: Server,
+    proxy: ProxyStats,
+    shell: ShellStats | None = None,
+    servers: int = 0,
+    clients: int = 0,
+    handles: tuple[Any, ...] = (),
+) -> None:
+    """Make ``server.traffic()`` answer these counters (as a running proxy would)."""
+    traffic = Traffic(proxy, shell or ShellStats(), servers, clients, handles)
+    server.traffic = lambda: traffic  # type: ignore[method-assign]
 
 
 def test_proxy_counters_become_metrics(make_server: ServerFactory) -> None:
     server = make_server()
-    core = FakeCore()
-    core.stats.update(
-        {
-            "rx_requests": 12,
-            "rx_request_INVITE": 5,
-            "rx_request_BYE": 4,
-            "rx_replies": 30,
-            "tx_reply_2xx": 4,
-            "tx_reply_503": 1,
-            "tx_reply_400": 2,
-            "tx_requests": 20,
-            "tx_requests_local": 6,
-            "parse_errors": 3,
-            "dropped": 1,
-            "failovers": 2,
-            "branch_timeouts": 1,
-            "some_new_event": 9,
-        }
-    )
-    core.server_txs = {("a",): object(), ("b",): object()}
+    stats = ProxyStats()
+    for method in ["INVITE"] * 5 + ["BYE"] * 4 + ["FOO", "BAR", "BAZ"]:
+        stats.count_request(method)
+    stats.rx_replies = 30
+    stats.relayed_2xx = 4
+    for code in (503, 400, 400):
+        stats.count_reply(code)
+    stats.tx_requests, stats.tx_requests_local = 20, 6
+    stats.parse_errors, stats.dropped, stats.failovers, stats.branch_timeouts = 3, 1, 2, 1
+    shell = ShellStats()
+    shell.slow_messages, shell.udp_errors = 2, 7
     dest = server.router.sets.find(1, "sip:127.0.0.1:5071")
-    core.client_txs = {
-        ("x", "INVITE"): FakeTx(FakeBranch(FakeTarget(dest))),
-        ("y", "OPTIONS"): FakeTx(object()),
-    }
-    server.core = core  # type: ignore[assignment]
+    with_traffic(server, stats, shell, servers=2, clients=2, handles=(dest, None))
     m = scrape(server)
     requests = "sipdispatch_sip_requests_received_total"
     assert value(m, requests, method="INVITE") == 5
     assert value(m, requests, method="BYE") == 4
     assert value(m, requests, method="other") == 3  # not counted per method by the proxy
     assert value(m, "sipdispatch_sip_replies_sent_total", code="503") == 1
+    assert value(m, "sipdispatch_sip_replies_sent_total", code="400") == 2
     assert value(m, "sipdispatch_sip_replies_sent_total", code="2xx") == 4
     assert value(m, "sipdispatch_sip_replies_received_total") == 30
+    assert value(m, "sipdispatch_sip_requests_sent_total", origin="proxied") == 20
     assert value(m, "sipdispatch_sip_requests_sent_total", origin="local") == 6
     assert value(m, "sipdispatch_sip_parse_errors_total") == 3
     assert value(m, "sipdispatch_sip_dropped_total") == 1
     assert value(m, "sipdispatch_failovers_total") == 2
     assert value(m, "sipdispatch_branch_timeouts_total") == 1
-    assert value(m, "sipdispatch_proxy_events_total", event="some_new_event") == 9
+    assert value(m, "sipdispatch_slow_messages_total") == 2
+    assert value(m, "sipdispatch_udp_errors_total") == 7
     assert value(m, "sipdispatch_transactions_in_flight", kind="server") == 2
     assert value(m, "sipdispatch_transactions_in_flight", kind="client") == 2
     in_flight = "sipdispatch_destination_branches_in_flight"
@@ -106,10 +89,20 @@ def test_proxy_counters_become_metrics(make_server: ServerFactory) -> None:
     assert value(m, in_flight, set="1", uri="sip:127.0.0.1:5072") == 0
 
 
-def test_without_per_method_counts_everything_is_other(make_server: ServerFactory) -> None:
+def test_with_no_request_yet_the_method_family_has_other_at_zero(
+    make_server: ServerFactory,
+) -> None:
     server = make_server()
-    server.core = FakeCore(stats=Counter(rx_requests=7))  # type: ignore[assignment]
-    assert value(scrape(server), "sipdispatch_sip_requests_received_total", method="other") == 7
+    with_traffic(server, ProxyStats())
+    assert value(scrape(server), "sipdispatch_sip_requests_received_total", method="other") == 0
+
+
+def test_before_start_there_are_no_proxy_counters_but_destinations(
+    make_server: ServerFactory,
+) -> None:
+    m = scrape(make_server())
+    assert ("sipdispatch_sip_requests_received_total", (("method", "other"),)) not in m
+    assert value(m, "sipdispatch_sets") == 1
 
 
 def test_destination_state_latency_and_load(make_server: ServerFactory) -> None:
@@ -133,7 +126,6 @@ def test_destination_state_latency_and_load(make_server: ServerFactory) -> None:
     assert value(m, "sipdispatch_destination_calls_active", **key) == 3
     assert value(m, "sipdispatch_set_destinations_usable", set="1") == 1
     assert value(m, "sipdispatch_sets") == 2
-    # No per-destination dispatch counter in the router yet: the family is absent.
     # Nothing was routed in this test: the counter is there and zero.
     assert value(m, "sipdispatch_destination_calls_dispatched_total", **key) == 0
 
@@ -164,20 +156,23 @@ def test_a_uri_listed_twice_is_one_series(make_server: ServerFactory) -> None:
     assert value(m, "sipdispatch_set_destinations", set="1") == 2
 
 
-def test_admin_and_prober_counters(make_server: ServerFactory) -> None:
+def test_admin_prober_and_state_log_counters(make_server: ServerFactory) -> None:
     server = make_server()
-    run(rpc.call(server, "dispatcher.reload", []))
-    run(rpc.call(server, "core.version", []))
+    methods = Rpc(server)
+    run(methods.call("dispatcher.reload", []))
+    run(methods.call("core.version", []))
+    run(methods.call("dispatcher.set_state", ["ip", 1, "all"]))
 
     class Prober:
         active = False
-        stats = Counter({"pings_sent": 5, "state_changes": 2, "state_changes_to_IP": 2})
+        stats = Counter({"pings_sent": 5})
 
     server.prober = Prober()  # type: ignore[assignment]
-    m = scrape(server)
+    m = scrape(server, methods)
     assert value(m, "sipdispatch_reloads_total", result="ok") == 1
     assert value(m, "sipdispatch_rpc_calls_total", method="core.version") == 1
     assert value(m, "sipdispatch_prober_events_total", event="pings_sent") == 5
     assert value(m, "sipdispatch_destination_state_changes_total", to="IP") == 2
+    assert value(m, "sipdispatch_prober_events_total", event="went_down") == 2
     assert value(m, "sipdispatch_ping_active") == 0
     assert value(m, "sipdispatch_build_info", version=__import__("sipdispatch").__version__) == 1

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sipdispatch.admin import rpc
-from sipdispatch.admin.rpc import RpcError, call, handle_payload
+from sipdispatch.admin.rpc import Rpc, RpcError
 from sipdispatch.server import Server
 
 from .conftest import ServerFactory, run, write_list
@@ -50,7 +50,7 @@ LATENCY_KEYS = ["AVG", "STD", "EST", "MAX", "TIMEOUT"]
 
 
 def rpc_call(server: Server, method: str, *params: object) -> Any:
-    return run(call(server, method, list(params)))
+    return run(Rpc(server).call(method, list(params)))
 
 
 def rpc_fault(server: Server, method: str, *params: object) -> RpcError:
@@ -262,7 +262,7 @@ def test_reload_picks_up_the_list_file(make_server: ServerFactory, list_path: Pa
     flags = flags_of(server)
     assert set(flags) == {f"sip:127.0.0.1:{p}" for p in (5071, 5072, 5073)}
     assert flags["sip:127.0.0.1:5071"] == "DX"  # keep_state_on_reload (the default)
-    assert rpc.admin_state(server).reloads == {"ok": 1}
+    assert server.dispatcher.reloads == {"ok": 1}
 
 
 def test_reload_refused_for_an_unresolvable_host_keeps_the_running_list(
@@ -277,7 +277,7 @@ def test_reload_refused_for_an_unresolvable_host_keeps_the_running_list(
     assert err.message.endswith("the running list is unchanged")
     assert server.router.sets is sets_before
     assert set(flags_of(server)) == {"sip:127.0.0.1:5071", "sip:127.0.0.1:5072"}
-    assert rpc.admin_state(server).reloads == {"failed": 1}
+    assert server.dispatcher.reloads == {"failed": 1}
 
 
 def test_reload_names_a_bad_line(make_server: ServerFactory, list_path: Path) -> None:
@@ -291,10 +291,11 @@ def test_second_reload_while_one_runs_is_ongoing_reload(make_server: ServerFacto
     server = make_server()
 
     async def scenario() -> tuple[object, RpcError]:
-        first = asyncio.create_task(call(server, "dispatcher.reload", []))
+        methods = Rpc(server)
+        first = asyncio.create_task(methods.call("dispatcher.reload", []))
         await asyncio.sleep(0)  # the first now holds the lock, loading in a thread
         with pytest.raises(RpcError) as info:
-            await call(server, "dispatcher.add", [1, "sip:127.0.0.1:5079"])
+            await methods.call("dispatcher.add", [1, "sip:127.0.0.1:5079"])
         return await first, info.value
 
     result, err = run(scenario())
@@ -334,7 +335,7 @@ def test_ping_active_without_a_prober(make_server: ServerFactory) -> None:
 
 def test_hash_matches_kamailio(make_server: ServerFactory) -> None:
     server = make_server()
-    # SPEC §5 / Kamailio docs: dispatcher.hash 4 bob server.com.
+    # Kamailio docs: dispatcher.hash 4 bob server.com.
     assert rpc_call(server, "dispatcher.hash", 4, "bob", "server.com") == {
         "hashid": 3883463682,
         "slot": 2,
@@ -389,7 +390,7 @@ def test_envelope(make_server: ServerFactory) -> None:
     server = make_server()
 
     def answer(payload: object) -> dict[str, Any] | None:
-        return run(handle_payload(server, payload))
+        return run(Rpc(server).handle_payload(payload))
 
     ok = answer(
         {
@@ -442,21 +443,16 @@ def test_a_bug_in_a_method_is_an_internal_error(
         "core.version",  # type: ignore[arg-type]
         rpc.RpcMethod(method.name, broken, "", ""),
     )
-    response = run(handle_payload(server, {"jsonrpc": "2.0", "method": "core.version", "id": 1}))
+    response = run(
+        Rpc(server).handle_payload({"jsonrpc": "2.0", "method": "core.version", "id": 1})
+    )
     assert response is not None and response["error"]["code"] == -32603
 
 
-def test_state_changes_are_recorded_by_the_prober(make_server: ServerFactory) -> None:
+def test_state_changes_of_set_state_go_to_the_state_log(make_server: ServerFactory) -> None:
     server = make_server()
     changes: list[Any] = []
-
-    class Recorder:
-        active = True
-
-        def record(self, change: Any) -> None:
-            changes.append(change)
-
-    server.prober = Recorder()  # type: ignore[assignment]
+    server.state_log.subscribe(changes.append)
     rpc_call(server, "dispatcher.set_state", "dx", 1, "all")
     rpc_call(server, "dispatcher.set_state", "dx", 1, "all")  # no change, nothing recorded
     assert sorted((c.uri, c.old, c.new) for c in changes) == [
@@ -464,3 +460,4 @@ def test_state_changes_are_recorded_by_the_prober(make_server: ServerFactory) ->
         ("sip:127.0.0.1:5072", "AX", "DX"),
     ]
     assert changes[0].reason == "dispatcher.set_state dx"
+    assert {c.origin for c in changes} == {"admin"}

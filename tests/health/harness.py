@@ -3,7 +3,6 @@ gateways that answer pings after a virtual delay, and a virtual clock."""
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,11 +11,13 @@ from sipdispatch.config import DispatcherConfig
 from sipdispatch.dispatcher import DispatcherSets, parse_list
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.health.prober import Prober
+from sipdispatch.health.statelog import StateLog
 from sipdispatch.routing import DispatchRouter
+from sipdispatch.service import router_settings
 from sipdispatch.sip.message import Request, make_response, parse_datagram
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
-from sipdispatch.sip.transaction import Addr
+from tests.corepump import CorePump, Sent
 
 PROXY = ("127.0.0.1", 5060)
 
@@ -56,20 +57,26 @@ class Net:
         for d in dests:
             d.addr = (d.host, d.port)
         self.sets = DispatcherSets(dests, random.Random(1))
-        self.router = DispatchRouter((), self.conf, self.sets, random.Random(1))
+        self.state_log = StateLog()
+        rng = random.Random(1)
+        self.router = DispatchRouter((), router_settings(self.conf), self.sets, rng, self.state_log)
         settings = ProxySettings(local={"udp": PROXY, "tcp": PROXY})
         self.core = ProxyCore(settings, self.router, Timers(fr_timer=fr_timer))
-        self.now = 0.0
-        self.prober = Prober(self.router, self.core, clock=lambda: self.now)
+        self.pump = CorePump(self.core)
+        self.prober = Prober(
+            self.router, self.core, self.conf, self.state_log, clock=lambda: self.pump.now
+        )
         self.gateways: dict[tuple[str, int], Gateway] = {}
         for d in dests:
             self.gateways.setdefault((d.host, d.port), Gateway())
-        self._replies: list[tuple[float, int, bytes, Addr]] = []
-        self._seq = 0
         self._seen: set[str] = set()
         self._answered: set[str] = set()
         if start:
             self.prober.start(self.now)
+
+    @property
+    def now(self) -> float:
+        return self.pump.now
 
     # -- access ----------------------------------------------------------------
 
@@ -87,9 +94,8 @@ class Net:
 
     # -- running ----------------------------------------------------------------
 
-    def _deliver(self) -> None:
-        outbox, self.core.outbox = self.core.outbox, []
-        for addr, data, _owner in outbox:
+    def _deliver(self, sent: Sent) -> None:
+        for addr, data in sent:
             msg = parse_datagram(data)
             assert isinstance(msg, Request), msg
             gw = self.gateways.get((addr.host, addr.port))
@@ -106,28 +112,11 @@ class Net:
             self._answered.add(branch)
             delay = gw.delays.pop(0) if gw.delays else gw.delay
             reply = make_response(msg, gw.code, "Scripted", to_tag="gw")
-            self._seq += 1
-            heapq.heappush(self._replies, (self.now + delay, self._seq, reply.to_bytes(), addr))
+            self.pump.arrive_at(self.now + delay, reply.to_bytes(), addr)
 
     def advance(self, seconds: float) -> None:
         """Run everything due until ``now + seconds``."""
-        end = self.now + seconds
-        self._deliver()
-        while True:
-            deadline = self.core.next_deadline()
-            reply_at = self._replies[0][0] if self._replies else None
-            due = [t for t in (deadline, reply_at) if t is not None]
-            nxt = min(due) if due else None
-            if nxt is None or nxt > end:
-                break
-            self.now = max(self.now, nxt)
-            if reply_at is not None and reply_at <= self.now:
-                _, _, data, addr = heapq.heappop(self._replies)
-                self.core.receive(data, addr, self.now)
-            else:
-                self.core.handle_timer(self.now)
-            self._deliver()
-        self.now = end
+        self.pump.advance(seconds, on_sent=self._deliver)
 
     def timeline(self, uri: str, seconds: float, step: float = 0.25) -> Iterator[str]:
         """Letters of ``uri`` after each ``step`` of virtual time."""

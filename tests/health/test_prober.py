@@ -47,7 +47,7 @@ def test_no_pings_when_ping_interval_is_zero() -> None:
     net = Net(f"1 {GW1} 8", ping_interval=0, probing_mode=1)
     net.advance(100)
     assert net.gw(GW1).pings == []
-    assert net.core.next_deadline() is None
+    assert net.core.get_timer() is None
 
 
 def test_ping_request_is_options_from_ping_from_to_the_destination() -> None:
@@ -218,7 +218,7 @@ def test_every_state_change_is_logged_on_one_line_and_counted(
         ping_interval=1, fr_timer=0.5,
     )  # fmt: skip
     seen = []
-    net.prober.listeners.append(seen.append)
+    net.state_log.subscribe(seen.append)
     net.advance(1.5)
     net.gw(GW1).code = None
     net.advance(3)
@@ -233,20 +233,23 @@ def test_every_state_change_is_logged_on_one_line_and_counted(
     ]
     levels = [r.levelno for r in caplog.records if r.name == "sipdispatch.health"]
     assert levels == [logging.INFO, logging.INFO, logging.WARNING, logging.INFO]
-    stats = net.prober.stats
-    assert stats["state_changes"] == 4 and stats["went_down"] == 1 and stats["went_up"] == 1
-    assert stats["state_changes_to_IP"] == 1
-    assert [(e.old, e.new) for e in net.prober.events] == [(e.old, e.new) for e in seen]
+    state_log = net.state_log
+    assert state_log.changes == 4 and state_log.went_down == 1 and state_log.went_up == 1
+    assert state_log.by_new_state["IP"] == 1
+    assert [(e.old, e.new) for e in state_log.events] == [(e.old, e.new) for e in seen]
     assert seen[1].code == 408 and seen[1].at == pytest.approx(2.5)
+    assert {e.origin for e in seen} == {"probe"}
 
 
-def test_a_broken_listener_does_not_stop_probing(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_broken_state_log_subscriber_does_not_stop_probing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     net = Net(f"1 {GW1}", probing_mode=1, ping_interval=1)
 
     def boom(_change: object) -> None:
         raise RuntimeError("listener bug")
 
-    net.prober.listeners.append(boom)
+    net.state_log.subscribe(boom)
     net.advance(3)
     assert net.letters(GW1) == "AP" and len(net.gw(GW1).pings) == 3
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.message import Request, Response, make_response, parse_datagram
 from sipdispatch.sip.timers import TimerQueue, Timers
 from sipdispatch.sip.transaction import (
-    Addr,
     ClientTransaction,
     InviteClientTransaction,
     InviteServerTransaction,

@@ -16,10 +16,11 @@ import time
 
 import pytest
 
+from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.message import Request
-from sipdispatch.sip.proxy import Plan, ProxyCore, ProxySettings, Reject
+from sipdispatch.sip.proxy import ProxyCore, ProxySettings
+from sipdispatch.sip.router import Plan, Reject
 from sipdispatch.sip.timers import Timers
-from sipdispatch.sip.transaction import Addr
 from sipdispatch.transport.shell import SLOW_MESSAGE_CPU, SipShell, SlowGuard
 
 SOURCE = Addr("udp", "192.0.2.4", 5060)
@@ -129,7 +130,7 @@ async def _send_over_udp(router: SpinningRouter, count: int) -> tuple[int, int]:
     finally:
         caller.close()
         await shell.close()
-    return answers, core.stats["slow_messages"]
+    return answers, shell.stats.slow_messages
 
 
 def test_the_udp_shell_counts_a_datagram_that_took_more_than_50_ms_of_cpu(
@@ -165,7 +166,7 @@ async def _send_over_tcp(router: SpinningRouter, count: int) -> tuple[int, int]:
     finally:
         writer.close()
         await shell.close()
-    return answers, core.stats["slow_messages"]
+    return answers, shell.stats.slow_messages
 
 
 def test_the_tcp_shell_counts_a_segment_that_took_more_than_50_ms_of_cpu() -> None:

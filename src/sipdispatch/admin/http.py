@@ -20,22 +20,14 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sipdispatch.admin.metrics import build_registry
-from sipdispatch.admin.rpc import (
-    INVALID_REQUEST,
-    PARSE_ERROR,
-    RpcError,
-    error_response,
-    handle_payload,
-)
-
-if TYPE_CHECKING:
-    from sipdispatch.server import Server
+from sipdispatch.admin.protocol import AdminTarget
+from sipdispatch.admin.rpc import INVALID_REQUEST, PARSE_ERROR, Rpc, RpcError, error_response
 
 log = logging.getLogger("sipdispatch.admin")
 
@@ -70,15 +62,17 @@ def _json(response: dict[str, Any], status: int | None = None) -> web.Response:
 
 
 class AdminServer:
-    """The admin listener of one :class:`~sipdispatch.server.Server`."""
+    """The admin listener of one running proxy."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        admin = server.config.admin
+    def __init__(self, target: AdminTarget) -> None:
+        self.target = target
+        admin = target.config.admin
         self.host = admin.host
         self.port = admin.port
         self._token = admin.token.encode("utf-8")
-        self.registry = build_registry(server)
+        self.rpc = Rpc(target)
+        """The RPC methods, and the count of their calls."""
+        self.registry = build_registry(target, self.rpc)
         """The Prometheus registry served at ``/metrics`` (one per server)."""
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.app.router.add_post(RPC_PATH, self._rpc)
@@ -153,7 +147,7 @@ class AdminServer:
             payload = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _json(error_response(RpcError(PARSE_ERROR, f"Parse Error: {exc}")))
-        response = await handle_payload(self.server, payload)
+        response = await self.rpc.handle_payload(payload)
         if response is None:
             return web.Response(status=204)
         return _json(response)

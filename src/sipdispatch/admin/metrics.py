@@ -1,10 +1,11 @@
 """Prometheus metrics, collected at scrape time.
 
-Nothing here runs per SIP message. The proxy already counts its events in
-``core.stats`` (a :class:`collections.Counter`) and keeps its transactions in
-two dicts; the dispatcher keeps state, latency and load on each destination.
-A custom collector on a per-server :class:`~prometheus_client.CollectorRegistry`
-turns those into metric families when ``GET /metrics`` is served, so a
+Nothing here runs per SIP message. The proxy already counts its events (typed
+counters: :class:`~sipdispatch.sip.stats.ProxyStats`, the shell's
+:class:`~sipdispatch.transport.shell.ShellStats`); the dispatcher keeps state,
+latency and load on each destination; the state log counts state changes. A
+custom collector on a per-server :class:`~prometheus_client.CollectorRegistry`
+reads them through the admin protocol when ``GET /metrics`` is served, so a
 message costs the hot path exactly what it cost before metrics existed.
 
 Every metric is listed, with its source, in ``docs/admin.md``.
@@ -12,11 +13,10 @@ Every metric is listed, with its source, in ``docs/admin.md``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 from prometheus_client import ProcessCollector
 from prometheus_client.core import (
@@ -28,22 +28,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 
 from sipdispatch import __version__
-from sipdispatch.admin.rpc import admin_state
+from sipdispatch.admin.protocol import AdminTarget, Traffic
+from sipdispatch.admin.rpc import Rpc
 from sipdispatch.dispatcher.destination import Destination
-
-if TYPE_CHECKING:
-    from sipdispatch.server import Server
+from sipdispatch.sip.stats import OTHER_METHOD
 
 PREFIX: Final = "sipdispatch"
 
-REPLY_PREFIX: Final = "tx_reply_"
-"""``core.stats`` keys ``tx_reply_<code>``: final responses sent upstream, by code
-(``tx_reply_2xx`` counts relayed 2xx by class)."""
-REQUEST_PREFIX: Final = "rx_request_"
-"""``core.stats`` keys ``rx_request_<METHOD>``: requests received by method, when the
-proxy counts them (see docs/admin.md)."""
-
-SIMPLE_COUNTERS: Final[dict[str, tuple[str, str]]] = {
+PROXY_COUNTERS: Final[dict[str, tuple[str, str]]] = {
     "rx_replies": ("sip_replies_received", "SIP responses received."),
     "rx_retransmissions": (
         "sip_retransmissions_received",
@@ -58,19 +50,17 @@ SIMPLE_COUNTERS: Final[dict[str, tuple[str, str]]] = {
     "failovers": ("failovers", "Calls retried on the next destination (ds_next_dst)."),
     "branch_timeouts": ("branch_timeouts", "Branches with no final response before the timer."),
     "internal_errors": ("internal_errors", "Bugs caught while handling a message or timer."),
+}
+"""``ProxyStats`` fields with a metric of their own: field -> (name, help)."""
+
+SHELL_COUNTERS: Final[dict[str, tuple[str, str]]] = {
     "udp_errors": ("udp_errors", "ICMP errors reported on UDP sockets."),
     "slow_messages": (
         "slow_messages",
         "Received datagrams or TCP segments whose handling took more than 50 ms of CPU.",
     ),
 }
-"""``core.stats`` keys with a metric of their own: key -> (name, help)."""
-
-STATE_CHANGE_PREFIX: Final = "state_changes_to_"
-"""Prober ``stats`` keys ``state_changes_to_<LETTERS>``: changes by new state."""
-
-SENT_REQUESTS: Final = {"tx_requests": "proxied", "tx_requests_local": "local"}
-"""``core.stats`` keys of requests sent, by ``origin`` label."""
+"""``ShellStats`` fields with a metric of their own: field -> (name, help)."""
 
 STATE_NAMES: Final = {"A": "active", "I": "inactive", "D": "disabled", "T": "trying"}
 """First FLAGS letter -> state name of ``sipdispatch_destination_state``."""
@@ -81,16 +71,20 @@ def _name(suffix: str) -> str:
 
 
 class SipdispatchCollector:
-    """Reads one server's counters and tables when Prometheus scrapes."""
+    """Reads one proxy's counters and tables when Prometheus scrapes."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, target: AdminTarget, rpc: Rpc) -> None:
+        self.target = target
+        self.rpc = rpc
 
     def collect(self) -> Iterable[Metric]:
         """Every family, built from the current state (runs on the event loop)."""
+        traffic = self.target.traffic()
         yield from self._info()
-        yield from self._proxy()
-        yield from self._destinations()
+        if traffic is not None:
+            yield from self._proxy(traffic)
+        yield from self._destinations(traffic)
+        yield from self._state_changes()
         yield from self._prober()
         yield from self._admin()
 
@@ -100,8 +94,8 @@ class SipdispatchCollector:
         info = InfoMetricFamily(_name("build"), "sipdispatch version.")
         info.add_metric([], {"version": __version__})
         yield info
-        started = getattr(self.server, "started", None)
-        if isinstance(started, float | int):
+        started = self.target.started
+        if started is not None:
             yield GaugeMetricFamily(
                 _name("start_time_seconds"),
                 "When the proxy started, seconds since the Unix epoch.",
@@ -115,32 +109,19 @@ class SipdispatchCollector:
 
     # -- SIP core -----------------------------------------------------------------------------
 
-    def _proxy(self) -> Iterator[Metric]:
-        core = self.server.core
-        stats: Counter[str] = getattr(core, "stats", None) or Counter()
-
-        by_method: dict[str, int] = {}
-        by_code: dict[str, int] = {}
-        other_events: dict[str, int] = {}
-        for key, value in stats.items():
-            if key.startswith(REQUEST_PREFIX):
-                by_method[key[len(REQUEST_PREFIX) :]] = value
-            elif key.startswith(REPLY_PREFIX):
-                by_code[key[len(REPLY_PREFIX) :]] = value
-            elif key not in SIMPLE_COUNTERS and key not in SENT_REQUESTS and key != "rx_requests":
-                other_events[key] = value
-
+    def _proxy(self, traffic: Traffic) -> Iterator[Metric]:
+        stats = traffic.proxy
         requests = CounterMetricFamily(
             _name("sip_requests_received"),
             'SIP requests received, by method ("other": the proxy does not count that '
             "method separately).",
             labels=["method"],
         )
+        by_method = stats.requests_by_method
         for method, value in sorted(by_method.items()):
             requests.add_metric([method], value)
-        rest = stats.get("rx_requests", 0) - sum(by_method.values())
-        if rest > 0 or not by_method:
-            requests.add_metric(["other"], max(rest, 0))
+        if not by_method:
+            requests.add_metric([OTHER_METHOD], 0)
         yield requests
 
         replies = CounterMetricFamily(
@@ -149,6 +130,9 @@ class SipdispatchCollector:
             '2xx are counted as code="2xx".',
             labels=["code"],
         )
+        by_code = {str(code): value for code, value in stats.replies_sent.items()}
+        if stats.relayed_2xx:
+            by_code["2xx"] = stats.relayed_2xx
         for code, value in sorted(by_code.items()):
             replies.add_metric([code], value)
         yield replies
@@ -158,56 +142,30 @@ class SipdispatchCollector:
             "SIP requests sent: proxied (branches, ACK, CANCEL) or local (pings).",
             labels=["origin"],
         )
-        for key, origin in SENT_REQUESTS.items():
-            sent.add_metric([origin], stats.get(key, 0))
+        sent.add_metric(["proxied"], stats.tx_requests)
+        sent.add_metric(["local"], stats.tx_requests_local)
         yield sent
 
-        for key, (suffix, doc) in SIMPLE_COUNTERS.items():
-            yield CounterMetricFamily(_name(suffix), doc, value=stats.get(key, 0))
-
-        events = CounterMetricFamily(
-            _name("proxy_events"),
-            "Other events the proxy core counts, by its internal name.",
-            labels=["event"],
-        )
-        for key, value in sorted(other_events.items()):
-            events.add_metric([key], value)
-        yield events
+        for field, (suffix, doc) in PROXY_COUNTERS.items():
+            yield CounterMetricFamily(_name(suffix), doc, value=getattr(stats, field))
+        for field, (suffix, doc) in SHELL_COUNTERS.items():
+            yield CounterMetricFamily(_name(suffix), doc, value=getattr(traffic.shell, field))
 
         in_flight = GaugeMetricFamily(
             _name("transactions_in_flight"),
             "SIP transactions in the proxy's tables.",
             labels=["kind"],
         )
-        in_flight.add_metric(["server"], len(getattr(core, "server_txs", ())))
-        in_flight.add_metric(["client"], len(getattr(core, "client_txs", ())))
+        in_flight.add_metric(["server"], traffic.server_transactions)
+        in_flight.add_metric(["client"], traffic.client_transactions)
         yield in_flight
 
     # -- destinations ---------------------------------------------------------------------------
 
-    def _branches_by_destination(self) -> Counter[int]:
-        """Client transactions in flight per destination (by object id)."""
-        counts: Counter[int] = Counter()
-        client_txs: dict[Any, Any] = getattr(self.server.core, "client_txs", None) or {}
-        for tx in client_txs.values():
-            target = getattr(getattr(tx, "owner", None), "target", None)
-            handle = getattr(target, "handle", None)
-            if isinstance(handle, Destination):
-                counts[id(handle)] += 1
-        return counts
-
-    def _destinations(self) -> Iterator[Metric]:
-        router = self.server.router
-        expire = getattr(router, "expire_calls", None)
-        if callable(expire):
-            # Drop call-load entries past hash_expire first, as dispatcher.list does
-            # (the router's clock is the event loop's).
-            try:
-                now: float | None = asyncio.get_running_loop().time()
-            except RuntimeError:  # collected outside the event loop (tests, tools)
-                now = None
-            if now is not None:
-                expire(now)
+    def _destinations(self, traffic: Traffic | None) -> Iterator[Metric]:
+        router = self.target.dispatcher.router
+        # Drop call-load entries past hash_expire first, as dispatcher.list does.
+        router.expire_calls(self.target.now())
         sets = router.sets
         labels = ["set", "uri"]
 
@@ -279,8 +237,10 @@ class SipdispatchCollector:
             labels=["set"],
         )
 
-        in_flight = self._branches_by_destination()
-        has_dispatched = False
+        in_flight: Counter[int] = Counter()
+        for handle in traffic.branch_handles if traffic is not None else ():
+            if isinstance(handle, Destination):
+                in_flight[id(handle)] += 1
         for dset in sets:
             setid = str(dset.setid)
             set_size.add_metric([setid], len(dset.dests))
@@ -288,10 +248,7 @@ class SipdispatchCollector:
             seen: set[str] = set()
             set_total = 0
             for dest in dset.dests:
-                count = getattr(dest, "dispatched", None)
-                if isinstance(count, int):
-                    has_dispatched = True
-                    set_total += count
+                set_total += dest.dispatched
                 # Prometheus refuses two series with the same labels: a URI listed
                 # twice in one set is shown once (its first entry, as Kamailio finds it).
                 if dest.uri in seen:
@@ -311,10 +268,8 @@ class SipdispatchCollector:
                 timeouts.add_metric(key, stats.timeout)
                 load.add_metric(key, dest.dlg_load)
                 branches.add_metric(key, in_flight.get(id(dest), 0))
-                if isinstance(count, int):
-                    dispatched.add_metric(key, count)
-            if has_dispatched:
-                set_dispatched.add_metric([setid], set_total)
+                dispatched.add_metric(key, dest.dispatched)
+            set_dispatched.add_metric([setid], set_total)
 
         yield GaugeMetricFamily(_name("sets"), "Destination sets loaded.", value=len(sets))
         yield set_size
@@ -326,70 +281,68 @@ class SipdispatchCollector:
         yield timeouts
         yield load
         yield branches
-        if has_dispatched:
-            yield dispatched
-            yield set_dispatched
-        calls = getattr(router, "calls", None)
+        yield dispatched
+        yield set_dispatched
         yield GaugeMetricFamily(
             _name("calls_tracked"),
             "Calls in the call-load table (algorithm 10).",
-            value=len(calls) if calls is not None else 0,
+            value=len(router.calls),
         )
 
     # -- prober -------------------------------------------------------------------------------
 
-    def _prober(self) -> Iterator[Metric]:
-        prober = getattr(self.server, "prober", None)
-        stats = getattr(prober, "stats", None)
-        if not isinstance(stats, Counter):
-            return
+    def _state_changes(self) -> Iterator[Metric]:
         changes = CounterMetricFamily(
             _name("destination_state_changes"),
             "Destination state changes (pings, failed calls, admin), by the new FLAGS letters.",
             labels=["to"],
         )
+        for letters, value in sorted(self.target.state_log.by_new_state.items()):
+            changes.add_metric([letters], value)
+        yield changes
+
+    def _prober(self) -> Iterator[Metric]:
+        prober = self.target.prober
+        if prober is None:
+            return
         events = CounterMetricFamily(
             _name("prober_events"),
             "What the OPTIONS prober did (pings_sent, ping_timeouts, went_down, ...).",
             labels=["event"],
         )
-        for key, value in sorted(stats.items()):
-            if key.startswith(STATE_CHANGE_PREFIX):
-                changes.add_metric([key[len(STATE_CHANGE_PREFIX) :]], value)
-            else:
-                events.add_metric([key], value)
-        yield changes
+        log = self.target.state_log
+        counts = {**prober.stats, "went_down": log.went_down, "went_up": log.went_up}
+        for key, value in sorted(counts.items()):
+            events.add_metric([key], value)
         yield events
-        active = getattr(prober, "active", None)
-        if isinstance(active, bool):
-            yield GaugeMetricFamily(
-                _name("ping_active"),
-                "1 when periodic pings are on (dispatcher.ping_active).",
-                value=1 if active else 0,
-            )
+        yield GaugeMetricFamily(
+            _name("ping_active"),
+            "1 when periodic pings are on (dispatcher.ping_active).",
+            value=1 if prober.active else 0,
+        )
 
     # -- admin --------------------------------------------------------------------------------
 
     def _admin(self) -> Iterator[Metric]:
-        state = admin_state(self.server)
         reloads = CounterMetricFamily(
             _name("reloads"), "dispatcher.reload calls, by result.", labels=["result"]
         )
+        done = self.target.dispatcher.reloads
         for result in ("ok", "failed"):
-            reloads.add_metric([result], state.reloads.get(result, 0))
+            reloads.add_metric([result], done.get(result, 0))
         yield reloads
         calls = CounterMetricFamily(
             _name("rpc_calls"), "Admin JSON-RPC calls, by method.", labels=["method"]
         )
-        for method, value in sorted(state.rpc_calls.items()):
+        for method, value in sorted(self.rpc.calls.items()):
             calls.add_metric([method], value)
         yield calls
 
 
-def build_registry(server: Server) -> CollectorRegistry:
-    """A registry for ``server``'s ``/metrics``: our collector plus the standard
+def build_registry(target: AdminTarget, rpc: Rpc) -> CollectorRegistry:
+    """A registry for one proxy's ``/metrics``: our collector plus the standard
     ``process_*`` metrics (CPU, memory, open files)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SipdispatchCollector(server))
+    registry.register(SipdispatchCollector(target, rpc))
     ProcessCollector(registry=registry)
     return registry

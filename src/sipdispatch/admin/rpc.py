@@ -1,10 +1,10 @@
 """The JSON-RPC methods of the admin interface, with Kamailio's names, parameters and results.
 
-Each method is a coroutine ``handler(server, params)`` over a running
-:class:`~sipdispatch.server.Server`; it returns the ``result`` value or raises
-:class:`RpcError`. :func:`handle_payload` wraps them in JSON-RPC 2.0 (request
-validation, ``id``, error objects) and knows nothing of HTTP; ``admin/http.py``
-is the transport.
+Each method is a coroutine ``handler(target, params)`` over a running proxy seen
+through :class:`~sipdispatch.admin.protocol.AdminTarget`; it returns the ``result``
+value or raises :class:`RpcError`. :class:`Rpc` runs them and wraps them in JSON-RPC
+2.0 (request validation, ``id``, error objects), counting calls; it knows nothing of
+HTTP: ``admin/http.py`` is the transport.
 
 Kamailio references (read for behaviour, not copied): ``dispatcher_rpc_*`` and
 ``ds_rpc_print_set`` in ``src/modules/dispatcher/dispatcher.c``,
@@ -16,34 +16,26 @@ is written down in ``docs/admin.md``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import platform
 import sys
 import time
-import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 from sipdispatch import __version__
+from sipdispatch.admin.protocol import AdminTarget
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.errors import DispatcherError
 from sipdispatch.dispatcher.hashing import hash_slot
-from sipdispatch.dispatcher.listfile import (
-    make_destination,
-    parse_destination_uri,
-    resolve_all,
-)
+from sipdispatch.dispatcher.listfile import make_destination, parse_destination_uri
 from sipdispatch.dispatcher.sets import DispatcherSets
 from sipdispatch.dispatcher.states import DS_NOPING_DST, DS_PROBING_DST, parse_state_letters
-from sipdispatch.health.state import StateChange
+from sipdispatch.service import Busy
 from sipdispatch.sip.errors import ParseError
-from sipdispatch.store import StoreError, resolve_host
-
-if TYPE_CHECKING:
-    from sipdispatch.server import Server
+from sipdispatch.store import StoreError
 
 log = logging.getLogger("sipdispatch.admin")
 
@@ -186,44 +178,12 @@ class Params:
 
 
 # --------------------------------------------------------------------------------------------
-# Per-server admin state
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class AdminState:
-    """What the admin interface keeps per running server (not on the SIP hot path)."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    """Serialises changes of the destination list (reload, add, remove)."""
-    reloads: Counter[str] = field(default_factory=Counter)
-    """``dispatcher.reload`` outcomes: ``ok`` / ``failed``."""
-    rpc_calls: Counter[str] = field(default_factory=Counter)
-    """RPC calls by method name (unknown names counted as ``unknown``)."""
-    ping_active: int = 1
-    """Ping state reported by ``dispatcher.ping_active`` when there is no prober."""
-
-
-_STATES: weakref.WeakKeyDictionary[object, AdminState] = weakref.WeakKeyDictionary()
-
-
-def admin_state(server: Server) -> AdminState:
-    """The admin state of ``server`` (created on first use)."""
-    state = _STATES.get(server)
-    if state is None:
-        state = _STATES[server] = AdminState()
-    return state
-
-
-# --------------------------------------------------------------------------------------------
 # dispatcher.list
 # --------------------------------------------------------------------------------------------
 
 LIST_NORMAL: Final = "normal"
 LIST_SHORT: Final = "short"
 LIST_FULL: Final = "full"
-
-ALGORITHM_CALL_LOAD: Final = 10
 
 PROTO_IDS: Final = {"udp": 1, "tcp": 2, "tls": 3, "sctp": 4, "ws": 5, "wss": 6}
 """Kamailio's ``PROTO_*`` numbers (``src/core/ip_addr.h``), printed as ``PROTOID``;
@@ -331,25 +291,21 @@ def list_sets(
     return {"NRSETS": len(sets), "RECORDS": records}
 
 
-async def dispatcher_list(server: Server, params: Params) -> object:
+async def dispatcher_list(target: AdminTarget, params: Params) -> object:
     """``dispatcher.list [short|full]``."""
     mode_text = params.opt_str("MODE")
     params.done()
     mode = LIST_NORMAL
     if mode_text is not None and mode_text.lower() in (LIST_SHORT, LIST_FULL):
         mode = mode_text.lower()
-    router = server.router
-    expire = getattr(router, "expire_calls", None)
-    if callable(expire):  # drop call-load entries past hash_expire before showing loads
-        expire(asyncio.get_running_loop().time())
+    router = target.dispatcher.router
+    router.expire_calls(target.now())  # call-load entries past hash_expire go first
     sets = router.sets
     if len(sets) == 0:
         raise fault(NO_SETS)
-    config = server.config
-    runtime = config.dispatcher.hash_size > 0 or any(
-        rule.algorithm == ALGORITHM_CALL_LOAD for rule in router.routes
-    )
-    return list_sets(sets, mode, latency=config.dispatcher.ping_latency_stats, runtime=runtime)
+    dconf = target.config.dispatcher
+    runtime = dconf.hash_size > 0 or router.counts_calls
+    return list_sets(sets, mode, latency=dconf.ping_latency_stats, runtime=runtime)
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,30 +313,25 @@ async def dispatcher_list(server: Server, params: Params) -> object:
 # --------------------------------------------------------------------------------------------
 
 
-def _install(server: Server, sets: DispatcherSets) -> None:
-    """Make ``sets`` the running destination list (``added``/``removed`` built it)."""
-    server.router.install(sets)
+def _busy(exc: Busy) -> RpcError:
+    return fault(ONGOING_RELOAD, str(exc))
 
 
-async def dispatcher_reload(server: Server, params: Params) -> object:
+async def dispatcher_reload(target: AdminTarget, params: Params) -> object:
     """``dispatcher.reload``: all or nothing; on error the running list stays as it was."""
     params.done()
-    state = admin_state(server)
-    if state.lock.locked():
-        raise fault(ONGOING_RELOAD, "another reload, add or remove is in progress; try again")
-    async with state.lock:
-        try:
-            kept = await server.router.reload()
-        except (DispatcherError, StoreError) as exc:
-            state.reloads["failed"] += 1
-            log.error("dispatcher.reload refused, running list unchanged: %s", exc)
-            raise fault(RELOAD_FAILED, f"{exc}; the running list is unchanged") from None
-    state.reloads["ok"] += 1
+    try:
+        kept = await target.dispatcher.reload()
+    except Busy as exc:
+        raise _busy(exc) from None
+    except (DispatcherError, StoreError) as exc:
+        log.error("dispatcher.reload refused, running list unchanged: %s", exc)
+        raise fault(RELOAD_FAILED, f"{exc}; the running list is unchanged") from None
     log.info("dispatcher.reload: %d destinations kept their state", kept)
     return RELOADED
 
 
-async def dispatcher_add(server: Server, params: Params) -> object:
+async def dispatcher_add(target: AdminTarget, params: Params) -> object:
     """``dispatcher.add GROUP ADDRESS [FLAGS [PRIORITY [ATTRS]]]``: in memory only."""
     group = params.req_int("GROUP")
     address = params.req_str("ADDRESS")
@@ -388,26 +339,18 @@ async def dispatcher_add(server: Server, params: Params) -> object:
     priority = params.opt_int("PRIORITY") or 0
     attrs = params.opt_str("ATTRS") or ""
     params.done()
-    where = "dispatcher.add"
     try:
-        dest = make_destination(group, address, flags, priority, attrs, where=where)
+        dest = make_destination(group, address, flags, priority, attrs, where="dispatcher.add")
+        await target.dispatcher.add(dest)
+    except Busy as exc:
+        raise _busy(exc) from None
     except DispatcherError as exc:
         raise fault(ADD_FAILED, str(exc)) from None
-    state = admin_state(server)
-    if state.lock.locked():
-        raise fault(ONGOING_RELOAD, "another reload, add or remove is in progress; try again")
-    async with state.lock:
-        loop = asyncio.get_running_loop()
-        try:  # DNS may block: off the event loop, as a reload does
-            await loop.run_in_executor(None, resolve_all, [dest], resolve_host)
-        except DispatcherError as exc:
-            raise fault(ADD_FAILED, str(exc)) from None
-        _install(server, server.router.sets.added(dest))
     log.warning("dispatcher.add: set %d %s added in memory (a reload drops it)", group, dest.uri)
     return DST_ADDED
 
 
-async def dispatcher_remove(server: Server, params: Params) -> object:
+async def dispatcher_remove(target: AdminTarget, params: Params) -> object:
     """``dispatcher.remove GROUP ADDRESS``: in memory only; exact URI match, as Kamailio."""
     group = params.req_int("GROUP")
     address = params.req_str("ADDRESS")
@@ -416,17 +359,12 @@ async def dispatcher_remove(server: Server, params: Params) -> object:
         uri, _ = parse_destination_uri(address.strip())
     except ParseError as exc:
         raise fault(REMOVE_FAILED, f"bad URI {address!r}: {exc}") from None
-    state = admin_state(server)
-    if state.lock.locked():
-        raise fault(ONGOING_RELOAD, "another reload, add or remove is in progress; try again")
-    async with state.lock:
-        sets = server.router.sets
-        dset = sets.get(group)
-        if dset is None:
-            raise fault(REMOVE_FAILED, f"destination set {group} not found")
-        if not any(d.uri == uri for d in dset.dests):
-            raise fault(REMOVE_FAILED, f"set {group} has no destination {uri}")
-        _install(server, sets.removed(group, uri))
+    try:
+        await target.dispatcher.remove(group, uri)
+    except Busy as exc:
+        raise _busy(exc) from None
+    except LookupError as exc:
+        raise fault(REMOVE_FAILED, str(exc)) from None
     log.warning("dispatcher.remove: set %d %s removed in memory (a reload restores it)", group, uri)
     return DST_REMOVED
 
@@ -449,68 +387,52 @@ def _state_arg(params: Params) -> str:
     return text
 
 
-async def _set_state(server: Server, params: Params, by_duid: bool) -> object:
+async def _set_state(target: AdminTarget, params: Params, by_duid: bool) -> object:
     letters = _state_arg(params)
     group = params.req_int("GROUP")
-    target = params.req_str("DUID" if by_duid else "ADDRESS")
+    address = params.req_str("DUID" if by_duid else "ADDRESS")
     params.done()
-    router = server.router
+    router = target.dispatcher.router
     dset = router.sets.get(group)
     if dset is None:
         raise fault(STATE_UPDATE_FAILED, f"destination set {group} not found")
     method = "dispatcher.set_duid_state" if by_duid else "dispatcher.set_state"
-    if target == "all":  # Kamailio compares exactly "all"
+    if address == "all":  # Kamailio compares exactly "all"
         chosen = list(dset.dests)
     elif by_duid:
-        chosen = dset.find_duid(target)
+        chosen = dset.find_duid(address)
         if not chosen:
-            raise fault(STATE_UPDATE_FAILED, f"set {group} has no destination with duid {target}")
+            raise fault(STATE_UPDATE_FAILED, f"set {group} has no destination with duid {address}")
     else:
-        found = dset.find(target.strip())
+        found = dset.find(address.strip())
         if found is None:
-            raise fault(STATE_UPDATE_FAILED, f"set {group} has no destination {target}")
+            raise fault(STATE_UPDATE_FAILED, f"set {group} has no destination {address}")
         chosen = [found]
-    # Kamailio's ds_reinit_state: the state bits are replaced as given, whatever the
-    # destination's state was (this is how a disabled destination is enabled again),
-    # without the thresholds a failed call (ds_mark_dst) goes through.
     bits = parse_state_letters(letters)
-    # Changes go to the prober's record (logged and counted with the ping-driven ones).
-    record = getattr(getattr(server, "prober", None), "record", None)
-    now = asyncio.get_running_loop().time()
+    now = target.now()
     for dest in chosen:
-        old = dest.state
-        router.sets.set_state(dest, bits)
-        if dest.state == old:
-            continue
-        change = StateChange(dest.setid, dest.uri, old, dest.state, f"{method} {letters}", now)
-        if callable(record):
-            record(change)
-        else:
-            log.warning("%s", change.describe())
+        router.set_state(dest, bits, f"{method} {letters}", now)
     return STATE_UPDATED
 
 
-async def dispatcher_set_state(server: Server, params: Params) -> object:
+async def dispatcher_set_state(target: AdminTarget, params: Params) -> object:
     """``dispatcher.set_state STATE GROUP ADDRESS|all``."""
-    return await _set_state(server, params, by_duid=False)
+    return await _set_state(target, params, by_duid=False)
 
 
-async def dispatcher_set_duid_state(server: Server, params: Params) -> object:
+async def dispatcher_set_duid_state(target: AdminTarget, params: Params) -> object:
     """``dispatcher.set_duid_state STATE GROUP DUID|all``."""
-    return await _set_state(server, params, by_duid=True)
+    return await _set_state(target, params, by_duid=True)
 
 
-async def dispatcher_ping_active(server: Server, params: Params) -> object:
+async def dispatcher_ping_active(target: AdminTarget, params: Params) -> object:
     """``dispatcher.ping_active [STATE]``: read or switch the OPTIONS keepalives."""
     new = params.opt_int("STATE")
     params.done()
-    prober = getattr(server, "prober", None)
-    state = admin_state(server)
-    if prober is not None:
-        old = 1 if getattr(prober, "active", False) else 0
-    else:
-        # No prober: nothing is pinged (ping_interval = 0, or probing not running).
-        old = state.ping_active if server.config.dispatcher.ping_interval > 0 else 0
+    prober = target.prober
+    pinging = target.config.dispatcher.ping_interval > 0
+    # Before the prober starts, pings will run if they are configured.
+    old = int(prober.active if prober is not None else pinging)
     if new is None:
         return {"OldPingState": old}
     if prober is None:
@@ -519,12 +441,10 @@ async def dispatcher_ping_active(server: Server, params: Params) -> object:
             "probing is not running (dispatcher.ping_interval is 0 or the prober is off)",
         )
     prober.active = new != 0
-    if new != 0 and not old and server.config.dispatcher.ping_interval > 0:
+    if new != 0 and not old and pinging:
         # Pings back on: refresh every destination's state now rather than one
         # ping_interval later.
-        ping_now = getattr(prober, "ping_now", None)
-        if callable(ping_now):
-            ping_now()
+        prober.ping_now()
     log.warning("dispatcher.ping_active: pings %s", "on" if new else "off")
     return {"NewPingState": new, "OldPingState": old}
 
@@ -534,7 +454,7 @@ async def dispatcher_ping_active(server: Server, params: Params) -> object:
 # --------------------------------------------------------------------------------------------
 
 
-async def dispatcher_hash(server: Server, params: Params) -> object:
+async def dispatcher_hash(target: AdminTarget, params: Params) -> object:
     """``dispatcher.hash NSLOTS VAL1 [VAL2]``: Kamailio's ``ds_get_hash`` and its slot."""
     nslots = params.req_int("NSLOTS")
     v1 = params.req_str("VAL1")
@@ -549,7 +469,7 @@ def version_string() -> str:
     return f"sipdispatch {__version__} ({platform.machine() or 'unknown'}/{sys.platform})"
 
 
-async def core_version(server: Server, params: Params) -> object:
+async def core_version(target: AdminTarget, params: Params) -> object:
     """``core.version``."""
     params.done()
     return version_string()
@@ -559,22 +479,22 @@ def _ctime(when: float) -> str:
     return time.ctime(when)
 
 
-async def core_uptime(server: Server, params: Params) -> object:
+async def core_uptime(target: AdminTarget, params: Params) -> object:
     """``core.uptime``: ``{"now", "up_since", "uptime"}`` as Kamailio (ctime text, seconds)."""
     params.done()
     now = time.time()
-    started = getattr(server, "started", None)
-    since = started if isinstance(started, float | int) else now
+    started = target.started
+    since = started if started is not None else now
     return {"now": _ctime(now), "up_since": _ctime(since), "uptime": int(now - since)}
 
 
-async def system_list_methods(server: Server, params: Params) -> object:
+async def system_list_methods(target: AdminTarget, params: Params) -> object:
     """``system.listMethods``: every method name."""
     params.done()
     return list(METHODS)
 
 
-async def system_method_help(server: Server, params: Params) -> object:
+async def system_method_help(target: AdminTarget, params: Params) -> object:
     """``system.methodHelp METHOD``: the method's documentation and usage."""
     name = params.req_str("METHOD")
     params.done()
@@ -588,7 +508,7 @@ async def system_method_help(server: Server, params: Params) -> object:
 # The method table
 # --------------------------------------------------------------------------------------------
 
-Handler = Callable[["Server", Params], Awaitable[object]]
+Handler = Callable[[AdminTarget, Params], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -631,18 +551,6 @@ METHODS: Final[Mapping[str, RpcMethod]] = {m.name: m for m in _TABLE}
 """Every RPC method by name, in the order ``system.listMethods`` gives them."""
 
 
-async def call(server: Server, name: str, params: Sequence[object] = ()) -> object:
-    """Run method ``name`` with positional ``params``; return its result or raise
-    :class:`RpcError`."""
-    method = METHODS.get(name)
-    state = admin_state(server)
-    if method is None:
-        state.rpc_calls["unknown"] += 1
-        raise RpcError(METHOD_NOT_FOUND, f"Method Not Found: {name} (see system.listMethods)")
-    state.rpc_calls[name] += 1
-    return await method.handler(server, Params(method, params))
-
-
 # --------------------------------------------------------------------------------------------
 # JSON-RPC 2.0 envelope
 # --------------------------------------------------------------------------------------------
@@ -653,49 +561,69 @@ def error_response(error: RpcError, request_id: object = None) -> dict[str, Any]
     return {"jsonrpc": "2.0", "error": error.to_json(), "id": request_id}
 
 
-async def handle_payload(server: Server, payload: object) -> dict[str, Any] | None:
-    """Answer one decoded JSON-RPC 2.0 request; None for a notification (no ``id``).
+class Rpc:
+    """The RPC methods over one running proxy, with a count of calls by method."""
 
-    Batches (arrays) are not supported (Kamailio's jsonrpcs has none either).
-    """
-    if not isinstance(payload, dict):
-        kind = "a batch (array)" if isinstance(payload, list) else type(payload).__name__
-        return error_response(
-            RpcError(INVALID_REQUEST, f"Invalid Request: expected a JSON object, got {kind}")
-        )
-    request_id = payload.get("id")
-    if payload.get("jsonrpc") != "2.0":
-        return error_response(
-            RpcError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"'), request_id
-        )
-    name = payload.get("method")
-    if not isinstance(name, str) or not name:
-        return error_response(
-            RpcError(INVALID_REQUEST, 'Invalid Request: "method" must be a non-empty string'),
-            request_id,
-        )
-    raw = payload.get("params", [])
-    if isinstance(raw, dict):
-        params: list[object] = list(raw.values())
-    elif isinstance(raw, list):
-        params = raw
-    else:
-        return error_response(
-            RpcError(INVALID_REQUEST, 'Invalid Request: "params" must be an array or an object'),
-            request_id,
-        )
-    try:
-        result = await call(server, name, params)
-    except RpcError as exc:
-        response = error_response(exc, request_id)
-    except Exception:  # a bug must not take the admin listener down
-        log.exception("internal error in RPC %s", name)
-        response = error_response(
-            RpcError(INTERNAL_ERROR, f"Internal Error in {name}; see the proxy's log"),
-            request_id,
-        )
-    else:
-        response = {"jsonrpc": "2.0", "result": result, "id": request_id}
-    if "id" not in payload:
-        return None
-    return response
+    def __init__(self, target: AdminTarget) -> None:
+        self.target = target
+        self.calls: Counter[str] = Counter()
+        """RPC calls by method name (unknown names counted as ``unknown``)."""
+
+    async def call(self, name: str, params: Sequence[object] = ()) -> object:
+        """Run method ``name`` with positional ``params``; return its result or raise
+        :class:`RpcError`."""
+        method = METHODS.get(name)
+        if method is None:
+            self.calls["unknown"] += 1
+            raise RpcError(METHOD_NOT_FOUND, f"Method Not Found: {name} (see system.listMethods)")
+        self.calls[name] += 1
+        return await method.handler(self.target, Params(method, params))
+
+    async def handle_payload(self, payload: object) -> dict[str, Any] | None:
+        """Answer one decoded JSON-RPC 2.0 request; None for a notification (no ``id``).
+
+        Batches (arrays) are not supported (Kamailio's jsonrpcs has none either).
+        """
+        if not isinstance(payload, dict):
+            kind = "a batch (array)" if isinstance(payload, list) else type(payload).__name__
+            return error_response(
+                RpcError(INVALID_REQUEST, f"Invalid Request: expected a JSON object, got {kind}")
+            )
+        request_id = payload.get("id")
+        if payload.get("jsonrpc") != "2.0":
+            return error_response(
+                RpcError(INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"'), request_id
+            )
+        name = payload.get("method")
+        if not isinstance(name, str) or not name:
+            return error_response(
+                RpcError(INVALID_REQUEST, 'Invalid Request: "method" must be a non-empty string'),
+                request_id,
+            )
+        raw = payload.get("params", [])
+        if isinstance(raw, dict):
+            params: list[object] = list(raw.values())
+        elif isinstance(raw, list):
+            params = raw
+        else:
+            return error_response(
+                RpcError(
+                    INVALID_REQUEST, 'Invalid Request: "params" must be an array or an object'
+                ),
+                request_id,
+            )
+        try:
+            result = await self.call(name, params)
+        except RpcError as exc:
+            response = error_response(exc, request_id)
+        except Exception:  # a bug must not take the admin listener down
+            log.exception("internal error in RPC %s", name)
+            response = error_response(
+                RpcError(INTERNAL_ERROR, f"Internal Error in {name}; see the proxy's log"),
+                request_id,
+            )
+        else:
+            response = {"jsonrpc": "2.0", "result": result, "id": request_id}
+        if "id" not in payload:
+            return None
+        return response

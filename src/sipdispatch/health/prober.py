@@ -14,7 +14,7 @@ state is applied with :meth:`DispatcherSets.set_state`, so rweight tables follow
 Every change is logged on one line, counted in :attr:`Prober.stats` and kept as
 a :class:`StateChange` in :attr:`Prober.events`.
 
-Time is virtual: rounds and pings run on the core's timer queue (``core.tq``)
+Time is virtual: rounds and pings run on the core's timer queue (``core.call_at``)
 and take ``now`` from it. The prober never touches a socket; after anything it
 does from outside a receive or timer callback (``start``, ``ping_now``) it calls
 ``flush`` so the shell writes the outbox and re-arms its timer.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -32,13 +32,14 @@ from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.latency import alpha_from_permille
 from sipdispatch.dispatcher.states import DS_INACTIVE_DST, DS_TRYING_DST
 from sipdispatch.health.state import ProbingPolicy, StateChange, Transition
+from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.message import Request, Response
 from sipdispatch.sip.timers import TimerHandle
-from sipdispatch.sip.transaction import Addr
 
 if TYPE_CHECKING:
     from sipdispatch.config import DispatcherConfig
     from sipdispatch.dispatcher.sets import DispatcherSets
+    from sipdispatch.health.statelog import StateLog
     from sipdispatch.routing import DispatchRouter
     from sipdispatch.sip.proxy import ProxyCore
 
@@ -48,8 +49,6 @@ PING_MAX_FORWARDS = "70"
 """RFC 3261 §8.1.1.6: a UAC SHOULD start Max-Forwards at 70 (Kamailio tm does)."""
 PING_CSEQ = 1
 """Each ping is a new dialog-less request with its own Call-ID, so CSeq 1."""
-EVENT_HISTORY = 256
-"""State changes kept in :attr:`Prober.events` (the newest)."""
 TIMEOUT_STATUS = 408
 """Status the core reports when a ping got no final response within fr_timer."""
 
@@ -77,38 +76,40 @@ def latency_ms(sent_at: float, now: float) -> int:
 class Prober:
     """Sends the pings and applies their results to the dispatcher's destinations.
 
-    ``router`` supplies the live sets (``router.sets``, swapped by a reload) and
-    the ``[dispatcher]`` settings (``router.dconf``); ``core`` sends
-    (``core.originate``) and keeps time (``core.tq``, ``core.timers.fr_timer``).
-    ``flush`` is the shell's ``flush``; ``clock`` gives ``now`` for calls made
-    without one (:meth:`ping_now` from the admin API).
+    ``router`` supplies the live sets (``router.sets``, swapped by a reload);
+    ``dconf`` is the ``[dispatcher]`` section; ``core`` sends (``core.originate``)
+    and keeps time (``core.call_at``, ``core.timers.fr_timer``); every state change
+    goes to ``state_log``. ``flush`` is the shell's ``flush``; ``clock`` gives ``now``
+    for calls made without one (:meth:`ping_now` from the admin API).
     """
 
     def __init__(
         self,
         router: DispatchRouter,
         core: ProxyCore,
+        dconf: DispatcherConfig,
+        state_log: StateLog,
         *,
         flush: Callable[[], None] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.router = router
         self.core = core
-        self.policy = ProbingPolicy.from_config(router.dconf)
+        self.dconf = dconf
+        """The ``[dispatcher]`` settings."""
+        self.state_log = state_log
+        self.policy = ProbingPolicy(
+            dconf.probing_mode, dconf.probing_threshold, dconf.inactive_threshold
+        )
         """Probing mode and thresholds (fixed for the process, as Kamailio's modparams)."""
-        self.alpha = estimator_alpha(router.dconf.latency_estimator_alpha)
+        self.alpha = estimator_alpha(dconf.latency_estimator_alpha)
         self.active = True
         """Kamailio's ``dispatcher.ping_active``: when False, rounds send nothing
         (pings in flight still count when they finish)."""
         self.stats: Counter[str] = Counter()
         """``pings_sent``, ``pings_skipped``, ``ping_answers``, ``ping_timeouts``,
         ``ping_alive``, ``ping_failed``, ``ping_results_orphaned``, ``rounds``,
-        ``rounds_inactive``, ``state_changes``, ``state_changes_to_<LETTERS>``,
-        ``went_down``, ``went_up``."""
-        self.events: deque[StateChange] = deque(maxlen=EVENT_HISTORY)
-        """The latest state changes, oldest first."""
-        self.listeners: list[Callable[[StateChange], None]] = []
-        """Called with every state change (metrics, cluster sync, web console)."""
+        ``rounds_inactive`` (state changes are counted by the state log)."""
         self._flush = flush
         self._clock = clock
         self._running = False
@@ -121,11 +122,6 @@ class Prober:
         self._member_ids: frozenset[int] = frozenset()
 
     # -- settings ------------------------------------------------------------------
-
-    @property
-    def dconf(self) -> DispatcherConfig:
-        """The ``[dispatcher]`` settings."""
-        return self.router.dconf
 
     @property
     def interval(self) -> float:
@@ -184,7 +180,7 @@ class Prober:
             self._round_timer.cancel()
             self._round_timer = None
         if self.interval > 0:
-            self._round_timer = self.core.tq.call_at(now + self.interval, self._on_round_timer)
+            self._round_timer = self.core.call_at(now + self.interval, self._on_round_timer)
 
     def _on_round_timer(self, now: float) -> None:
         self._round_timer = None
@@ -229,7 +225,7 @@ class Prober:
             self.ping(plan[index], now)
             index += 1
         if index < len(plan):
-            self._slot_timer = self.core.tq.call_at(
+            self._slot_timer = self.core.call_at(
                 start + index * spacing, self._run_slots, plan, index, start, spacing, force
             )
 
@@ -356,7 +352,7 @@ class Prober:
         """Give ``dest`` (a live destination) the transition's state and counter.
 
         The state goes through :meth:`DispatcherSets.set_state` (rweight tables
-        follow). A change of state is recorded (:meth:`record`) and returned.
+        follow). A change of state is recorded in the state log and returned.
         """
         old = dest.state
         self.router.sets.set_state(dest, transition.state)
@@ -364,27 +360,5 @@ class Prober:
         if dest.state == old:
             return None
         change = StateChange(dest.setid, dest.uri, old, dest.state, reason, now, code)
-        self.record(change)
+        self.state_log.record(change)
         return change
-
-    def record(self, change: StateChange) -> None:
-        """Log, count and keep a state change, and tell the listeners.
-
-        Also the entry point for changes made elsewhere (a call marking its
-        destination, the admin API) so that every change is counted the same way.
-        """
-        level = logging.WARNING if change.went_down else logging.INFO
-        log.log(level, "%s", change.describe())
-        stats = self.stats
-        stats["state_changes"] += 1
-        stats[f"state_changes_to_{change.new}"] += 1
-        if change.went_down:
-            stats["went_down"] += 1
-        elif change.went_up:
-            stats["went_up"] += 1
-        self.events.append(change)
-        for listener in list(self.listeners):
-            try:
-                listener(change)
-            except Exception:  # a listener's bug must not stop probing
-                log.exception("state change listener failed")

@@ -20,7 +20,6 @@ The rules are those of Kamailio's ``src/modules/dispatcher/dispatch.c``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sipdispatch.dispatcher.states import (
     DS_DISABLED_DST,
@@ -34,8 +33,12 @@ from sipdispatch.dispatcher.states import (
     flags_text,
 )
 
-if TYPE_CHECKING:
-    from sipdispatch.config import DispatcherConfig
+ORIGIN_PROBE = "probe"
+"""A state change made by a ping's result."""
+ORIGIN_CALL = "call"
+"""A state change made by a failed call (``mark_failed``, Kamailio's ``ds_mark_dst``)."""
+ORIGIN_ADMIN = "admin"
+"""A state change an operator made (``dispatcher.set_state``, ``set_duid_state``)."""
 
 PROBE_NONE = 0
 """``ds_probing_mode`` 0 (Kamailio ``DS_PROBE_NONE``): ping only destinations with
@@ -123,8 +126,8 @@ def update_state(
 class ProbingPolicy:
     """Which destinations are pinged and what a ping result does to them.
 
-    Built from ``[dispatcher]`` (:meth:`from_config`): ``probing_mode`` 0..3,
-    ``probing_threshold`` and ``inactive_threshold``.
+    Kamailio's ``ds_probing_mode`` 0..3, ``ds_probing_threshold`` and
+    ``ds_inactive_threshold`` (``[dispatcher]`` ``probing_mode``, ...).
     """
 
     mode: int = PROBE_NONE
@@ -139,11 +142,6 @@ class ProbingPolicy:
             raise ValueError(f"probing mode {self.mode}: must be 0..3")
         if self.probing_threshold < 1 or self.inactive_threshold < 1:
             raise ValueError("thresholds must be >= 1")
-
-    @classmethod
-    def from_config(cls, dconf: DispatcherConfig) -> ProbingPolicy:
-        """The policy of a ``[dispatcher]`` section."""
-        return cls(dconf.probing_mode, dconf.probing_threshold, dconf.inactive_threshold)
 
     def should_ping(self, state: int) -> bool:
         """Whether a ping round sends a ping to a destination in ``state``.
@@ -220,7 +218,7 @@ class ProbingPolicy:
 
 @dataclass(frozen=True, slots=True)
 class StateChange:
-    """A destination changed state (event record; logged and counted by the prober)."""
+    """A destination changed state (an event of the state log)."""
 
     setid: int
     """Set (group) id."""
@@ -236,6 +234,8 @@ class StateChange:
     """When (the ``now`` of the event, monotonic seconds)."""
     code: int | None = None
     """The ping's status code when a ping caused it (408 for no reply)."""
+    origin: str = "probe"
+    """What made it: one of the ``ORIGIN_*`` names."""
 
     @property
     def old(self) -> str:

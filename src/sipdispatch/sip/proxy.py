@@ -1,25 +1,25 @@
 """The stateful proxy core (RFC 3261 §16), sans-IO.
 
-``ProxyCore.receive(data, src, now)`` takes what a transport received;
-``handle_timer(now)`` runs due timers; what must be sent accumulates in
-``outbox`` as ``(addr, bytes, owner)``; ``next_deadline()`` tells the shell when
-to call back. Everything happens synchronously in arrival order, so the messages
-of one dialog leave in the order they came.
+The shell pumps it, as aioquic's connection is pumped: ``receive(data, src, now)``
+takes what a transport received, ``handle_timer(now)`` runs due timers,
+``datagrams_to_send()`` hands over what must be sent and ``get_timer()`` says when
+to call back. Everything happens synchronously in arrival order, so the messages of
+one dialog leave in the order they came. The shell touches nothing else.
 
-Which destination an out-of-dialog request goes to is not decided here: a
-:class:`Router` answers with a :class:`Plan` (targets, and the next one when a
-branch fails) or a :class:`Reject`. That is the seam the dispatcher plugs into.
+Which destination an out-of-dialog request goes to is not decided here: a router
+(:mod:`sipdispatch.sip.router`) answers with a plan or a rejection. That is the seam
+the dispatcher plugs into.
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import Via, parse_via, split_name_addr
 from sipdispatch.sip.memo import remember
@@ -33,9 +33,10 @@ from sipdispatch.sip.message import (
     parse_datagram,
     trying_bytes,
 )
-from sipdispatch.sip.timers import TimerQueue, Timers
+from sipdispatch.sip.router import Plan, Reject, Router, StaticPlan, Target
+from sipdispatch.sip.stats import ProxyStats
+from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers
 from sipdispatch.sip.transaction import (
-    Addr,
     ClientTransaction,
     InviteClientTransaction,
     InviteServerTransaction,
@@ -59,104 +60,6 @@ OUR_BRANCH = BRANCH_COOKIE + "sd"
 DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
 """Methods whose out-of-dialog requests get our Record-Route."""
 SUPPORTED_URI_SCHEMES = frozenset(("sip", "sips", "tel"))
-KNOWN_METHODS = frozenset(
-    (
-        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
-        "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
-    )
-)  # fmt: skip
-"""Methods of RFC 3261 and its extensions, counted one by one in the stats."""
-_RX_REQUEST_KEYS = {method: f"rx_request_{method}" for method in KNOWN_METHODS}
-
-
-# -- the routing seam -------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Target:
-    """One place to send a request to."""
-
-    addr: Addr
-    """Transport, host (IP, or a name the shell resolves) and port of the next hop."""
-    ruri: str | None = None
-    """A new Request-URI for this branch, or None to keep the request's."""
-    handle: Any = None
-    """The router's own reference (the dispatcher destination)."""
-
-
-@dataclass(slots=True)
-class Reject:
-    """Answer the request locally with this status."""
-
-    status: int
-    reason: str | None = None
-
-
-class Plan(Protocol):
-    """The router's answer for one request: where it goes, and what after a failure."""
-
-    parallel: bool
-    """True to send to every target of ``first()`` at once (forking)."""
-
-    def first(self) -> list[Target]:
-        """The target (or, when parallel, the targets) to try first."""
-
-    def next_target(self, failed: Target, status: int, timeout: bool, now: float) -> Target | None:
-        """After ``failed`` answered ``status`` (408 with ``timeout`` when it never
-        answered): the next target, or None to give up (ds_next_dst)."""
-
-    def answered(self, target: Target, now: float) -> None:
-        """``target`` answered 2xx."""
-
-    def finished(self, status: int, now: float) -> None:
-        """The final response ``status`` went upstream (once per request)."""
-
-
-class Router(Protocol):
-    """Decides where out-of-dialog requests go."""
-
-    def route(self, request: Request, source: Addr, now: float) -> Plan | Reject:
-        """A plan for ``request``, or a local rejection."""
-
-    def in_dialog(self, request: Request, now: float) -> None:
-        """Told of every in-dialog request relayed (BYE releases call load)."""
-
-
-class StaticPlan:
-    """A plan over a fixed list of targets: serial failover on the given codes."""
-
-    def __init__(
-        self,
-        targets: Iterable[Target],
-        parallel: bool = False,
-        failover_on: Iterable[int] = (),
-        failover_on_timeout: bool = True,
-    ) -> None:
-        self.targets = list(targets)
-        self.parallel = parallel
-        self.failover_on = frozenset(failover_on)
-        self.failover_on_timeout = failover_on_timeout
-        self._next = 1
-
-    def first(self) -> list[Target]:
-        return list(self.targets) if self.parallel else self.targets[:1]
-
-    def next_target(self, failed: Target, status: int, timeout: bool, now: float) -> Target | None:
-        if self.parallel:
-            return None
-        if not (timeout and self.failover_on_timeout) and status not in self.failover_on:
-            return None
-        if self._next >= len(self.targets):
-            return None
-        target = self.targets[self._next]
-        self._next += 1
-        return target
-
-    def answered(self, target: Target, now: float) -> None:
-        pass
-
-    def finished(self, status: int, now: float) -> None:
-        pass
 
 
 # -- settings ---------------------------------------------------------------------
@@ -287,11 +190,11 @@ class ProxyCore:
         self.settings = settings
         self.router = router
         self.timers = timers
-        self.tq = TimerQueue()
-        self.outbox: list[tuple[Addr, bytes, Any]] = []
+        self._tq = TimerQueue()
+        self._outbox: list[tuple[Addr, bytes, Any]] = []
         self.server_txs: dict[tuple[str, ...], ServerTransaction] = {}
         self.client_txs: dict[tuple[str, str], ClientTransaction] = {}
-        self.stats: Counter[str] = Counter()
+        self.stats = ProxyStats()
         self._counter = 0
 
     @property
@@ -318,16 +221,41 @@ class ProxyCore:
 
     # -- shell interface ---------------------------------------------------------
 
-    def next_deadline(self) -> float | None:
-        """When ``handle_timer`` must next be called, or None."""
-        return self.tq.next_deadline()
+    def datagrams_to_send(self) -> list[tuple[Addr, bytes, Any]]:
+        """What to send, in order, since the last call: ``(addr, data, owner)``, where
+        ``owner`` (a client transaction, or None) is told through :meth:`send_failed`
+        when the shell cannot send. The list is handed over, not copied."""
+        out = self._outbox
+        if out:
+            self._outbox = []
+        return out
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called, or None."""
+        return self._tq.next_deadline()
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> TimerHandle:
+        """Run ``callback(*args, now)`` at ``when`` on the core's clock, from
+        :meth:`handle_timer` (the prober schedules its rounds here)."""
+        return self._tq.call_at(when, callback, *args)
+
+    def transactions_in_flight(self) -> tuple[int, int]:
+        """(server, client) transactions in the tables."""
+        return len(self.server_txs), len(self.client_txs)
+
+    def branch_handles(self) -> Iterator[Any]:
+        """The router's handle (``Target.handle``) of every branch in flight."""
+        for tx in self.client_txs.values():
+            owner = tx.owner
+            if isinstance(owner, Branch):
+                yield owner.target.handle
 
     def handle_timer(self, now: float) -> None:
         """Run the timers due at ``now``."""
         try:
-            self.tq.run_due(now)
+            self._tq.run_due(now)
         except Exception:  # never let a bug stop the timer pump
-            self.stats["internal_errors"] += 1
+            self.stats.internal_errors += 1
             log.exception("internal error in a timer")
 
     def send_failed(self, owner: Any, now: float) -> None:
@@ -350,41 +278,36 @@ class ProxyCore:
         """A parsed message arrived from ``src``."""
         try:
             if isinstance(msg, Request):
-                stats = self.stats
-                stats["rx_requests"] += 1
-                method = msg.method
-                # Counted per method for the metrics; unknown methods share one key
-                # so a peer inventing methods cannot grow the table.
-                stats[_RX_REQUEST_KEYS.get(method, "rx_request_other")] += 1
+                self.stats.count_request(msg.method)
                 self._on_request(msg, src, now)
             else:
-                self.stats["rx_replies"] += 1
+                self.stats.rx_replies += 1
                 self._on_response(msg, src, now)
         except ParseError as e:
             if isinstance(msg, Request):
                 e.start_line, e.headers = msg.start_line(), msg.headers
             self.bad_message(e, src, now)
         except Exception:
-            self.stats["internal_errors"] += 1
+            self.stats.internal_errors += 1
             log.exception("internal error handling a message from %s:%s", src.host, src.port)
 
     def bad_message(self, err: ParseError, src: Addr, now: float) -> None:
         """Answer a malformed request with a usable Via; drop and count the rest."""
-        self.stats["parse_errors"] += 1
+        self.stats.parse_errors += 1
         start = err.start_line or ""
         method = start.split(" ", 1)[0] if start else ""
         if err.headers is None or not method or method.startswith("SIP/") or method == "ACK":
-            self.stats["dropped"] += 1
+            self.stats.dropped += 1
             return
         request = Request(method, "sip:invalid", list(err.headers))
         try:
             via = request.top_via
         except ParseError:
-            self.stats["dropped"] += 1
+            self.stats.dropped += 1
             return
         reason = err.reason[:1].upper() + err.reason[1:]
         response = make_response(request, err.status, reason, to_tag=self._new_tag())
-        self.stats[f"tx_reply_{err.status}"] += 1
+        self.stats.count_reply(err.status)
         self._emit(response_addr(self._with_received(via, src), src), response.to_bytes())
 
     def originate(
@@ -404,18 +327,18 @@ class ProxyCore:
         branch = f"{BRANCH_COOKIE}sdo.{self._new_id()}"
         request.prepend("via", "Via", self._via_value(addr.transport, branch))
         tx = NonInviteClientTransaction(
-            request, branch, addr, self.timers, self.tq, self._emit, self
+            request, branch, addr, self.timers, self._tq, self._emit, self
         )
         tx.owner = Origin(callback)
         self.client_txs[tx.key] = tx
-        self.stats["tx_requests_local"] += 1
+        self.stats.tx_requests_local += 1
         tx.start(request.to_bytes(), now)
         return branch
 
     # -- internals -----------------------------------------------------------------
 
     def _emit(self, addr: Addr, data: bytes, owner: Any = None) -> None:
-        self.outbox.append((addr, data, owner))
+        self._outbox.append((addr, data, owner))
 
     def _new_id(self) -> str:
         self._counter += 1
@@ -460,7 +383,7 @@ class ProxyCore:
             return
         tx = self.server_txs.get(key)
         if tx is not None:
-            self.stats["rx_retransmissions"] += 1
+            self.stats.rx_retransmissions += 1
             tx.receive_request(req, now)
             return
         if method == "CANCEL":
@@ -469,10 +392,12 @@ class ProxyCore:
         addr = response_addr(fixed, src)
         if method == "INVITE":
             stx: ServerTransaction = InviteServerTransaction(
-                req, key, addr, self.timers, self.tq, self._emit, self
+                req, key, addr, self.timers, self._tq, self._emit, self
             )
         else:
-            stx = NonInviteServerTransaction(req, key, addr, self.timers, self.tq, self._emit, self)
+            stx = NonInviteServerTransaction(
+                req, key, addr, self.timers, self._tq, self._emit, self
+            )
         self.server_txs[key] = stx
         if method == "INVITE":
             # §16.2 / §17.2.1: a 100 right away stops the caller's retransmissions.
@@ -480,7 +405,7 @@ class ProxyCore:
         self._process_new(req, stx, src, now)
 
     def _reply(self, stx: ServerTransaction, status: int, reason: str | None, now: float) -> None:
-        self.stats[f"tx_reply_{status}"] += 1
+        self.stats.count_reply(status)
         stx.respond(make_response(stx.request, status, reason, to_tag=self._new_tag()), now)
 
     def _process_new(self, req: Request, stx: ServerTransaction, src: Addr, now: float) -> None:
@@ -636,28 +561,28 @@ class ProxyCore:
         fwd.prepend("via", "Via", self._via_value(transport, branch))
         if fwd.method == "INVITE":
             tx: ClientTransaction = InviteClientTransaction(
-                fwd, branch, target.addr, self.timers, self.tq, self._emit, self
+                fwd, branch, target.addr, self.timers, self._tq, self._emit, self
             )
         else:
             tx = NonInviteClientTransaction(
-                fwd, branch, target.addr, self.timers, self.tq, self._emit, self
+                fwd, branch, target.addr, self.timers, self._tq, self._emit, self
             )
         b = Branch(ctx, target, tx)
         tx.owner = b
         ctx.branches.append(b)
         ctx.live += 1
         self.client_txs[tx.key] = tx
-        self.stats["tx_requests"] += 1
+        self.stats.tx_requests += 1
         tx.start(fwd.to_bytes(), now)
 
     def _relay_stateless(self, req: Request, src: Addr, now: float) -> None:
         """ACK for a 2xx (and other ACKs no transaction wants): along the route set."""
         if req.to_tag is None:
-            self.stats["dropped"] += 1
+            self.stats.dropped += 1
             return
         fwd = req.copy()
         if not self._pop_our_routes(fwd):
-            self.stats["dropped"] += 1
+            self.stats.dropped += 1
             return
         mf = fwd.get("max-forwards")
         if mf is not None:
@@ -666,14 +591,14 @@ class ProxyCore:
             fwd.set("max-forwards", "Max-Forwards", str(int(mf) - 1))
         target = self._next_hop(fwd)
         if target is None:
-            self.stats["dropped"] += 1
+            self.stats.dropped += 1
             return
         self.router.in_dialog(fwd, now)
         # §16.11: a stateless branch must be the same for retransmissions: derive it.
         top = req.top_via.branch or ""
         branch = f"{BRANCH_COOKIE}sl{zlib.crc32(top.encode('latin-1')):x}"
         fwd.prepend("via", "Via", self._via_value(target.addr.transport, branch))
-        self.stats["tx_requests"] += 1
+        self.stats.tx_requests += 1
         self._emit(target.addr, fwd.to_bytes())
 
     def _on_cancel(self, req: Request, src: Addr, now: float) -> None:
@@ -681,7 +606,7 @@ class ProxyCore:
         key = server_key(req)
         invite_key = (*key[:-1], "INVITE")
         stx = NonInviteServerTransaction(
-            req, key, response_addr(req.top_via, src), self.timers, self.tq, self._emit, self
+            req, key, response_addr(req.top_via, src), self.timers, self._tq, self._emit, self
         )
         self.server_txs[key] = stx
         inv = self.server_txs.get(invite_key)
@@ -711,10 +636,10 @@ class ProxyCore:
         data = build_hop_request(invite, "CANCEL", invite.get("to") or "")
         cancel = Request("CANCEL", invite.uri_text, [])
         ctx = NonInviteClientTransaction(
-            cancel, tx.branch, tx.addr, self.timers, self.tq, self._emit, self
+            cancel, tx.branch, tx.addr, self.timers, self._tq, self._emit, self
         )
         self.client_txs[ctx.key] = ctx
-        self.stats["tx_requests"] += 1
+        self.stats.tx_requests += 1
         ctx.start(data, now)
 
     # -- responses -------------------------------------------------------------------
@@ -743,15 +668,15 @@ class ProxyCore:
     def _forward_response_stateless(self, resp: Response, via: Via, now: float) -> None:
         """§16.7: a response with no transaction is forwarded statelessly if it is ours."""
         if (via.host.lower(), via.port or 5060) not in self.settings.aliases:
-            self.stats["dropped"] += 1
+            self.stats.dropped += 1
             return
         resp.pop_first_value("via")
         try:
             nxt = resp.top_via
         except ParseError:
-            self.stats["dropped"] += 1
+            self.stats.dropped += 1
             return
-        self.stats["tx_replies_stateless"] += 1
+        self.stats.tx_replies_stateless += 1
         self._emit(response_addr(nxt, None), resp.to_bytes())
 
     # ClientUser interface
@@ -792,7 +717,7 @@ class ProxyCore:
             if not ctx.final_sent:
                 ctx.final_sent = True
                 ctx.request = RELEASED  # no branch is started after the final
-                self.stats["tx_reply_2xx"] += 1
+                self.stats.relayed_2xx += 1
                 if ctx.plan is not None:
                     ctx.plan.finished(status, now)
                 # §16.7 step 10: cancel the branches still pending.
@@ -818,7 +743,7 @@ class ProxyCore:
             # §16.8: timer C after a provisional -> CANCEL the branch.
             self._cancel_branch(b, now)
         b.final = 408
-        self.stats["branch_timeouts"] += 1
+        self.stats.branch_timeouts += 1
         self._branch_failed(b.ctx, b, 408, None, not replied, now)
 
     def on_terminated(self, tx: ClientTransaction) -> None:
@@ -873,7 +798,7 @@ class ProxyCore:
         elif not ctx.final_sent and not ctx.canceled and ctx.plan is not None:
             nxt = ctx.plan.next_target(b.target, status, timeout, now)
             if nxt is not None:
-                self.stats["failovers"] += 1
+                self.stats.failovers += 1
                 self._start_branch(ctx, nxt, now)
                 return
         # Keep the best answer so far (§16.7 step 6).
@@ -899,7 +824,7 @@ class ProxyCore:
             # §16.7 step 6: a 503 is not forwarded upstream as is; it becomes 500.
             best = best.copy()
             best.status, best.reason = 500, "Server Internal Error"
-        self.stats[f"tx_reply_{best.status}"] += 1
+        self.stats.count_reply(best.status)
         stx.respond(best, now)
 
 

@@ -16,31 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Protocol
 
+from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.headers import split_commas
 from sipdispatch.sip.message import RELEASED, Request, Response
 from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers
-
-
-class Addr(NamedTuple):
-    """Where a message came from or goes to (a named tuple: made for every
-    datagram, and a tuple is the cheapest immutable, hashable record)."""
-
-    transport: str
-    """``udp`` or ``tcp`` (lower case)."""
-    host: str
-    """IP address (or, for a destination not yet resolved, a host name)."""
-    port: int
-    """Port."""
-    conn: int | None = None
-    """For stream transports: the connection the message came on, if any."""
-
-    @property
-    def reliable(self) -> bool:
-        """True for stream transports, which do their own retransmission."""
-        return self.transport != "udp"
-
 
 SendFn = Callable[[Addr, bytes, Any], None]
 """``send(addr, data, owner)``: hand bytes to the transport; ``owner`` (the client

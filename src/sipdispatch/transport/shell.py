@@ -19,11 +19,11 @@ import time
 from collections import deque
 from typing import Any, cast
 
+from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.memo import remember
 from sipdispatch.sip.message import StreamParser
 from sipdispatch.sip.proxy import ProxyCore
-from sipdispatch.sip.transaction import Addr
 
 log = logging.getLogger("sipdispatch.transport")
 
@@ -44,7 +44,7 @@ a second, one timer each (Kamailio's transaction timers tick at a coarser grid).
 
 SLOW_MESSAGE_CPU = 0.05
 """Seconds of CPU: a received datagram or TCP segment whose handling takes more is
-logged and counted (``slow_messages``). Handling is linear in the message's size and
+logged and counted (``ShellStats.slow_messages``). Handling is linear in the message's size and
 a 64 KiB message takes a few milliseconds; one that takes this long held every other
 message, ping and RPC waiting, and the operator should hear of it."""
 SLOW_MESSAGE_LOG_INTERVAL = 10.0
@@ -111,6 +111,19 @@ class SlowGuard:
         return True
 
 
+class ShellStats:
+    """What the shell counts (the core counts the rest)."""
+
+    __slots__ = ("slow_messages", "udp_errors")
+
+    def __init__(self) -> None:
+        self.udp_errors = 0
+        """ICMP errors reported on the UDP sockets."""
+        self.slow_messages = 0
+        """Received datagrams or TCP segments whose handling took more than
+        ``SLOW_MESSAGE_CPU`` of CPU."""
+
+
 _is_ip_cache: dict[str, bool] = {}
 
 
@@ -145,12 +158,12 @@ class UdpProtocol(asyncio.DatagramProtocol):
         shell.core.receive(data, src, shell.loop.time())
         shell.flush()
         if guard.done(started, len(data), src):
-            shell.core.stats["slow_messages"] += 1
+            shell.stats.slow_messages += 1
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable...) carry no usable context on most
         # platforms; the transaction timers deal with the silence.
-        self.shell.core.stats["udp_errors"] += 1
+        self.shell.stats.udp_errors += 1
 
 
 class TcpConnection(asyncio.Protocol):
@@ -176,7 +189,7 @@ class TcpConnection(asyncio.Protocol):
         started = guard.start()
         self._received(data)
         if guard.done(started, len(data), Addr("tcp", self.peer[0], self.peer[1])):
-            shell.core.stats["slow_messages"] += 1
+            shell.stats.slow_messages += 1
 
     def _received(self, data: bytes) -> None:
         shell = self.shell
@@ -238,7 +251,8 @@ class SipShell:
         self._idle_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.slow = SlowGuard()
-        """Times every received message; counts the slow ones in ``slow_messages``."""
+        """Times every received message; the slow ones are counted in ``stats``."""
+        self.stats = ShellStats()
 
     # -- listeners -----------------------------------------------------------------
 
@@ -314,12 +328,9 @@ class SipShell:
     def flush(self) -> None:
         """Write out the core's outbox and re-arm the timer."""
         core = self.core
-        outbox = core.outbox
-        if outbox:
-            core.outbox = []
-            for addr, data, owner in outbox:
-                self._send(addr, data, owner)
-        deadline = core.next_deadline()
+        for addr, data, owner in core.datagrams_to_send():
+            self._send(addr, data, owner)
+        deadline = core.get_timer()
         if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
             when = max(deadline, math.ceil(deadline / TIMER_RESOLUTION) * TIMER_RESOLUTION)
             if self._timer_at is not None and when >= self._timer_at:

@@ -1,0 +1,66 @@
+"""What the admin interface needs of a running proxy.
+
+The JSON-RPC methods, the metrics and (later) the console work against this
+protocol, which :class:`sipdispatch.server.Server` implements; they never reach
+into the server, the proxy core or the shell. Everything here is read on the event
+loop, between two packets, so it is a consistent view without locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sipdispatch.config import Config
+from sipdispatch.health.prober import Prober
+from sipdispatch.health.statelog import StateLog
+from sipdispatch.service import DispatcherService
+from sipdispatch.sip.stats import ProxyStats
+from sipdispatch.transport.shell import ShellStats
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """The proxy's counters and tables, as they are now."""
+
+    proxy: ProxyStats
+    """The proxy core's counters."""
+    shell: ShellStats
+    """The transport shell's counters."""
+    server_transactions: int
+    """Server transactions in the core's table."""
+    client_transactions: int
+    """Client transactions (branches, pings, CANCELs) in the core's table."""
+    branch_handles: Iterable[Any]
+    """The router's handle (the destination) of each branch in flight."""
+
+
+class AdminTarget(Protocol):
+    """A running proxy, as the admin interface sees it."""
+
+    @property
+    def config(self) -> Config:
+        """The configuration it runs with."""
+
+    @property
+    def started(self) -> float | None:
+        """Wall-clock time it started (None before)."""
+
+    @property
+    def dispatcher(self) -> DispatcherService:
+        """The destination store, the router and the changes of the destination list."""
+
+    @property
+    def state_log(self) -> StateLog:
+        """Every destination state change."""
+
+    @property
+    def prober(self) -> Prober | None:
+        """The OPTIONS prober, once started."""
+
+    def now(self) -> float:
+        """The proxy's monotonic clock (the time of its state changes and timers)."""
+
+    def traffic(self) -> Traffic | None:
+        """The proxy's counters and tables, None before it started."""
