@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -x .venv/bin/sipdispatch ] || [ pyproject.toml -nt .venv/.installed ] \
   || [ -n "$(find setup.py src/sipdispatch/sip src/sipdispatch/dispatcher \
-        src/sipdispatch/transport -name '*.py' -newer .venv/.installed -print -quit)" ]; then
+        src/sipdispatch/transport src/sipdispatch/routing.py src/sipdispatch/health -name '*.py' -newer .venv/.installed -print -quit)" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[mysql,postgresql]'

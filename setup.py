@@ -1,9 +1,10 @@
 """Build sipdispatch, compiling the per-message path to C with mypyc.
 
-The SIP core (``sipdispatch.sip``), the dispatcher (``sipdispatch.dispatcher``) and
-the UDP/TCP shell (``sipdispatch.transport``) are plain, typed Python; mypyc turns
-them into C extension modules when the package is installed, which takes about
-30 % off the proxy's CPU per call (BENCHMARKS.md).
+The SIP core (``sipdispatch.sip``), the dispatcher (``sipdispatch.dispatcher``), the
+UDP/TCP shell (``sipdispatch.transport``), the router (``sipdispatch.routing``) and the
+pure health state machine and state log (``sipdispatch.health.state``, ``.statelog``)
+are plain, typed Python; mypyc turns them into C extension modules when the package
+is installed, which takes about 30 % off the proxy's CPU per call (BENCHMARKS.md).
 The Python files stay the source: after changing one, install again (``./run.sh``
 and ``./test.sh`` do it when a file of those packages is newer than the last install).
 An editable install puts the built modules beside their sources in src/.
@@ -27,10 +28,15 @@ HERE = Path(__file__).resolve().parent
 # shell around them. These import nothing outside the standard library and each
 # other (the isolated build environment holds only mypy); within a compiled module,
 # calls to these are bound when it is built.
+COMPILED_PACKAGES = ("sip", "dispatcher", "transport")
+COMPILED_MODULES = ("routing.py", "health/state.py", "health/statelog.py")
 COMPILED = sorted(
-    str(path.relative_to(HERE))
-    for package in ("sip", "dispatcher", "transport")
-    for path in (HERE / "src" / "sipdispatch" / package).rglob("*.py")
+    [
+        str(path.relative_to(HERE))
+        for package in COMPILED_PACKAGES
+        for path in (HERE / "src" / "sipdispatch" / package).rglob("*.py")
+    ]
+    + [f"src/sipdispatch/{module}" for module in COMPILED_MODULES]
 )
 
 

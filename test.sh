@@ -16,7 +16,7 @@ if ! command -v sipp >/dev/null 2>&1; then
 fi
 if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed-test ] \
   || [ -n "$(find setup.py src/sipdispatch/sip src/sipdispatch/dispatcher \
-        src/sipdispatch/transport -name '*.py' -newer .venv/.installed-test -print -quit)" ]; then
+        src/sipdispatch/transport src/sipdispatch/routing.py src/sipdispatch/health -name '*.py' -newer .venv/.installed-test -print -quit)" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[test]'

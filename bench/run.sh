@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# sipdispatch against Kamailio's dispatcher on this machine (issue 7): CPU per call,
-# their ratio, failed calls, latency added by the proxy, max rate, bytes per call.
+# sipdispatch against Kamailio's dispatcher on this machine: CPU per call, their
+# ratio, failed calls, latency added by the proxy, max rate, bytes per call.
 #
 #   bench/run.sh                      # 500 calls/s x 5000 calls, 3 runs of each proxy
 #   bench/run.sh --max-rate           # highest rate with zero failed calls
@@ -11,7 +11,8 @@
 # Installs nothing. Needs sipp (Debian: apt-get install sip-tester), Kamailio for the
 # comparison (apt-get install kamailio; without it only sipdispatch is measured) and a
 # Python that can import sipdispatch: ./.venv (made by ./run.sh) or --python PATH.
-# Every process it starts is stopped on exit, Ctrl-C included (bench.py cleans up).
+# Every process it starts is stopped on exit, Ctrl-C included (the driver, the Python
+# package bench/, cleans up; bench/__init__.py lists its modules).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 py=${PYTHON:-python3}
@@ -20,4 +21,6 @@ if ! command -v "$py" >/dev/null 2>&1; then
   exit 2
 fi
 # exec: signals (Ctrl-C, SIGTERM) reach the driver directly, which stops its children.
-exec "$py" "$here/bench.py" "$@"
+# Run as a file, bench/__main__.py puts the repo root on the path (for the package and
+# the sipp helper in tests/integration), so the current directory does not matter.
+exec "$py" "$here/__main__.py" "$@"

@@ -1,7 +1,8 @@
 """The hot path runs as built by setup.py: compiled, and from current sources.
 
-An install compiles ``sipdispatch.sip``, ``sipdispatch.dispatcher`` and
-``sipdispatch.transport`` with mypyc and,
+An install compiles ``sipdispatch.sip``, ``sipdispatch.dispatcher``,
+``sipdispatch.transport``, ``sipdispatch.routing`` and the pure part of
+``sipdispatch.health`` with mypyc and,
 being editable, puts each built module beside its source, where it is imported in the
 source's place. These tests fail when that build is missing (the suite would silently
 test slower code than the product runs) or older than a source (the suite would test
@@ -20,16 +21,23 @@ from types import ModuleType
 import pytest
 
 import sipdispatch.dispatcher
+import sipdispatch.health.state
+import sipdispatch.health.statelog
+import sipdispatch.routing
 import sipdispatch.sip
 import sipdispatch.transport
 
 PURE = os.environ.get("SIPDISPATCH_PURE_PYTHON", "") not in ("", "0")
 
 
+COMPILED_PACKAGES = (sipdispatch.sip, sipdispatch.dispatcher, sipdispatch.transport)
+COMPILED_MODULES = (sipdispatch.routing, sipdispatch.health.state, sipdispatch.health.statelog)
+
+
 def compiled_packages_modules() -> list[ModuleType]:
-    packages = (sipdispatch.sip, sipdispatch.dispatcher, sipdispatch.transport)
-    modules: list[ModuleType] = list(packages)
-    for package in packages:
+    """Every module setup.py compiles."""
+    modules: list[ModuleType] = [*COMPILED_PACKAGES, *COMPILED_MODULES]
+    for package in COMPILED_PACKAGES:
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             modules.append(importlib.import_module(info.name))
     return modules
@@ -76,7 +84,7 @@ def test_compiled_packages_import_only_the_standard_library_and_each_other() -> 
     import ast
     import sys
 
-    allowed = ("sipdispatch.sip", "sipdispatch.dispatcher", "sipdispatch.transport")
+    allowed = tuple(m.__name__ for m in (*COMPILED_PACKAGES, *COMPILED_MODULES))
     outside = []
     for module in compiled_packages_modules():
         for node in ast.walk(ast.parse(source_of(module).read_text())):

@@ -189,8 +189,6 @@ def test_config_objects_are_frozen() -> None:
         TransactionConfig,
         AdminConfig,
         DispatcherConfig,
-        RouteRule,
-        RouteMatch,
         ListenAddr,
     ],
 )

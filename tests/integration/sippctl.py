@@ -1,4 +1,12 @@
-"""Drive sipp from tests: run a scenario as a subprocess and read its verdict.
+"""Drive sipp from the tests and from the bench: run a scenario as a subprocess and
+read its verdict.
+
+The integration tests run sipp callers (:func:`run_sipp`, :func:`start_sipp`) against
+the proxy and scripted gateways. The bench (``bench/run.sh``) also runs sipp
+gateways (:func:`start_sipp_uas`) and needs more of what sipp reports: every column
+of the stat CSV (:func:`read_stats`, :attr:`SippResult.stats`, read while sipp runs
+too) and the response time of each call (``trace_rtt``,
+:attr:`SippResult.response_times_ms`).
 
 sipp exit codes (sipp(1)): 0 every call succeeded, 1 at least one call failed,
 97 stopped by an internal command, 99 normal exit without any call processed,
@@ -19,7 +27,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -152,7 +160,12 @@ class SippResult:
     messages: str = ""
     """Every message sent and received (-trace_msg), when enabled."""
     timed_out: bool = False
-    """The subprocess outlived ``timeout`` + TERM_GRACE and was terminated."""
+    """The subprocess outlived ``timeout`` + its grace and was terminated."""
+    stats: dict[str, str] = field(default_factory=dict)
+    """The last row of the stat CSV by column name (see :func:`read_stats`)."""
+    response_times_ms: list[float] = field(default_factory=list)
+    """Response times (ms) of response-time measure 1 (``rtd="1"`` in the scenario),
+    one per call, when sipp ran with ``trace_rtt``."""
 
     @property
     def ok(self) -> bool:
@@ -209,15 +222,54 @@ def parse_counts(stat_csv: str, screen: str) -> tuple[int, int]:
     return found.get("Successful call", -1), found.get("Failed call", -1)
 
 
+def last_stats(stat_csv: str) -> dict[str, str]:
+    """The last row of sipp's stat CSV (``-trace_stat``) by column name; {} before the
+    first row. A row sipp is still writing may lack its last columns."""
+    lines = [line for line in stat_csv.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return {}
+    return dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
+
+
+def read_stats(path: Path) -> dict[str, str]:
+    """:func:`last_stats` of a stat file, which may be read while sipp writes it."""
+    return last_stats(_read(path))
+
+
+def stat_int(stats: dict[str, str], name: str) -> int:
+    """A counter of :func:`last_stats` (``SuccessfulCall(C)``...), 0 when absent."""
+    try:
+        return int(float(stats.get(name, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def parse_response_times(rtt_csv: str, rtd: int = 1) -> list[float]:
+    """Response times (ms) of measure ``rtd`` from a ``-trace_rtt`` file
+    (``date_ms;response_time_ms;rtd_no`` lines under a header)."""
+    times: list[float] = []
+    for line in rtt_csv.splitlines()[1:]:
+        parts = line.split(";")
+        if len(parts) >= 3 and parts[2].strip() == str(rtd):
+            with contextlib.suppress(ValueError):
+                times.append(float(parts[1]))
+    return times
+
+
 class SippProcess:
-    """A running sipp; :meth:`wait` turns it into a :class:`SippResult`."""
+    """A running sipp; :meth:`wait` turns it into a :class:`SippResult`.
+
+    With a ``timeout``, :meth:`wait` terminates sipp once it has outlived it by
+    ``grace`` seconds; without one (a gateway), :meth:`wait` waits until sipp ends.
+    """
 
     def __init__(
         self,
         command: list[str],
         workdir: Path,
-        timeout: float,
+        timeout: float | None,
         cleanup: tempfile.TemporaryDirectory[str] | None,
+        grace: float = TERM_GRACE,
     ) -> None:
         self.command = command
         self.workdir = workdir
@@ -233,8 +285,13 @@ class SippProcess:
             stderr=self._stderr,
             start_new_session=True,
         )
-        self._deadline = time.monotonic() + timeout + TERM_GRACE
+        self._deadline = None if timeout is None else time.monotonic() + timeout + grace
         self._result: SippResult | None = None
+
+    @property
+    def stat_path(self) -> Path:
+        """sipp's stat CSV, rewritten every ``stat_interval`` seconds while it runs."""
+        return self.workdir / "stat.csv"
 
     def poll(self) -> int | None:
         return self.proc.poll()
@@ -250,7 +307,8 @@ class SippProcess:
             return self._result
         timed_out = False
         try:
-            self.proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
+            deadline = self._deadline
+            self.proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
             # SIGTERM makes sipp exit at once -- with status 0 and no final screen, so
@@ -266,7 +324,11 @@ class SippProcess:
         wd = self.workdir
         stdout = _read(wd / "stdout.txt")
         screen = _read(wd / "screen.log")
-        successful, failed = parse_counts(_read(wd / "stat.csv"), screen or stdout)
+        stat_csv = _read(wd / "stat.csv")
+        successful, failed = parse_counts(stat_csv, screen or stdout)
+        response_times: list[float] = []
+        for rtt in sorted(wd.glob("*_rtt.csv")):
+            response_times += parse_response_times(_read(rtt))
         self._result = SippResult(
             returncode=self.proc.returncode,
             successful=successful,
@@ -278,6 +340,8 @@ class SippProcess:
             errors=_read(wd / "errors.log"),
             messages=_read(wd / "messages.log"),
             timed_out=timed_out,
+            stats=last_stats(stat_csv),
+            response_times_ms=response_times,
         )
         if self._cleanup is not None:
             self._cleanup.cleanup()
@@ -306,23 +370,14 @@ def start_sipp(
     trace_msg: bool = True,
     workdir: Path | None = None,
     extra_args: Sequence[str] = (),
+    binary: str | None = None,
+    limit: int | None = None,
+    stat_interval: int = 1,
+    trace_rtt: bool = False,
+    grace: float = TERM_GRACE,
 ) -> SippProcess:
     """Start sipp as a UAC in the background; see :func:`run_sipp`."""
-    binary = sipp_path()
-    if binary is None:
-        raise FileNotFoundError("sipp is not on PATH")
-    if transport not in SIPP_TRANSPORT_FLAG:
-        raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
-    cleanup: tempfile.TemporaryDirectory[str] | None = None
-    if workdir is None:
-        cleanup = tempfile.TemporaryDirectory(prefix="sipp-")
-        workdir = Path(cleanup.name)
-    workdir.mkdir(parents=True, exist_ok=True)
-    # sipp names its log files after the scenario path; a private copy keeps every
-    # file it writes inside workdir, never next to the scenarios in the repo.
-    source = scenario_path(scenario)
-    local_scenario = workdir / source.name
-    shutil.copyfile(source, local_scenario)
+    binary, workdir, cleanup, local_scenario = _prepare(binary, transport, scenario, workdir)
     if local_port is None:
         # sipp's '-p 0' means "5060 if free", not "any port": always pass a real one.
         local_port = free_port("both")
@@ -349,9 +404,9 @@ def start_sipp(
         "-trace_stat",
         "-stf",
         "stat.csv",
-        # Stats every second, so a run cut short still reports its counts.
+        # Stats every second by default, so a run cut short still reports its counts.
         "-fd",
-        "1",
+        str(stat_interval),
         "-trace_screen",
         "-screen_file",
         "screen.log",
@@ -359,10 +414,78 @@ def start_sipp(
         "-error_file",
         "errors.log",
     ]
+    if limit is not None:
+        command += ["-l", str(limit)]
     if trace_msg:
         command += ["-trace_msg", "-message_file", "messages.log"]
+    if trace_rtt:
+        # Every call's response times (-rtt_freq 1), in <scenario>_<pid>_rtt.csv.
+        for old in workdir.glob("*_rtt.csv"):
+            old.unlink()
+        command += ["-trace_rtt", "-rtt_freq", "1"]
     command += list(extra_args)
-    return SippProcess(command, workdir, timeout, cleanup)
+    return SippProcess(command, workdir, timeout, cleanup, grace)
+
+
+def start_sipp_uas(
+    scenario: str | os.PathLike[str],
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    transport: SippTransport = "udp",
+    workdir: Path | None = None,
+    extra_args: Sequence[str] = (),
+    binary: str | None = None,
+) -> SippProcess:
+    """Start sipp as a UAS (a gateway) listening on ``host``:``port`` until stopped.
+
+    It logs unexpected messages to ``errors.log`` in ``workdir``; :meth:`SippProcess.wait`
+    waits for it to end (:meth:`SippProcess.stop` asks it to), with no deadline.
+    """
+    binary, workdir, cleanup, local_scenario = _prepare(binary, transport, scenario, workdir)
+    command = [
+        binary,
+        "-sf",
+        str(local_scenario),
+        "-i",
+        host,
+        "-p",
+        str(port),
+        "-t",
+        SIPP_TRANSPORT_FLAG[transport],
+        "-nostdin",
+        "-trace_err",
+        "-error_file",
+        "errors.log",
+        *extra_args,
+    ]
+    return SippProcess(command, workdir, None, cleanup)
+
+
+def _prepare(
+    binary: str | None,
+    transport: SippTransport,
+    scenario: str | os.PathLike[str],
+    workdir: Path | None,
+) -> tuple[str, Path, tempfile.TemporaryDirectory[str] | None, Path]:
+    """The sipp binary, the work directory (a temporary one when None, with what
+    cleans it up) and the scenario copied into it."""
+    binary = binary or sipp_path()
+    if binary is None:
+        raise FileNotFoundError("sipp is not on PATH")
+    if transport not in SIPP_TRANSPORT_FLAG:
+        raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
+    cleanup: tempfile.TemporaryDirectory[str] | None = None
+    if workdir is None:
+        cleanup = tempfile.TemporaryDirectory(prefix="sipp-")
+        workdir = Path(cleanup.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    # sipp names its log files after the scenario path; a private copy keeps every
+    # file it writes inside workdir, never next to the scenarios in the repo.
+    source = scenario_path(scenario)
+    local_scenario = workdir / source.name
+    shutil.copyfile(source, local_scenario)
+    return binary, workdir, cleanup, local_scenario
 
 
 def run_sipp(
@@ -379,6 +502,11 @@ def run_sipp(
     trace_msg: bool = True,
     workdir: Path | None = None,
     extra_args: Sequence[str] = (),
+    binary: str | None = None,
+    limit: int | None = None,
+    stat_interval: int = 1,
+    trace_rtt: bool = False,
+    grace: float = TERM_GRACE,
 ) -> SippResult:
     """Run a sipp UAC scenario to completion and return what it reported.
 
@@ -387,7 +515,11 @@ def run_sipp(
     local port, with its stat, screen, error (and message) logs in ``workdir`` (a
     temporary directory by default, removed after the logs are read into the result).
     sipp's -timeout only stops new calls, so the subprocess is terminated if it
-    outlives ``timeout`` by :data:`TERM_GRACE` seconds (``result.timed_out``).
+    outlives ``timeout`` by ``grace`` seconds (``result.timed_out``).
+
+    For the bench: ``binary`` (default: sipp on PATH), ``limit`` (sipp -l: calls in
+    progress at most), ``stat_interval`` (sipp -fd, seconds between two stat rows)
+    and ``trace_rtt`` (every call's response times in ``result.response_times_ms``).
     """
     return start_sipp(
         scenario,
@@ -402,4 +534,9 @@ def run_sipp(
         trace_msg=trace_msg,
         workdir=workdir,
         extra_args=extra_args,
+        binary=binary,
+        limit=limit,
+        stat_interval=stat_interval,
+        trace_rtt=trace_rtt,
+        grace=grace,
     ).wait()

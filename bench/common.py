@@ -1,0 +1,54 @@
+"""What every part of the bench shares: where things are, the loopback address,
+the names of what is measured, the progress log and the error the user has to fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SIPP_DIR = HERE / "sipp"
+KAMAILIO_TEMPLATE = HERE / "kamailio" / "kamailio.cfg.in"
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+
+HOST = "127.0.0.1"
+READY_TIMEOUT = 20.0
+"""Seconds a proxy or gateway may take to start listening."""
+
+PROXIES = ("sipdispatch", "kamailio")
+FLOOR = "floor"
+"""bench/floor.py, the bare stateless forwarder (--floor): fixed-rate runs only."""
+DIRECT = "direct"
+"""The caller straight to one gateway: the latency baseline."""
+
+
+def log(msg: str) -> None:
+    """Progress goes to stderr; the result tables go to stdout."""
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    """Something the user has to fix (a missing tool, a busy port...)."""
+
+
+def run_tool(argv: Sequence[str], timeout: float = 20.0) -> str:
+    """Output of a short command (versions, kamcmd); '' when it fails."""
+    try:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (done.stdout + done.stderr).strip()
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out waiting for {what}")
+        time.sleep(interval)

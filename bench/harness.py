@@ -1,0 +1,89 @@
+"""The bench's harness: the ports, the work directory, the two sipp gateways and the
+sipp caller, and the proxies it starts; each measurement (fixedrate, maxrate, memory,
+profiling) runs on it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import loopcap
+from .common import FLOOR, PROXIES, BenchError
+from .processes import Processes
+from .proxies import Floor, Kamailio, Proxy, Sipdispatch
+from .traffic import Sipp
+
+WARMUP_CALLS = 100
+"""Calls sent before each measurement so first-use costs (imports, caches) are not counted."""
+
+
+class Bench:
+    """Owns the gateways, the work directory and the proxies."""
+
+    def __init__(self, args: argparse.Namespace, procs: Processes, workdir: Path) -> None:
+        self.args = args
+        self.procs = procs
+        self.workdir = workdir
+        base: int = args.port_base
+        self.sd_port = base
+        self.kam_port = base + 1
+        self.floor_port = base + 2
+        self.gateways = [base + 11, base + 12]
+        self.admin_port = base + 20
+        self.caller_port = base + 30
+        self.sipp = Sipp(args.sipp, procs, self.caller_port)
+        self.kamailio: str | None = args.kamailio_bin
+        self.python: str = args.python
+        self.capture_why: str | None = None if args.capture else "disabled (--no-capture)"
+        if args.capture:
+            self.capture_why = loopcap.available()
+        self._seq = 0
+        self.gateway_pids: list[int] = []
+
+    def proxies(self) -> list[str]:
+        names = [self.args.only] if self.args.only else list(PROXIES)
+        if "kamailio" in names and self.kamailio is None:
+            names.remove("kamailio")
+        return names
+
+    def start_gateways(self) -> None:
+        self.gateway_pids = [self.sipp.gateway(gw, self.workdir).proc.pid for gw in self.gateways]
+
+    def new_dir(self, what: str) -> Path:
+        """A fresh directory for one measurement, numbered in the order they ran."""
+        self._seq += 1
+        d = self.workdir / f"{self._seq:03d}-{what}"
+        d.mkdir(parents=True)
+        return d
+
+    def make_proxy(self, name: str, workdir: Path) -> Proxy:
+        if name == FLOOR:
+            return Floor(self.procs, self.floor_port, workdir, self.python, self.gateways)
+        if name == "sipdispatch":
+            return Sipdispatch(
+                self.procs,
+                self.sd_port,
+                workdir,
+                self.python,
+                self.gateways,
+                self.admin_port,
+                self.args.workers,
+                self.args.gc_stats,
+            )
+        assert self.kamailio is not None
+        return Kamailio(
+            self.procs,
+            self.kam_port,
+            workdir,
+            self.kamailio,
+            self.args.kamailio_modules,
+            self.gateways,
+        )
+
+    def warm_up(self, port: int, workdir: Path) -> None:
+        res = self.sipp.call(port, 100, WARMUP_CALLS, workdir / "warmup", trace_rtt=False)
+        if res.ok < WARMUP_CALLS:
+            raise BenchError(
+                f"warm-up through port {port}: {res.ok}/{WARMUP_CALLS} calls succeeded; "
+                f"see sipp's logs in {workdir}/warmup"
+            )
