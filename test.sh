@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (first time) and run every check: ruff, mypy and the whole pytest suite
+# Set up (first time) and run every check: ruff, mypy, the import layers
+# (import-linter, contracts in pyproject.toml) and the whole pytest suite
 # (unit, property, store round trips against MariaDB/PostgreSQL/SQLite, and
 # loopback integration with sipp). Extra arguments go to pytest.
 set -euo pipefail
@@ -25,4 +26,5 @@ fi
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests
 .venv/bin/mypy src
+.venv/bin/lint-imports --no-cache --no-logo
 exec .venv/bin/pytest "$@"
