@@ -12,14 +12,20 @@ from typing import TYPE_CHECKING
 
 from sipdispatch import __version__, core_build
 from sipdispatch import demo as demo_module
-from sipdispatch.config import Config, ConfigError, default_config, load_config
+from sipdispatch.admin import TOKEN_ENV
+from sipdispatch.config import (
+    DEFAULT_CONFIG_FILE,
+    Config,
+    ConfigError,
+    default_config,
+    load_config,
+)
 from sipdispatch.dispatcher.errors import DispatcherError
 from sipdispatch.store import StoreError
 
 if TYPE_CHECKING:
     from sipdispatch.store import Store
 
-DEFAULT_CONFIG_FILE = "sipdispatch.toml"
 """Read from the working directory by ``run`` when no ``--config`` is given."""
 
 
@@ -103,15 +109,9 @@ def _call_and_print(
     if error is not None:
         line = error_line(error)
         if isinstance(error, dict) and error.get("code") == 401:
-            line += f" (give the admin token with --token or {_token_env()})"
+            line += f" (give the admin token with --token or {TOKEN_ENV})"
         return _fail(where, line)
     return 0
-
-
-def _token_env() -> str:
-    from sipdispatch.admin import TOKEN_ENV
-
-    return TOKEN_ENV
 
 
 def _cmd_rpc(args: argparse.Namespace) -> int:
@@ -138,7 +138,7 @@ def _add_rpc_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="admin listener, http://HOST:PORT (default: [admin] listen of the config)",
     )
     rpc.add_argument(
-        "--token", help=f"admin Bearer token (default: ${_token_env()}, else the config's)"
+        "--token", help=f"admin Bearer token (default: ${TOKEN_ENV}, else the config's)"
     )
     rpc.add_argument(
         "--config", help=f"TOML config to read [admin] from (default ./{DEFAULT_CONFIG_FILE})"
@@ -335,7 +335,7 @@ def _add_dispatcher_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
         if name == "dump":
             action.add_argument("mode", nargs="?", choices=("short", "full"), help="detail")
         action.add_argument("--admin", metavar="URL", help="admin listener http://HOST:PORT")
-        action.add_argument("--token", help=f"admin token (default ${_token_env()})")
+        action.add_argument("--token", help=f"admin token (default ${TOKEN_ENV})")
         action.add_argument("--json", action="store_true", help="print the response as JSON")
         action.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
     disp.set_defaults(func=_cmd_dispatcher)

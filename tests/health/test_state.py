@@ -178,21 +178,27 @@ def test_disabled_request_sets_only_the_disabled_bit() -> None:
     assert t == Transition(DX, 0)
 
 
+def mark(state: int, count: int, requested: int, probing: int, inactive: int) -> Transition:
+    """``ds_mark_dst(requested)`` (update mode 0): the thresholds apply."""
+    return update_state(
+        state, count, requested, probing_threshold=probing, inactive_threshold=inactive
+    )
+
+
 def test_mark_tp_counts_a_miss_and_inactivates_at_the_threshold() -> None:
-    policy = ProbingPolicy(1, 2, 1)
-    first = policy.mark(AP, 0, parse_state_letters("tp"))
+    first = mark(AP, 0, parse_state_letters("tp"), 2, 1)
     assert first == Transition(TP, 1)
-    assert policy.mark(first.state, first.probing_count, TP) == Transition(IP, 0)
+    assert mark(first.state, first.probing_count, TP, 2, 1) == Transition(IP, 0)
 
 
 def test_mark_ip_restarts_the_counter() -> None:
-    assert ProbingPolicy(1, 3, 3).mark(TP, 2, IP) == Transition(IP, 0)
+    assert mark(TP, 2, IP, 3, 3) == Transition(IP, 0)
 
 
 def test_mark_ap_of_an_inactive_destination_counts_as_an_answer() -> None:
     # ds_update_state treats any non-trying request on an inactive destination alike.
-    assert ProbingPolicy(1, 1, 2).mark(IP, 0, AP) == Transition(IP, 1)
-    assert ProbingPolicy(1, 1, 2).mark(IP, 1, AP) == Transition(AP, 0)
+    assert mark(IP, 0, AP, 1, 2) == Transition(IP, 1)
+    assert mark(IP, 1, AP, 1, 2) == Transition(AP, 0)
 
 
 def test_ignore_thresholds_is_kamailio_update_mode_1() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 import string
 from collections.abc import Callable
 from typing import Any
@@ -215,16 +216,39 @@ def test_stream_over_any_chunking_raises_only_parse_error_and_agrees_with_one_ch
             same_item(a, b)
 
 
+_CONTENT_LENGTH_LINE = re.compile(rb"(?i)[ \t]*(content-length|l)[ \t]*:")
+
+
+@st.composite
+def framed_messages(draw: st.DrawFn) -> bytes:
+    """Hostile bytes made into exactly one stream frame: a head with no empty line in
+    it and no Content-Length of its own, then the right Content-Length, the empty
+    line and the body."""
+    head, _, body = draw(any_bytes).partition(b"\r\n\r\n")
+    head = head.lstrip(b"\r\n")
+    lines = [line for line in head.split(b"\r\n") if not _CONTENT_LENGTH_LINE.match(line)]
+    if not lines or not lines[0]:
+        lines.insert(0, b"OPTIONS sip:x@y SIP/2.0")  # a start line, so Content-Length is a header
+    head = b"\r\n".join([*lines, b"Content-Length: %d" % len(body)])
+    while b"\n\n" in head or b"\r\n\r\n" in head:
+        head = head.replace(b"\n\n", b"\n").replace(b"\r\n\r\n", b"\r\n")
+    return head + b"\r\n\r\n" + body
+
+
 @PROPERTY
-@given(data=any_bytes)
+@given(data=framed_messages())
 def test_one_framed_message_on_a_stream_is_what_the_datagram_parser_gives(data: bytes) -> None:
     items, error, parser = run_stream([data], 65535)
-    if error is not None or len(items) != 1 or parser.buffered or parser.pings:
-        return
     try:
         msg: Message | ParseError = parse_datagram(data)
     except ParseError as e:
         msg = e
+    if error is not None:
+        # The head itself is broken: the stream gives up on it as the datagram does.
+        assert isinstance(msg, ParseError)
+        assert (error.status, error.reason) == (msg.status, msg.reason)
+        return
+    assert len(items) == 1 and parser.buffered == 0 and parser.pings == 0
     same_item(items[0], msg)
 
 

@@ -33,7 +33,7 @@ from sipdispatch.dispatcher.latency import alpha_from_permille
 from sipdispatch.dispatcher.states import DS_INACTIVE_DST, DS_TRYING_DST
 from sipdispatch.health.state import ProbingPolicy, StateChange, Transition
 from sipdispatch.sip.addr import Addr
-from sipdispatch.sip.message import Request, Response
+from sipdispatch.sip.message import DEFAULT_MAX_FORWARDS, Request, Response
 from sipdispatch.sip.timers import TimerHandle
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipdispatch.health")
 
-PING_MAX_FORWARDS = "70"
-"""RFC 3261 §8.1.1.6: a UAC SHOULD start Max-Forwards at 70 (Kamailio tm does)."""
 PING_CSEQ = 1
 """Each ping is a new dialog-less request with its own Call-ID, so CSeq 1."""
 TIMEOUT_STATUS = 408
@@ -259,7 +257,7 @@ class Prober:
                 ("to", "To", f"<{dest.uri}>"),
                 ("call-id", "Call-ID", f"ds-{serial}@sipdispatch"),
                 ("cseq", "CSeq", f"{PING_CSEQ} {method}"),
-                ("max-forwards", "Max-Forwards", PING_MAX_FORWARDS),
+                ("max-forwards", "Max-Forwards", str(DEFAULT_MAX_FORWARDS)),
                 ("content-length", "Content-Length", "0"),
             ],
         )

@@ -201,20 +201,6 @@ class ProbingPolicy:
         trying, probing unless mode 0."""
         return DS_TRYING_DST if self.mode == PROBE_NONE else DS_TRYING_DST | DS_PROBING_DST
 
-    def mark(self, state: int, probing_count: int, requested: int) -> Transition:
-        """What ``ds_mark_dst(requested)`` does (update mode 0): the thresholds apply.
-
-        E.g. marking ``tp`` counts a miss; marking ``ip`` makes the destination
-        inactive and restarts its counter.
-        """
-        return update_state(
-            state,
-            probing_count,
-            requested,
-            probing_threshold=self.probing_threshold,
-            inactive_threshold=self.inactive_threshold,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class StateChange:

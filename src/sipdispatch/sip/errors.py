@@ -1,8 +1,8 @@
 """Errors of the SIP layer.
 
-As in h11, errors are split by who is at fault: :class:`ParseError` is the peer's
-(a malformed message; carries the status a reply should use), :class:`LocalError`
-is ours (the caller asked the core for something illegal).
+:class:`ParseError` is the peer's fault: a malformed message; it carries the status
+a reply should use. (The core raises nothing else on purpose: what the program asks
+of it is checked by the types.)
 """
 
 from __future__ import annotations
@@ -28,7 +28,3 @@ class ParseError(SipError):
         """The start line, when the message got that far (to build a 400)."""
         self.headers: list[tuple[str, str, str]] | None = None
         """The parsed headers, when the message got that far (to build a 400)."""
-
-
-class LocalError(SipError):
-    """The program asked the core for something the protocol does not allow."""

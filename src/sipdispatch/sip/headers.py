@@ -37,6 +37,10 @@ COMPACT_FORMS: dict[str, str] = {
 """Compact header forms: RFC 3261 §7.3.3 and the extensions that define one."""
 
 
+BRANCH_COOKIE = "z9hG4bK"
+"""RFC 3261 §8.1.1.7: the magic cookie that starts every RFC 3261 branch."""
+
+
 def header_key(name: str) -> str:
     """The lookup key of a header name: long form, lower-cased (the parser memoises
     it with the name as written)."""

@@ -28,6 +28,9 @@ from sipdispatch.sip.memo import remember
 from sipdispatch.sip.uri import SipUri, parse_uri
 
 SIP_VERSION = "SIP/2.0"
+DEFAULT_MAX_FORWARDS = 70
+"""RFC 3261 §8.1.1.6 / §16.6 step 3: the Max-Forwards a request starts with (and the
+one a proxy adds when a request has none)."""
 DEFAULT_MAX_MESSAGE_SIZE = 65535
 """Largest message accepted (bytes): the largest UDP payload; Kamailio's BUF_SIZE."""
 

@@ -21,9 +21,10 @@ from typing import Any
 
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.errors import ParseError
-from sipdispatch.sip.headers import Via, parse_via, split_name_addr
+from sipdispatch.sip.headers import BRANCH_COOKIE, Via, parse_via, split_name_addr
 from sipdispatch.sip.memo import remember
 from sipdispatch.sip.message import (
+    DEFAULT_MAX_FORWARDS,
     DEFAULT_MAX_MESSAGE_SIZE,
     RELEASED,
     Request,
@@ -47,14 +48,10 @@ from sipdispatch.sip.transaction import (
     build_hop_request,
     server_key,
 )
-from sipdispatch.sip.uri import SipUri, parse_uri
+from sipdispatch.sip.uri import DEFAULT_SIP_PORT, SipUri, parse_uri
 
 log = logging.getLogger("sipdispatch.proxy")
 
-DEFAULT_MAX_FORWARDS = "70"
-"""RFC 3261 §16.6 step 3: value added when a request has no Max-Forwards."""
-BRANCH_COOKIE = "z9hG4bK"
-"""RFC 3261 §8.1.1.7: magic cookie that starts every RFC 3261 branch."""
 OUR_BRANCH = BRANCH_COOKIE + "sd"
 """Our branches start with this; what follows up to the dot is the loop hash."""
 DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
@@ -165,7 +162,7 @@ def response_addr(via: Via, src: Addr | None) -> Addr:
         return src  # §18.2.2: reliable transport -> the connection it came on
     host = via.params.get("received") or via.host
     rport = via.params.get("rport")
-    port = via.port or 5060
+    port = via.port or DEFAULT_SIP_PORT
     if rport and rport.isascii() and rport.isdigit() and 0 < int(rport) < 65536:
         port = int(rport)
     return Addr(transport, host, port)
@@ -419,7 +416,7 @@ class ProxyCore:
                 return
             fwd.set("max-forwards", "Max-Forwards", str(hops - 1))
         else:
-            fwd.prepend("max-forwards", "Max-Forwards", DEFAULT_MAX_FORWARDS)
+            fwd.prepend("max-forwards", "Max-Forwards", str(DEFAULT_MAX_FORWARDS))
         loop_hash = self._loop_hash(req)
         # §16.3 step 4: a request carrying our Via with the same loop hash is looping.
         if self._looped(req, loop_hash):
@@ -473,7 +470,7 @@ class ProxyCore:
                 for v in req.values("via"):
                     if mark in v:
                         via = parse_via(v)
-                        sent_by = (via.host.lower(), via.port or 5060)
+                        sent_by = (via.host.lower(), via.port or DEFAULT_SIP_PORT)
                         if sent_by in self.settings.aliases and (via.branch or "").startswith(mark):
                             return True
                 return False
@@ -667,7 +664,7 @@ class ProxyCore:
 
     def _forward_response_stateless(self, resp: Response, via: Via, now: float) -> None:
         """§16.7: a response with no transaction is forwarded statelessly if it is ours."""
-        if (via.host.lower(), via.port or 5060) not in self.settings.aliases:
+        if (via.host.lower(), via.port or DEFAULT_SIP_PORT) not in self.settings.aliases:
             self.stats.dropped += 1
             return
         resp.pop_first_value("via")

@@ -19,8 +19,8 @@ from enum import Enum
 from typing import Any, ClassVar, Protocol
 
 from sipdispatch.sip.addr import Addr
-from sipdispatch.sip.headers import split_commas
-from sipdispatch.sip.message import RELEASED, Request, Response
+from sipdispatch.sip.headers import BRANCH_COOKIE, split_commas
+from sipdispatch.sip.message import DEFAULT_MAX_FORWARDS, RELEASED, Request, Response
 from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers
 
 SendFn = Callable[[Addr, bytes, Any], None]
@@ -266,12 +266,6 @@ class InviteClientTransaction(ClientTransaction):
         self._timeout = None
         self._terminate()
 
-    def cancel_timeout(self) -> None:
-        """Stop waiting for a final response (after our CANCEL got its 487 path)."""
-        if self._timeout is not None and self.state in (State.CALLING, State.PROCEEDING):
-            self._timeout.cancel()
-            self._timeout = None
-
 
 class NonInviteClientTransaction(ClientTransaction):
     """RFC 3261 §17.1.2 (timers E, F, K)."""
@@ -345,7 +339,7 @@ def build_hop_request(request: Request, method: str, to: str) -> bytes:
     lines.append(f"To: {to}")
     lines.append(f"Call-ID: {request.call_id}")
     lines.append(f"CSeq: {request.cseq[0]} {method}")
-    lines.append("Max-Forwards: 70")
+    lines.append(f"Max-Forwards: {DEFAULT_MAX_FORWARDS}")
     lines.append("Content-Length: 0")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -531,7 +525,7 @@ def server_key(request: Request) -> tuple[str, ...]:
     if method == "ACK":
         method = "INVITE"
     branch = via.branch
-    if branch is not None and branch.startswith("z9hG4bK"):
+    if branch is not None and branch.startswith(BRANCH_COOKIE):
         return (branch, via.host, str(via.port or ""), method)
     top = request.get("via") or ""
     return (
