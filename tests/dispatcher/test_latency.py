@@ -12,7 +12,7 @@ from sipdispatch.dispatcher import (
     LatencyStats,
     alpha_from_permille,
 )
-from sipdispatch.dispatcher.latency import latency_priority, record_ping
+from sipdispatch.dispatcher.congestion import latency_priority, record_ping
 
 from .helpers import build
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator, Sequence
 
+from sipdispatch.dispatcher.congestion import record_ping
 from sipdispatch.dispatcher.destination import Destination
-from sipdispatch.dispatcher.latency import record_ping
 from sipdispatch.dispatcher.states import DS_SKIP_MASK, DS_STATES_ALL
 
 TABLE_SIZE = 100
@@ -255,7 +255,7 @@ class DispatcherSets:
         self, dest: Destination, code: int, latency_ms: int | None, alpha: float
     ) -> None:
         """Feed a finished ping into the latency stats and congestion control
-        (:func:`sipdispatch.dispatcher.latency.record_ping`), rebuilding the rweight
+        (:func:`sipdispatch.dispatcher.congestion.record_ping`), rebuilding the rweight
         table when congestion control changed the rweights."""
         dset = self._sets.get(dest.setid)
         if dset is None:

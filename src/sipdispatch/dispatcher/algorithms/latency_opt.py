@@ -10,8 +10,8 @@ from sipdispatch.dispatcher.algorithms.base import (
     SelectOptions,
     register,
 )
+from sipdispatch.dispatcher.congestion import latency_priority
 from sipdispatch.dispatcher.destination import Destination
-from sipdispatch.dispatcher.latency import latency_priority
 from sipdispatch.dispatcher.sets import DestinationSet
 from sipdispatch.dispatcher.states import DS_SKIP_MASK
 
