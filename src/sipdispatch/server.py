@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -14,6 +13,7 @@ import time
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
 from sipdispatch.admin.protocol import Traffic
+from sipdispatch.collector import CHECK_INTERVAL, Collector
 from sipdispatch.config import Config
 from sipdispatch.eventloop import install_uvloop
 from sipdispatch.health.prober import Prober
@@ -41,21 +41,6 @@ def timers_from(config: Config) -> Timers:
         fr_inv_timer=t.fr_inv_timer / 1000,
         wait_timer=t.wait_timer / 1000,
     )
-
-
-GC_GEN0_THRESHOLD = 20_000
-"""Allocations between young collections (CPython's default is 700). Calls do not
-leave reference cycles behind (the proxy core breaks them), so young objects die by
-reference counting and frequent young collections would only cost time."""
-
-
-def tune_gc() -> None:
-    """Once started: move everything loaded so far (modules, config, destinations)
-    out of the collector's sight, and collect the young generation less often."""
-    gc.collect()
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def _wildcard(host: str) -> bool:
@@ -86,6 +71,9 @@ class Server:
         self.prober: Prober | None = None
         self._clock = time.monotonic
         """The core's clock: the event loop's once running."""
+        self.collector = Collector()
+        """The garbage collector, held off once started."""
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def router(self) -> DispatchRouter:
@@ -102,7 +90,9 @@ class Server:
         if core is None or shell is None:
             return None
         servers, clients = core.transactions_in_flight()
-        return Traffic(core.stats, shell.stats, servers, clients, core.branch_handles())
+        return Traffic(
+            core.stats, shell.stats, servers, clients, core.branch_handles(), self.collector
+        )
 
     def _settings(self, bound: list[tuple[str, str, int]]) -> ProxySettings:
         server = self.config.server
@@ -183,14 +173,24 @@ class Server:
         if self.shell is not None:
             await self.shell.close()
 
+    async def _watch_collector(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL)
+            self.collector.check()
+
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         await self.start()
-        tune_gc()
-        await self.stopping.wait()
+        self.collector.start()
+        self._watch = asyncio.create_task(self._watch_collector())
+        try:
+            await self.stopping.wait()
+        finally:
+            self._watch.cancel()
+            self.collector.stop()
         log.info("stopping")
         await self.stop()
 

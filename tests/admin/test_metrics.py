@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sipdispatch.admin.metrics import build_registry
 from sipdispatch.admin.protocol import Traffic
 from sipdispatch.admin.rpc import Rpc
+from sipdispatch.collector import Collector
 from sipdispatch.dispatcher.listfile import make_destination
 from sipdispatch.dispatcher.sets import DispatcherSets
 from sipdispatch.server import Server
@@ -46,7 +47,7 @@ def with_traffic(
     handles: tuple[Any, ...] = (),
 ) -> None:
     """Make ``server.traffic()`` answer these counters (as a running proxy would)."""
-    traffic = Traffic(proxy, shell or ShellStats(), servers, clients, handles)
+    traffic = Traffic(proxy, shell or ShellStats(), servers, clients, handles, Collector())
     server.traffic = lambda: traffic  # type: ignore[method-assign]
 
 

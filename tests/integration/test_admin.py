@@ -406,5 +406,8 @@ def test_metrics_after_calls(
     assert ("sipdispatch_transactions_in_flight", (("kind", "client"),)) in m
     assert get("sipdispatch_set_destinations_usable", set="1") == 1
     assert get("sipdispatch_sip_parse_errors_total") == 0
+    # The collector is off while it runs; nothing piled up enough for a safety collection.
+    assert get("sipdispatch_gc_safety_collections_total") == 0
+    assert ("sipdispatch_gc_objects_pending", ()) in m
     assert get("sipdispatch_rpc_calls_total", method="dispatcher.list") == 0
     assert any(n == "process_resident_memory_bytes" for n, _ in m)

@@ -160,6 +160,24 @@ class SipdispatchCollector:
         in_flight.add_metric(["client"], traffic.client_transactions)
         yield in_flight
 
+        collector = traffic.collector
+        yield GaugeMetricFamily(
+            _name("gc_objects_pending"),
+            "Objects the garbage collector tracks, made since its last collection and still "
+            "alive: follows the calls in flight; climbing while they do not is a leak.",
+            value=collector.pending,
+        )
+        yield CounterMetricFamily(
+            _name("gc_safety_collections"),
+            "Full collections run because too many objects were pending.",
+            value=collector.collections,
+        )
+        yield CounterMetricFamily(
+            _name("gc_objects_collected"),
+            "Unreachable objects the safety collections found (0 without a leak).",
+            value=collector.collected,
+        )
+
     # -- destinations ---------------------------------------------------------------------------
 
     def _destinations(self, traffic: Traffic | None) -> Iterator[Metric]:

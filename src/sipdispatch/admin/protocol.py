@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sipdispatch.collector import Collector
 from sipdispatch.config import Config
 from sipdispatch.health.prober import Prober
 from sipdispatch.health.statelog import StateLog
@@ -34,6 +35,8 @@ class Traffic:
     """Client transactions (branches, pings, CANCELs) in the core's table."""
     branch_handles: Iterable[Any]
     """The router's handle (the destination) of each branch in flight."""
+    collector: Collector
+    """The garbage collector's watch."""
 
 
 class AdminTarget(Protocol):
