@@ -288,7 +288,7 @@ def test_response_to_a_request_with_a_broken_to_can_still_be_built(to: str) -> N
     # a To that does not parse must not make building that 400 fail.
     data = INVALID["missing_call_id"].data
     data = data.replace(b"To: <sip:bob@example.com>", f"To: {to}".encode())
-    with pytest.raises(ParseError, match="Call-ID") as info:
+    with pytest.raises(ParseError, match=r"Call-ID|unterminated") as info:
         parse_datagram(data)
     err = info.value
     assert err.headers is not None and err.start_line is not None

@@ -149,6 +149,17 @@ def test_16_3_max_forwards_zero_gets_483() -> None:
     assert not only(out, Request)
 
 
+def test_16_3_step_5_proxy_require_gets_420_listing_the_unsupported_options() -> None:
+    # RFC 4475 §3.1.2.17 (bext01): an extension the proxy would have to support.
+    h = Harness(plan_to(GW1))
+    text = invite().replace("Max-Forwards: 70", "Max-Forwards: 70\nProxy-Require: foo, bar")
+    out = h.send(text)
+    [(_, trying), (_, rejected)] = only(out, Response)
+    assert (trying.status, rejected.status, rejected.reason) == (100, 420, "Bad Extension")
+    assert rejected.get("unsupported") == "foo, bar"
+    assert not only(out, Request)
+
+
 def test_responses_relayed_in_order_and_2xx_ends_the_call_setup() -> None:
     h = Harness(plan_to(GW1))
     fwd = only(h.send(invite()), Request)[0][1]

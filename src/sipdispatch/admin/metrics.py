@@ -55,6 +55,10 @@ PROXY_COUNTERS: Final[dict[str, tuple[str, str]]] = {
 
 SHELL_COUNTERS: Final[dict[str, tuple[str, str]]] = {
     "udp_errors": ("udp_errors", "ICMP errors reported on UDP sockets."),
+    "refused_destinations": (
+        "sip_refused_destinations",
+        "Messages not sent: their destination was a broadcast, multicast or unspecified address.",
+    ),
     "slow_messages": (
         "slow_messages",
         "Received datagrams or TCP segments whose handling took more than 50 ms of CPU.",

@@ -22,6 +22,7 @@ from sipdispatch.sip.headers import (
     parse_cseq,
     parse_via,
     split_commas,
+    split_name_addr,
     tag_of,
 )
 from sipdispatch.sip.memo import remember
@@ -334,6 +335,9 @@ REQUIRED_REQUEST_HEADERS = (
     ("cseq", "CSeq"),
 )
 """RFC 3261 §8.1.1: headers every request carries (Max-Forwards a proxy adds)."""
+_SINGLE_VALUE = frozenset(("call-id", "cseq", "from", "to", "max-forwards"))
+"""Headers a request carries at most once (Content-Length: see ``content_length_of``)."""
+_NAME_ADDR = frozenset(("from", "to"))
 
 
 def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
@@ -522,7 +526,17 @@ def build_message(start: str, headers: list[Header], body: bytes) -> Request | R
         msg: Request | Response = Response(first, second, headers, body)
     else:
         msg = Request(first, second, headers, body)
-        present = {h[0] for h in headers}
+        present: set[str] = set()
+        for h in headers:
+            key = h[0]
+            if key in _SINGLE_VALUE:
+                # §7.3 / RFC 4475 §3.1.2.19: these appear once; two Call-IDs, CSeqs, ...
+                # make the request unusable (which of them would a reply copy?).
+                if key in present:
+                    raise ParseError(f"more than one {h[1]} header")
+                if key in _NAME_ADDR and '"' in h[2]:
+                    split_name_addr(h[2])  # RFC 4475 §3.1.2.16: unbalanced quotes, 400
+            present.add(key)
         for key, name in REQUIRED_REQUEST_HEADERS:
             if key not in present:
                 raise ParseError(f"missing {name} header")

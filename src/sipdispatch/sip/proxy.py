@@ -27,6 +27,7 @@ from sipdispatch.sip.message import (
     DEFAULT_MAX_FORWARDS,
     DEFAULT_MAX_MESSAGE_SIZE,
     RELEASED,
+    Header,
     Request,
     Response,
     is_keepalive,
@@ -401,9 +402,17 @@ class ProxyCore:
             stx.respond_raw(100, trying_bytes(req))
         self._process_new(req, stx, src, now)
 
-    def _reply(self, stx: ServerTransaction, status: int, reason: str | None, now: float) -> None:
+    def _reply(
+        self,
+        stx: ServerTransaction,
+        status: int,
+        reason: str | None,
+        now: float,
+        extra: list[Header] | None = None,
+    ) -> None:
         self.stats.count_reply(status)
-        stx.respond(make_response(stx.request, status, reason, to_tag=self._new_tag()), now)
+        response = make_response(stx.request, status, reason, to_tag=self._new_tag(), extra=extra)
+        stx.respond(response, now)
 
     def _process_new(self, req: Request, stx: ServerTransaction, src: Addr, now: float) -> None:
         fwd = req.copy()
@@ -421,6 +430,11 @@ class ProxyCore:
         # §16.3 step 4: a request carrying our Via with the same loop hash is looping.
         if self._looped(req, loop_hash):
             self._reply(stx, 482, None, now)
+            return
+        # §16.3 step 5: an extension the proxy must support, and none is supported.
+        if fwd.has("proxy-require") and req.method != "CANCEL":
+            unsupported = ", ".join(fwd.values("proxy-require"))
+            self._reply(stx, 420, None, now, [("unsupported", "Unsupported", unsupported)])
             return
         popped = self._pop_our_routes(fwd)
         ctx = Context(stx, fwd, src, loop_hash)

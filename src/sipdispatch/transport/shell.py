@@ -114,9 +114,12 @@ class SlowGuard:
 class ShellStats:
     """What the shell counts (the core counts the rest)."""
 
-    __slots__ = ("slow_messages", "udp_errors")
+    __slots__ = ("refused_destinations", "slow_messages", "udp_errors")
 
     def __init__(self) -> None:
+        self.refused_destinations = 0
+        """Messages not sent: their destination was a broadcast, multicast or
+        unspecified address (see ``address_kind``)."""
         self.udp_errors = 0
         """ICMP errors reported on the UDP sockets."""
         self.slow_messages = 0
@@ -124,20 +127,32 @@ class ShellStats:
         ``SLOW_MESSAGE_CPU`` of CPU."""
 
 
-_is_ip_cache: dict[str, bool] = {}
+NAME, USABLE_IP, FORBIDDEN_IP = 0, 1, 2
+"""What a destination host is: a name to resolve, an IP address to send to, or an IP
+address nothing is ever sent to."""
+_kinds: dict[str, int] = {}
 
 
-def is_ip(host: str) -> bool:
-    """True if ``host`` is an IPv4 or IPv6 literal (memoised: this runs per send)."""
-    known = _is_ip_cache.get(host)
-    if known is None:
+def address_kind(host: str) -> int:
+    """``NAME``, ``USABLE_IP`` or ``FORBIDDEN_IP`` (memoised: this runs per send).
+
+    Forbidden: broadcast (255.255.255.255), multicast and unspecified (0.0.0.0, ::)
+    addresses. A Via, a Route, a Request-URI or a DNS answer naming one is a peer's
+    attempt to make the proxy flood a network (RFC 4475 §3.1.2.6's ``bcast``): the
+    message is not sent.
+    """
+    kind = _kinds.get(host)
+    if kind is None:
         try:
-            ipaddress.ip_address(host)
-            known = True
+            ip = ipaddress.ip_address(host)
         except ValueError:
-            known = False
-        remember(_is_ip_cache, host, known)
-    return known
+            kind = NAME
+        else:
+            broadcast = ip.version == 4 and int(ip) == 0xFFFFFFFF
+            forbidden = broadcast or ip.is_multicast or ip.is_unspecified
+            kind = FORBIDDEN_IP if forbidden else USABLE_IP
+        remember(_kinds, host, kind)
+    return kind
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
@@ -348,7 +363,12 @@ class SipShell:
 
     def _send(self, addr: Addr, data: bytes, owner: Any) -> None:
         host = addr.host
-        if not is_ip(host):
+        kind = address_kind(host)
+        if kind == FORBIDDEN_IP:
+            self.stats.refused_destinations += 1
+            self._fail(owner)
+            return
+        if kind == NAME:
             cached = self._dns.get(host)
             if cached is not None and cached[1] > self.loop.time():
                 addr = Addr(addr.transport, cached[0], addr.port, addr.conn)

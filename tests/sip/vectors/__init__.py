@@ -391,6 +391,31 @@ INVALID: dict[str, Invalid] = {
     "cseq_number_2_pow_31": Invalid(
         base_with("CSeq", f"CSeq: {2**31} INVITE"), 400, "CSeq", True, True
     ),
+    # RFC 4475 §3.1.2.19 (multi01): single-value headers given twice.
+    "two_call_ids": Invalid(
+        sip(*BASE_REQUEST, "Call-ID: other@client.example.com"),
+        400,
+        "more than one Call-ID",
+        True,
+        True,
+    ),
+    "two_tos_and_froms": Invalid(
+        sip(*BASE_REQUEST, "t: <sip:carol@example.com>", "From: <sip:eve@example.com>;tag=e"),
+        400,
+        "more than one t",
+        True,
+        True,
+    ),
+    "two_cseqs": Invalid(
+        sip(*BASE_REQUEST, "CSeq: 2 INVITE"), 400, "more than one CSeq", True, True
+    ),
+    "two_max_forwards": Invalid(
+        sip(*BASE_REQUEST, "Max-Forwards: 69"), 400, "more than one Max-Forwards", True, True
+    ),
+    # RFC 4475 §3.1.2.16 (quotbal): a quote left open in To.
+    "unbalanced_quote_in_to": Invalid(
+        base_with("To", 'To: "Mr. J. User <sip:bob@example.com>'), 400, "unterminated", True, True
+    ),
     "cseq_number_negative": Invalid(base_with("CSeq", "CSeq: -1 INVITE"), 400, "CSeq", True, True),
     "cseq_superscript_digit": Invalid(
         base_with("CSeq", "CSeq: 1\xb2 INVITE"), 400, "CSeq", True, True
