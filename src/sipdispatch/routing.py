@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from sipdispatch.config import Config, DispatcherConfig, RouteRule
+from sipdispatch.config import Config, DispatcherConfig, RouteMatch, RouteRule
 from sipdispatch.dispatcher.algorithms import SelectContext, SelectOptions, select_with
 from sipdispatch.dispatcher.callload import CallLoadTable
 from sipdispatch.dispatcher.destination import Destination
@@ -57,6 +57,29 @@ NO_ROUTE = Reject(404, "No route")
 NO_DESTINATION_REASON = "No destination"
 
 _NO_SETS: frozenset[int] = frozenset()
+
+
+def rule_matches(
+    match: RouteMatch, method: str, domain: str, user: str, source_set: int | None
+) -> bool:
+    """Whether a request with these properties meets every condition of a rule's ``match``:
+    the method compared case-sensitively (RFC 3261 §7.1), the Request-URI host
+    case-insensitively (``match.domain`` is stored lower-case), the user part by prefix,
+    and the set the request comes from."""
+    if match.methods is not None and method not in match.methods:
+        return False
+    if match.domain is not None and domain.lower() != match.domain:
+        return False
+    if match.user_prefix is not None and not user.startswith(match.user_prefix):
+        return False
+    return match.source_set is None or source_set == match.source_set
+
+
+def is_failover(rule: RouteRule, code: int) -> bool:
+    """Whether a final response `code` received on a branch makes the call try the next
+    destination (the rule's ``failover_on``). A branch timeout fails over whatever this
+    says, and nothing fails over when ``dispatcher.failover`` is false."""
+    return code in rule.failover_codes or code // 100 in rule.failover_classes
 
 
 def _auth_username(request: Request) -> str | None:
@@ -156,7 +179,7 @@ class DispatchPlan:
         that never answered, counts as a failure; anything else goes upstream.
         """
         rule = self.rule
-        if not (timeout or rule.is_failover(status)):
+        if not (timeout or is_failover(rule, status)):
             return None
         router = self.router
         dest = failed.handle
@@ -401,7 +424,7 @@ class DispatchRouter:
             wanted = rule.match.source_set
             if wanted is not None and wanted not in sources:
                 continue
-            if rule.matches(method, domain, user, wanted):
+            if rule_matches(rule.match, method, domain, user, wanted):
                 return self._dispatch(rule, request, now)
         return NO_ROUTE
 

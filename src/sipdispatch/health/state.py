@@ -52,6 +52,17 @@ probing bit, continually; results never add or remove the bit."""
 
 PROBING_MODES = (PROBE_NONE, PROBE_ALL, PROBE_INACTIVE, PROBE_ONLYFLAGGED)
 
+
+def is_ping_reply_alive(dconf: DispatcherConfig, code: int) -> bool:
+    """A ping answered with `code` shows the destination alive: any 2xx, or a code or class
+    listed in ``dispatcher.ping_reply_codes``."""
+    return (
+        200 <= code <= 299
+        or code in dconf.ping_reply_codes
+        or code // 100 in dconf.ping_reply_classes
+    )
+
+
 _NEVER_PINGED = DS_DISABLED_DST | DS_NOPING_DST | DS_NODNSARES_DST
 """``ds_ping_set`` skips disabled, no-ping and no-DNS destinations in every mode."""
 
