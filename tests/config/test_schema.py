@@ -145,3 +145,10 @@ def test_objects_built_in_python_are_validated_too() -> None:
         AdminConfig("0.0.0.0", 5080)  # no token off loopback
     with pytest.raises(ValidationError):
         dataclasses.replace(default_config().transaction, t2=1)
+
+
+def test_a_wrong_choice_is_shown_as_written() -> None:
+    assert str(error_for({"server": {"log_level": "TRACE"}})) == (
+        'config: server.log_level = "TRACE": must be one of "debug", "info", "warning", "error"'
+    )
+    assert parse_config({"server": {"log_level": "WARNING"}}).server.log_level == "warning"

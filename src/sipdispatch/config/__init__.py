@@ -13,7 +13,6 @@ configuration resolves no host name, opens no store and binds no socket.
 from __future__ import annotations
 
 from sipdispatch.config.loader import (
-    DEFAULT_CONFIG_FILE,
     ConfigError,
     default_config,
     load_config,
@@ -35,7 +34,6 @@ from sipdispatch.config.values import ALGORITHM_NAMES
 
 __all__ = [
     "ALGORITHM_NAMES",
-    "DEFAULT_CONFIG_FILE",
     "AdminConfig",
     "Config",
     "ConfigError",

@@ -25,15 +25,11 @@ from sipdispatch.config.schema import FILE_CONTEXT, Config
 from sipdispatch.config.values import Invalid
 
 __all__ = [
-    "DEFAULT_CONFIG_FILE",
     "ConfigError",
     "default_config",
     "load_config",
     "parse_config",
 ]
-
-DEFAULT_CONFIG_FILE: Final = "sipdispatch.toml"
-"""File ``sipdispatch run`` reads when started without ``--config``, if it exists."""
 
 _SHOW_MAX: Final = 60
 """Values longer than this are cut in error messages to keep them on one readable line."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 from pydantic import (
     AliasPath,
@@ -158,9 +158,17 @@ def _from_file(info: ValidationInfo) -> bool:
     return isinstance(context, Mapping) and context.get("sipdispatch.config") == "file"
 
 
-def _lower(value: object) -> object:
-    """Choices are compared case-insensitively."""
-    return value.lower() if isinstance(value, str) else value
+def _any_case(choices: object) -> BeforeValidator:
+    """A choice of `choices` (a ``Literal``) written in any case; anything else is left as
+    written, so that the message shows it so."""
+    allowed = frozenset(get_args(choices))
+
+    def validate(value: object) -> object:
+        if isinstance(value, str) and value.lower() in allowed:
+            return value.lower()
+        return value
+
+    return BeforeValidator(validate)
 
 
 def _str_then(check: Callable[[str], str]) -> BeforeValidator:
@@ -311,7 +319,7 @@ class ServerConfig:
     until call load, round-robin positions and destination state are shared between
     processes."""
     log_level: Annotated[
-        LogLevel, BeforeValidator(_lower), Key(kamailio="core `debug` (numeric levels)")
+        LogLevel, _any_case(LogLevel), Key(kamailio="core `debug` (numeric levels)")
     ] = "info"
     """*(sipdispatch addition)* `debug`, `info`, `warning` or `error` (any case)."""
     max_message_size: Annotated[
@@ -736,7 +744,7 @@ class RouteRule:
     """Algorithm number or name (table below, any case)."""
     mode: Annotated[
         RouteMode,
-        BeforeValidator(_lower),
+        _any_case(RouteMode),
         Key(kamailio="`ds_select_dst` / `ds_select_domain`"),
     ] = "dst"
     """`"dst"`: the request goes to the destination, Request-URI kept (`ds_select_dst`).
@@ -772,7 +780,7 @@ class RouteRule:
     ] = frozenset({5})
     """Final response classes (5 = 5xx) that make the call try the next destination."""
     mark_failed: Annotated[
-        MarkFailed, BeforeValidator(_lower), Key(kamailio='`ds_mark_dst("ip")`')
+        MarkFailed, _any_case(MarkFailed), Key(kamailio='`ds_mark_dst("ip")`')
     ] = "ip"
     """State given to a destination that failed a call (`ds_mark_dst`), any case; `""` =
     leave its state alone."""
