@@ -5,10 +5,11 @@ the loader validates a file against these classes, and ``docs/configuration.md``
 keys from them (`sipdispatch.config.docs`).
 
 A field is read from the TOML key of its name, or from its ``validation_alias`` when the
-file spells it differently (``set`` for `RouteRule.set_id`). A few keys give two fields
+file spells it differently (``set`` for `RouteRule.set_id`); a file is validated with
+``by_name=False``, so it cannot use the attribute name instead. A few keys give two fields
 (``advertise`` gives `ServerConfig.advertise_host` and ``advertise_port``); those fields
-parse the key's text only when a file is validated (the loader's `FILE_CONTEXT`), and take
-their own values when the objects are built in Python (``AdminConfig("::1", 0)``).
+parse the key's text only when a file is validated (validation context `FILE_CONTEXT`), and
+take their own values when the objects are built in Python (``AdminConfig("::1", 0)``).
 
 The classes are real dataclasses: positional and keyword construction, `dataclasses.replace`
 and equality work as usual, and every construction is validated.
