@@ -23,9 +23,7 @@ import time
 
 from sipdispatch.config import parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
-from sipdispatch.health.statelog import StateLog
-from sipdispatch.routing import DispatchRouter
-from sipdispatch.service import router_settings
+from sipdispatch.service import make_router
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
@@ -46,7 +44,7 @@ def make_core() -> ProxyCore:
         d.addr = (d.host, d.port)
     rng = random.Random(1)
     sets = DispatcherSets(dests, rng)
-    router = DispatchRouter(cfg.routes, router_settings(cfg.dispatcher), sets, rng, StateLog())
+    router = make_router(cfg, sets, rng)
     return ProxyCore(
         ProxySettings(local={"udp": PROXY}),
         router,

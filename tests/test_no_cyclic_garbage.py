@@ -22,9 +22,7 @@ import pytest
 
 from sipdispatch.config import parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
-from sipdispatch.health.statelog import StateLog
-from sipdispatch.routing import DispatchRouter
-from sipdispatch.service import router_settings
+from sipdispatch.service import make_router
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
@@ -89,7 +87,7 @@ def core_over(algorithm: int, list_text: str) -> CorePump:
         d.addr = (d.host, d.port)
     rng = random.Random(1)
     sets = DispatcherSets(dests, rng)
-    router = DispatchRouter(cfg.routes, router_settings(cfg.dispatcher), sets, rng, StateLog())
+    router = make_router(cfg, sets, rng)
     settings = ProxySettings(local={"udp": PROXY, "tcp": PROXY})
     return CorePump(ProxyCore(settings, router, Timers(fr_timer=2.0, fr_inv_timer=10.0)))
 

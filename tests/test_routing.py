@@ -16,9 +16,8 @@ import pytest
 from sipdispatch.config import Config, parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
 from sipdispatch.dispatcher.destination import Destination
-from sipdispatch.health.statelog import StateLog
 from sipdispatch.routing import DEFAULT_ROUTE, DispatchPlan, DispatchRouter
-from sipdispatch.service import router_settings
+from sipdispatch.service import make_router
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.message import Request, Response, parse_datagram
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
@@ -58,7 +57,7 @@ def router(
     cfg = config(routes, **dispatcher)
     rng = random.Random(7)
     sets = DispatcherSets(destinations(list_text), rng)
-    return DispatchRouter(cfg.routes, router_settings(cfg.dispatcher), sets, rng, StateLog())
+    return make_router(cfg, sets, rng)
 
 
 def request(
@@ -216,7 +215,7 @@ def test_source_set_ignores_unresolved_destinations() -> None:
     cfg = config([{"match": {"source_set": 2}, "set": 2}, {"set": 1}])
     rng = random.Random(1)
     sets = DispatcherSets(dests, rng)
-    r = DispatchRouter(cfg.routes, router_settings(cfg.dispatcher), sets, rng, StateLog())
+    r = make_router(cfg, sets, rng)
     assert first_uri(r, src=Addr("udp", "10.0.0.9", 5060)) == "sip:10.0.0.1"
 
 

@@ -14,13 +14,15 @@ import asyncio
 import logging
 import random
 from collections import Counter
+from collections.abc import Sequence
 
+from sipdispatch import config
 from sipdispatch.config import Config, DispatcherConfig
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.listfile import resolve_all
 from sipdispatch.dispatcher.sets import DispatcherSets
 from sipdispatch.health.statelog import StateLog
-from sipdispatch.routing import DispatchRouter, RouterSettings
+from sipdispatch.routing import DispatchRouter, RouteMatch, RouterSettings, RouteRule
 from sipdispatch.store import Store, load_and_resolve, open_store, resolve_host
 
 log = logging.getLogger("sipdispatch.dispatcher")
@@ -28,6 +30,27 @@ log = logging.getLogger("sipdispatch.dispatcher")
 
 class Busy(Exception):
     """Another reload, add or remove is in progress."""
+
+
+def route_rules(routes: Sequence[config.RouteRule]) -> tuple[RouteRule, ...]:
+    """The router's rules from ``[[route]]`` (the schema's, validated, made into the
+    router's own plain records)."""
+    return tuple(
+        RouteRule(
+            set_id=r.set_id,
+            match=RouteMatch(
+                r.match.methods, r.match.domain, r.match.user_prefix, r.match.source_set
+            ),
+            algorithm=r.algorithm,
+            mode=r.mode,
+            limit=r.limit,
+            failover_codes=frozenset(r.failover_codes),
+            failover_classes=frozenset(r.failover_classes),
+            mark_failed=r.mark_failed,
+            no_destination=r.no_destination,
+        )
+        for r in routes
+    )
 
 
 def router_settings(dconf: DispatcherConfig) -> RouterSettings:
@@ -42,6 +65,19 @@ def router_settings(dconf: DispatcherConfig) -> RouterSettings:
         keep_state_on_reload=dconf.keep_state_on_reload,
         probing_threshold=dconf.probing_threshold,
         inactive_threshold=dconf.inactive_threshold,
+    )
+
+
+def make_router(
+    config: Config, sets: DispatcherSets, rng: random.Random, state_log: StateLog | None = None
+) -> DispatchRouter:
+    """A router over ``sets`` with the config's rules and ``[dispatcher]`` settings."""
+    return DispatchRouter(
+        route_rules(config.routes),
+        router_settings(config.dispatcher),
+        sets,
+        rng,
+        state_log if state_log is not None else StateLog(),
     )
 
 
@@ -63,8 +99,7 @@ class DispatcherService:
         store = open_store(list_file=d.list_file, db_url=d.db_url, table_name=d.table_name)
         rng = random.Random()  # seeded from the system's entropy
         sets = DispatcherSets(load_and_resolve(store), rng)
-        router = DispatchRouter(config.routes, router_settings(d), sets, rng, state_log)
-        return cls(store, router)
+        return cls(store, make_router(config, sets, rng, state_log))
 
     @property
     def sets(self) -> DispatcherSets:

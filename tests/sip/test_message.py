@@ -514,3 +514,16 @@ def test_rfc5626_two_pings_split_anywhere_count_two(cut: int) -> None:
     parser.feed(data[:cut])
     parser.feed(data[cut:])
     assert parser.pings == 2
+
+
+def test_more_header_lines_than_the_limit_is_a_400_with_the_first_ones_read() -> None:
+    from sipdispatch.sip.message import MAX_HEADER_LINES
+
+    head, _, _ = sip(*BASE_REQUEST).partition(b"\r\n\r\n")
+    data = head + b"\r\nX-Pad: 1" * MAX_HEADER_LINES + b"\r\nContent-Length: 0\r\n\r\n"
+    with pytest.raises(ParseError, match="too many header lines") as info:
+        parse_datagram(data)
+    assert info.value.status == 400
+    assert info.value.headers is not None and info.value.headers[0][0] == "via"
+    within = head + b"\r\nX-Pad: 1" * (MAX_HEADER_LINES - 10) + b"\r\nContent-Length: 0\r\n\r\n"
+    assert len(parse_datagram(within).headers) < MAX_HEADER_LINES

@@ -31,7 +31,12 @@ from typing import TYPE_CHECKING
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.latency import alpha_from_permille
 from sipdispatch.dispatcher.states import DS_INACTIVE_DST, DS_TRYING_DST
-from sipdispatch.health.state import ProbingPolicy, StateChange, Transition
+from sipdispatch.health.state import (
+    ProbingPolicy,
+    StateChange,
+    Transition,
+    is_ping_reply_alive,
+)
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.message import DEFAULT_MAX_FORWARDS, Request, Response
 from sipdispatch.sip.timers import TimerHandle
@@ -56,7 +61,7 @@ def estimator_alpha(permille: int) -> float:
     ``latency_estimator_alpha``.
 
     Kamailio (master since 2025, PRs #4358/#4390) reads ``ds_latency_estimator_alpha``
-    as the weight of the *new* sample, default 100 (0.1); SPEC §2 uses that
+    as the weight of the *new* sample, default 100 (0.1); ours is the same
     default. ``latency.py`` implements the older formula ``est*alpha + x*(1-alpha)``,
     so the complement is passed: 100 gives 0.9, the same smoothing as Kamailio.
     Values outside 1..999 fall back to Kamailio's default.
@@ -301,7 +306,7 @@ class Prober:
         dconf = self.dconf
         if dconf.ping_latency_stats:
             self.router.sets.record_ping(live, status, latency_ms(sent_at, now), self.alpha)
-        alive = dconf.is_ping_reply_alive(status)
+        alive = is_ping_reply_alive(status, dconf.ping_reply_codes, dconf.ping_reply_classes)
         self.stats["ping_alive" if alive else "ping_failed"] += 1
         transition = self.policy.after_ping(live.state, live.probing_count, alive)
         if transition is None:

@@ -19,6 +19,7 @@ The rules are those of Kamailio's ``src/modules/dispatcher/dispatch.c``
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sipdispatch.dispatcher.states import (
@@ -54,6 +55,13 @@ PROBE_ONLYFLAGGED = 3
 probing bit, continually; results never add or remove the bit."""
 
 PROBING_MODES = (PROBE_NONE, PROBE_ALL, PROBE_INACTIVE, PROBE_ONLYFLAGGED)
+
+
+def is_ping_reply_alive(code: int, codes: Collection[int], classes: Collection[int]) -> bool:
+    """A ping answered with ``code`` shows the destination alive: any 2xx, or one of the
+    extra ``codes`` or ``classes`` (4 = 4xx) of ``dispatcher.ping_reply_codes``."""
+    return 200 <= code <= 299 or code in codes or code // 100 in classes
+
 
 _NEVER_PINGED = DS_DISABLED_DST | DS_NOPING_DST | DS_NODNSARES_DST
 """``ds_ping_set`` skips disabled, no-ping and no-DNS destinations in every mode."""

@@ -94,6 +94,43 @@ def split_commas(value: str) -> list[str]:
     return out
 
 
+def split_first(value: str) -> tuple[str, str]:
+    """The first comma-separated value of a header line, and the rest after its comma
+    ("" when there is none), both stripped; quotes and ``<...>`` are respected as by
+    :func:`split_commas`. Only as much of the line is read as the first value takes:
+    the top Via of a long Via line costs its own length, not the line's."""
+    in_quote = False
+    in_angle = False
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if in_quote:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_quote = False
+        elif ch == '"':
+            in_quote = True
+        elif ch == "<":
+            in_angle = True
+        elif ch == ">":
+            in_angle = False
+        elif ch == "," and not in_angle:
+            first = value[:i].strip()
+            rest = value[i + 1 :].strip()
+            if not first or not rest:
+                raise ParseError("empty value in comma-separated list")
+            return first, rest
+        i += 1
+    if in_quote:
+        raise ParseError("unterminated quoted string")
+    first = value.strip()
+    if not first:
+        raise ParseError("empty value in comma-separated list")
+    return first, ""
+
+
 def split_name_addr(value: str) -> tuple[str, str]:
     """Split a From/To/Contact/Route value into (URI text, header params text).
 

@@ -22,6 +22,7 @@ from sipdispatch.sip.headers import (
     parse_cseq,
     parse_via,
     split_commas,
+    split_first,
     split_name_addr,
     tag_of,
 )
@@ -32,6 +33,10 @@ SIP_VERSION = "SIP/2.0"
 DEFAULT_MAX_FORWARDS = 70
 """RFC 3261 §8.1.1.6 / §16.6 step 3: the Max-Forwards a request starts with (and the
 one a proxy adds when a request has none)."""
+MAX_HEADER_LINES = 512
+"""Most header lines a message may have (after unfolding): real ones have a few dozen.
+Every header costs the proxy some work (it is read, copied and written out again), so a
+message of thousands of them is refused with 400 rather than handled."""
 DEFAULT_MAX_MESSAGE_SIZE = 65535
 """Largest message accepted (bytes): the largest UDP payload; Kamailio's BUF_SIZE."""
 
@@ -132,7 +137,7 @@ class Message:
             value = self.get("via")
             if value is None:
                 raise ParseError("missing Via header")
-            first = value if "," not in value else split_commas(value)[0]
+            first = value if "," not in value else split_first(value)[0]
             via = self._via = parse_via(first)
         return via
 
@@ -185,21 +190,13 @@ class Message:
                 if "," not in value:
                     del hs[i]
                     first = value
-                elif '"' not in value and "<" not in value and value.count(",") == 1:
-                    # Two values on the line (a Via set as sipp writes it): the same
-                    # as the general case below, without building the list.
-                    head, _, tail = value.partition(",")
-                    first, rest = head.strip(), tail.strip()
-                    if not first or not rest:
-                        raise ParseError("empty value in comma-separated list")
-                    hs[i] = (key, h[1], rest)
                 else:
-                    parts = split_commas(value)
-                    first = parts[0]
-                    if len(parts) == 1:
-                        del hs[i]
+                    # Only the first value is read: the rest stays as it was written.
+                    first, rest = split_first(value)
+                    if rest:
+                        hs[i] = (key, h[1], rest)
                     else:
-                        hs[i] = (key, h[1], ", ".join(parts[1:]))
+                        del hs[i]
                 if key == "via":
                     self._via = None
                 return first
@@ -392,8 +389,8 @@ def unfold(text: str) -> str:
     only the blanks around a folding one are walked, each once: the blanks before
     it back to the end of the previous fold at most, those after it forward.
     """
-    out: list[str] = []
-    done = 0  # text[:done] is in ``out`` (or replaced by a space)
+    pieces: list[str] = []  # the text between folds, joined by one space each
+    done = 0  # text[:done] is in ``pieces`` (or replaced by a space)
     n = len(text)
     i = text.find("\n")
     while i >= 0:
@@ -402,16 +399,16 @@ def unfold(text: str) -> str:
             begin = i - 1 if i > done and text[i - 1] == "\r" else i
             while begin > done and text[begin - 1] in _BLANKS:
                 begin -= 1
+            end += 1
             while end < n and text[end] in _BLANKS:
                 end += 1
-            out.append(text[done:begin])
-            out.append(" ")
+            pieces.append(text[done:begin])
             done = end
         i = text.find("\n", end)
-    if not out:
+    if not pieces:
         return text
-    out.append(text[done:])
-    return "".join(out)
+    pieces.append(text[done:])
+    return " ".join(pieces)
 
 
 def parse_head(head: str) -> tuple[str, list[Header]]:
@@ -428,6 +425,12 @@ def parse_head(head: str) -> tuple[str, list[Header]]:
     start = lines[0]
     if start.endswith("\r"):
         start = start[:-1]
+    if len(lines) > MAX_HEADER_LINES + 1:
+        err = ParseError("too many header lines")
+        # The first ones are read anyway, so that a usable Via still gets the 400.
+        with contextlib.suppress(ParseError):
+            err.start_line, err.headers = start, _parse_lines(start, lines[: MAX_HEADER_LINES + 1])
+        raise err
     return start, _parse_lines(start, lines) if len(lines) > 1 else []
 
 

@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any, ClassVar, Protocol
 
 from sipdispatch.sip.addr import Addr
-from sipdispatch.sip.headers import BRANCH_COOKIE, split_commas
+from sipdispatch.sip.headers import BRANCH_COOKIE, split_first
 from sipdispatch.sip.message import DEFAULT_MAX_FORWARDS, RELEASED, Request, Response
 from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers
 
@@ -330,7 +330,7 @@ def build_hop_request(request: Request, method: str, to: str) -> bytes:
     via = request.get("via")
     if via is not None:
         if "," in via:
-            via = split_commas(via)[0]
+            via = split_first(via)[0]
         lines.append(f"Via: {via}")
     for key, name, value in request.headers:
         if key == "route":

@@ -135,6 +135,8 @@ def _port(text: str, what: str) -> int:
 def parse_params(text: str, what: str = "URI") -> dict[str, str | None]:
     """Parse ``;name[=value]`` pairs (text starts after the first ``;``)."""
     params: dict[str, str | None] = {}
+    if not text or ";;" in text or text[-1] == ";":  # found before splitting a long run
+        raise ParseError(f"empty parameter in {what}")
     for item in text.split(";"):
         if not item:
             raise ParseError(f"empty parameter in {what}")

@@ -1,0 +1,864 @@
+"""The configuration schema: one frozen pydantic dataclass per TOML table.
+
+Every field is typed, constrained and documented here, and this is the only list of keys:
+the loader validates a file against these classes, and ``docs/configuration.md`` lists the
+keys from them (`sipdispatch.config.docs`).
+
+A field is read from the TOML key of its name, or from its ``validation_alias`` when the
+file spells it differently (``set`` for `RouteRule.set_id`); a file is validated with
+``by_name=False``, so it cannot use the attribute name instead. A few keys give two fields
+(``advertise`` gives `ServerConfig.advertise_host` and ``advertise_port``); those fields
+parse the key's text only when a file is validated (validation context `FILE_CONTEXT`), and
+take their own values when the objects are built in Python (``AdminConfig("::1", 0)``).
+
+The classes are real dataclasses: positional and keyword construction, `dataclasses.replace`
+and equality work as usual, and every construction is validated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Annotated, Final, Literal, get_args
+
+from pydantic import (
+    AliasPath,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core.core_schema import ValidatorFunctionWrapHandler
+
+from sipdispatch.config.values import (
+    ALGORITHM_ALLOWED,
+    FAILOVER_ON_ALLOWED,
+    REPLY_CODES_ALLOWED,
+    SQL_IDENTIFIER_ALLOWED,
+    URL_FORMS,
+    Invalid,
+    bracket,
+    is_loopback,
+    is_wildcard,
+    parse_algorithm,
+    parse_db_url,
+    parse_failover_on,
+    parse_header_name,
+    parse_host_port,
+    parse_method,
+    parse_reply_codes,
+    parse_sip_uri,
+    parse_sql_identifier,
+    show_db_url,
+)
+from sipdispatch.sip.uri import DEFAULT_SIP_PORT, DEFAULT_SIPS_PORT
+
+__all__ = [
+    "FILE_CONTEXT",
+    "AdminConfig",
+    "Config",
+    "DispatcherConfig",
+    "Key",
+    "ListenAddr",
+    "RouteMatch",
+    "RouteMode",
+    "RouteRule",
+    "ServerConfig",
+    "StoreKind",
+    "TransactionConfig",
+]
+
+# --------------------------------------------------------------------------------------------
+# Named constants and their origin.
+# --------------------------------------------------------------------------------------------
+
+T1_MS: Final = 500
+"""RTT estimate (RFC 3261 §17.1.1.1, Table 4; Kamailio ``tm.retr_timer1``)."""
+T2_MS: Final = 4000
+"""Maximum retransmit interval for non-INVITE requests and INVITE responses (RFC 3261 Table 4;
+Kamailio ``tm.retr_timer2``)."""
+T4_MS: Final = 5000
+"""Maximum time a message remains in the network (RFC 3261 Table 4)."""
+WAIT_TIMER_MS: Final = 5000
+"""Kamailio ``tm.wt_timer`` default (the RFC's Timers D, J, L and M are 32 s)."""
+FR_TIMER_MS: Final = 30000
+"""Kamailio ``tm.fr_timer`` default."""
+FR_INV_TIMER_MS: Final = 120000
+"""Kamailio ``tm.fr_inv_timer`` default."""
+
+MAX_MESSAGE_SIZE: Final = 65535
+"""Largest UDP payload, and Kamailio's receive buffer (``BUF_SIZE``)."""
+MIN_MESSAGE_SIZE: Final = 1300
+"""RFC 3261 §18.1.1 uses 1300 bytes as the path-MTU threshold; accepting less would reject
+ordinary requests."""
+MAX_MAX_MESSAGE_SIZE: Final = 1 << 20
+"""Upper bound for ``server.max_message_size`` (1 MiB): a peer must not make us buffer
+more than this for one message."""
+
+DEFAULT_DB_URL: Final = "sqlite:///sipdispatch.db"
+"""An SQLite file ``./sipdispatch.db`` relative to the working directory."""
+DEFAULT_PING_FROM: Final = "sip:dispatcher@localhost"
+"""Kamailio ``dispatcher.ds_ping_from`` default."""
+DEFAULT_ALGORITHM: Final = parse_algorithm("round-robin")
+"""Kamailio's algorithm 4, the reference setup's ``ds_select_dst("1", "4")``."""
+ALGORITHM_HASH_HEADER: Final = parse_algorithm("hash-header")
+"""Kamailio's algorithm 7, which needs ``dispatcher.hash_header``."""
+
+ListenProto = Literal["udp", "tcp", "tls"]
+_LISTEN_PROTOS: Final[dict[str, ListenProto]] = {"udp": "udp", "tcp": "tcp", "tls": "tls"}
+SUPPORTED_LISTEN_PROTOS: Final = ("udp", "tcp")
+StoreKind = Literal["list", "db"]
+RouteMode = Literal["dst", "domain"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+MarkFailed = Literal["", "ip", "tx", "dx", "ap", "ax"]
+"""States ``ds_mark_dst`` accepts: first letter a/i/d/t, second p (probing) or x (not)."""
+
+# --------------------------------------------------------------------------------------------
+# How a field appears in the file
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Key:
+    """What a field says about its TOML key, besides its type and constraints (Annotated
+    metadata read by the loader's messages and by the reference in the docs)."""
+
+    unit: str = ""
+    """Unit or meaning of an integer, shown after the range: ``milliseconds``."""
+    allowed: str = ""
+    """What is allowed, when the type and constraints do not say it well enough."""
+    kamailio: str = ""
+    """The Kamailio parameter, function or module it corresponds to; "" = none."""
+    toml_type: str = ""
+    """The key's type as written in the file, when the field's own type is not it."""
+    toml_default: str = ""
+    """The key's default as written in the file, when the field's default is not it."""
+    doc: str = ""
+    """The key's description when the field is not the only one the key gives (the field's
+    docstring then describes the field)."""
+
+
+_CONFIG: Final = ConfigDict(
+    extra="forbid", use_attribute_docstrings=True, validate_by_name=True, validate_by_alias=True
+)
+"""Unknown keys are errors; field docstrings are the descriptions; a field whose key is
+spelt differently in the file (``set``) takes its own name too when built in Python."""
+
+FILE_CONTEXT: Final[Mapping[str, str]] = {"sipdispatch.config": "file"}
+"""Validation context of a configuration file, as opposed to objects built in Python."""
+
+
+def _from_file(info: ValidationInfo) -> bool:
+    context = info.context
+    return isinstance(context, Mapping) and context.get("sipdispatch.config") == "file"
+
+
+def _any_case(choices: object) -> BeforeValidator:
+    """A choice of `choices` (a ``Literal``) written in any case; anything else is left as
+    written, so that the message shows it so."""
+    allowed = frozenset(get_args(choices))
+
+    def validate(value: object) -> object:
+        if isinstance(value, str) and value.lower() in allowed:
+            return value.lower()
+        return value
+
+    return BeforeValidator(validate)
+
+
+def _str_then(check: Callable[[str], str]) -> BeforeValidator:
+    """Check a string with `check`; anything else fails the field's own type check."""
+    return BeforeValidator(lambda v: check(v) if isinstance(v, str) else v)
+
+
+def _part_of_file_key(parse: Callable[[object], tuple[object, ...]], index: int) -> BeforeValidator:
+    """For one of the fields a key gives: in a file, part `index` of the parsed key."""
+
+    def validate(value: object, info: ValidationInfo) -> object:
+        return parse(value)[index] if _from_file(info) else value
+
+    return BeforeValidator(validate)
+
+
+# --------------------------------------------------------------------------------------------
+# [server]
+# --------------------------------------------------------------------------------------------
+
+_LISTEN_FORM: Final = (
+    "must be proto:host[:port] with proto udp, tcp or tls and port 1..65535, "
+    "e.g. udp:127.0.0.1:5060 or tcp:[::1]"
+)
+LISTEN_ALLOWED: Final = 'must be a non-empty list of "proto:host[:port]" strings (proto udp|tcp)'
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class ListenAddr:
+    """One SIP socket to listen on: ``proto:host:port``."""
+
+    proto: ListenProto
+    """``udp``, ``tcp`` or ``tls`` (lower case)."""
+    host: StrictStr
+    """IPv4 address, lower-case host name, or IPv6 address *without* brackets (``::1``)."""
+    port: Annotated[StrictInt, Field(ge=0, le=65535)]
+    """1..65535 in a file; 0 (any free port) only when built in Python."""
+
+    def __str__(self) -> str:
+        return f"{self.proto}:{bracket(self.host)}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddr:
+        """Parse ``proto:host[:port]``; the port defaults to 5060 (5061 for tls).
+
+        ``tls`` is accepted here; a configuration file rejects it until TLS is implemented.
+        Raises ValueError saying what is wrong.
+        """
+        proto, colon, rest = text.partition(":")
+        proto = proto.lower()
+        if not colon or proto not in _LISTEN_PROTOS:
+            raise ValueError(_LISTEN_FORM)
+        try:
+            host, port = parse_host_port(rest, "listen address")
+        except ValueError as exc:
+            raise ValueError(f"{_LISTEN_FORM}: {exc}") from None
+        if port is None:
+            port = DEFAULT_SIPS_PORT if proto == "tls" else DEFAULT_SIP_PORT
+        return cls(_LISTEN_PROTOS[proto], host, port)
+
+
+def _listen(value: object) -> object:
+    """``listen``: the strings of a file parsed, the `ListenAddr` of Python kept; no repeats."""
+    if not isinstance(value, list | tuple) or not value:
+        raise Invalid(LISTEN_ALLOWED)
+    addrs: list[ListenAddr] = []
+    for i, item in enumerate(value):
+        if isinstance(item, ListenAddr):
+            addr = item
+        elif isinstance(item, str):
+            try:
+                addr = ListenAddr.parse(item)
+            except ValueError as exc:
+                raise Invalid(str(exc), at=(i,), value=item) from None
+            if addr.proto not in SUPPORTED_LISTEN_PROTOS:
+                raise Invalid("tls is not supported yet; use udp or tcp", at=(i,), value=item)
+        else:
+            raise Invalid(LISTEN_ALLOWED, at=(i,), value=item)
+        if addr in addrs:
+            raise Invalid(f"duplicate of server.listen[{addrs.index(addr)}]", at=(i,), value=item)
+        addrs.append(addr)
+    return tuple(addrs)
+
+
+_ADVERTISE_ALLOWED: Final = 'must be "" or host[:port] (port 1..65535)'
+
+
+def _advertise(value: object) -> tuple[str | None, int | None]:
+    if not isinstance(value, str):
+        raise Invalid(_ADVERTISE_ALLOWED)
+    if not value:
+        return None, None
+    try:
+        return parse_host_port(value, "advertise address")
+    except ValueError as exc:
+        raise Invalid(f"{_ADVERTISE_ALLOWED}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class ServerConfig:
+    """``[server]``: SIP sockets and process model."""
+
+    listen: Annotated[
+        tuple[ListenAddr, ...],
+        BeforeValidator(_listen),
+        Key(
+            allowed=LISTEN_ALLOWED,
+            kamailio="core `listen`",
+            toml_type="array of strings",
+            toml_default='["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]',
+            doc="SIP sockets, `proto:host[:port]` (see below), in the order given. "
+            "Non-empty, no duplicates.",
+        ),
+    ] = (
+        ListenAddr("udp", "127.0.0.1", DEFAULT_SIP_PORT),
+        ListenAddr("tcp", "127.0.0.1", DEFAULT_SIP_PORT),
+    )
+    """SIP sockets, in the order given; never empty, no duplicates."""
+    advertise_host: Annotated[
+        StrictStr | None,
+        _part_of_file_key(_advertise, 0),
+        Field(validation_alias="advertise"),
+        Key(
+            allowed=_ADVERTISE_ALLOWED,
+            kamailio="`listen = ... advertise host:port`",
+            toml_type="string",
+            toml_default='""',
+            doc="`host[:port]` written in Via and Record-Route instead of the socket "
+            "address; `\"\"` = the socket's own. The port is optional (then the socket's "
+            "port is used).",
+        ),
+    ] = None
+    """Host written in Via / Record-Route instead of the socket's address (None = the socket's).
+    IPv6 without brackets."""
+    advertise_port: Annotated[
+        Annotated[StrictInt, Field(ge=1, le=65535)] | None,
+        _part_of_file_key(_advertise, 1),
+        Field(validation_alias="advertise"),
+    ] = None
+    """Port written with ``advertise_host`` (None = the socket's port)."""
+    record_route: Annotated[StrictBool, Key(kamailio="`record_route()` (rr module)")] = True
+    """Add a Record-Route header with `;lr` to dialog-creating requests, so in-dialog requests
+    come back through the proxy."""
+    workers: Annotated[
+        StrictInt, Field(ge=1), Key(unit="processes", kamailio="core `children`")
+    ] = 1
+    """Worker processes sharing the SIP sockets. **Only 1 for now**: any other value is refused
+    until call load, round-robin positions and destination state are shared between
+    processes."""
+    log_level: Annotated[
+        LogLevel, _any_case(LogLevel), Key(kamailio="core `debug` (numeric levels)")
+    ] = "info"
+    """*(sipdispatch addition)* `debug`, `info`, `warning` or `error` (any case)."""
+    max_message_size: Annotated[
+        StrictInt,
+        Field(ge=MIN_MESSAGE_SIZE, le=MAX_MAX_MESSAGE_SIZE),
+        Key(unit="bytes", kamailio="none: Kamailio's compile-time `BUF_SIZE` is 65535"),
+    ] = MAX_MESSAGE_SIZE
+    """*(sipdispatch addition)* Largest SIP message accepted, in bytes. A larger message gets
+    `513 Message Too Large`."""
+
+    @field_validator("workers")
+    @classmethod
+    def _one_worker(cls, workers: int) -> int:
+        # Several processes need call load, round-robin position and destination state
+        # shared between them; until that exists, refuse rather than silently run one.
+        if workers != 1:
+            raise Invalid("only 1 is supported yet (several worker processes are planned)")
+        return workers
+
+
+# --------------------------------------------------------------------------------------------
+# [transaction]
+# --------------------------------------------------------------------------------------------
+
+Milliseconds = Annotated[StrictInt, Field(ge=1)]
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class TransactionConfig:
+    """``[transaction]``: RFC 3261 timers, in milliseconds, with Kamailio ``tm`` names."""
+
+    fr_timer: Annotated[Milliseconds, Key(unit="milliseconds", kamailio="`tm.fr_timer`")] = (
+        FR_TIMER_MS
+    )
+    """A branch with no final response (and, for INVITE, no provisional one) within this time
+    times out; the proxy acts as if it had received 408 (RFC 3261 Timers B/F)."""
+    fr_inv_timer: Annotated[
+        Milliseconds, Key(unit="milliseconds", kamailio="`tm.fr_inv_timer`")
+    ] = FR_INV_TIMER_MS
+    """INVITE: no final response this long after a provisional one; the branch is cancelled
+    and times out with 408 (RFC 3261 §16.8 Timer C)."""
+    t1: Annotated[Milliseconds, Key(unit="milliseconds", kamailio="`tm.retr_timer1`")] = T1_MS
+    """RFC 3261 T1, round-trip estimate; first retransmission interval over UDP."""
+    t2: Annotated[
+        Milliseconds, Key(unit="milliseconds, not less than t1", kamailio="`tm.retr_timer2`")
+    ] = T2_MS
+    """RFC 3261 T2, cap of the retransmission interval for non-INVITE requests and INVITE
+    responses. Must be >= `t1`."""
+    t4: Annotated[Milliseconds, Key(unit="milliseconds")] = T4_MS
+    """*(sipdispatch addition)* RFC 3261 T4, the longest a message stays in the network; sets
+    Timers I and K."""
+    wait_timer: Annotated[Milliseconds, Key(unit="milliseconds", kamailio="`tm.wt_timer`")] = (
+        WAIT_TIMER_MS
+    )
+    """How long a finished transaction is kept to absorb retransmissions: RFC 3261 Timers D,
+    J, L and M (RFC 6026), which the RFCs set to 64·T1 = 32 s. Kamailio keeps them for its
+    `wt_timer`, 5 s, and so do we by default: a call's transactions are freed 5 s after its
+    final response instead of 32 s, which is most of the memory a call holds (BENCHMARKS.md).
+    A retransmission that comes later is still handled: a retransmitted 2xx is relayed
+    statelessly along its Via, a late INVITE retransmission (a caller that missed our
+    100 Trying for 5 s) would be relayed again, as with Kamailio."""
+
+    @model_validator(mode="after")
+    def _t2_not_below_t1(self) -> TransactionConfig:
+        if self.t2 < self.t1:
+            raise Invalid(
+                f"must be an integer >= {self.t1} (milliseconds, not less than t1)",
+                at=("t2",),
+                value=self.t2,
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# [admin]
+# --------------------------------------------------------------------------------------------
+
+_ADMIN_LISTEN_FORM: Final = "must be host:port (port 1..65535), e.g. 127.0.0.1:5080"
+
+
+def _admin_listen(value: object) -> tuple[str, int]:
+    if not isinstance(value, str):
+        raise Invalid(_ADMIN_LISTEN_FORM)
+    try:
+        host, port = parse_host_port(value, "admin address")
+    except ValueError as exc:
+        raise Invalid(f"{_ADMIN_LISTEN_FORM}: {exc}") from None
+    if port is None:
+        raise Invalid(f"{_ADMIN_LISTEN_FORM}: the port is missing")
+    return host, port
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class AdminConfig:
+    """``[admin]``: the JSON-RPC (POST /RPC) and metrics (GET /metrics) HTTP listener."""
+
+    host: Annotated[
+        StrictStr,
+        _part_of_file_key(_admin_listen, 0),
+        Field(validation_alias="listen"),
+        Key(
+            allowed=_ADMIN_LISTEN_FORM,
+            kamailio="`xhttp` + `jsonrpcs` modules on a `listen` socket",
+            toml_type="string",
+            toml_default='"127.0.0.1:5080"',
+            doc="`host:port` (port required, IPv6 in brackets) of the HTTP listener: "
+            "JSON-RPC 2.0 at `POST /RPC`, metrics at `GET /metrics`. It must not be the same "
+            "TCP address and port as a tcp entry of `server.listen` (a wildcard host "
+            "`0.0.0.0` / `[::]` overlaps every address).",
+        ),
+    ] = "127.0.0.1"
+    """Address to listen on; IPv6 without brackets."""
+    port: Annotated[
+        StrictInt,
+        _part_of_file_key(_admin_listen, 1),
+        Field(ge=0, le=65535, validation_alias="listen"),
+    ] = 5080
+    """TCP port (0 = any free port, only when built in Python)."""
+    token: Annotated[
+        StrictStr,
+        Key(kamailio="none (Kamailio's jsonrpcs has no authentication of its own)"),
+    ] = ""
+    """Bearer token required on every admin request; `""` = no authentication. **Required**
+    when `listen` is not a loopback address (127.0.0.0/8, `::1`, `localhost`): the admin
+    interface can reconfigure the proxy."""
+
+    @property
+    def listen(self) -> str:
+        """``host:port`` as written in the file (IPv6 bracketed)."""
+        return f"{bracket(self.host)}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        """The listener is reachable only from this machine."""
+        return is_loopback(self.host)
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> AdminConfig:
+        if not self.token and not self.is_loopback:
+            raise Invalid(
+                f"must be set when admin.listen ({self.listen}) is not a loopback address",
+                at=("token",),
+                value=self.token,
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# [dispatcher]
+# --------------------------------------------------------------------------------------------
+
+
+def _reply_codes(value: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if not isinstance(value, str):
+        raise Invalid(REPLY_CODES_ALLOWED)
+    return parse_reply_codes(value)
+
+
+_METHOD_ALLOWED: Final = "must be a SIP method name in upper-case letters"
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class DispatcherConfig:
+    """``[dispatcher]``: destination store, probing and algorithm settings (Kamailio
+    ``dispatcher`` module parameters)."""
+
+    list_file: Annotated[StrictStr, Key(kamailio="`list_file`")] = ""
+    """Destination list in Kamailio's `dispatcher.list` format. When set, it is the store."""
+    db_url: Annotated[
+        StrictStr,
+        _str_then(parse_db_url),
+        Key(allowed=f"must be a URL {URL_FORMS}", kamailio="`db_url`"),
+    ] = DEFAULT_DB_URL
+    """Destination store when `list_file` is empty: `sqlite:///PATH` (relative to the working
+    directory; `sqlite:////abs/path` for an absolute one), `mysql://user:pw@host:3306/db`
+    (also `mariadb://`), `postgresql://user:pw@host/db` (also `postgres://`); an SQLAlchemy
+    driver suffix such as `mysql+pymysql://` is allowed."""
+    table_name: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`table_name`"),
+    ] = "dispatcher"
+    """SQL table of destinations (Kamailio schema version 4); it is written into SQL."""
+    ping_interval: Annotated[
+        StrictInt, Field(ge=0), Key(unit="seconds, 0 = off", kamailio="`ds_ping_interval`")
+    ] = 10
+    """Seconds between OPTIONS pings to destinations; `0` = no pings."""
+    ping_method: Annotated[
+        StrictStr,
+        _str_then(lambda v: parse_method(v, _METHOD_ALLOWED)),
+        Key(allowed=_METHOD_ALLOWED, kamailio="`ds_ping_method`"),
+    ] = "OPTIONS"
+    """Method of the pings."""
+    ping_from: Annotated[
+        StrictStr,
+        _str_then(parse_sip_uri),
+        Key(allowed="must be a SIP URI starting with sip: or sips:", kamailio="`ds_ping_from`"),
+    ] = DEFAULT_PING_FROM
+    """From URI of the pings."""
+    ping_reply_codes: Annotated[
+        tuple[StrictInt, ...],
+        Field(validation_alias=AliasPath("ping_reply_codes", "codes")),
+        Key(
+            allowed=REPLY_CODES_ALLOWED,
+            kamailio="`ds_ping_reply_codes`",
+            toml_type="string",
+            toml_default='""',
+            doc="Replies that show a destination alive besides 2xx: `code=NNN` (200..699) and "
+            "`class=N` (2..6, e.g. `class=4` = any 4xx), separated by `;`, any number, any "
+            'order: `"code=404;code=480;class=3"`.',
+        ),
+    ] = ()
+    """Extra reply codes counting as alive, besides 2xx (the ``code=`` entries of the key)."""
+    ping_reply_classes: Annotated[
+        tuple[StrictInt, ...],
+        Field(validation_alias=AliasPath("ping_reply_codes", "classes")),
+    ] = ()
+    """Extra reply classes (4 = 4xx) counting as alive (the ``class=`` entries of
+    ``ping_reply_codes``)."""
+    probing_threshold: Annotated[StrictInt, Field(ge=1), Key(kamailio="`ds_probing_threshold`")] = 1
+    """Failed pings in a row before a destination becomes inactive (`IP`)."""
+    inactive_threshold: Annotated[
+        StrictInt, Field(ge=1), Key(kamailio="`ds_inactive_threshold`")
+    ] = 1
+    """Answered pings in a row before an inactive destination is active (`AP`) again."""
+    probing_mode: Annotated[StrictInt, Field(ge=0, le=3), Key(kamailio="`ds_probing_mode`")] = 0
+    """Which destinations are pinged: `0` those in probing state; `1` all; `2` only inactive
+    ones in probing state; `3` those in probing state, continually, without the pings
+    changing the probing flag."""
+    ping_latency_stats: Annotated[StrictBool, Key(kamailio="`ds_ping_latency_stats`")] = False
+    """Keep ping latency statistics (`AVG STD EST MAX TIMEOUT` in `dispatcher.list`)."""
+    latency_estimator_alpha: Annotated[
+        StrictInt,
+        Field(ge=0, le=1000),
+        Key(
+            unit="per mille",
+            kamailio="`ds_latency_estimator_alpha` (current meaning and default; Kamailio "
+            "versions before 2025 documented the complement, 900)",
+        ),
+    ] = 100
+    """Weight of a new latency sample in the EWMA estimate, per mille (100 = 0.1)."""
+    hash_size: Annotated[
+        StrictInt, Field(ge=0, le=16), Key(unit="power of two", kamailio="`ds_hash_size`")
+    ] = 0
+    """Size of the call-load table used by algorithm 10, as a power of two (8 = 256 slots)."""
+    hash_expire: Annotated[
+        StrictInt, Field(ge=1), Key(unit="seconds", kamailio="`ds_hash_expire`")
+    ] = 7200
+    """Seconds a confirmed call counts towards a destination's load when no BYE is seen."""
+    hash_initexpire: Annotated[
+        StrictInt, Field(ge=1), Key(unit="seconds", kamailio="`ds_hash_initexpire`")
+    ] = 7200
+    """Seconds an unconfirmed call (INVITE sent, no 2xx yet) counts towards load."""
+    use_default: Annotated[StrictBool, Key(kamailio="`use_default`")] = False
+    """The last destination of each set is a backup, used only when all others fail."""
+    failover: Annotated[StrictBool, Key(kamailio="`flags` value 2")] = True
+    """Keep the rest of the set so a failed call can try the next destination."""
+    hash_user_only: Annotated[StrictBool, Key(kamailio="`flags` value 1")] = False
+    """URI hashes (algorithms 1, 2, 3) use only the user part."""
+    keep_state_on_reload: Annotated[StrictBool, Key(kamailio="none (sipdispatch behaviour)")] = True
+    """Destinations present before and after `dispatcher.reload` keep their state, latency and
+    call load."""
+    hash_header: Annotated[
+        StrictStr,
+        _str_then(parse_header_name),
+        Key(
+            allowed='must be "" or a SIP header name, e.g. "X-Customer"',
+            kamailio='`hash_pvar` (e.g. `"$hdr(X-Customer)"`)',
+        ),
+    ] = ""
+    """*(sipdispatch addition)* Name of the header whose value algorithm 7 hashes, e.g.
+    `"X-Customer"`. A route using algorithm 7 requires it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reply_codes_text(cls, data: object, info: ValidationInfo) -> object:
+        # The key's text gives two fields, and one of them has the key's name: in a file, the
+        # text becomes {"codes": ..., "classes": ...}, which the fields' alias paths read; in
+        # Python each field takes its own name (a tuple has no "codes" to find).
+        if _from_file(info) and isinstance(data, Mapping) and "ping_reply_codes" in data:
+            raw = data["ping_reply_codes"]
+            try:
+                codes, classes = _reply_codes(raw)
+            except Invalid as exc:
+                raise Invalid(exc.allowed, at=("ping_reply_codes",), value=raw) from None
+            data = {**data, "ping_reply_codes": {"codes": codes, "classes": classes}}
+        return data
+
+    @property
+    def store_kind(self) -> StoreKind:
+        """``"list"`` when ``list_file`` is set, else ``"db"``."""
+        return "list" if self.list_file else "db"
+
+    @model_validator(mode="after")
+    def _one_store(self) -> DispatcherConfig:
+        if self.list_file and self.db_url and self.db_url != DEFAULT_DB_URL:
+            raise Invalid(
+                "cannot be used together with dispatcher.list_file; choose one",
+                at=("db_url",),
+                value=show_db_url(self.db_url),
+            )
+        if not self.list_file and not self.db_url:
+            raise Invalid(
+                "must be set when dispatcher.list_file is empty", at=("db_url",), value=""
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# [[route]]
+# --------------------------------------------------------------------------------------------
+
+_MATCH_METHOD_ALLOWED: Final = 'must be a method name or a non-empty list of them, e.g. ["INVITE"]'
+_MATCH_DOMAIN_ALLOWED: Final = "must be a non-empty domain name (leave it out to match any)"
+_MATCH_PREFIX_ALLOWED: Final = (
+    "must be a non-empty string without spaces (leave it out to match any)"
+)
+
+
+def _methods(value: object) -> object:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise Invalid(_MATCH_METHOD_ALLOWED)
+    return tuple(dict.fromkeys(parse_method(m, _MATCH_METHOD_ALLOWED) for m in items))
+
+
+def _non_empty(allowed: str, *, lower: bool = False) -> BeforeValidator:
+    def validate(value: object) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+            raise Invalid(allowed)
+        return value.lower() if lower else value
+
+    return BeforeValidator(validate)
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class RouteMatch:
+    """``match = {...}`` of a ``[[route]]`` rule; None fields match anything."""
+
+    methods: Annotated[
+        tuple[str, ...] | None,
+        BeforeValidator(_methods),
+        Field(validation_alias="method"),
+        Key(
+            allowed=_MATCH_METHOD_ALLOWED,
+            kamailio='`is_method("INVITE")`',
+            toml_type="string or array of strings",
+            toml_default="any method",
+        ),
+    ] = None
+    """A method name or a list of them, upper case (`"INVITE"`, `["INVITE", "MESSAGE"]`).
+    Compared case-sensitively (RFC 3261 §7.1)."""
+    domain: Annotated[
+        str | None,
+        _non_empty(_MATCH_DOMAIN_ALLOWED, lower=True),
+        Key(
+            allowed=_MATCH_DOMAIN_ALLOWED,
+            kamailio='`$rd == "..."`',
+            toml_type="string",
+            toml_default="any domain",
+        ),
+    ] = None
+    """Request-URI host, stored lower-case and compared case-insensitively."""
+    user_prefix: Annotated[
+        str | None,
+        _non_empty(_MATCH_PREFIX_ALLOWED),
+        Key(
+            allowed=_MATCH_PREFIX_ALLOWED,
+            kamailio='`$rU =~ "^44"`',
+            toml_type="string",
+            toml_default="any user",
+        ),
+    ] = None
+    """The Request-URI user part starts with this string."""
+    source_set: Annotated[
+        Annotated[StrictInt, Field(ge=0)] | None,
+        Key(
+            unit="destination set id",
+            kamailio='`ds_is_from_list("2")`',
+            toml_type="integer",
+            toml_default="any source",
+        ),
+    ] = None
+    """The request comes from a destination of this set."""
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class RouteRule:
+    """One ``[[route]]`` rule; the first rule whose `match` fits a request routes it."""
+
+    set_id: Annotated[
+        StrictInt,
+        Field(ge=0, validation_alias="set"),
+        Key(unit="destination set id, required", kamailio='`ds_select_dst("SET", ...)`'),
+    ]
+    """Destination set to dispatch to."""
+    match: Annotated[
+        RouteMatch,
+        Key(
+            allowed='must be a table, e.g. match = { method = ["INVITE"] }',
+            kamailio="`if (...)` in `request_route`",
+            toml_type="inline table",
+            toml_default="{}",
+            doc="Conditions, all optional, all must hold (see `match` below); `{}` matches "
+            "every request.",
+        ),
+    ] = RouteMatch()
+    """Conditions; the empty match fits every request."""
+    algorithm: Annotated[
+        int,
+        BeforeValidator(parse_algorithm),
+        Key(
+            allowed=ALGORITHM_ALLOWED,
+            kamailio='`ds_select_dst(..., "ALG")`',
+            toml_type="integer or string",
+        ),
+    ] = DEFAULT_ALGORITHM
+    """Algorithm number or name (table below, any case)."""
+    mode: Annotated[
+        RouteMode,
+        _any_case(RouteMode),
+        Key(kamailio="`ds_select_dst` / `ds_select_domain`"),
+    ] = "dst"
+    """`"dst"`: the request goes to the destination, Request-URI kept (`ds_select_dst`).
+    `"domain"`: the Request-URI host:port is rewritten to the destination
+    (`ds_select_domain`)."""
+    limit: Annotated[
+        StrictInt,
+        Field(ge=0),
+        Key(unit="0 = whole set", kamailio="`ds_select_dst(set, alg, limit)`"),
+    ] = 0
+    """Length of the failover list (the chosen destination plus alternatives)."""
+    failover_codes: Annotated[
+        frozenset[StrictInt],
+        _part_of_file_key(parse_failover_on, 0),
+        Field(validation_alias="failover_on"),
+        Key(
+            allowed=FAILOVER_ON_ALLOWED,
+            kamailio="`failure_route`: `t_check_status(...)` + `ds_next_dst()`",
+            toml_type="array of strings",
+            toml_default='["5xx", "404", "408"]',
+            doc="Final responses after which the call is tried on the next destination: "
+            '3-digit codes `"300"`..`"699"` and classes `"3xx"`..`"6xx"`, as strings. A '
+            "branch that times out (`fr_timer` / `fr_inv_timer`) always tries the next "
+            "destination; this list is about final responses received. `[]` = no failover on "
+            "responses. Nothing fails over when `dispatcher.failover = false`.",
+        ),
+    ] = frozenset({404, 408})
+    """Final response codes that make the call try the next destination."""
+    failover_classes: Annotated[
+        frozenset[StrictInt],
+        _part_of_file_key(parse_failover_on, 1),
+        Field(validation_alias="failover_on"),
+    ] = frozenset({5})
+    """Final response classes (5 = 5xx) that make the call try the next destination."""
+    mark_failed: Annotated[
+        MarkFailed, _any_case(MarkFailed), Key(kamailio='`ds_mark_dst("ip")`')
+    ] = "ip"
+    """State given to a destination that failed a call (`ds_mark_dst`), any case; `""` =
+    leave its state alone."""
+    no_destination: Annotated[
+        StrictInt,
+        Field(ge=300, le=699),
+        Key(unit="SIP reply code", kamailio='`send_reply("503", ...)`'),
+    ] = 503
+    """Reply sent when no usable destination is left."""
+
+
+# --------------------------------------------------------------------------------------------
+# The whole file
+# --------------------------------------------------------------------------------------------
+
+ROUTE_ALLOWED: Final = "must be an array of tables: write each rule as [[route]]"
+
+
+def _routes(value: object) -> object:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(r, Mapping | RouteRule) for r in value
+    ):
+        raise Invalid(ROUTE_ALLOWED)
+    return value
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class Config:
+    """The whole configuration of one sipdispatch process."""
+
+    server: ServerConfig = ServerConfig()
+    """SIP sockets and process model."""
+    transaction: TransactionConfig = TransactionConfig()
+    """Transaction timers, with Kamailio `tm` names."""
+    admin: AdminConfig = AdminConfig()
+    """The admin HTTP listener."""
+    dispatcher: DispatcherConfig = DispatcherConfig()
+    """Destination store, probing and algorithm settings."""
+    routes: Annotated[
+        tuple[RouteRule, ...],
+        BeforeValidator(_routes),
+        Field(validation_alias="route"),
+        Key(allowed=ROUTE_ALLOWED, toml_type="array of tables", toml_default="none"),
+    ] = ()
+    """``[[route]]`` rules in file order; first match wins."""
+
+    @field_validator("routes", mode="wrap")
+    @classmethod
+    def _algorithm_needs(
+        cls, value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> tuple[RouteRule, ...]:
+        """What an algorithm needs from ``[dispatcher]``: algorithm 7 a header to hash."""
+        rules: tuple[RouteRule, ...] = handler(value)
+        dispatcher = info.data.get("dispatcher")
+        if not isinstance(dispatcher, DispatcherConfig):
+            return rules  # [dispatcher] is wrong itself; that is reported
+        for i, rule in enumerate(rules):
+            if rule.algorithm == ALGORITHM_HASH_HEADER and not dispatcher.hash_header:
+                raw = value[i] if isinstance(value, list | tuple) else None
+                written = raw.get("algorithm") if isinstance(raw, Mapping) else rule.algorithm
+                raise Invalid(
+                    "algorithm 7 (hash-header) needs dispatcher.hash_header set",
+                    at=(i, "algorithm"),
+                    value=written,
+                )
+        return rules
+
+    @model_validator(mode="after")
+    def _admin_port_free(self) -> Config:
+        """The admin HTTP listener must not take a TCP port a SIP socket needs."""
+        admin = self.admin
+        for i, addr in enumerate(self.server.listen):
+            same_host = addr.host == admin.host or is_wildcard(addr.host) or is_wildcard(admin.host)
+            if addr.proto in ("tcp", "tls") and addr.port == admin.port and same_host:
+                raise Invalid(
+                    f"conflicts with server.listen[{i}] ({addr})",
+                    at=("admin", "listen"),
+                    value=admin.listen,
+                )
+        return self
