@@ -22,7 +22,7 @@ from sipdispatch.routing import DispatchRouter
 from sipdispatch.service import DispatcherService
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
-from sipdispatch.transport.shell import SipShell
+from sipdispatch.transport.shell import SipShell, TcpLimits
 
 log = logging.getLogger("sipdispatch.server")
 
@@ -127,7 +127,21 @@ class Server:
         loop = asyncio.get_running_loop()
         self._clock = loop.time
         core = ProxyCore(ProxySettings(local={}), self.router, timers_from(self.config))
-        shell = SipShell(core, loop)
+        server = self.config.server
+        limits = TcpLimits(
+            max_connections=server.tcp_max_connections,
+            max_per_source=server.tcp_max_connections_per_source,
+            message_timeout=server.tcp_message_timeout,
+            idle_timeout=server.tcp_idle_timeout,
+            dialog_idle_timeout=server.tcp_dialog_idle_timeout,
+        )
+        shell = SipShell(core, loop, limits)
+        if shell.max_accepted < limits.max_connections:
+            log.warning(
+                "server.tcp_max_connections = %d lowered to %d by the file limit "
+                "(ulimit -n), which keeps descriptors for the admin listener and the rest",
+                limits.max_connections, shell.max_accepted,
+            )  # fmt: skip
         self.core, self.shell = core, shell
         bound: list[tuple[str, str, int]] = []
         for addr in self.config.server.listen:

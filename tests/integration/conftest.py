@@ -97,6 +97,7 @@ def proxy_factory(tmp_path: Path) -> Iterator[ProxyFactory]:
         admin_port: int | None = None,
         name: str = "proxy",
         expect_clean_exit: bool = False,
+        file_limit: int | None = None,
     ) -> ProxyProcess:
         proxy = start_proxy(
             config_toml,
@@ -105,6 +106,7 @@ def proxy_factory(tmp_path: Path) -> Iterator[ProxyFactory]:
             admin_port=admin_port,
             name=name,
             expect_clean_exit=expect_clean_exit,
+            file_limit=file_limit,
         )
         started.append(proxy)
         return proxy

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +131,7 @@ def start_proxy(
     name: str = "proxy",
     expect_clean_exit: bool = False,
     ready_timeout: float = READY_TIMEOUT,
+    file_limit: int | None = None,
 ) -> ProxyProcess:
     """Write ``config_toml`` to ``workdir/NAME.toml``, start the proxy there, wait until ready."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +147,7 @@ def start_proxy(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
+            preexec_fn=None if file_limit is None else _limit_files(file_limit),
         )
     proxy = ProxyProcess(
         port=port,
@@ -157,6 +160,15 @@ def start_proxy(
     )
     proxy.wait_ready(ready_timeout)
     return proxy
+
+
+def _limit_files(limit: int) -> Callable[[], None]:
+    """For the child: at most ``limit`` open files (soft and hard, as `ulimit -n`)."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
 
 
 def write_list_file(path: Path, entries: Iterable[tuple[int, str] | str]) -> Path:

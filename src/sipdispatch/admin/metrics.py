@@ -164,6 +164,31 @@ class SipdispatchCollector:
         in_flight.add_metric(["client"], traffic.client_transactions)
         yield in_flight
 
+        shell = traffic.shell
+        yield GaugeMetricFamily(
+            _name("tcp_connections"),
+            "TCP connections open (accepted and opened to destinations).",
+            value=shell.tcp_connections,
+        )
+        refused = CounterMetricFamily(
+            _name("tcp_connections_refused"),
+            "Accepted TCP connections closed at once: over server.tcp_max_connections "
+            "(total) or server.tcp_max_connections_per_source (per_source).",
+            labels=["reason"],
+        )
+        refused.add_metric(["total"], shell.tcp_refused_total)
+        refused.add_metric(["per_source"], shell.tcp_refused_per_source)
+        yield refused
+        closed = CounterMetricFamily(
+            _name("tcp_connections_closed"),
+            "TCP connections the proxy closed: idle past server.tcp_idle_timeout (idle), or "
+            "no complete message within server.tcp_message_timeout (incomplete).",
+            labels=["reason"],
+        )
+        closed.add_metric(["idle"], shell.tcp_closed_idle)
+        closed.add_metric(["incomplete"], shell.tcp_closed_incomplete)
+        yield closed
+
         collector = traffic.collector
         yield GaugeMetricFamily(
             _name("gc_objects_pending"),

@@ -27,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationInfo,
@@ -268,6 +269,20 @@ def _advertise(value: object) -> tuple[str | None, int | None]:
         raise Invalid(f"{_ADVERTISE_ALLOWED}: {exc}") from None
 
 
+SECONDS_ALLOWED = "must be a number > 0 (seconds)"
+
+
+def _seconds(value: object) -> float:
+    """A duration in seconds: an integer or a float of TOML, more than 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise Invalid(SECONDS_ALLOWED)
+    return float(value)
+
+
+Seconds = Annotated[StrictFloat, BeforeValidator(_seconds)]
+"""A duration in seconds, more than 0 (an integer or a float in the file)."""
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class ServerConfig:
     """``[server]``: SIP sockets and process model."""
@@ -330,6 +345,34 @@ class ServerConfig:
     ] = MAX_MESSAGE_SIZE
     """*(sipdispatch addition)* Largest SIP message accepted, in bytes. A larger message gets
     `513 Message Too Large`."""
+    tcp_max_connections: Annotated[
+        StrictInt, Field(ge=1), Key(unit="connections", kamailio="core `tcp_max_connections`")
+    ] = 4096
+    """TCP connections accepted at once, all sources together (connections the proxy opens
+    to its destinations are not counted). The process's file limit lowers it when needed, so
+    that 128 descriptors stay free for the admin listener, the database and those outgoing
+    connections. Over it, a new connection is closed at once."""
+    tcp_max_connections_per_source: Annotated[
+        StrictInt, Field(ge=1), Key(unit="connections", kamailio="none (a pike-like limit)")
+    ] = 64
+    """*(sipdispatch addition)* TCP connections accepted at once from one IP address."""
+    tcp_message_timeout: Annotated[
+        Seconds,
+        Key(allowed=SECONDS_ALLOWED, toml_type="number", kamailio="core `tcp_msg_read_timeout`"),
+    ] = 10.0
+    """Time an accepted TCP connection has to complete its first message, and any
+    connection to complete a message once its first byte came; then it is closed (slow
+    senders hold no connection)."""
+    tcp_idle_timeout: Annotated[
+        Seconds,
+        Key(allowed=SECONDS_ALLOWED, toml_type="number", kamailio="core `tcp_connection_lifetime`"),
+    ] = 120.0
+    """A TCP connection with no traffic either way for this long is closed."""
+    tcp_dialog_idle_timeout: Annotated[
+        Seconds, Key(allowed=SECONDS_ALLOWED, toml_type="number", kamailio="none")
+    ] = 3600.0
+    """*(sipdispatch addition)* The same for a connection over which a call was answered (a
+    2xx to an INVITE went either way): its in-dialog requests may come much later."""
 
     @field_validator("workers")
     @classmethod

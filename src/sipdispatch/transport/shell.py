@@ -14,15 +14,17 @@ import contextlib
 import ipaddress
 import logging
 import math
+import resource
 import socket
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.memo import remember
-from sipdispatch.sip.message import StreamParser
+from sipdispatch.sip.message import Response, StreamParser
 from sipdispatch.sip.proxy import ProxyCore
 
 log = logging.getLogger("sipdispatch.transport")
@@ -31,8 +33,12 @@ DNS_CACHE_SECONDS = 60.0
 """How long a resolved host name is reused."""
 TCP_CONNECT_TIMEOUT = 10.0
 """Seconds to wait for an outgoing TCP connection before failing its messages."""
-TCP_IDLE_TIMEOUT = 600.0
-"""A TCP connection with no traffic either way for this long is closed."""
+TCP_SWEEP_INTERVAL = 1.0
+"""Seconds between two looks for TCP connections to close (see ``TcpLimits``)."""
+FD_RESERVE = 128
+"""File descriptors kept free of accepted SIP connections: the admin listener, the
+database, DNS and the connections the proxy opens to its destinations still get
+theirs when a flood of connections fills the rest."""
 TCP_MAX_BUFFERED = 1 << 20
 """A peer whose unsent output exceeds this many bytes is disconnected."""
 TIMER_RESOLUTION = 0.01
@@ -111,12 +117,52 @@ class SlowGuard:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    """How many TCP connections are accepted, and how long they may stay."""
+
+    max_connections: int = 4096
+    """Accepted connections at once, all sources together (also kept under the file
+    limit less ``FD_RESERVE``). Connections the proxy opens to its destinations are
+    not counted: they are never refused."""
+    max_per_source: int = 64
+    """Accepted connections at once from one IP address."""
+    message_timeout: float = 10.0
+    """Seconds an accepted connection has to complete its first message, and any
+    connection to complete a message once its first byte came (slow senders)."""
+    idle_timeout: float = 120.0
+    """Seconds with no traffic either way after which a connection is closed
+    (Kamailio's ``tcp_connection_lifetime``)."""
+    dialog_idle_timeout: float = 3600.0
+    """The same for a connection over which a call was answered (a 2xx to an INVITE
+    went either way): its in-dialog requests may come much later."""
+
+
 class ShellStats:
     """What the shell counts (the core counts the rest)."""
 
-    __slots__ = ("refused_destinations", "slow_messages", "udp_errors")
+    __slots__ = (
+        "refused_destinations",
+        "slow_messages",
+        "tcp_closed_idle",
+        "tcp_closed_incomplete",
+        "tcp_connections",
+        "tcp_refused_per_source",
+        "tcp_refused_total",
+        "udp_errors",
+    )
 
     def __init__(self) -> None:
+        self.tcp_connections = 0
+        """TCP connections open now (accepted and opened)."""
+        self.tcp_refused_total = 0
+        """Connections refused: ``max_connections`` accepted already."""
+        self.tcp_refused_per_source = 0
+        """Connections refused: ``max_per_source`` from that IP already."""
+        self.tcp_closed_idle = 0
+        """Connections closed after ``idle_timeout`` (or ``dialog_idle_timeout``)."""
+        self.tcp_closed_incomplete = 0
+        """Connections closed because a message was not completed in ``message_timeout``."""
         self.refused_destinations = 0
         """Messages not sent: their destination was a broadcast, multicast or
         unspecified address (see ``address_kind``)."""
@@ -125,6 +171,23 @@ class ShellStats:
         self.slow_messages = 0
         """Received datagrams or TCP segments whose handling took more than
         ``SLOW_MESSAGE_CPU`` of CPU."""
+
+
+REFUSAL_LOG_INTERVAL = 10.0
+"""Seconds: at most one log line per interval about refused TCP connections."""
+
+
+def _descriptors_for_connections() -> int:
+    """How many accepted connections the file limit leaves room for (the soft limit
+    raised to the hard one first, as servers do), less ``FD_RESERVE``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(soft - FD_RESERVE, 16)
 
 
 NAME, USABLE_IP, FORBIDDEN_IP = 0, 1, 2
@@ -181,21 +244,40 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.shell.stats.udp_errors += 1
 
 
+def _answers_invite(response: Response) -> bool:
+    try:
+        return response.cseq[1] == "INVITE"
+    except ParseError:
+        return False
+
+
 class TcpConnection(asyncio.Protocol):
     """One TCP connection, accepted or opened by us."""
 
-    def __init__(self, shell: SipShell, conn_id: int) -> None:
+    def __init__(self, shell: SipShell, conn_id: int, accepted: bool) -> None:
         self.shell = shell
         self.conn_id = conn_id
+        self.accepted = accepted
+        """Accepted from a peer (else opened by the proxy to a destination)."""
         self.parser = StreamParser(shell.core.settings.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
-        self.last_activity = shell.loop.time()
+        now = shell.loop.time()
+        self.last_activity = now
+        self.waiting_since: float | None = now if accepted else None
+        """Since when a message is being waited for: the first one of an accepted
+        connection, or one whose first bytes came; None when none is pending."""
+        self.dialog = False
+        """A call was answered over it (a 2xx to an INVITE went either way)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        if self.accepted and not self.shell.admit(self):
+            self.transport = None
+            cast(asyncio.Transport, transport).abort()
+            return
         self.shell.register(self)
 
     def data_received(self, data: bytes) -> None:
@@ -224,15 +306,22 @@ class TcpConnection(asyncio.Protocol):
             return
         if self.parser.pings != pings and self.transport is not None:
             self.transport.write(b"\r\n")  # RFC 5626 §3.5.1: pong
+        if items:
+            self.waiting_since = now if self.parser.buffered else None
+        elif self.parser.buffered and self.waiting_since is None:
+            self.waiting_since = now
         for item in items:
             if isinstance(item, ParseError):
                 core.bad_message(item, src, now)
             else:
+                if isinstance(item, Response) and 200 <= item.status < 300:
+                    self.dialog = self.dialog or _answers_invite(item)
                 core.receive_message(item, src, now)
         shell.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.shell.unregister(self)
+        if self.transport is not None:
+            self.shell.unregister(self)
 
     def write(self, data: bytes) -> bool:
         t = self.transport
@@ -244,14 +333,26 @@ class TcpConnection(asyncio.Protocol):
             return False
         t.write(data)
         self.last_activity = self.shell.loop.time()
+        if not self.dialog and data.startswith(b"SIP/2.0 2") and b" INVITE\r\n" in data:
+            self.dialog = True  # a 2xx to an INVITE: a call goes on over this connection
         return True
 
 
 class SipShell:
     """Sockets, clock and DNS for one ProxyCore."""
 
-    def __init__(self, core: ProxyCore, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        core: ProxyCore,
+        loop: asyncio.AbstractEventLoop | None = None,
+        limits: TcpLimits | None = None,
+    ) -> None:
         self.core = core
+        self.limits = limits or TcpLimits()
+        self.max_accepted = min(self.limits.max_connections, _descriptors_for_connections())
+        """Accepted connections allowed at once (the file limit may lower the setting)."""
+        self._per_source: dict[str, int] = {}
+        self._accepted = 0
         self.loop = loop or asyncio.get_running_loop()
         self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
         self.servers: list[asyncio.Server] = []
@@ -265,6 +366,7 @@ class SipShell:
         self._timer_at: float | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_refusal_log = -math.inf
         self.slow = SlowGuard()
         """Times every received message; the slow ones are counted in ``stats``."""
         self.stats = ShellStats()
@@ -289,7 +391,7 @@ class SipShell:
     async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
         """Start a TCP listener; return the bound address."""
         server = await self.loop.create_server(
-            lambda: TcpConnection(self, self._new_conn_id()), host, port, reuse_address=True
+            lambda: TcpConnection(self, self._new_conn_id(), True), host, port, reuse_address=True
         )
         self.servers.append(server)
         if self._idle_task is None:
@@ -303,22 +405,72 @@ class SipShell:
         self._next_conn += 1
         return self._next_conn
 
+    def admit(self, conn: TcpConnection) -> bool:
+        """Whether an accepted connection may stay (``TcpLimits``); counts a refusal."""
+        ip = conn.peer[0]
+        if self._accepted >= self.max_accepted:
+            self.stats.tcp_refused_total += 1
+            self._refused(ip, f"{self._accepted} connections open (max_connections)")
+            return False
+        if self._per_source.get(ip, 0) >= self.limits.max_per_source:
+            self.stats.tcp_refused_per_source += 1
+            self._refused(ip, f"{self.limits.max_per_source} from it already (max_per_source)")
+            return False
+        return True
+
+    def _refused(self, ip: str, why: str) -> None:
+        now = self.loop.time()
+        if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:
+            self._last_refusal_log = now
+            log.warning("refusing TCP connections from %s: %s", ip, why)
+
     def register(self, conn: TcpConnection) -> None:
         self.conns[conn.conn_id] = conn
         self.conn_by_peer[conn.peer] = conn
+        self.stats.tcp_connections += 1
+        if conn.accepted:
+            self._accepted += 1
+            ip = conn.peer[0]
+            self._per_source[ip] = self._per_source.get(ip, 0) + 1
 
     def unregister(self, conn: TcpConnection) -> None:
-        self.conns.pop(conn.conn_id, None)
+        if self.conns.pop(conn.conn_id, None) is None:
+            return
         if self.conn_by_peer.get(conn.peer) is conn:
             del self.conn_by_peer[conn.peer]
+        self.stats.tcp_connections -= 1
+        if conn.accepted:
+            self._accepted -= 1
+            ip = conn.peer[0]
+            left = self._per_source.get(ip, 1) - 1
+            if left > 0:
+                self._per_source[ip] = left
+            else:
+                self._per_source.pop(ip, None)
+
+    def sweep(self, now: float) -> None:
+        """Close the connections past their deadlines (``TcpLimits``)."""
+        limits = self.limits
+        for conn in list(self.conns.values()):
+            transport = conn.transport
+            if transport is None:
+                continue
+            waiting = conn.waiting_since
+            if waiting is not None and now - waiting > limits.message_timeout:
+                self.stats.tcp_closed_incomplete += 1
+                log.info("closing TCP connection from %s:%s: no complete message in %g s",
+                         *conn.peer, limits.message_timeout)  # fmt: skip
+                transport.abort()
+                continue
+            idle = limits.dialog_idle_timeout if conn.dialog else limits.idle_timeout
+            if now - conn.last_activity > idle:
+                self.stats.tcp_closed_idle += 1
+                transport.close()
 
     async def _close_idle(self) -> None:
         while True:
-            await asyncio.sleep(TCP_IDLE_TIMEOUT / 4)
-            limit = self.loop.time() - TCP_IDLE_TIMEOUT
-            for conn in list(self.conns.values()):
-                if conn.last_activity < limit and conn.transport is not None:
-                    conn.transport.close()
+            await asyncio.sleep(TCP_SWEEP_INTERVAL)
+            self.sweep(self.loop.time())
 
     async def close(self) -> None:
         """Stop listening and close every connection."""
@@ -413,7 +565,7 @@ class SipShell:
         try:
             _, proto = await asyncio.wait_for(
                 self.loop.create_connection(
-                    lambda: TcpConnection(self, self._new_conn_id()), key[0], key[1]
+                    lambda: TcpConnection(self, self._new_conn_id(), False), key[0], key[1]
                 ),
                 TCP_CONNECT_TIMEOUT,
             )
