@@ -462,6 +462,10 @@ class DispatchRouter:
         self._any_port = {k: frozenset(v) for k, v in any_port.items()}
         self._by_ip = {k: frozenset(v) for k, v in by_ip.items()}
 
+    def is_destination_ip(self, ip: str) -> bool:
+        """Whether ``ip`` is the address of a destination of any set (resolved)."""
+        return ip in self._by_ip
+
     def source_sets(self, source: Addr) -> frozenset[int]:
         """The sets ``source`` belongs to (Kamailio ``ds_is_from_list``): a destination
         with the source's IP and port, or its IP when the destination URI names no

@@ -22,6 +22,7 @@ from sipdispatch.routing import DispatchRouter
 from sipdispatch.service import DispatcherService
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
+from sipdispatch.transport.guard import GuardSettings, SourceGuard
 from sipdispatch.transport.shell import SipShell, TcpLimits
 
 log = logging.getLogger("sipdispatch.server")
@@ -69,6 +70,8 @@ class Server:
         self.started: float | None = None
         """Wall-clock time the proxy started (``core.uptime``, metrics)."""
         self.prober: Prober | None = None
+        self.sources: SourceGuard | None = None
+        """The source ACL and flood limit, when ``[security]`` sets any."""
         self._clock = time.monotonic
         """The core's clock: the event loop's once running."""
         self.collector = Collector()
@@ -135,7 +138,17 @@ class Server:
             idle_timeout=server.tcp_idle_timeout,
             dialog_idle_timeout=server.tcp_dialog_idle_timeout,
         )
-        shell = SipShell(core, loop, limits)
+        security = self.config.security
+        guard_settings = GuardSettings(
+            allow=security.allow,
+            deny=security.deny,
+            reject=security.acl_action == "reject",
+            flood_limit=security.flood_limit,
+            flood_window=security.flood_window,
+        )
+        if guard_settings.active:
+            self.sources = SourceGuard(guard_settings, self.router.is_destination_ip)
+        shell = SipShell(core, loop, limits, self.sources)
         if shell.max_accepted < limits.max_connections:
             log.warning(
                 "server.tcp_max_connections = %d lowered to %d by the file limit "

@@ -152,3 +152,24 @@ def test_a_wrong_choice_is_shown_as_written() -> None:
         'config: server.log_level = "TRACE": must be one of "debug", "info", "warning", "error"'
     )
     assert parse_config({"server": {"log_level": "WARNING"}}).server.log_level == "warning"
+
+
+@pytest.mark.parametrize(
+    ("security", "key"),
+    [
+        ({"allow": ["10.0.0.300"]}, "security.allow[0]"),
+        ({"deny": ["10.0.0.0/8", "mg1.example.com"]}, "security.deny[1]"),
+        ({"allow": "10.0.0.0/8"}, "security.allow"),
+        ({"acl_action": "ignore"}, "security.acl_action"),
+        ({"flood_limit": -1}, "security.flood_limit"),
+        ({"flood_window": 0}, "security.flood_window"),
+    ],
+)
+def test_a_bad_security_value_is_named_by_its_key(security: dict[str, Any], key: str) -> None:
+    error = error_for({"security": security})
+    assert error.key == key, str(error)
+
+
+def test_security_networks_are_kept_in_canonical_form() -> None:
+    config = parse_config({"security": {"allow": ["192.0.2.7", "10.1.2.3/8", "2001:DB8::/32"]}})
+    assert config.security.allow == ("192.0.2.7/32", "10.0.0.0/8", "2001:db8::/32")

@@ -90,6 +90,7 @@ class SipdispatchCollector:
         yield from self._destinations(traffic)
         yield from self._state_changes()
         yield from self._prober()
+        yield from self._security()
         yield from self._admin()
 
     # -- process ----------------------------------------------------------------------------
@@ -366,6 +367,21 @@ class SipdispatchCollector:
             _name("ping_active"),
             "1 when periodic pings are on (dispatcher.ping_active).",
             value=1 if prober.active else 0,
+        )
+
+    # -- security -----------------------------------------------------------------------------
+
+    def _security(self) -> Iterator[Metric]:
+        sources = self.target.sources
+        yield CounterMetricFamily(
+            _name("requests_refused"),
+            "Requests refused by security.allow/deny (403 or dropped).",
+            value=sources.refused if sources is not None else 0,
+        )
+        yield CounterMetricFamily(
+            _name("requests_flood_dropped"),
+            "Requests dropped over security.flood_limit.",
+            value=sources.flooded if sources is not None else 0,
         )
 
     # -- admin --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sipdispatch.health.prober import Prober
 from sipdispatch.health.statelog import StateLog
 from sipdispatch.service import DispatcherService
 from sipdispatch.sip.stats import ProxyStats
+from sipdispatch.transport.guard import SourceGuard
 from sipdispatch.transport.shell import ShellStats
 
 
@@ -61,6 +62,10 @@ class AdminTarget(Protocol):
     @property
     def prober(self) -> Prober | None:
         """The OPTIONS prober, once started."""
+
+    @property
+    def sources(self) -> SourceGuard | None:
+        """The source ACL and flood limit, when configured and started."""
 
     def now(self) -> float:
         """The proxy's monotonic clock (the time of its state changes and timers)."""

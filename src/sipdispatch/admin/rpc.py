@@ -464,6 +464,17 @@ async def dispatcher_hash(target: AdminTarget, params: Params) -> object:
     return {"hashid": hashid, "slot": slot}
 
 
+async def pike_top(target: AdminTarget, params: Params) -> object:
+    """``pike.top [LIMIT]``: the sources with the most requests dropped over the flood
+    limit, most first (``[{"IP", "DROPPED"}]``; empty when the limit is off)."""
+    limit = params.opt_int("LIMIT")
+    params.done()
+    sources = target.sources
+    if sources is None:
+        return []
+    return [{"IP": ip, "DROPPED": hits} for ip, hits in sources.hot(limit or 10)]
+
+
 def version_string() -> str:
     """``core.version``: ``sipdispatch 0.1.0 (x86_64/linux)`` (Kamailio: its full version)."""
     return f"sipdispatch {__version__} ({platform.machine() or 'unknown'}/{sys.platform})"
@@ -540,6 +551,8 @@ _TABLE: Final = (
               "Remove a destination address from memory."),
     RpcMethod("dispatcher.hash", dispatcher_hash, "NSLOTS VAL1 [VAL2]",
               "Compute the hash of the values."),
+    RpcMethod("pike.top", pike_top, "[LIMIT]",
+              "Lists the sources whose requests are dropped over the flood limit."),
     RpcMethod("core.version", core_version, "", "Returns the version string of the server."),
     RpcMethod("core.uptime", core_uptime, "", "Returns uptime of the server."),
     RpcMethod("system.listMethods", system_list_methods, "", "Lists the RPC methods."),

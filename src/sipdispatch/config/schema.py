@@ -18,6 +18,7 @@ and equality work as usual, and every construction is validated.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Annotated, Final, Literal, get_args
 
@@ -851,6 +852,79 @@ def _routes(value: object) -> object:
     return value
 
 
+# --------------------------------------------------------------------------------------------
+# [security]
+# --------------------------------------------------------------------------------------------
+
+NETWORKS_ALLOWED = 'must be an array of addresses or networks, e.g. ["10.0.0.0/8", "192.0.2.7"]'
+
+
+def _networks(value: object) -> tuple[str, ...]:
+    """``allow``/``deny``: addresses or networks, kept as written in their canonical form."""
+    if not isinstance(value, list | tuple):
+        raise Invalid(NETWORKS_ALLOWED)
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise Invalid(NETWORKS_ALLOWED, at=(i,), value=item)
+        try:
+            out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError:
+            raise Invalid(NETWORKS_ALLOWED, at=(i,), value=item) from None
+    return tuple(out)
+
+
+AclAction = Literal["reject", "drop"]
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class SecurityConfig:
+    """``[security]``: who may send requests, and how fast."""
+
+    allow: Annotated[
+        tuple[str, ...],
+        BeforeValidator(_networks),
+        Key(
+            allowed=NETWORKS_ALLOWED,
+            kamailio="`allow_source_address()` (permissions module)",
+            toml_type="array of strings",
+            toml_default="[] (every source)",
+        ),
+    ] = ()
+    """Sources whose requests are taken: addresses and networks. Empty: every source.
+    The destinations of every set are always allowed, whatever this says."""
+    deny: Annotated[
+        tuple[str, ...],
+        BeforeValidator(_networks),
+        Key(
+            allowed=NETWORKS_ALLOWED,
+            kamailio="`allow_source_address()` (permissions module)",
+            toml_type="array of strings",
+            toml_default="[]",
+        ),
+    ] = ()
+    """Sources whose requests are refused, even when `allow` lists them (destinations
+    excepted)."""
+    acl_action: Annotated[AclAction, _any_case(AclAction), Key(kamailio="`sl_send_reply(403)`")] = (
+        "reject"
+    )
+    """What a refused request gets: `"reject"` = `403 Forbidden`; `"drop"` = nothing."""
+    flood_limit: Annotated[
+        StrictInt,
+        Field(ge=0),
+        Key(unit="requests per window, 0 = no limit", kamailio="pike `reqs_density_per_unit` (30)"),
+    ] = 0
+    """Requests per `flood_window` from one source IP; over it, requests are dropped (a
+    token bucket: that many may come at once, refilled at limit/window per second).
+    Destinations and responses are never limited. 0 = off (Kamailio's pike is off unless
+    loaded; its default is 30 per 2 s)."""
+    flood_window: Annotated[
+        Seconds,
+        Key(allowed=SECONDS_ALLOWED, toml_type="number", kamailio="pike `sampling_time_unit` (2)"),
+    ] = 2.0
+    """Seconds the flood limit counts over."""
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class Config:
     """The whole configuration of one sipdispatch process."""
@@ -863,6 +937,8 @@ class Config:
     """The admin HTTP listener."""
     dispatcher: DispatcherConfig = DispatcherConfig()
     """Destination store, probing and algorithm settings."""
+    security: SecurityConfig = SecurityConfig()
+    """Who may send requests, and how fast."""
     routes: Annotated[
         tuple[RouteRule, ...],
         BeforeValidator(_routes),

@@ -308,6 +308,25 @@ class ProxyCore:
         self.stats.count_reply(err.status)
         self._emit(response_addr(self._with_received(via, src), src), response.to_bytes())
 
+    def refuse(self, data: bytes | Request, src: Addr, now: float) -> None:
+        """Answer a request from a source the proxy does not serve with ``403 Forbidden``,
+        statelessly (no transaction, nothing routed); anything else from it is dropped."""
+        try:
+            msg = (
+                parse_datagram(data, self.settings.max_message_size)
+                if isinstance(data, bytes)
+                else data
+            )
+            if not isinstance(msg, Request) or msg.method == "ACK":
+                raise ParseError("not a request to answer")
+            via = self._with_received(msg.top_via, src)
+        except ParseError:
+            self.stats.dropped += 1
+            return
+        self.stats.count_reply(403)
+        response = make_response(msg, 403, None, to_tag=self._new_tag())
+        self._emit(response_addr(via, src), response.to_bytes())
+
     def originate(
         self,
         request: Request,

@@ -24,8 +24,9 @@ from typing import Any, cast
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.memo import remember
-from sipdispatch.sip.message import Response, StreamParser
+from sipdispatch.sip.message import Request, Response, StreamParser, is_keepalive
 from sipdispatch.sip.proxy import ProxyCore
+from sipdispatch.transport.guard import ADMIT, REJECT, SourceGuard
 
 log = logging.getLogger("sipdispatch.transport")
 
@@ -233,6 +234,15 @@ class UdpProtocol(asyncio.DatagramProtocol):
         guard = shell.slow
         started = guard.start()
         src = Addr("udp", addr[0], addr[1])
+        sources = shell.sources
+        if sources is not None and not data.startswith(b"SIP/") and not is_keepalive(data):
+            # A request (or garbage): the source ACL and the flood limit first.
+            verdict = sources.check_request(src.host, shell.loop.time())
+            if verdict != ADMIT:
+                if verdict == REJECT:
+                    shell.core.refuse(data, src, shell.loop.time())
+                    shell.flush()
+                return
         shell.core.receive(data, src, shell.loop.time())
         shell.flush()
         if guard.done(started, len(data), src):
@@ -310,9 +320,17 @@ class TcpConnection(asyncio.Protocol):
             self.waiting_since = now if self.parser.buffered else None
         elif self.parser.buffered and self.waiting_since is None:
             self.waiting_since = now
+        sources = shell.sources
         for item in items:
             if isinstance(item, ParseError):
                 core.bad_message(item, src, now)
+            elif (
+                isinstance(item, Request)
+                and sources is not None
+                and (verdict := sources.check_request(src.host, now)) != ADMIT
+            ):
+                if verdict == REJECT:
+                    core.refuse(item, src, now)
             else:
                 if isinstance(item, Response) and 200 <= item.status < 300:
                     self.dialog = self.dialog or _answers_invite(item)
@@ -346,8 +364,11 @@ class SipShell:
         core: ProxyCore,
         loop: asyncio.AbstractEventLoop | None = None,
         limits: TcpLimits | None = None,
+        sources: SourceGuard | None = None,
     ) -> None:
         self.core = core
+        self.sources = sources
+        """The source ACL and flood limit, when ``[security]`` sets any."""
         self.limits = limits or TcpLimits()
         self.max_accepted = min(self.limits.max_connections, _descriptors_for_connections())
         """Accepted connections allowed at once (the file limit may lower the setting)."""
