@@ -5,13 +5,17 @@
 # loopback integration with sipp). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! command -v sipp >/dev/null 2>&1; then
+# The independent peers: sipp (sip-tester) and Kamailio with its TLS module.
+packages=()
+command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
+[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] || packages+=(kamailio kamailio-tls-modules)
+if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester) >/dev/null
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}") >/dev/null
   elif command -v sudo >/dev/null 2>&1; then
-    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester) >/dev/null
+    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}") >/dev/null
   else
-    echo "test.sh: sipp is missing; install the Debian package sip-tester" >&2
+    echo "test.sh: missing Debian packages: ${packages[*]}" >&2
     exit 1
   fi
 fi

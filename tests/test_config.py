@@ -468,7 +468,7 @@ def test_unknown_key_is_error_naming_it_and_listing_allowed_keys() -> None:
 def test_unknown_top_level_table_is_error_listing_tables() -> None:
     message = str(error_for({"dispatch": {"ping_interval": 5}}))
     assert message.startswith("config: dispatch = ")
-    assert "server, transaction, admin, dispatcher, security, route" in message
+    assert "server, transaction, admin, dispatcher, security, tls, route" in message
 
 
 def test_unknown_key_inside_route_match_is_error() -> None:
@@ -570,9 +570,19 @@ def test_duplicate_listen_is_error_naming_both_entries() -> None:
     assert "server.listen[1]" in message and "server.listen[0]" in message
 
 
-def test_tls_listen_is_rejected_as_not_supported_yet() -> None:
-    message = str(error_for({"server": {"listen": ["tls:127.0.0.1"]}}))
-    assert "tls is not supported yet" in message
+def test_tls_listen_without_a_certificate_is_an_error_naming_the_listener() -> None:
+    error = error_for({"server": {"listen": ["tls:127.0.0.1"]}})
+    assert error.key == "server.listen[0]"
+    assert "[tls] certificate" in str(error)
+
+
+def test_tls_listen_with_a_certificate_takes_port_5061() -> None:
+    c = parse_config({"server": {"listen": ["tls:127.0.0.1"]}, "tls": {"certificate": "a.pem"}})
+    assert c.server.listen[0].port == 5061 and c.tls is not None
+
+
+def test_no_tls_table_means_no_tls() -> None:
+    assert parse_config({}).tls is None
 
 
 def test_unbracketed_ipv6_listen_says_use_brackets() -> None:

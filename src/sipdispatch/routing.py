@@ -543,10 +543,12 @@ class DispatchRouter:
         when the rule is ``mode = "domain"`` or the destination has ``prefix``/``strip``."""
         dest.dispatched += 1
         addr = dest.addr
-        if addr is not None:
+        if addr is not None and dest.transport != "tls":
             hop = Addr(dest.transport, addr[0], addr[1])
         else:
-            hop = Addr(dest.transport, dest.host, dest.port)  # flag 16: the shell resolves
+            # Flag 16, or TLS: the shell resolves the name and checks that the
+            # destination's certificate names it.
+            hop = Addr(dest.transport, dest.host, dest.port)
         attrs = dest.attrs
         domain = rule.mode == "domain"
         if not (domain or attrs.prefix or attrs.strip):

@@ -14,7 +14,7 @@ from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
 from sipdispatch.admin.protocol import Traffic
 from sipdispatch.collector import CHECK_INTERVAL, Collector
-from sipdispatch.config import Config
+from sipdispatch.config import Config, ConfigError
 from sipdispatch.eventloop import install_uvloop
 from sipdispatch.health.prober import Prober
 from sipdispatch.health.statelog import StateLog
@@ -24,6 +24,7 @@ from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
 from sipdispatch.transport.guard import GuardSettings, SourceGuard
 from sipdispatch.transport.shell import SipShell, TcpLimits
+from sipdispatch.transport.tls import TlsContexts, TlsFileError, TlsSettings, make_contexts
 
 log = logging.getLogger("sipdispatch.server")
 
@@ -148,7 +149,7 @@ class Server:
         )
         if guard_settings.active:
             self.sources = SourceGuard(guard_settings, self.router.is_destination_ip)
-        shell = SipShell(core, loop, limits, self.sources)
+        shell = SipShell(core, loop, limits, self.sources, self._tls())
         if shell.max_accepted < limits.max_connections:
             log.warning(
                 "server.tcp_max_connections = %d lowered to %d by the file limit "
@@ -161,6 +162,8 @@ class Server:
             try:
                 if addr.proto == "udp":
                     host, port = await shell.listen_udp(addr.host, addr.port)
+                elif addr.proto == "tls":
+                    host, port = await shell.listen_tls(addr.host, addr.port)
                 else:
                     host, port = await shell.listen_tcp(addr.host, addr.port)
             except OSError as e:
@@ -190,6 +193,24 @@ class Server:
         print(f"{READY_LINE}: SIP on {shown}", file=sys.stderr, flush=True)
         if core_build() != "compiled":
             log.warning("SIP core runs as pure Python (installed without mypyc): slower")
+
+    def _tls(self) -> TlsContexts | None:
+        """The TLS contexts of ``[tls]`` (None without the table)."""
+        tls = self.config.tls
+        if tls is None:
+            return None
+        settings = TlsSettings(
+            certificate=tls.certificate,
+            private_key=tls.private_key,
+            ca_file=tls.ca_file,
+            verify_peer=tls.verify_peer,
+            verify_client=tls.verify_client,
+            min_version=tls.min_version,
+        )
+        try:
+            return make_contexts(settings)
+        except TlsFileError as exc:
+            raise ConfigError(str(exc), key=exc.key) from None
 
     async def stop(self) -> None:
         """Close listeners and connections."""

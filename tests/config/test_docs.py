@@ -92,6 +92,10 @@ def test_documented_default_written_in_a_file_gives_the_built_in_default(
             table += f"{name} = {default}\n"
         config = parse_config(tomllib.loads(table))
         assert config.routes == parse_config(tomllib.loads("[[route]]\nset = 1\n")).routes
+    elif where == "tls":
+        # The [tls] table's presence turns TLS on: its defaults are those of the table.
+        config = parse_config(tomllib.loads(f"[tls]\n{name} = {default}\n"))
+        assert config.tls == parse_config(tomllib.loads("[tls]\n")).tls is not None
     else:
         config = parse_config(tomllib.loads(f"[{where}]\n{name} = {default}\n"))
         assert config == default_config()

@@ -24,13 +24,14 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
-Transport = Literal["udp", "tcp"]
+Transport = Literal["udp", "tcp", "tls"]
 Address = tuple[str, int]
 T = TypeVar("T")
 
@@ -536,7 +537,8 @@ class _Inspect:
 
 
 class ScriptedGateway(_Inspect):
-    """Scripted UAS on 127.0.0.1 over UDP or TCP. Run on an asyncio loop."""
+    """Scripted UAS on 127.0.0.1 over UDP, TCP or TLS (``ssl_context`` then, and
+    ``uri_host``, the name its URI gives, e.g. the certificate's). Run on an asyncio loop."""
 
     def __init__(
         self,
@@ -548,9 +550,15 @@ class ScriptedGateway(_Inspect):
         host: str = "127.0.0.1",
         t1: float = DEFAULT_T1,
         t2: float = DEFAULT_T2,
+        ssl_context: ssl.SSLContext | None = None,
+        uri_host: str | None = None,
     ) -> None:
-        if transport not in ("udp", "tcp"):
-            raise ValueError(f"transport must be 'udp' or 'tcp', not {transport!r}")
+        if transport not in ("udp", "tcp", "tls"):
+            raise ValueError(f"transport must be 'udp', 'tcp' or 'tls', not {transport!r}")
+        if (transport == "tls") != (ssl_context is not None):
+            raise ValueError("a tls gateway needs ssl_context, and only it")
+        self.ssl_context = ssl_context
+        self.uri_host = uri_host or host
         self.name = name
         self.transport: Transport = transport
         self.host = host
@@ -587,8 +595,8 @@ class ScriptedGateway(_Inspect):
     @property
     def uri(self) -> str:
         """SIP URI of this gateway, for a dispatcher list."""
-        suffix = ";transport=tcp" if self.transport == "tcp" else ""
-        return f"sip:{self.host}:{self.port}{suffix}"
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"sip:{self.uri_host}:{self.port}{suffix}"
 
     @property
     def contact(self) -> str:
@@ -607,7 +615,7 @@ class ScriptedGateway(_Inspect):
             self.port = udp.get_extra_info("sockname")[1]
         else:
             self._server = await loop.create_server(
-                lambda: _TcpProtocol(self), host=self.host, port=self.port
+                lambda: _TcpProtocol(self), host=self.host, port=self.port, ssl=self.ssl_context
             )
             self.port = self._server.sockets[0].getsockname()[1]
 
@@ -735,7 +743,7 @@ class ScriptedGateway(_Inspect):
         txn.final_code = 200
         txn.last_response = ok
         self._note(txn, final_code=200)
-        if self.transport == "tcp":
+        if self.transport != "udp":
             # One write: both messages in one segment, to exercise the peer's framing.
             txn.reply(ringing + ok)
         else:
@@ -963,12 +971,16 @@ class GatewayThread(_Inspect):
         *,
         t1: float = DEFAULT_T1,
         t2: float = DEFAULT_T2,
+        ssl_context: ssl.SSLContext | None = None,
+        uri_host: str | None = None,
         **behaviour_fields: Any,
     ) -> None:
         base = behaviour or Behaviour()
         if behaviour_fields:
             base = dataclasses.replace(base, **behaviour_fields)
-        self.gateway = ScriptedGateway(name, transport, port, base, t1=t1, t2=t2)
+        self.gateway = ScriptedGateway(
+            name, transport, port, base, t1=t1, t2=t2, ssl_context=ssl_context, uri_host=uri_host
+        )
         self.name = name
         self._recorder = self.gateway._recorder
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -491,3 +491,25 @@ def test_answered_call_keeps_no_parsed_request_while_its_transactions_wait() -> 
     assert contexts and all(ctx.request is RELEASED for ctx in contexts)
     h.advance(100)
     assert h.core.server_txs == {} and h.core.client_txs == {}
+
+
+def test_a_malformed_to_header_gets_400_through_the_transaction_which_is_then_freed() -> None:
+    """Found by fuzzing: the To header is read once the server transaction exists; its
+    400 used to go out statelessly, leaving the transaction waiting for ever."""
+    h = Harness(StaticPlan([Target(GW1)]))
+    bye = """BYE sip:jill@127.0.0.1 SIP/2.0
+        Via: SIP/2.0/UDP 127.0.0.1:5555;branch=z9hG4bKbadto
+        To: <sip:jill@example.com;tag=t1
+        From: <sip:kim@example.com>;tag=f1
+        Call-ID: bad-to-1
+        CSeq: 3 BYE
+        Content-Length: 0
+        """
+    out = h.send(bye)
+    assert [(a, m.status) for a, m in out if isinstance(m, Response)] == [(CALLER, 400)]
+    assert h.core.transactions_in_flight() == (1, 0)
+    again = h.send(bye)  # a retransmission gets the same answer from the transaction
+    assert [m.status for _, m in again if isinstance(m, Response)] == [400]
+    assert h.core.stats.rx_retransmissions == 1
+    h.advance(64 * TIMERS.t1 + 1)
+    assert h.core.transactions_in_flight() == (0, 0)

@@ -189,6 +189,17 @@ class SipdispatchCollector:
         closed.add_metric(["idle"], shell.tcp_closed_idle)
         closed.add_metric(["incomplete"], shell.tcp_closed_incomplete)
         yield closed
+        yield CounterMetricFamily(
+            _name("tls_connect_failures"),
+            "TLS connections to destinations whose handshake failed (certificate not "
+            "verified or not naming the destination, version refused).",
+            value=shell.tls_failures,
+        )
+        yield CounterMetricFamily(
+            _name("tls_unconfigured"),
+            "Messages to TLS destinations not sent because the configuration has no [tls].",
+            value=shell.tls_unconfigured,
+        )
 
         collector = traffic.collector
         yield GaugeMetricFamily(

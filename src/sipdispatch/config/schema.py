@@ -114,7 +114,6 @@ ALGORITHM_HASH_HEADER: Final = parse_algorithm("hash-header")
 
 ListenProto = Literal["udp", "tcp", "tls"]
 _LISTEN_PROTOS: Final[dict[str, ListenProto]] = {"udp": "udp", "tcp": "tcp", "tls": "tls"}
-SUPPORTED_LISTEN_PROTOS: Final = ("udp", "tcp")
 StoreKind = Literal["list", "db"]
 RouteMode = Literal["dst", "domain"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -217,7 +216,7 @@ class ListenAddr:
     def parse(cls, text: str) -> ListenAddr:
         """Parse ``proto:host[:port]``; the port defaults to 5060 (5061 for tls).
 
-        ``tls`` is accepted here; a configuration file rejects it until TLS is implemented.
+        A ``tls`` address needs the ``[tls]`` table's certificate (checked by `Config`).
         Raises ValueError saying what is wrong.
         """
         proto, colon, rest = text.partition(":")
@@ -246,8 +245,6 @@ def _listen(value: object) -> object:
                 addr = ListenAddr.parse(item)
             except ValueError as exc:
                 raise Invalid(str(exc), at=(i,), value=item) from None
-            if addr.proto not in SUPPORTED_LISTEN_PROTOS:
-                raise Invalid("tls is not supported yet; use udp or tcp", at=(i,), value=item)
         else:
             raise Invalid(LISTEN_ALLOWED, at=(i,), value=item)
         if addr in addrs:
@@ -925,6 +922,44 @@ class SecurityConfig:
     """Seconds the flood limit counts over."""
 
 
+# --------------------------------------------------------------------------------------------
+# [tls]
+# --------------------------------------------------------------------------------------------
+
+TlsVersion = Literal["TLSv1.2", "TLSv1.3"]
+_PEM_ALLOWED: Final = 'must be "" or the path of a PEM file'
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class TlsConfig:
+    """``[tls]``: the certificate of `tls:` listeners and how TLS peers are checked. The
+    table's presence is what turns TLS on: without it, a `tls:` listener is refused and a
+    `sips:` or `;transport=tls` destination fails (never reached over plain TCP)."""
+
+    certificate: Annotated[StrictStr, Key(allowed=_PEM_ALLOWED, kamailio="tls `certificate`")] = ""
+    """Our certificate chain (PEM), shown to callers on `tls:` listeners and to
+    destinations that ask for a client certificate. Required by a `tls:` listener. A
+    relative path is taken from the working directory, as `dispatcher.list_file` is."""
+    private_key: Annotated[StrictStr, Key(allowed=_PEM_ALLOWED, kamailio="tls `private_key`")] = ""
+    """The private key of `certificate` (PEM, not encrypted); "" = inside `certificate`'s file."""
+    ca_file: Annotated[StrictStr, Key(allowed=_PEM_ALLOWED, kamailio="tls `ca_list`")] = ""
+    """CA certificates (PEM) that peers' certificates must chain to; "" = the system's
+    trusted CAs."""
+    verify_peer: Annotated[StrictBool, Key(kamailio="tls `verify_certificate` (client side)")] = (
+        True
+    )
+    """A TLS destination's certificate must chain to `ca_file` and name the destination's
+    host (its IP address when the URI has one). `false` accepts any certificate: for tests
+    only, since anyone on the path can then read the calls."""
+    verify_client: Annotated[
+        StrictBool, Key(kamailio="tls `verify_certificate` + `require_certificate` (server)")
+    ] = False
+    """Callers on a `tls:` listener must show a certificate that chains to `ca_file`
+    (mutual TLS); `false` = callers are not asked for one (source ACLs still apply)."""
+    min_version: Annotated[TlsVersion, Key(kamailio="tls `method` (`TLSv1.2+`)")] = "TLSv1.2"
+    """The oldest TLS version accepted either way."""
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class Config:
     """The whole configuration of one sipdispatch process."""
@@ -939,6 +974,8 @@ class Config:
     """Destination store, probing and algorithm settings."""
     security: SecurityConfig = SecurityConfig()
     """Who may send requests, and how fast."""
+    tls: TlsConfig | None = None
+    """TLS settings; None (no `[tls]` table) = no TLS at all."""
     routes: Annotated[
         tuple[RouteRule, ...],
         BeforeValidator(_routes),
@@ -967,6 +1004,18 @@ class Config:
                     value=written,
                 )
         return rules
+
+    @model_validator(mode="after")
+    def _tls_listener_has_a_certificate(self) -> Config:
+        """A `tls:` listener needs `[tls] certificate`."""
+        for i, addr in enumerate(self.server.listen):
+            if addr.proto == "tls" and (self.tls is None or not self.tls.certificate):
+                raise Invalid(
+                    "a tls: listener needs [tls] certificate (and private_key) set",
+                    at=("server", "listen", i),
+                    value=str(addr),
+                )
+        return self
 
     @model_validator(mode="after")
     def _admin_port_free(self) -> Config:

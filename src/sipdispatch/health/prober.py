@@ -277,7 +277,10 @@ class Prober:
         if live is None or not self.policy.should_ping(live.state):
             self.stats["pings_skipped"] += 1
             return False
-        host, port = live.addr if live.addr is not None else (live.host, live.port)
+        if live.addr is not None and live.transport != "tls":
+            host, port = live.addr
+        else:  # the shell resolves; for TLS it checks the certificate against the name
+            host, port = live.host, live.port
         request = self.build_request(live)
 
         def done(status: int, response: Response | None, at: float) -> None:

@@ -419,7 +419,21 @@ class ProxyCore:
         if method == "INVITE":
             # §16.2 / §17.2.1: a 100 right away stops the caller's retransmissions.
             stx.respond_raw(100, trying_bytes(req))
-        self._process_new(req, stx, src, now)
+        try:
+            self._process_new(req, stx, src, now)
+        except ParseError as err:
+            # A header read only now is malformed (To, Route...): answer through the
+            # transaction, whose timers then free it (a stateless 400 would leave it
+            # waiting for ever), and which absorbs the caller's retransmissions.
+            if stx.final_sent:
+                raise
+            self.stats.parse_errors += 1
+            reason = err.reason[:1].upper() + err.reason[1:]
+            try:
+                self._reply(stx, err.status, reason, now)
+            except ParseError:
+                self.server_txs.pop(key, None)
+                raise
 
     def _reply(
         self,

@@ -3,8 +3,9 @@
 It owns the sockets and the clock and does nothing clever: every datagram or
 framed stream message goes to the core with ``loop.time()``, then the core's
 outbox is written out and one ``call_at`` is kept armed for the core's next
-deadline. UDP replies leave from the listening socket; TCP destinations are
-reached over a pooled connection, reused for both directions (RFC 3261 §18).
+deadline. UDP replies leave from the listening socket; TCP and TLS destinations are
+reached over a pooled connection, reused for both directions (RFC 3261 §18). A TLS
+destination is only ever reached over TLS: without ``[tls]`` its messages fail.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import math
 import resource
 import socket
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from sipdispatch.sip.memo import remember
 from sipdispatch.sip.message import Request, Response, StreamParser, is_keepalive
 from sipdispatch.sip.proxy import ProxyCore
 from sipdispatch.transport.guard import ADMIT, REJECT, SourceGuard
+from sipdispatch.transport.tls import TlsContexts
 
 log = logging.getLogger("sipdispatch.transport")
 
@@ -150,6 +153,8 @@ class ShellStats:
         "tcp_connections",
         "tcp_refused_per_source",
         "tcp_refused_total",
+        "tls_failures",
+        "tls_unconfigured",
         "udp_errors",
     )
 
@@ -172,6 +177,11 @@ class ShellStats:
         self.slow_messages = 0
         """Received datagrams or TCP segments whose handling took more than
         ``SLOW_MESSAGE_CPU`` of CPU."""
+        self.tls_failures = 0
+        """TLS connections to destinations whose handshake failed (a certificate that
+        does not verify or does not name the destination, a version refused...)."""
+        self.tls_unconfigured = 0
+        """Messages to TLS destinations not sent because there is no ``[tls]``."""
 
 
 REFUSAL_LOG_INTERVAL = 10.0
@@ -262,12 +272,14 @@ def _answers_invite(response: Response) -> bool:
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP connection, accepted or opened by us."""
+    """One TCP or TLS connection, accepted or opened by us."""
 
-    def __init__(self, shell: SipShell, conn_id: int, accepted: bool) -> None:
+    def __init__(self, shell: SipShell, conn_id: int, accepted: bool, proto: str = "tcp") -> None:
         self.shell = shell
         self.conn_id = conn_id
         self.accepted = accepted
+        self.proto = proto
+        """``tcp`` or ``tls``: the transport of the messages it carries."""
         """Accepted from a peer (else opened by the proxy to a destination)."""
         self.parser = StreamParser(shell.core.settings.max_message_size)
         self.transport: asyncio.Transport | None = None
@@ -295,7 +307,7 @@ class TcpConnection(asyncio.Protocol):
         guard = shell.slow
         started = guard.start()
         self._received(data)
-        if guard.done(started, len(data), Addr("tcp", self.peer[0], self.peer[1])):
+        if guard.done(started, len(data), Addr(self.proto, self.peer[0], self.peer[1])):
             shell.stats.slow_messages += 1
 
     def _received(self, data: bytes) -> None:
@@ -303,7 +315,7 @@ class TcpConnection(asyncio.Protocol):
         core = shell.core
         now = shell.loop.time()
         self.last_activity = now
-        src = Addr("tcp", self.peer[0], self.peer[1], self.conn_id)
+        src = Addr(self.proto, self.peer[0], self.peer[1], self.conn_id)
         pings = self.parser.pings
         try:
             items = self.parser.feed(data)
@@ -365,8 +377,11 @@ class SipShell:
         loop: asyncio.AbstractEventLoop | None = None,
         limits: TcpLimits | None = None,
         sources: SourceGuard | None = None,
+        tls: TlsContexts | None = None,
     ) -> None:
         self.core = core
+        self.tls = tls
+        """TLS contexts, when the configuration has ``[tls]``."""
         self.sources = sources
         """The source ACL and flood limit, when ``[security]`` sets any."""
         self.limits = limits or TcpLimits()
@@ -378,9 +393,10 @@ class SipShell:
         self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
         self.servers: list[asyncio.Server] = []
         self.conns: dict[int, TcpConnection] = {}
-        self.conn_by_peer: dict[tuple[str, int], TcpConnection] = {}
+        self.conn_by_peer: dict[tuple[str, str, int], TcpConnection] = {}
+        """By (transport, IP, port) of the peer."""
         self._next_conn = 0
-        self._connecting: dict[tuple[str, int], deque[tuple[bytes, Any]]] = {}
+        self._connecting: dict[tuple[str, str, int], deque[tuple[bytes, Any]]] = {}
         self._resolving: dict[str, deque[tuple[Addr, bytes, Any]]] = {}
         self._dns: dict[str, tuple[str, float]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -388,6 +404,7 @@ class SipShell:
         self._idle_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_refusal_log = -math.inf
+        self._last_tls_log = -math.inf
         self.slow = SlowGuard()
         """Times every received message; the slow ones are counted in ``stats``."""
         self.stats = ShellStats()
@@ -422,6 +439,25 @@ class SipShell:
         bound = cast(Any, server).sockets[0].getsockname()
         return bound[0], bound[1]
 
+    async def listen_tls(self, host: str, port: int) -> tuple[str, int]:
+        """Start a TLS listener (needs ``tls.server``); return the bound address.
+        A handshake has ``TcpLimits.message_timeout`` to complete."""
+        if self.tls is None or self.tls.server is None:
+            raise ValueError("a tls: listener needs [tls] certificate")
+        server = await self.loop.create_server(
+            lambda: TcpConnection(self, self._new_conn_id(), True, "tls"),
+            host,
+            port,
+            reuse_address=True,
+            ssl=self.tls.server,
+            ssl_handshake_timeout=self.limits.message_timeout,
+        )
+        self.servers.append(server)
+        if self._idle_task is None:
+            self._idle_task = self.loop.create_task(self._close_idle())
+        bound = cast(Any, server).sockets[0].getsockname()
+        return bound[0], bound[1]
+
     def _new_conn_id(self) -> int:
         self._next_conn += 1
         return self._next_conn
@@ -447,7 +483,7 @@ class SipShell:
 
     def register(self, conn: TcpConnection) -> None:
         self.conns[conn.conn_id] = conn
-        self.conn_by_peer[conn.peer] = conn
+        self.conn_by_peer[(conn.proto, *conn.peer)] = conn
         self.stats.tcp_connections += 1
         if conn.accepted:
             self._accepted += 1
@@ -457,8 +493,9 @@ class SipShell:
     def unregister(self, conn: TcpConnection) -> None:
         if self.conns.pop(conn.conn_id, None) is None:
             return
-        if self.conn_by_peer.get(conn.peer) is conn:
-            del self.conn_by_peer[conn.peer]
+        key = (conn.proto, *conn.peer)
+        if self.conn_by_peer.get(key) is conn:
+            del self.conn_by_peer[key]
         self.stats.tcp_connections -= 1
         if conn.accepted:
             self._accepted -= 1
@@ -534,7 +571,9 @@ class SipShell:
         self.core.handle_timer(self.loop.time())
         self.flush()
 
-    def _send(self, addr: Addr, data: bytes, owner: Any) -> None:
+    def _send(self, addr: Addr, data: bytes, owner: Any, server_name: str = "") -> None:
+        """Send ``data`` to ``addr``; ``server_name`` is the host name a TLS
+        destination's certificate must name (``addr.host`` once resolved)."""
         host = addr.host
         kind = address_kind(host)
         if kind == FORBIDDEN_IP:
@@ -544,6 +583,7 @@ class SipShell:
         if kind == NAME:
             cached = self._dns.get(host)
             if cached is not None and cached[1] > self.loop.time():
+                server_name = host
                 addr = Addr(addr.transport, cached[0], addr.port, addr.conn)
             else:
                 self._resolve_then_send(addr, data, owner)
@@ -556,43 +596,75 @@ class SipShell:
                 return
             transport.sendto(data, (addr.host, addr.port))
             return
-        self._send_tcp(addr, data, owner)
+        self._send_stream(addr, data, owner, server_name or addr.host)
 
     def _fail(self, owner: Any) -> None:
         if owner is not None:
             self.core.send_failed(owner, self.loop.time())
 
-    def _send_tcp(self, addr: Addr, data: bytes, owner: Any) -> None:
+    def _send_stream(self, addr: Addr, data: bytes, owner: Any, server_name: str) -> None:
+        proto = addr.transport
+        if proto == "tls" and self.tls is None:
+            self.stats.tls_unconfigured += 1
+            self._no_tls(addr)
+            self._fail(owner)
+            return
         conn = self.conns.get(addr.conn) if addr.conn is not None else None
-        if conn is None:
-            conn = self.conn_by_peer.get((addr.host, addr.port))
+        if conn is None or conn.proto != proto:
+            conn = self.conn_by_peer.get((proto, addr.host, addr.port))
         if conn is not None and conn.write(data):
             return
-        key = (addr.host, addr.port)
+        if proto not in ("tcp", "tls"):
+            self._fail(owner)  # sctp, ws...: no such transport here
+            return
+        key = (proto, addr.host, addr.port)
         pending = self._connecting.get(key)
         if pending is not None:
             pending.append((data, owner))  # keep order behind the connect
             return
         self._connecting[key] = deque([(data, owner)])
-        self._spawn(self._connect(key))
+        self._spawn(self._connect(key, server_name))
+
+    def _no_tls(self, addr: Addr) -> None:
+        now = self.loop.time()
+        if now - self._last_tls_log >= REFUSAL_LOG_INTERVAL:
+            self._last_tls_log = now
+            log.error(
+                "cannot send to %s:%s over TLS: the configuration has no [tls] table "
+                "(a TLS destination is never reached over plain TCP)",
+                addr.host,
+                addr.port,
+            )
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _connect(self, key: tuple[str, int]) -> None:
+    async def _connect(self, key: tuple[str, str, int], server_name: str) -> None:
+        transport, host, port = key
         conn: TcpConnection | None = None
         try:
-            _, proto = await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: TcpConnection(self, self._new_conn_id(), False), key[0], key[1]
-                ),
-                TCP_CONNECT_TIMEOUT,
-            )
-            conn = proto
+            if transport == "tls":
+                assert self.tls is not None
+                connecting = self.loop.create_connection(
+                    lambda: TcpConnection(self, self._new_conn_id(), False, "tls"),
+                    host,
+                    port,
+                    ssl=self.tls.client,
+                    server_hostname=server_name if self.tls.verify_peer else None,
+                    ssl_handshake_timeout=TCP_CONNECT_TIMEOUT,
+                )
+            else:
+                connecting = self.loop.create_connection(
+                    lambda: TcpConnection(self, self._new_conn_id(), False), host, port
+                )
+            _, conn = await asyncio.wait_for(connecting, TCP_CONNECT_TIMEOUT)
+        except ssl.SSLError as e:
+            self.stats.tls_failures += 1
+            log.warning("TLS connection to %s:%s (%s) failed: %s", host, port, server_name, e)
         except (TimeoutError, OSError) as e:
-            log.info("TCP connect to %s:%s failed: %s", key[0], key[1], e)
+            log.info("%s connect to %s:%s failed: %s", transport.upper(), host, port, e)
         pending = self._connecting.pop(key, deque())
         for data, owner in pending:
             if conn is None or not conn.write(data):
@@ -621,5 +693,5 @@ class SipShell:
             if ip is None:
                 self._fail(owner)
             else:
-                self._send(Addr(addr.transport, ip, addr.port, addr.conn), data, owner)
+                self._send(Addr(addr.transport, ip, addr.port, addr.conn), data, owner, host)
         self.flush()
