@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -37,19 +36,17 @@ def _load(path: str | None) -> Config:
     return default_config()
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from sipdispatch.logs import setup_logging
+
+    setup_logging(level, fmt)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from sipdispatch.server import run
 
     config = _load(args.config)
-    _setup_logging(config.server.log_level)
+    _setup_logging(config.server.log_level, config.log.format)
     return run(config)
 
 

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 
 from sipdispatch import core_build
@@ -18,6 +17,7 @@ from sipdispatch.config import Config
 from sipdispatch.eventloop import install_uvloop
 from sipdispatch.health.prober import Prober
 from sipdispatch.health.statelog import StateLog
+from sipdispatch.logs import CallLog, announce
 from sipdispatch.routing import DispatchRouter
 from sipdispatch.service import DispatcherService
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
@@ -156,6 +156,7 @@ class Server:
                 limits.max_connections, shell.max_accepted,
             )  # fmt: skip
         self.core, self.shell = core, shell
+        self._start_call_log(core)
         bound: list[tuple[str, str, int]] = []
         for addr in self.config.server.listen:
             try:
@@ -187,9 +188,20 @@ class Server:
         )
         self.prober.start(loop.time())
         shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
-        print(f"{READY_LINE}: SIP on {shown}", file=sys.stderr, flush=True)
+        announce(log, f"{READY_LINE}: SIP on {shown}")
         if core_build() != "compiled":
             log.warning("SIP core runs as pure Python (installed without mypyc): slower")
+
+    def _start_call_log(self, core: ProxyCore) -> None:
+        """``[log] calls``: the core and the router hand their call records to the call
+        log; with ``"none"`` no record is made at all."""
+        calls = self.config.log.calls
+        if calls == "none":
+            return
+        sink = CallLog()
+        core.call_log = sink
+        self.router.call_log = sink
+        self.router.log_all = calls == "all"
 
     async def stop(self) -> None:
         """Close listeners and connections."""

@@ -68,6 +68,7 @@ __all__ = [
     "DispatcherConfig",
     "Key",
     "ListenAddr",
+    "LogConfig",
     "RouteMatch",
     "RouteMode",
     "RouteRule",
@@ -925,6 +926,30 @@ class SecurityConfig:
     """Seconds the flood limit counts over."""
 
 
+# --------------------------------------------------------------------------------------------
+# [log]
+# --------------------------------------------------------------------------------------------
+
+CallLogChoice = Literal["failures", "all", "none"]
+LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class LogConfig:
+    """``[log]``: what is logged of each call, and how lines are written."""
+
+    calls: Annotated[CallLogChoice, _any_case(CallLogChoice), Key(kamailio="none")] = "failures"
+    """*(sipdispatch addition)* One `info` line per call: `"failures"` = every call that does
+    not simply succeed (rejected, failed over, timed out, no destination, not here,
+    cancelled), with its Call-ID, source, R-URI, each destination tried with its answer, and
+    the set-up time; `"all"` = every call; `"none"` = no call lines."""
+    format: Annotated[LogFormat, _any_case(LogFormat), Key(kamailio="core `log_engine_type`")] = (
+        "text"
+    )
+    """`"text"` (`time level logger: message`) or `"json"` (one JSON object per line, with the
+    call's fields on call lines: for Loki or ELK)."""
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class Config:
     """The whole configuration of one sipdispatch process."""
@@ -939,6 +964,8 @@ class Config:
     """Destination store, probing and algorithm settings."""
     security: SecurityConfig = SecurityConfig()
     """Who may send requests, and how fast."""
+    log: LogConfig = LogConfig()
+    """The call log and the format of log lines."""
     routes: Annotated[
         tuple[RouteRule, ...],
         BeforeValidator(_routes),
