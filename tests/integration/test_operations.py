@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import GatewayFactory, ProxyFactory
 from .proxyctl import ProxyProcess, basic_config, write_list_file
 from .sippctl import SippResult, free_port, run_sipp
+from .test_admin import http, rpc
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -110,3 +112,68 @@ def test_log_format_json_writes_every_line_as_one_json_object(
     assert rec["status"] == 486 and rec["outcome"] == "rejected"
     assert rec["attempts"] == [{"destination": mg1.uri, "status": 486, "timeout": False}]
     assert rec["ruri"] == f"sip:1111111@127.0.0.1:{proxy.port}" and rec["set"] == 1
+
+
+# -- metrics, /health, stats -------------------------------------------------------------------
+
+
+def get(url: str) -> tuple[int, bytes]:
+    status, _, body = http(url, None, method="GET")
+    return status, body
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+def test_outcomes_set_up_times_health_and_stats_after_real_calls(
+    sipp: str, tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory
+) -> None:
+    mg1, mg2 = gateways("mg1", reject=503), gateways("mg2")
+    proxy = start(
+        tmp_path,
+        proxy_factory,
+        [f"1 {mg1.uri} 0 10", f"1 {mg2.uri} 0 5"],
+        algorithm=8,
+        extra='mark_failed = ""\n',
+    )
+    status, body = get(f"{proxy.admin_url}/health")
+    assert status == 200, body
+    summary = json.loads(body)
+    assert body.count(b"\n") == 1 and summary["status"] == "ok"
+    assert summary["sets"] == {"1": {"destinations": 2, "usable": 2}}
+    result = call(proxy, tmp_path, "calls", calls=3, rate=20)
+    assert result.ok, result.report()
+    wait_for(lambda: mg2.byes == 3)
+    _, raw = get(f"{proxy.admin_url}/metrics")
+    text = raw.decode()
+    calls = "sipdispatch_destination_calls_total"
+    assert metric(text, calls, uri=mg1.uri, outcome="rejected", code_class="5xx") == 3
+    assert metric(text, calls, uri=mg2.uri, outcome="answered") == 3
+    assert metric(text, calls, uri=mg1.uri, outcome="answered") == 0
+    assert metric(text, "sipdispatch_call_setup_seconds_count") == 3
+    assert metric(text, "sipdispatch_call_setup_seconds_bucket", le="+Inf") == 3
+    assert metric(text, "sipdispatch_calls_in_progress") == 0  # every call ended by BYE
+    assert metric(text, "sipdispatch_set_calls_no_destination_total", set="1") == 0
+    stats = rpc(proxy, "stats.get_statistics", "all")["result"]
+    assert "dispatcher:calls_answered = 3" in stats
+    assert "dispatcher:calls_rejected_5xx = 3" in stats
+    assert any(line.startswith("core:rcv_requests = ") for line in stats)
+    assert rpc(proxy, "stats.get_statistics", "dispatcher:failovers")["result"] == [
+        "dispatcher:failovers = 3"
+    ]
+    # Both gateways disabled: the routed set has nothing usable -> 503, and new calls
+    # are counted as having no destination.
+    for uri in (mg1.uri, mg2.uri):
+        assert "result" in rpc(proxy, "dispatcher.set_state", "dx", 1, uri)
+    status, body = get(f"{proxy.admin_url}/health")
+    assert status == 503
+    assert json.loads(body)["problems"] == ["set 1 has no usable destination"]
+    refused = call(proxy, tmp_path, "refused")
+    assert not refused.ok
+    _, raw = get(f"{proxy.admin_url}/metrics")
+    assert metric(raw.decode(), "sipdispatch_set_calls_no_destination_total", set="1") == 1
