@@ -211,6 +211,30 @@ def _show_rows(store: Store, as_json: bool) -> None:
         print(f"(no destinations in {store.location})")
 
 
+def _warn_unresolvable(uri: str, flags: int) -> None:
+    """Warn (the row is added all the same) when the destination's host does not resolve
+    now: a running proxy would refuse the reload, and one starting would load it IP."""
+    from sipdispatch.dispatcher.listfile import parse_destination_uri
+    from sipdispatch.dispatcher.states import DS_NODNSARES_DST
+    from sipdispatch.sip.errors import ParseError
+    from sipdispatch.store import resolve_host
+
+    if flags & DS_NODNSARES_DST:
+        return
+    try:
+        _, parsed = parse_destination_uri(uri.strip())
+        resolve_host(parsed.host, parsed.effective_port, parsed.transport)
+    except ParseError:
+        return
+    except OSError as exc:
+        print(
+            f"sipdispatch: warning: {parsed.host} does not resolve now "
+            f"({exc.strerror or exc}): a reload will be refused until it does, and a proxy "
+            "starting now loads it inactive (IP) and retries it every ping interval",
+            file=sys.stderr,
+        )
+
+
 def _dispatcher_store_action(args: argparse.Namespace, where: str) -> int:
     from sipdispatch.dispatcher.errors import DispatcherError
     from sipdispatch.store import ListFileStore, StoreError
@@ -236,6 +260,7 @@ def _dispatcher_store_action(args: argparse.Namespace, where: str) -> int:
                 f"in {store.location}"
             )
             print(f"({_APPLY_HINT})")
+            _warn_unresolvable(args.uri, flags)
             return 0
         if action == "rm":
             row_id = _int_arg("ID", args.id)

@@ -599,6 +599,11 @@ class DispatchRouter:
         self._any_port = {k: frozenset(v) for k, v in any_port.items()}
         self._by_ip = {k: frozenset(v) for k, v in by_ip.items()}
 
+    def addresses_changed(self) -> None:
+        """A destination's resolved address changed (an unresolved host resolved):
+        index the source addresses again."""
+        self._index_sources()
+
     def is_destination_ip(self, ip: str) -> bool:
         """Whether ``ip`` is the address of a destination of any set (resolved)."""
         return ip in self._by_ip

@@ -31,6 +31,11 @@ READY_LINE = "sipdispatch ready"
 """Written to stderr once every listener is bound (tests and scripts wait for it)."""
 
 
+UNRESOLVED_RETRY = 10.0
+"""Seconds between two tries of a host that did not resolve, when pings are off
+(``ping_interval = 0``); Kamailio's ``ds_ping_interval`` example value."""
+
+
 def timers_from(config: Config) -> Timers:
     """The core's timer values from the ``[transaction]`` section (ms -> s)."""
     t = config.transaction
@@ -77,6 +82,7 @@ class Server:
         self.collector = Collector()
         """The garbage collector, held off once started."""
         self._watch: asyncio.Task[None] | None = None
+        self._dns: asyncio.Task[None] | None = None
 
     @property
     def router(self) -> DispatchRouter:
@@ -212,6 +218,18 @@ class Server:
         if self.shell is not None:
             await self.shell.close()
 
+    async def _retry_unresolved(self) -> None:
+        """Resolve again, every ping interval, the hosts that did not resolve at start."""
+        interval = self.config.dispatcher.ping_interval or UNRESOLVED_RETRY
+        while self.dispatcher.unresolved():
+            await asyncio.sleep(interval)
+            prober = self.prober
+            probing = prober is not None and prober.interval > 0 and prober.active
+            try:
+                await self.dispatcher.retry_unresolved(probing)
+            except Exception:  # never let a bug stop the retries silently
+                log.exception("retrying unresolved destinations")
+
     async def _watch_collector(self) -> None:
         while True:
             await asyncio.sleep(CHECK_INTERVAL)
@@ -225,10 +243,14 @@ class Server:
         await self.start()
         self.collector.start()
         self._watch = asyncio.create_task(self._watch_collector())
+        if self.dispatcher.unresolved():
+            self._dns = asyncio.create_task(self._retry_unresolved())
         try:
             await self.stopping.wait()
         finally:
             self._watch.cancel()
+            if self._dns is not None:
+                self._dns.cancel()
             self.collector.stop()
         log.info("stopping")
         await self.stop()

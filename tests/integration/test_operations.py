@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import GatewayFactory, ProxyFactory
-from .proxyctl import ProxyProcess, basic_config, write_list_file
+from .proxyctl import ProxyProcess, basic_config, proxy_env, write_list_file
 from .sippctl import SippResult, free_port, run_sipp
 from .test_admin import http, rpc
 
@@ -177,3 +179,53 @@ def test_outcomes_set_up_times_health_and_stats_after_real_calls(
     assert not refused.ok
     _, raw = get(f"{proxy.admin_url}/metrics")
     assert metric(raw.decode(), "sipdispatch_set_calls_no_destination_total", set="1") == 1
+
+
+# -- start-up with a host that does not resolve ------------------------------------------------
+
+
+def test_the_proxy_starts_with_an_unresolvable_destination_and_never_routes_to_it(
+    sipp: str, tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory
+) -> None:
+    mg2 = gateways("mg2")
+    proxy = start(
+        tmp_path,
+        proxy_factory,
+        ["1 sip:mg1.invalid:5060 0 10", f"1 {mg2.uri} 0 5"],
+        algorithm=8,
+    )
+    assert re.search(
+        r"WARNING sipdispatch\.health: set 1 sip:mg1\.invalid:5060: AX -> IP "
+        r"\(could not resolve mg1\.invalid: .+; retried every ping interval\)",
+        proxy.log_text(),
+    ), proxy.log_text()
+    listed = rpc(proxy, "dispatcher.list")["result"]
+    [target1, target2] = listed["RECORDS"][0]["SET"]["TARGETS"]
+    assert target1["DEST"]["URI"] == "sip:mg1.invalid:5060"
+    assert target1["DEST"]["FLAGS"] == "IP"
+    assert target1["DEST"]["REASON"].startswith("could not resolve mg1.invalid")
+    assert target2["DEST"]["FLAGS"] == "AX" and "REASON" not in target2["DEST"]
+    result = call(proxy, tmp_path, "calls", calls=2)
+    assert result.ok, result.report()
+    assert mg2.invites == 2
+    assert get(f"{proxy.admin_url}/health")[0] == 200
+
+
+def test_dispatcher_add_warns_when_the_host_does_not_resolve_now(tmp_path: Path) -> None:
+    list_file = tmp_path / "dispatcher.list"
+    list_file.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "sipdispatch", "dispatcher", "--list-file", str(list_file),
+         "add", "1", "sip:mg9.invalid:5060"],
+        cwd=tmp_path, env=proxy_env(), capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "sip:mg9.invalid:5060" in list_file.read_text()
+    [warning] = done.stderr.splitlines()
+    assert warning.startswith("sipdispatch: warning: mg9.invalid does not resolve now (")
+    quiet = subprocess.run(
+        [sys.executable, "-m", "sipdispatch", "dispatcher", "--list-file", str(list_file),
+         "add", "1", "sip:127.0.0.1:5070"],
+        cwd=tmp_path, env=proxy_env(), capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert quiet.returncode == 0 and quiet.stderr == ""

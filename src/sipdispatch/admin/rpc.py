@@ -222,6 +222,9 @@ def _dest_record(dest: Destination, mode: str, latency: bool, runtime: bool) -> 
         "FLAGS": flags_letters(dest),
         "PRIORITY": dest.priority,
     }
+    if dest.unresolved is not None:
+        # Ours: why a destination loaded at start is inactive (its host did not resolve).
+        record["REASON"] = dest.unresolved
     if mode == LIST_FULL:
         transport = dest.sip_uri.params.get("transport")
         record.update(

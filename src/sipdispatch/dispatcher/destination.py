@@ -291,6 +291,9 @@ class Destination:
     """Algorithm 13's last computed latency-adjusted priority."""
     addr: tuple[str, int] | None = field(init=False, default=None)
     """Resolved (IP, port) to send to; None until resolved (or flag 16)."""
+    unresolved: str | None = field(init=False, default=None)
+    """Why its host did not resolve at start (it is then inactive and gets no calls nor
+    pings until it resolves); None once resolved."""
     transport: str = field(init=False)
     """``udp``/``tcp``/``tls`` from the URI's transport parameter or scheme."""
 

@@ -274,7 +274,8 @@ class Prober:
         core (``fr_timer`` bounds it) and is applied by :meth:`on_result`.
         """
         live = self.current(dest)
-        if live is None or not self.policy.should_ping(live.state):
+        if live is None or not self.policy.should_ping(live.state) or live.unresolved:
+            # An unresolved host is retried by the dispatcher service, not pinged.
             self.stats["pings_skipped"] += 1
             return False
         host, port = live.addr if live.addr is not None else (live.host, live.port)

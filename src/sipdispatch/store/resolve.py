@@ -7,6 +7,7 @@ import socket
 
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.listfile import Resolver, resolve_all
+from sipdispatch.dispatcher.states import DS_NODNSARES_DST
 from sipdispatch.store.base import Store
 
 _SOCKET_TYPES = {
@@ -37,6 +38,25 @@ def resolve_host(host: str, port: int, transport: str) -> tuple[str, int]:
         raise OSError(f"no address for {host}")
     address = infos[0][4][0]
     return str(address), port
+
+
+def resolve_each(
+    dests: list[Destination], resolver: Resolver | None = None
+) -> list[tuple[Destination, str]]:
+    """Resolve each destination's host it can (flag 16 excepted); the others are
+    returned with the reason, unchanged. Start-up uses this (one bad host must not
+    stop the proxy); a reload stays all or nothing (:func:`load_and_resolve`)."""
+    resolve = resolver if resolver is not None else resolve_host
+    failed: list[tuple[Destination, str]] = []
+    for dest in dests:
+        if dest.flags & DS_NODNSARES_DST:
+            continue
+        try:
+            dest.addr = resolve(dest.host, dest.port, dest.transport)
+        except Exception as exc:  # the resolver is injected: any failure is "does not resolve"
+            detail = str(exc) or type(exc).__name__
+            failed.append((dest, f"could not resolve {dest.host}: {detail}"))
+    return failed
 
 
 def load_and_resolve(store: Store, resolver: Resolver | None = None) -> list[Destination]:
