@@ -12,6 +12,7 @@ import time
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
 from sipdispatch.admin.protocol import Traffic
+from sipdispatch.checks import bind_reason
 from sipdispatch.collector import CHECK_INTERVAL, Collector
 from sipdispatch.config import Config
 from sipdispatch.eventloop import install_uvloop
@@ -172,7 +173,10 @@ class Server:
                     host, port = await shell.listen_tcp(addr.host, addr.port)
             except OSError as e:
                 await shell.close()
-                raise OSError(e.errno, f"cannot listen on {addr}: {e.strerror or e}") from e
+                raise OSError(e.errno, f"cannot listen on {addr}: {bind_reason(e)}") from e
+            if not addr.port_given:
+                log.info("listening on %s: no port given in server.listen, took %d",
+                         f"{addr.proto}:{addr.host}", port)  # fmt: skip
             bound.append((addr.proto, host, port))
         # The real addresses are known only now (a port may have been 0).
         core.settings = self._settings(bound)

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from sipdispatch import config
+from sipdispatch.checks import warn_at_load
 from sipdispatch.config import Config, DispatcherConfig
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.listfile import Resolver, resolve_all
@@ -101,6 +102,8 @@ class DispatcherService:
         self.router = router
         self.resolver = resolver
         """How host names are resolved (blocking: called off the event loop)."""
+        self.listeners: tuple[str, ...] = ("udp", "tcp")
+        """Transports the proxy listens on (``server.listen``), for the load warnings."""
         self.reloads: Counter[str] = Counter()
         """``dispatcher.reload`` outcomes: ``ok`` / ``failed``."""
         self._lock = asyncio.Lock()
@@ -119,9 +122,15 @@ class DispatcherService:
         failed = resolve_each(dests)
         sets = DispatcherSets(dests, rng)
         service = cls(store, make_router(config, sets, rng, state_log))
+        service.listeners = tuple(dict.fromkeys(a.proto for a in config.server.listen))
         for dest, reason in failed:
             service._unresolved(dest, reason)
+        service.warn()
         return service
+
+    def warn(self) -> list[str]:
+        """Log what is suspicious in the running list (one warning line each)."""
+        return warn_at_load(self.router.sets, self.router.routes, self.listeners)
 
     def _unresolved(self, dest: Destination, reason: str) -> None:
         dest.unresolved = reason
@@ -215,6 +224,7 @@ class DispatcherService:
                 raise
             kept = self.router.replace(dests)
         self.reloads["ok"] += 1
+        self.warn()
         return kept
 
     async def add(self, dest: Destination) -> None:

@@ -29,6 +29,7 @@ from sipdispatch.admin.health import health
 from sipdispatch.admin.metrics import build_registry
 from sipdispatch.admin.protocol import AdminTarget
 from sipdispatch.admin.rpc import INVALID_REQUEST, PARSE_ERROR, Rpc, RpcError, error_response
+from sipdispatch.checks import bind_reason
 
 log = logging.getLogger("sipdispatch.admin")
 
@@ -99,7 +100,7 @@ class AdminServer:
         except OSError as exc:
             await runner.cleanup()
             raise OSError(
-                exc.errno, f"cannot listen on admin.listen {self.url}: {exc.strerror or exc}"
+                exc.errno, f"cannot listen on admin.listen {self.url}: {bind_reason(exc)}"
             ) from exc
         self._runner = runner
         if self.port == 0 and runner.addresses:  # port 0 (tests): the one the kernel chose

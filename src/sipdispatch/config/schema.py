@@ -210,6 +210,16 @@ class ListenAddr:
     """IPv4 address, lower-case host name, or IPv6 address *without* brackets (``::1``)."""
     port: Annotated[StrictInt, Field(ge=0, le=65535)]
     """1..65535 in a file; 0 (any free port) only when built in Python."""
+    port_given: StrictBool = Field(default=True, repr=False)
+    """False when the file gave no port (the default port was taken): the start says so."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ListenAddr):
+            return NotImplemented
+        return (self.proto, self.host, self.port) == (other.proto, other.host, other.port)
+
+    def __hash__(self) -> int:
+        return hash((self.proto, self.host, self.port))
 
     def __str__(self) -> str:
         return f"{self.proto}:{bracket(self.host)}:{self.port}"
@@ -229,9 +239,10 @@ class ListenAddr:
             host, port = parse_host_port(rest, "listen address")
         except ValueError as exc:
             raise ValueError(f"{_LISTEN_FORM}: {exc}") from None
+        given = port is not None
         if port is None:
             port = DEFAULT_SIPS_PORT if proto == "tls" else DEFAULT_SIP_PORT
-        return cls(_LISTEN_PROTOS[proto], host, port)
+        return cls(_LISTEN_PROTOS[proto], host, port, given)
 
 
 def _listen(value: object) -> object:
