@@ -330,5 +330,5 @@ def test_rpc_proxy_not_running(tmp_path: Path) -> None:
     )
     assert (
         line == f"sipdispatch: rpc: proxy not running at http://127.0.0.1:{closed} "
-        "(connection refused)"
+        f"(connection refused); admin URL http://127.0.0.1:{closed} given with --admin"
     )
