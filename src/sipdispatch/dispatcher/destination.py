@@ -8,7 +8,7 @@ statistics, call load, the resolved address).
 Attrs follow Kamailio's ``ds_set_attrs`` (``dispatch.c``): ``name=value`` pairs
 separated by ``;``, names compared case-insensitively, a trailing ``;`` dropped
 from the body, the last occurrence of a name winning. Beyond Kamailio:
-``prefix`` and ``strip`` (SPEC §3), and bad values of known keys are errors
+``prefix`` and ``strip``, and bad values of known keys are errors
 instead of being logged and ignored (see docs/dispatcher.md).
 """
 

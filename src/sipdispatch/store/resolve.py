@@ -68,7 +68,7 @@ def load_and_resolve(store: Store, resolver: Resolver | None = None) -> list[Des
     naming the line/row and the reason (bad record, or the host that did not
     resolve) and :class:`~sipdispatch.store.base.StoreError` when the store
     cannot be read; on any error no destination is returned, so the caller keeps
-    its running list (SPEC §3, reload).
+    its running list (a reload is all or nothing).
     """
     dests = store.load()
     resolve_all(dests, resolver if resolver is not None else resolve_host)
