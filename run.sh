@@ -5,12 +5,5 @@
 # Other sipdispatch commands: .venv/bin/sipdispatch --help
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -x .venv/bin/sipdispatch ] || [ pyproject.toml -nt .venv/.installed ] \
-  || [ -n "$(find setup.py src/sipdispatch/sip src/sipdispatch/dispatcher \
-        src/sipdispatch/transport src/sipdispatch/routing.py src/sipdispatch/health -name '*.py' -newer .venv/.installed -print -quit)" ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[mysql,postgresql]'
-  touch .venv/.installed
-fi
+scripts/venv.sh   # installs into ./.venv the first time (shared with ./test.sh)
 exec .venv/bin/sipdispatch run "$@"

@@ -19,14 +19,7 @@ if [ ${#packages[@]} -gt 0 ]; then
     exit 1
   fi
 fi
-if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed-test ] \
-  || [ -n "$(find setup.py src/sipdispatch/sip src/sipdispatch/dispatcher \
-        src/sipdispatch/transport src/sipdispatch/routing.py src/sipdispatch/health -name '*.py' -newer .venv/.installed-test -print -quit)" ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
-  touch .venv/.installed-test
-fi
+scripts/venv.sh   # installs into ./.venv the first time (shared with ./run.sh)
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests
 .venv/bin/mypy src

@@ -40,6 +40,18 @@ from sipdispatch.dispatcher.states import DS_DISABLED_DST, DS_SKIP_MASK, parse_s
 from sipdispatch.health.state import ORIGIN_ADMIN, ORIGIN_CALL, StateChange, update_state
 from sipdispatch.health.statelog import StateLog
 from sipdispatch.sip.addr import Addr
+from sipdispatch.sip.calls import (
+    OUTCOME_ANSWERED,
+    OUTCOME_CANCELLED,
+    OUTCOME_FAILED_OVER,
+    OUTCOME_NO_DESTINATION,
+    OUTCOME_NO_ROUTE,
+    OUTCOME_REJECTED,
+    OUTCOME_TIMEOUT,
+    Attempt,
+    CallRecord,
+    CallSink,
+)
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import header_key, split_name_addr
 from sipdispatch.sip.message import RELEASED, Request
@@ -148,7 +160,7 @@ DEFAULT_ROUTE = RouteRule(set_id=1)
 reference Kamailio setup: ``ds_select_dst("1", "4")``), failing over on 5xx,
 404, 408 and timeouts and marking a failed destination ``ip``."""
 
-NO_ROUTE = Reject(404, "No route")
+NO_ROUTE = Reject(404, "No route", OUTCOME_NO_ROUTE)
 """A request no ``[[route]]`` rule matches."""
 NO_DESTINATION_REASON = "No destination"
 
@@ -194,6 +206,38 @@ def _ruri_parts(request: Request) -> tuple[str, str]:
 
 _NO_RURI = ("", "")
 
+SETUP_TIME_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Upper bounds (seconds) of the call set-up time histogram (INVITE to final response):
+a gateway on the LAN answers in milliseconds, a person picks up in seconds."""
+
+
+class SetupTimes:
+    """Histogram of call set-up times (INVITE to the final response sent upstream),
+    Prometheus-style: cumulative counts are made when read, not per call."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(SETUP_TIME_BUCKETS) + 1)
+        """Calls per bucket (not cumulative); the last is above every bound."""
+        self.sum = 0.0
+        """Seconds of every call added up."""
+
+    def observe(self, seconds: float) -> None:
+        """Count one call that took ``seconds``."""
+        self.sum += seconds
+        i = 0
+        for bound in SETUP_TIME_BUCKETS:
+            if seconds <= bound:
+                break
+            i += 1
+        self.counts[i] += 1
+
+    @property
+    def count(self) -> int:
+        """Calls counted."""
+        return sum(self.counts)
+
 
 class DispatchPlan:
     """One request's destinations: failover along the selection (``ds_next_dst``),
@@ -207,12 +251,20 @@ class DispatchPlan:
         "_next",
         "call_id",
         "counts_load",
+        "current",
         "dests",
+        "failures",
         "generation",
+        "is_call",
+        "limits_load",
         "parallel",
         "request",
         "router",
         "rule",
+        "source",
+        "started",
+        "was_cancelled",
+        "winner",
     )
 
     def __init__(
@@ -223,6 +275,8 @@ class DispatchPlan:
         parallel: bool,
         request: Request,
         counts_load: bool,
+        source: Addr | None = None,
+        now: float = 0.0,
     ) -> None:
         self.router = router
         self.rule = rule
@@ -232,11 +286,27 @@ class DispatchPlan:
         self.request = request
         """The request being routed (its R-URI is the base of any rewrite)."""
         self.call_id = request.call_id
+        self.is_call = request.method == "INVITE"
+        """An INVITE: a call, counted by outcome and logged."""
         self.counts_load = counts_load
-        """Algorithm 10 and an INVITE: the call counts on the destination it goes to."""
+        """The call counts on the destination it goes to while in progress (every
+        INVITE, whatever the algorithm)."""
+        self.limits_load = counts_load and rule.algorithm == ALGORITHM_CALL_LOAD
+        """Algorithm 10: failover skips a destination at its ``maxload``."""
         self.generation = router.generation
         """The router's destination list generation at selection (see reload)."""
         self._next = 1
+        self.source = source
+        """Where the request came from (the call log)."""
+        self.started = now
+        """When the request came (set-up time)."""
+        self.current = dests[0]
+        """The destination tried last (serial failover)."""
+        self.failures: list[tuple[Destination, int, bool]] | None = None
+        """(destination, status, timed out) of each failed branch; None while none failed."""
+        self.winner: Destination | None = None
+        """The destination that answered 2xx."""
+        self.was_cancelled = False
 
     def first(self) -> list[Target]:
         """The selected destination, or every one for parallel forking (algorithm 12)."""
@@ -252,10 +322,19 @@ class DispatchPlan:
         that never answered, counts as a failure; anything else goes upstream.
         """
         rule = self.rule
+        dest = failed.handle
+        if self.is_call and isinstance(dest, Destination):
+            if timeout:
+                dest.calls_timeout += 1
+            else:
+                dest.count_rejected(status)
+            failures = self.failures
+            if failures is None:
+                failures = self.failures = []
+            failures.append((dest, status, timeout))
         if not (timeout or rule.is_failover(status)):
             return None
         router = self.router
-        dest = failed.handle
         if rule.mark_failed and isinstance(dest, Destination):
             why = "no answer" if timeout else f"call failed with {status}"
             router.mark(dest, rule.mark_failed, why, now, self.generation)
@@ -277,10 +356,11 @@ class DispatchPlan:
                 continue
             if self.counts_load:
                 maxload = d.attrs.maxload
-                if maxload and d.dlg_load >= maxload:
+                if self.limits_load and maxload and d.dlg_load >= maxload:
                     continue
                 # Kamailio ds_load_replace: the call's count moves to the new destination.
                 router.calls.on_invite_sent(self.call_id, d, now)
+            self.current = d
             return router.target(d, rule, self.request)
         return None
 
@@ -288,13 +368,60 @@ class DispatchPlan:
         """A 2xx came back: the call's load is confirmed (``ds_load_update``)."""
         if self.counts_load:
             self.router.calls.on_confirmed(self.call_id, now)
+        dest = target.handle
+        if self.is_call and self.winner is None and isinstance(dest, Destination):
+            self.winner = dest
+            dest.calls_answered += 1
+
+    def cancelled(self, now: float) -> None:
+        """The caller sent CANCEL: counted on the destination the call was at."""
+        if not self.was_cancelled:
+            self.was_cancelled = True
+            if self.is_call:
+                self.current.calls_cancelled += 1
 
     def finished(self, status: int, now: float) -> None:
         """The final response went upstream: a failure (or CANCEL's 487) releases
-        the call's load (``ds_load_unset``); a 2xx keeps it until the BYE."""
+        the call's load (``ds_load_unset``); a 2xx keeps it until the BYE. A call's
+        set-up time is counted, and it goes to the call log unless it simply
+        succeeded (or the log takes every call)."""
+        ruri = self.request.uri_text
         self.request = RELEASED  # no target is made after the final
         if self.counts_load and status >= 300:
             self.router.calls.on_released(self.call_id)
+        if not self.is_call:
+            return
+        router = self.router
+        router.setup_times.observe(now - self.started)
+        failures = self.failures
+        if status >= 600 and not self.was_cancelled:
+            # A 6xx ends the call at once, without a failover decision.
+            self.current.count_rejected(status)
+        sink = router.call_log
+        if sink is None or (failures is None and status < 300 and not router.log_all):
+            return  # a simple success: nothing is made for the log
+        sink(self._record(status, ruri, now))
+
+    def _record(self, status: int, ruri: str, now: float) -> CallRecord:
+        attempts = [Attempt(d.uri, code, timeout) for d, code, timeout in self.failures or ()]
+        last = self.failures[-1][0] if self.failures else None
+        if self.winner is not None:
+            attempts.append(Attempt(self.winner.uri, status))
+        elif self.current is not last:
+            attempts.append(Attempt(self.current.uri, status))
+        if self.was_cancelled:
+            outcome = OUTCOME_CANCELLED
+        elif status < 300:
+            outcome = OUTCOME_ANSWERED if self.failures is None else OUTCOME_FAILED_OVER
+        elif attempts and attempts[-1].timeout:
+            outcome = OUTCOME_TIMEOUT
+        else:
+            outcome = OUTCOME_REJECTED
+        source = self.source if self.source is not None else Addr("udp", "", 0)
+        return CallRecord(
+            self.call_id, source, ruri, status, outcome, tuple(attempts),
+            now - self.started, set_id=self.rule.set_id,
+        )  # fmt: skip
 
 
 class DispatchRouter:
@@ -327,7 +454,17 @@ class DispatchRouter:
             sets, hash_expire=settings.hash_expire, hash_initexpire=settings.hash_initexpire
         )
         self.counts_calls = any(r.algorithm == ALGORITHM_CALL_LOAD for r in self.routes)
-        """Some rule uses algorithm 10, which counts calls per destination."""
+        """Some rule uses algorithm 10 (dispatcher.list then shows RUNTIME DLGLOAD; every
+        call is counted on its destination whatever the algorithm)."""
+        self.call_log: CallSink | None = None
+        """Where the record of a call that did not simply succeed goes (the shell's
+        call log); None: no record is made."""
+        self.log_all = False
+        """Records for every call, simple successes included (``[log] calls = "all"``)."""
+        self.setup_times = SetupTimes()
+        """Call set-up times (INVITE to final response)."""
+        self.no_destination: dict[int, int] = {}
+        """Calls refused because their set had no usable destination, by set."""
         self._uses_source = any(r.match.source_set is not None for r in self.routes)
         self._uses_ruri = any(
             r.match.domain is not None or r.match.user_prefix is not None for r in self.routes
@@ -462,6 +599,11 @@ class DispatchRouter:
         self._any_port = {k: frozenset(v) for k, v in any_port.items()}
         self._by_ip = {k: frozenset(v) for k, v in by_ip.items()}
 
+    def addresses_changed(self) -> None:
+        """A destination's resolved address changed (an unresolved host resolved):
+        index the source addresses again."""
+        self._index_sources()
+
     def is_destination_ip(self, ip: str) -> bool:
         """Whether ``ip`` is the address of a destination of any set (resolved)."""
         return ip in self._by_ip
@@ -488,7 +630,7 @@ class DispatchRouter:
             if wanted is not None and wanted not in sources:
                 continue
             if rule.matches(method, domain, user, wanted):
-                return self._dispatch(rule, request, now)
+                return self._dispatch(rule, request, source, now)
         return NO_ROUTE
 
     def _context(self, rule: RouteRule, request: Request, now: float) -> SelectContext:
@@ -511,9 +653,13 @@ class DispatchRouter:
             method=request.method,
         )
 
-    def _dispatch(self, rule: RouteRule, request: Request, now: float) -> Plan | Reject:
+    def _dispatch(
+        self, rule: RouteRule, request: Request, source: Addr, now: float
+    ) -> Plan | Reject:
         calls = self.calls
-        counts_load = rule.algorithm == ALGORITHM_CALL_LOAD and request.method == "INVITE"
+        # Every call counts on its destination while in progress (RUNTIME DLGLOAD,
+        # metrics); algorithm 10 also selects by it.
+        counts_load = request.method == "INVITE"
         if counts_load:
             deadline = calls.next_deadline()
             if deadline is not None and deadline <= now:
@@ -533,10 +679,15 @@ class DispatchRouter:
         )
         dests = selection.targets
         if not dests:
-            return Reject(rule.no_destination, NO_DESTINATION_REASON)
+            if counts_load:
+                setid = rule.set_id
+                self.no_destination[setid] = self.no_destination.get(setid, 0) + 1
+            return Reject(rule.no_destination, NO_DESTINATION_REASON, OUTCOME_NO_DESTINATION)
         if counts_load:
             calls.on_invite_sent(request.call_id, dests[0], now)
-        return DispatchPlan(self, rule, dests, selection.parallel, request, counts_load)
+        return DispatchPlan(
+            self, rule, dests, selection.parallel, request, counts_load, source, now
+        )
 
     def target(self, dest: Destination, rule: RouteRule, request: Request) -> Target:
         """Where a request goes for ``dest``: its resolved address, and a new R-URI

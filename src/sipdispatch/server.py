@@ -7,17 +7,18 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
 from sipdispatch.admin.protocol import Traffic
+from sipdispatch.checks import bind_reason
 from sipdispatch.collector import CHECK_INTERVAL, Collector
 from sipdispatch.config import Config, ConfigError
 from sipdispatch.eventloop import install_uvloop
 from sipdispatch.health.prober import Prober
 from sipdispatch.health.statelog import StateLog
+from sipdispatch.logs import CallLog, announce
 from sipdispatch.routing import DispatchRouter
 from sipdispatch.service import DispatcherService
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
@@ -30,6 +31,11 @@ log = logging.getLogger("sipdispatch.server")
 
 READY_LINE = "sipdispatch ready"
 """Written to stderr once every listener is bound (tests and scripts wait for it)."""
+
+
+UNRESOLVED_RETRY = 10.0
+"""Seconds between two tries of a host that did not resolve, when pings are off
+(``ping_interval = 0``); Kamailio's ``ds_ping_interval`` example value."""
 
 
 def timers_from(config: Config) -> Timers:
@@ -78,6 +84,7 @@ class Server:
         self.collector = Collector()
         """The garbage collector, held off once started."""
         self._watch: asyncio.Task[None] | None = None
+        self._dns: asyncio.Task[None] | None = None
 
     @property
     def router(self) -> DispatchRouter:
@@ -157,6 +164,7 @@ class Server:
                 limits.max_connections, shell.max_accepted,
             )  # fmt: skip
         self.core, self.shell = core, shell
+        self._start_call_log(core)
         bound: list[tuple[str, str, int]] = []
         for addr in self.config.server.listen:
             try:
@@ -168,7 +176,10 @@ class Server:
                     host, port = await shell.listen_tcp(addr.host, addr.port)
             except OSError as e:
                 await shell.close()
-                raise OSError(e.errno, f"cannot listen on {addr}: {e.strerror or e}") from e
+                raise OSError(e.errno, f"cannot listen on {addr}: {bind_reason(e)}") from e
+            if not addr.port_given:
+                log.info("listening on %s: no port given in server.listen, took %d",
+                         f"{addr.proto}:{addr.host}", port)  # fmt: skip
             bound.append((addr.proto, host, port))
         # The real addresses are known only now (a port may have been 0).
         core.settings = self._settings(bound)
@@ -190,7 +201,7 @@ class Server:
         )
         self.prober.start(loop.time())
         shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
-        print(f"{READY_LINE}: SIP on {shown}", file=sys.stderr, flush=True)
+        announce(log, f"{READY_LINE}: SIP on {shown}")
         if core_build() != "compiled":
             log.warning("SIP core runs as pure Python (installed without mypyc): slower")
 
@@ -212,6 +223,17 @@ class Server:
         except TlsFileError as exc:
             raise ConfigError(str(exc), key=exc.key) from None
 
+    def _start_call_log(self, core: ProxyCore) -> None:
+        """``[log] calls``: the core and the router hand their call records to the call
+        log; with ``"none"`` no record is made at all."""
+        calls = self.config.log.calls
+        if calls == "none":
+            return
+        sink = CallLog()
+        core.call_log = sink
+        self.router.call_log = sink
+        self.router.log_all = calls == "all"
+
     async def stop(self) -> None:
         """Close listeners and connections."""
         if self.admin is not None:
@@ -220,6 +242,18 @@ class Server:
             self.prober.stop()
         if self.shell is not None:
             await self.shell.close()
+
+    async def _retry_unresolved(self) -> None:
+        """Resolve again, every ping interval, the hosts that did not resolve at start."""
+        interval = self.config.dispatcher.ping_interval or UNRESOLVED_RETRY
+        while self.dispatcher.unresolved():
+            await asyncio.sleep(interval)
+            prober = self.prober
+            probing = prober is not None and prober.interval > 0 and prober.active
+            try:
+                await self.dispatcher.retry_unresolved(probing)
+            except Exception:  # never let a bug stop the retries silently
+                log.exception("retrying unresolved destinations")
 
     async def _watch_collector(self) -> None:
         while True:
@@ -234,10 +268,14 @@ class Server:
         await self.start()
         self.collector.start()
         self._watch = asyncio.create_task(self._watch_collector())
+        if self.dispatcher.unresolved():
+            self._dns = asyncio.create_task(self._retry_unresolved())
         try:
             await self.stopping.wait()
         finally:
             self._watch.cancel()
+            if self._dns is not None:
+                self._dns.cancel()
             self.collector.stop()
         log.info("stopping")
         await self.stop()

@@ -13,17 +13,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Sequence
 
 from sipdispatch import config
+from sipdispatch.checks import warn_at_load
 from sipdispatch.config import Config, DispatcherConfig
 from sipdispatch.dispatcher.destination import Destination
-from sipdispatch.dispatcher.listfile import resolve_all
+from sipdispatch.dispatcher.listfile import Resolver, resolve_all
 from sipdispatch.dispatcher.sets import DispatcherSets
+from sipdispatch.dispatcher.states import (
+    DS_DISABLED_DST,
+    DS_INACTIVE_DST,
+    DS_PROBING_DST,
+    DS_STATES_ALL,
+    DS_TRYING_DST,
+)
+from sipdispatch.health.state import ORIGIN_DNS, StateChange
 from sipdispatch.health.statelog import StateLog
 from sipdispatch.routing import DispatchRouter, RouteMatch, RouterSettings, RouteRule
-from sipdispatch.store import Store, load_and_resolve, open_store, resolve_host
+from sipdispatch.store import Store, load_and_resolve, open_store, resolve_each, resolve_host
 
 log = logging.getLogger("sipdispatch.dispatcher")
 
@@ -85,21 +95,98 @@ class DispatcherService:
     """The destination store, the router over its destinations, and the changes of
     the destination list (reload, add, remove), one at a time."""
 
-    def __init__(self, store: Store, router: DispatchRouter) -> None:
+    def __init__(
+        self, store: Store, router: DispatchRouter, resolver: Resolver = resolve_host
+    ) -> None:
         self.store = store
         self.router = router
+        self.resolver = resolver
+        """How host names are resolved (blocking: called off the event loop)."""
+        self.listeners: tuple[str, ...] = ("udp", "tcp")
+        """Transports the proxy listens on (``server.listen``), for the load warnings."""
         self.reloads: Counter[str] = Counter()
         """``dispatcher.reload`` outcomes: ``ok`` / ``failed``."""
         self._lock = asyncio.Lock()
 
     @classmethod
     def from_config(cls, config: Config, state_log: StateLog) -> DispatcherService:
-        """Open the store the config names and load it (blocking: at start-up)."""
+        """Open the store the config names and load it (blocking: at start-up).
+
+        A destination whose host does not resolve does not stop the start: it is loaded
+        inactive (``IP``) with the reason, gets no calls nor pings, and
+        :meth:`retry_unresolved` tries it again."""
         d = config.dispatcher
         store = open_store(list_file=d.list_file, db_url=d.db_url, table_name=d.table_name)
         rng = random.Random()  # seeded from the system's entropy
-        sets = DispatcherSets(load_and_resolve(store), rng)
-        return cls(store, make_router(config, sets, rng, state_log))
+        dests = store.load()
+        failed = resolve_each(dests)
+        sets = DispatcherSets(dests, rng)
+        service = cls(store, make_router(config, sets, rng, state_log))
+        service.listeners = tuple(dict.fromkeys(a.proto for a in config.server.listen))
+        for dest, reason in failed:
+            service._unresolved(dest, reason)
+        service.warn()
+        return service
+
+    def warn(self) -> list[str]:
+        """Log what is suspicious in the running list (one warning line each)."""
+        return warn_at_load(self.router.sets, self.router.routes, self.listeners)
+
+    def _unresolved(self, dest: Destination, reason: str) -> None:
+        dest.unresolved = reason
+        old = dest.state
+        if old & DS_DISABLED_DST:
+            log.warning("set %d %s: %s (disabled)", dest.setid, dest.uri, reason)
+            return
+        new = (old & ~DS_TRYING_DST) | DS_INACTIVE_DST | DS_PROBING_DST
+        self.router.sets.set_state(dest, new)
+        change = StateChange(
+            dest.setid, dest.uri, old, dest.state, f"{reason}; retried every ping interval",
+            time.monotonic(), origin=ORIGIN_DNS,
+        )  # fmt: skip
+        self.router.state_log.record(change)
+
+    def unresolved(self) -> list[Destination]:
+        """The running destinations whose host has not resolved yet."""
+        return [d for d in self.router.sets.destinations() if d.unresolved is not None]
+
+    async def retry_unresolved(self, probing: bool) -> int:
+        """Resolve again the hosts that did not resolve (off the event loop); returns how
+        many did now. One that resolves gets its address; with ``probing`` its pings
+        bring it back to active, else it goes back to its loaded state at once."""
+        waiting = self.unresolved()
+        if not waiting:
+            return 0
+        loop = asyncio.get_running_loop()
+        done = 0
+        for dest in waiting:
+            try:
+                addr = await loop.run_in_executor(
+                    None, self.resolver, dest.host, dest.port, dest.transport
+                )
+            except Exception as exc:
+                dest.unresolved = f"could not resolve {dest.host}: {exc or type(exc).__name__}"
+                continue
+            if dest.unresolved is None:
+                continue  # a reload or another retry got there first
+            dest.addr, dest.unresolved = addr, None
+            done += 1
+            reason = f"{dest.host} resolved to {addr[0]}"
+            old = dest.state
+            if not probing and not old & DS_DISABLED_DST:
+                self.router.sets.set_state(dest, dest.flags & DS_STATES_ALL)
+            if dest.state != old:
+                change = StateChange(
+                    dest.setid, dest.uri, old, dest.state, reason, time.monotonic(),
+                    origin=ORIGIN_DNS,
+                )  # fmt: skip
+                self.router.state_log.record(change)
+            else:
+                log.info("set %d %s: %s; its pings decide its state", dest.setid, dest.uri,
+                         reason)  # fmt: skip
+        if done:
+            self.router.addresses_changed()
+        return done
 
     @property
     def sets(self) -> DispatcherSets:
@@ -121,7 +208,7 @@ class DispatcherService:
 
         Raises DispatcherLoadError (naming the line or row) or StoreError.
         """
-        return load_and_resolve(self.store)
+        return load_and_resolve(self.store, self.resolver)
 
     async def reload(self) -> int:
         """``dispatcher.reload``: all or nothing; on error the running list stays.
@@ -137,6 +224,7 @@ class DispatcherService:
                 raise
             kept = self.router.replace(dests)
         self.reloads["ok"] += 1
+        self.warn()
         return kept
 
     async def add(self, dest: Destination) -> None:

@@ -116,7 +116,7 @@ def test_rpc_and_reload_without_a_proxy(capsys: pytest.CaptureFixture[str], tmp_
     assert status == 1
     assert (
         err == f"sipdispatch: rpc: proxy not running at http://127.0.0.1:{port} "
-        "(connection refused)\n"
+        f"(connection refused); admin URL 127.0.0.1:{port} given with --admin\n"
     )
     config = tmp_path / "sd.toml"
     config.write_text(f'[admin]\nlisten = "127.0.0.1:{port}"\n[dispatcher]\nlist_file = "x"\n')
@@ -124,4 +124,8 @@ def test_rpc_and_reload_without_a_proxy(capsys: pytest.CaptureFixture[str], tmp_
     assert status == 1
     assert err.startswith(
         f"sipdispatch: dispatcher reload: proxy not running at http://127.0.0.1:{port}"
+    )
+    assert err.endswith(
+        f"; admin URL http://127.0.0.1:{port} from [admin] listen in {config}, "
+        "choose another with --admin URL\n"
     )

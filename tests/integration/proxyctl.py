@@ -195,7 +195,7 @@ def basic_config(
     failover_on: Iterable[str] = ("5xx", "404", "408"),
     extra: str = "",
 ) -> str:
-    """A config in SPEC.md §2's terms: udp+tcp on ``port``, one route to set 1.
+    """A config in the reference setup's terms: udp+tcp on ``port``, one route to set 1.
 
     ``extra`` is appended verbatim (more [[route]] tables, etc.).
     """

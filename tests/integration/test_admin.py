@@ -165,7 +165,7 @@ def test_set_state_drains_and_restores_a_gateway(
     proxy, _ = start_proxy(
         tmp_path, proxy_factory, [gw_line(mg1, "0 0 duid=one"), gw_line(mg2, "0 0 duid=two")]
     )
-    # SPEC story step 5: drain mg1 for maintenance.
+    # The story's operator step: drain mg1 for maintenance.
     assert result(proxy, "dispatcher.set_state", "dx", 1, mg1.uri) == (
         "Ok. Dispatcher state updated."
     )

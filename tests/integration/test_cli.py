@@ -1,6 +1,6 @@
 """The operator's commands as a shell runs them: ``sipdispatch dispatcher ...`` against
 list files, SQLite, MariaDB and PostgreSQL, and ``sipdispatch rpc`` against a
-running proxy (SPEC §1, the seed article's kamctl/kamcmd steps).
+running proxy (the seed article's kamctl/kamcmd steps).
 
 The databases are the development machine's servers; each test gets a throw-away
 database/schema from ``tests/store/conftest.py`` (its ``db`` fixture, reused).
@@ -200,7 +200,7 @@ def _story(
     ok(sd(*cfg, "add", "1", mg1.uri, "0", "0", "", "Media Gateway 1", cwd=tmp_path))
     proxy = proxy_factory(config.read_text(), port=port, admin_port=admin, name="story")
 
-    # SPEC story step 5: add a gateway, reload without restart, see it.
+    # The story's operator step: add a gateway, reload without restart, see it.
     ok(sd(*cfg, "add", "1", mg2.uri, "0", "0", "", "Media Gateway 2", cwd=tmp_path))
     assert ok(sd(*cfg, "reload", cwd=tmp_path)).strip() == "Ok. Dispatcher successfully reloaded."
     dump = ok(sd(*cfg, "dump", cwd=tmp_path))
@@ -330,5 +330,5 @@ def test_rpc_proxy_not_running(tmp_path: Path) -> None:
     )
     assert (
         line == f"sipdispatch: rpc: proxy not running at http://127.0.0.1:{closed} "
-        "(connection refused)"
+        f"(connection refused); admin URL http://127.0.0.1:{closed} given with --admin"
     )

@@ -118,7 +118,7 @@ def invite_finals(result: SippResult) -> list[tuple[int, str]]:
 def test_weight_75_25_over_400_calls(
     sipp: str, tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory
 ) -> None:
-    """SPEC story 2: weight=75 on the new gateway, weight=25 on the old (algorithm 9)."""
+    """The story's 75/25 step: weight=75 on the new gateway, weight=25 on the old (algorithm 9)."""
     new, old = gateways("mg-new"), gateways("mg-old")
     proxy = start(
         tmp_path,

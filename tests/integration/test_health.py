@@ -1,7 +1,7 @@
 """Destination health through ``sipdispatch run`` on loopback: OPTIONS pings,
 Kamailio's state letters in the log, and calls following the state.
 
-SPEC story step 3: a gateway stops answering pings, is shown trying then ``IP``
+The story's third step: a gateway stops answering pings, is shown trying then ``IP``
 after ``probing_threshold`` misses and gets no calls while the other takes them
 all; when it answers ``inactive_threshold`` pings again it is back to ``AP``.
 Probing mode 1 (probe everything), as the seed article configures it. State

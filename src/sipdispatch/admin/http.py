@@ -1,5 +1,5 @@
 """The admin HTTP listener (aiohttp): JSON-RPC 2.0 at ``POST /RPC``, Prometheus
-metrics at ``GET /metrics``.
+metrics at ``GET /metrics``, a health check at ``GET /health``.
 
 Thin on purpose: the methods live in :mod:`sipdispatch.admin.rpc`, the metrics
 in :mod:`sipdispatch.admin.metrics`. What this module decides is HTTP: the
@@ -25,9 +25,11 @@ from typing import Any, Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sipdispatch.admin.health import health
 from sipdispatch.admin.metrics import build_registry
 from sipdispatch.admin.protocol import AdminTarget
 from sipdispatch.admin.rpc import INVALID_REQUEST, PARSE_ERROR, Rpc, RpcError, error_response
+from sipdispatch.checks import bind_reason
 
 log = logging.getLogger("sipdispatch.admin")
 
@@ -35,6 +37,8 @@ RPC_PATH: Final = "/RPC"
 """Kamailio's xhttp/jsonrpcs convention (``jsonrpc_dispatch()`` on ``/RPC``)."""
 METRICS_PATH: Final = "/metrics"
 """Prometheus' default scrape path."""
+HEALTH_PATH: Final = "/health"
+"""The health check (no token needed: it says only whether calls can be taken)."""
 MAX_REQUEST_BYTES: Final = 1 << 20
 """Largest request body accepted (1 MiB); an RPC call is a few hundred bytes."""
 JSON_TYPE: Final = "application/json"
@@ -77,6 +81,7 @@ class AdminServer:
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.app.router.add_post(RPC_PATH, self._rpc)
         self.app.router.add_get(METRICS_PATH, self._metrics)
+        self.app.router.add_get(HEALTH_PATH, self._health)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -95,7 +100,7 @@ class AdminServer:
         except OSError as exc:
             await runner.cleanup()
             raise OSError(
-                exc.errno, f"cannot listen on admin.listen {self.url}: {exc.strerror or exc}"
+                exc.errno, f"cannot listen on admin.listen {self.url}: {bind_reason(exc)}"
             ) from exc
         self._runner = runner
         if self.port == 0 and runner.addresses:  # port 0 (tests): the one the kernel chose
@@ -162,3 +167,9 @@ class AdminServer:
         response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
+
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        # No token: a load balancer's or orchestrator's probe rarely carries one, and the
+        # answer tells no more than whether the proxy takes calls.
+        status, summary = health(self.target)
+        return web.Response(status=status, text=json.dumps(summary) + "\n", content_type=JSON_TYPE)

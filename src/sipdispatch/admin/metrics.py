@@ -22,6 +22,7 @@ from prometheus_client import ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
 )
@@ -31,6 +32,7 @@ from sipdispatch import __version__
 from sipdispatch.admin.protocol import AdminTarget, Traffic
 from sipdispatch.admin.rpc import Rpc
 from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.routing import SETUP_TIME_BUCKETS
 from sipdispatch.sip.stats import OTHER_METHOD
 
 PREFIX: Final = "sipdispatch"
@@ -88,6 +90,7 @@ class SipdispatchCollector:
         if traffic is not None:
             yield from self._proxy(traffic)
         yield from self._destinations(traffic)
+        yield from self._calls()
         yield from self._state_changes()
         yield from self._prober()
         yield from self._security()
@@ -269,7 +272,8 @@ class SipdispatchCollector:
         )
         load = GaugeMetricFamily(
             _name("destination_calls_active"),
-            "Calls in progress counted on the destination (RUNTIME DLGLOAD, algorithm 10).",
+            "Calls in progress on the destination: INVITE sent, not yet failed, BYE not yet "
+            "seen (RUNTIME DLGLOAD; counted for every algorithm).",
             labels=labels,
         )
         branches = GaugeMetricFamily(
@@ -346,6 +350,60 @@ class SipdispatchCollector:
             _name("calls_tracked"),
             "Calls in the call-load table (algorithm 10).",
             value=len(router.calls),
+        )
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def _calls(self) -> Iterator[Metric]:
+        router = self.target.dispatcher.router
+        outcomes = CounterMetricFamily(
+            _name("destination_calls"),
+            "Calls (INVITEs) by what the destination did: answered (2xx), rejected (with "
+            "code_class 3xx..6xx), timeout (no answer before the timer), cancelled (the "
+            "caller sent CANCEL while the call was there).",
+            labels=["set", "uri", "outcome", "code_class"],
+        )
+        in_progress = 0
+        for dset in router.sets:
+            setid = str(dset.setid)
+            seen: set[str] = set()
+            for dest in dset.dests:
+                in_progress += dest.dlg_load
+                if dest.uri in seen:
+                    continue
+                seen.add(dest.uri)
+                key = [setid, dest.uri]
+                outcomes.add_metric([*key, "answered", "2xx"], dest.calls_answered)
+                for i, count in enumerate(dest.calls_rejected):
+                    outcomes.add_metric([*key, "rejected", f"{i + 3}xx"], count)
+                outcomes.add_metric([*key, "timeout", ""], dest.calls_timeout)
+                outcomes.add_metric([*key, "cancelled", ""], dest.calls_cancelled)
+        yield outcomes
+        yield GaugeMetricFamily(
+            _name("calls_in_progress"),
+            "Calls in progress on every destination together (every algorithm).",
+            value=in_progress,
+        )
+        no_dest = CounterMetricFamily(
+            _name("set_calls_no_destination"),
+            "Calls refused because the set had no usable destination.",
+            labels=["set"],
+        )
+        counts = router.no_destination
+        for set_id in sorted({*counts, *(r.set_id for r in router.routes)}):
+            no_dest.add_metric([str(set_id)], counts.get(set_id, 0))
+        yield no_dest
+        times = router.setup_times
+        buckets: list[tuple[str, float]] = []
+        total = 0
+        for bound, count in zip((*SETUP_TIME_BUCKETS, float("inf")), times.counts, strict=True):
+            total += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        yield HistogramMetricFamily(
+            _name("call_setup_seconds"),
+            "Call set-up time: from the INVITE to the final response sent upstream.",
+            buckets=buckets,
+            sum_value=times.sum,
         )
 
     # -- prober -------------------------------------------------------------------------------

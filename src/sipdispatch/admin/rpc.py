@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from sipdispatch import __version__
 from sipdispatch.admin.protocol import AdminTarget
+from sipdispatch.admin.stats import select, statistics
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.errors import DispatcherError
 from sipdispatch.dispatcher.hashing import hash_slot
@@ -221,6 +222,9 @@ def _dest_record(dest: Destination, mode: str, latency: bool, runtime: bool) -> 
         "FLAGS": flags_letters(dest),
         "PRIORITY": dest.priority,
     }
+    if dest.unresolved is not None:
+        # Ours: why a destination loaded at start is inactive (its host did not resolve).
+        record["REASON"] = dest.unresolved
     if mode == LIST_FULL:
         transport = dest.sip_uri.params.get("transport")
         record.update(
@@ -475,6 +479,17 @@ async def pike_top(target: AdminTarget, params: Params) -> object:
     return [{"IP": ip, "DROPPED": hits} for ip, hits in sources.hot(limit or 10)]
 
 
+async def stats_get_statistics(target: AdminTarget, params: Params) -> object:
+    """``stats.get_statistics all|GROUP:|NAME ...``: ``["core:rcv_requests = 12", ...]``."""
+    names: list[str] = []
+    while (name := params.opt_str("NAME")) is not None:
+        names.append(name)
+    lines = select(statistics(target), names)
+    if not lines:
+        raise fault(INVALID_PARAMETERS, f"no statistic named {' '.join(names)}")
+    return lines
+
+
 def version_string() -> str:
     """``core.version``: ``sipdispatch 0.1.0 (x86_64/linux)`` (Kamailio: its full version)."""
     return f"sipdispatch {__version__} ({platform.machine() or 'unknown'}/{sys.platform})"
@@ -553,6 +568,8 @@ _TABLE: Final = (
               "Compute the hash of the values."),
     RpcMethod("pike.top", pike_top, "[LIMIT]",
               "Lists the sources whose requests are dropped over the flood limit."),
+    RpcMethod("stats.get_statistics", stats_get_statistics, "all|GROUP:|NAME ...",
+              "Print the values of the statistics (all, a group such as core:, or names)."),
     RpcMethod("core.version", core_version, "", "Returns the version string of the server."),
     RpcMethod("core.uptime", core_uptime, "", "Returns uptime of the server."),
     RpcMethod("system.listMethods", system_list_methods, "", "Lists the RPC methods."),

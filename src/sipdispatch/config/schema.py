@@ -68,6 +68,7 @@ __all__ = [
     "DispatcherConfig",
     "Key",
     "ListenAddr",
+    "LogConfig",
     "RouteMatch",
     "RouteMode",
     "RouteRule",
@@ -208,6 +209,16 @@ class ListenAddr:
     """IPv4 address, lower-case host name, or IPv6 address *without* brackets (``::1``)."""
     port: Annotated[StrictInt, Field(ge=0, le=65535)]
     """1..65535 in a file; 0 (any free port) only when built in Python."""
+    port_given: StrictBool = Field(default=True, repr=False)
+    """False when the file gave no port (the default port was taken): the start says so."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ListenAddr):
+            return NotImplemented
+        return (self.proto, self.host, self.port) == (other.proto, other.host, other.port)
+
+    def __hash__(self) -> int:
+        return hash((self.proto, self.host, self.port))
 
     def __str__(self) -> str:
         return f"{self.proto}:{bracket(self.host)}:{self.port}"
@@ -227,9 +238,10 @@ class ListenAddr:
             host, port = parse_host_port(rest, "listen address")
         except ValueError as exc:
             raise ValueError(f"{_LISTEN_FORM}: {exc}") from None
+        given = port is not None
         if port is None:
             port = DEFAULT_SIPS_PORT if proto == "tls" else DEFAULT_SIP_PORT
-        return cls(_LISTEN_PROTOS[proto], host, port)
+        return cls(_LISTEN_PROTOS[proto], host, port, given)
 
 
 def _listen(value: object) -> object:
@@ -960,6 +972,30 @@ class TlsConfig:
     """The oldest TLS version accepted either way."""
 
 
+# --------------------------------------------------------------------------------------------
+# [log]
+# --------------------------------------------------------------------------------------------
+
+CallLogChoice = Literal["failures", "all", "none"]
+LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class LogConfig:
+    """``[log]``: what is logged of each call, and how lines are written."""
+
+    calls: Annotated[CallLogChoice, _any_case(CallLogChoice), Key(kamailio="none")] = "failures"
+    """*(sipdispatch addition)* One `info` line per call: `"failures"` = every call that does
+    not simply succeed (rejected, failed over, timed out, no destination, not here,
+    cancelled), with its Call-ID, source, R-URI, each destination tried with its answer, and
+    the set-up time; `"all"` = every call; `"none"` = no call lines."""
+    format: Annotated[LogFormat, _any_case(LogFormat), Key(kamailio="core `log_engine_type`")] = (
+        "text"
+    )
+    """`"text"` (`time level logger: message`) or `"json"` (one JSON object per line, with the
+    call's fields on call lines: for Loki or ELK)."""
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class Config:
     """The whole configuration of one sipdispatch process."""
@@ -976,6 +1012,8 @@ class Config:
     """Who may send requests, and how fast."""
     tls: TlsConfig | None = None
     """TLS settings; None (no `[tls]` table) = no TLS at all."""
+    log: LogConfig = LogConfig()
+    """The call log and the format of log lines."""
     routes: Annotated[
         tuple[RouteRule, ...],
         BeforeValidator(_routes),

@@ -8,7 +8,7 @@ statistics, call load, the resolved address).
 Attrs follow Kamailio's ``ds_set_attrs`` (``dispatch.c``): ``name=value`` pairs
 separated by ``;``, names compared case-insensitively, a trailing ``;`` dropped
 from the body, the last occurrence of a name winning. Beyond Kamailio:
-``prefix`` and ``strip`` (SPEC §3), and bad values of known keys are errors
+``prefix`` and ``strip``, and bad values of known keys are errors
 instead of being logged and ignored (see docs/dispatcher.md).
 """
 
@@ -277,12 +277,23 @@ class Destination:
     """Calls in progress through this destination (algorithm 10)."""
     dispatched: int = field(init=False, default=0)
     """Requests sent to this destination since it was loaded (metrics)."""
+    calls_answered: int = field(init=False, default=0)
+    """Calls (INVITEs) it answered with 2xx (metrics)."""
+    calls_timeout: int = field(init=False, default=0)
+    """Calls it did not answer before the timer."""
+    calls_cancelled: int = field(init=False, default=0)
+    """Calls the caller cancelled while they were at this destination."""
+    calls_rejected: list[int] = field(init=False, default_factory=lambda: [0, 0, 0, 0])
+    """Calls it rejected, by class: 3xx, 4xx, 5xx, 6xx."""
     rweight: int = field(init=False)
     """Run-time relative weight: ``attrs.rweight``, changed by congestion control."""
     rpriority: int = field(init=False, default=0)
     """Algorithm 13's last computed latency-adjusted priority."""
     addr: tuple[str, int] | None = field(init=False, default=None)
     """Resolved (IP, port) to send to; None until resolved (or flag 16)."""
+    unresolved: str | None = field(init=False, default=None)
+    """Why its host did not resolve at start (it is then inactive and gets no calls nor
+    pings until it resolves); None once resolved."""
     transport: str = field(init=False)
     """``udp``/``tcp``/``tls`` from the URI's transport parameter or scheme."""
 
@@ -308,6 +319,12 @@ class Destination:
     def port(self) -> int:
         """Port of the URI, or the scheme's default."""
         return self.sip_uri.effective_port
+
+    def count_rejected(self, status: int) -> None:
+        """Count a call this destination rejected with ``status`` (300..699)."""
+        index = status // 100 - 3
+        if 0 <= index < 4:
+            self.calls_rejected[index] += 1
 
     def is_usable(self) -> bool:
         """Not inactive and not disabled (Kamailio ``!ds_skip_dst``); trying is usable."""

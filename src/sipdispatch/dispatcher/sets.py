@@ -310,6 +310,10 @@ def carry_runtime_state(old: DispatcherSets, new: DispatcherSets) -> int:
             dest.latency = prev.latency
             dest.dlg_load = prev.dlg_load
             dest.dispatched = prev.dispatched
+            dest.calls_answered = prev.calls_answered
+            dest.calls_timeout = prev.calls_timeout
+            dest.calls_cancelled = prev.calls_cancelled
+            dest.calls_rejected = prev.calls_rejected
             dest.rweight = prev.rweight
             carried += 1
         dset.rebuild_rweights(new.rng)

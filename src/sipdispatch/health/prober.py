@@ -60,7 +60,7 @@ def estimator_alpha(permille: int) -> float:
     """``LatencyStats.add_sample``'s alpha (weight of the *previous* estimate) from
     ``latency_estimator_alpha``.
 
-    Kamailio (master since 2025, PRs #4358/#4390) reads ``ds_latency_estimator_alpha``
+    Kamailio (master since 2025) reads ``ds_latency_estimator_alpha``
     as the weight of the *new* sample, default 100 (0.1); ours is the same
     default. ``latency.py`` implements the older formula ``est*alpha + x*(1-alpha)``,
     so the complement is passed: 100 gives 0.9, the same smoothing as Kamailio.
@@ -274,7 +274,8 @@ class Prober:
         core (``fr_timer`` bounds it) and is applied by :meth:`on_result`.
         """
         live = self.current(dest)
-        if live is None or not self.policy.should_ping(live.state):
+        if live is None or not self.policy.should_ping(live.state) or live.unresolved:
+            # An unresolved host is retried by the dispatcher service, not pinged.
             self.stats["pings_skipped"] += 1
             return False
         if live.addr is not None and live.transport != "tls":

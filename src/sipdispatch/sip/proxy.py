@@ -20,6 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sipdispatch.sip.addr import Addr
+from sipdispatch.sip.calls import (
+    OUTCOME_NOT_HERE,
+    OUTCOME_REJECTED,
+    CallRecord,
+    CallSink,
+)
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import BRANCH_COOKIE, Via, parse_via, split_name_addr
 from sipdispatch.sip.memo import remember
@@ -193,6 +199,9 @@ class ProxyCore:
         self.server_txs: dict[tuple[str, ...], ServerTransaction] = {}
         self.client_txs: dict[tuple[str, str], ClientTransaction] = {}
         self.stats = ProxyStats()
+        self.call_log: CallSink | None = None
+        """Told of every INVITE the core rejects itself (the router's plans report
+        the calls they route); None: no record is made."""
         self._counter = 0
 
     @property
@@ -447,6 +456,23 @@ class ProxyCore:
         response = make_response(stx.request, status, reason, to_tag=self._new_tag(), extra=extra)
         stx.respond(response, now)
 
+    def _refuse(
+        self,
+        stx: ServerTransaction,
+        req: Request,
+        src: Addr,
+        status: int,
+        reason: str | None,
+        now: float,
+        outcome: str = OUTCOME_REJECTED,
+        extra: list[Header] | None = None,
+    ) -> None:
+        """Reject a new request locally; an INVITE's rejection goes to the call log."""
+        self._reply(stx, status, reason, now, extra)
+        sink = self.call_log
+        if sink is not None and req.method == "INVITE":
+            sink(CallRecord(req.call_id, src, req.uri_text, status, outcome, reason=reason))
+
     def _process_new(self, req: Request, stx: ServerTransaction, src: Addr, now: float) -> None:
         fwd = req.copy()
         # §16.3 step 3: Max-Forwards of zero -> 483.
@@ -454,7 +480,7 @@ class ProxyCore:
         if mf is not None:
             hops = int(mf)
             if hops == 0:
-                self._reply(stx, 483, None, now)
+                self._refuse(stx, req, src, 483, None, now)
                 return
             fwd.set("max-forwards", "Max-Forwards", str(hops - 1))
         else:
@@ -462,12 +488,13 @@ class ProxyCore:
         loop_hash = self._loop_hash(req)
         # §16.3 step 4: a request carrying our Via with the same loop hash is looping.
         if self._looped(req, loop_hash):
-            self._reply(stx, 482, None, now)
+            self._refuse(stx, req, src, 482, None, now)
             return
         # §16.3 step 5: an extension the proxy must support, and none is supported.
         if fwd.has("proxy-require") and req.method != "CANCEL":
             unsupported = ", ".join(fwd.values("proxy-require"))
-            self._reply(stx, 420, None, now, [("unsupported", "Unsupported", unsupported)])
+            extra = [("unsupported", "Unsupported", unsupported)]
+            self._refuse(stx, req, src, 420, None, now, OUTCOME_REJECTED, extra)
             return
         popped = self._pop_our_routes(fwd)
         ctx = Context(stx, fwd, src, loop_hash)
@@ -475,7 +502,7 @@ class ProxyCore:
         if req.to_tag is not None:
             # In-dialog: follow the route set (§16.4, §16.12); never dispatch.
             if not popped:
-                self._reply(stx, 404, "Not here", now)
+                self._refuse(stx, req, src, 404, "Not here", now, OUTCOME_NOT_HERE)
                 return
             self.router.in_dialog(fwd, now)
             target = self._next_hop(fwd)
@@ -488,16 +515,16 @@ class ProxyCore:
         ctx.initial = True
         scheme = fwd.uri_text.split(":", 1)[0].lower()
         if scheme not in SUPPORTED_URI_SCHEMES:
-            self._reply(stx, 416, None, now)
+            self._refuse(stx, req, src, 416, None, now)
             return
         decision = self.router.route(fwd, src, now)
         if isinstance(decision, Reject):
-            self._reply(stx, decision.status, decision.reason, now)
+            self._refuse(stx, req, src, decision.status, decision.reason, now, decision.outcome)
             return
         ctx.plan = decision
         targets = decision.first()
         if not targets:
-            self._reply(stx, 503, None, now)
+            self._refuse(stx, req, src, 503, None, now)
             return
         for target in targets:
             self._start_branch(ctx, target, now)
@@ -664,6 +691,8 @@ class ProxyCore:
         if ctx.final_sent or ctx.canceled:
             return
         ctx.canceled = True
+        if ctx.plan is not None:
+            ctx.plan.cancelled(now)
         for b in ctx.branches:
             self._cancel_branch(b, now)
 

@@ -9,7 +9,7 @@ fails) or a :class:`Reject`. The dispatcher's router plugs in here; tests plug i
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sipdispatch.sip.addr import Addr
@@ -34,6 +34,8 @@ class Reject:
 
     status: int
     reason: str | None = None
+    outcome: str = field(default="rejected", compare=False)
+    """What the call log calls it (``no_route``, ``no_destination``, ...)."""
 
 
 class Plan(Protocol):
@@ -54,6 +56,9 @@ class Plan(Protocol):
 
     def finished(self, status: int, now: float) -> None:
         """The final response ``status`` went upstream (once per request)."""
+
+    def cancelled(self, now: float) -> None:
+        """The caller cancelled the request (CANCEL) before its final response."""
 
 
 class Router(Protocol):
@@ -100,4 +105,7 @@ class StaticPlan:
         pass
 
     def finished(self, status: int, now: float) -> None:
+        pass
+
+    def cancelled(self, now: float) -> None:
         pass

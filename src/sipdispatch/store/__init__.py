@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from sipdispatch.store.base import Row, Store, StoreError, host_matches
 from sipdispatch.store.listfile import ListFileStore
-from sipdispatch.store.resolve import load_and_resolve, resolve_host
+from sipdispatch.store.resolve import load_and_resolve, resolve_each, resolve_host
 from sipdispatch.store.sql import SqlStore, make_engine_url, mask_url
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "make_engine_url",
     "mask_url",
     "open_store",
+    "resolve_each",
     "resolve_host",
 ]
 

@@ -7,6 +7,7 @@ import socket
 
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.listfile import Resolver, resolve_all
+from sipdispatch.dispatcher.states import DS_NODNSARES_DST
 from sipdispatch.store.base import Store
 
 _SOCKET_TYPES = {
@@ -39,6 +40,25 @@ def resolve_host(host: str, port: int, transport: str) -> tuple[str, int]:
     return str(address), port
 
 
+def resolve_each(
+    dests: list[Destination], resolver: Resolver | None = None
+) -> list[tuple[Destination, str]]:
+    """Resolve each destination's host it can (flag 16 excepted); the others are
+    returned with the reason, unchanged. Start-up uses this (one bad host must not
+    stop the proxy); a reload stays all or nothing (:func:`load_and_resolve`)."""
+    resolve = resolver if resolver is not None else resolve_host
+    failed: list[tuple[Destination, str]] = []
+    for dest in dests:
+        if dest.flags & DS_NODNSARES_DST:
+            continue
+        try:
+            dest.addr = resolve(dest.host, dest.port, dest.transport)
+        except Exception as exc:  # the resolver is injected: any failure is "does not resolve"
+            detail = str(exc) or type(exc).__name__
+            failed.append((dest, f"could not resolve {dest.host}: {detail}"))
+    return failed
+
+
 def load_and_resolve(store: Store, resolver: Resolver | None = None) -> list[Destination]:
     """Load every destination of ``store`` and resolve each host, all or nothing.
 
@@ -48,7 +68,7 @@ def load_and_resolve(store: Store, resolver: Resolver | None = None) -> list[Des
     naming the line/row and the reason (bad record, or the host that did not
     resolve) and :class:`~sipdispatch.store.base.StoreError` when the store
     cannot be read; on any error no destination is returned, so the caller keeps
-    its running list (SPEC §3, reload).
+    its running list (a reload is all or nothing).
     """
     dests = store.load()
     resolve_all(dests, resolver if resolver is not None else resolve_host)

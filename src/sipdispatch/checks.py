@@ -1,0 +1,98 @@
+"""Warnings at load: a destination list that loads but will not do what it looks like.
+
+Run at start and after every reload; each finding is one ``warning`` line naming the
+set and the destination. Nothing here refuses a list (the load already refused what is
+wrong); these are the mistakes that load fine and surprise later.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Iterable
+
+from sipdispatch.dispatcher.algorithms.weighted import Weight
+from sipdispatch.dispatcher.sets import DispatcherSets
+from sipdispatch.routing import RouteRule
+
+log = logging.getLogger("sipdispatch.dispatcher")
+
+STREAM_TRANSPORTS = ("tcp", "tls")
+
+BIND_REASONS = {
+    errno.EADDRINUSE: "address in use: another process listens there (ss -lntup shows which)",
+    errno.EADDRNOTAVAIL: "no such address on this host (not one of its interfaces)",
+    errno.EACCES: "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+}
+"""What a bind error means, for the errors people meet when they choose an address."""
+
+
+def bind_reason(exc: OSError) -> str:
+    """Why a socket could not be bound, in words an operator acts on (uvloop hides the
+    errno in the exception's cause)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in BIND_REASONS:
+            return BIND_REASONS[seen.errno]
+        seen = seen.__cause__
+    return exc.strerror or str(exc)
+
+
+def load_warnings(
+    sets: DispatcherSets, rules: Iterable[RouteRule], listeners: Iterable[str]
+) -> list[str]:
+    """What is suspicious in ``sets`` for these ``[[route]]`` rules and listener
+    transports (``udp``, ``tcp``...), one sentence each."""
+    found: list[str] = []
+    rules = tuple(rules)
+    protos = set(listeners)
+    weighted = {r.set_id for r in rules if r.algorithm == Weight.number}
+    for dset in sets:
+        dests = dset.dests
+        seen: set[str] = set()
+        for dest in dests:
+            where = f"set {dset.setid} {dest.uri}"
+            bare = [name for name, value in dest.attrs.pairs if value is None]
+            if bare:
+                found.append(
+                    f"{where}: attrs {dest.attrs.body!r}: {', '.join(map(repr, bare))} is not "
+                    "key=value (write weight=75, pairs separated by ;)"
+                )
+            if dest.uri in seen:
+                found.append(f"{where}: listed twice in the set (the second is never shown)")
+            seen.add(dest.uri)
+            transport = dest.transport
+            if transport in STREAM_TRANSPORTS and transport not in protos:
+                found.append(
+                    f"{where}: transport={transport} but no {transport} listener in "
+                    "server.listen: requests to it cannot be sent"
+                )
+        if dset.setid in weighted and dests:
+            unweighted = [d for d in dests if not d.attrs.weight]
+            if dests[0] in unweighted:
+                found.append(
+                    f"set {dset.setid}: algorithm 9 (weight) but its first destination "
+                    f"{dests[0].uri} has no weight: the weights are ignored and every call "
+                    "goes to it"
+                )
+            else:
+                for d in unweighted:
+                    share = (
+                        "it gets what the others leave of 100"
+                        if d is dests[-1]
+                        else "it gets no calls"
+                    )
+                    found.append(
+                        f"set {dset.setid} {d.uri}: algorithm 9 (weight) but no weight: {share}"
+                    )
+    return found
+
+
+def warn_at_load(
+    sets: DispatcherSets, rules: Iterable[RouteRule], listeners: Iterable[str]
+) -> list[str]:
+    """Log :func:`load_warnings`, one line each; returns them."""
+    found = load_warnings(sets, rules, listeners)
+    for line in found:
+        log.warning("%s", line)
+    return found
