@@ -10,6 +10,7 @@ into it); building the peers' messages is not.
 
     .venv/bin/python bench/corecost.py                 # 20 000 calls, 3 rounds
     .venv/bin/python bench/corecost.py --profile 20    # cProfile, top 20 by own time
+    .venv/bin/python bench/corecost.py --call-log all  # with the call log's records made
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 
 from sipdispatch.config import parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
+from sipdispatch.routing import DispatchRouter
 from sipdispatch.service import make_router
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
@@ -114,8 +116,16 @@ def invite(n: int) -> bytes:
 class Driver:
     """Plays caller and gateways around one core; times only the core."""
 
-    def __init__(self) -> None:
+    def __init__(self, call_log: str = "none") -> None:
         self.core = make_core()
+        self.records: list[object] = []
+        if call_log != "none":
+            # As [log] calls = "failures" / "all": the records go to a sink (a list here,
+            # the logging handler in the proxy); these calls all simply succeed.
+            router = self.core.router
+            assert isinstance(router, DispatchRouter)
+            self.core.call_log = router.call_log = self.records.append
+            router.log_all = call_log == "all"
         self.now = 1000.0
         self.spent = 0
         self.messages = 0
@@ -168,11 +178,15 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", type=int, metavar="N", help="cProfile, print top N")
+    ap.add_argument(
+        "--call-log", choices=("none", "failures", "all"), default="none",
+        help="make call records as [log] calls does (default none)",
+    )  # fmt: skip
     args = ap.parse_args()
     gc.collect()
     gc.freeze()
     gc.set_threshold(20000, 10, 10)
-    d = Driver()
+    d = Driver(args.call_log)
     d.run(2000)  # warm-up: caches filled, transactions in steady state
     if args.profile:
         prof = cProfile.Profile()

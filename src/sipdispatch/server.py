@@ -23,6 +23,7 @@ from sipdispatch.routing import DispatchRouter
 from sipdispatch.service import DispatcherService
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
+from sipdispatch.systemd import notify
 from sipdispatch.transport.guard import GuardSettings, SourceGuard
 from sipdispatch.transport.shell import SipShell, TcpLimits
 from sipdispatch.transport.tls import TlsContexts, TlsFileError, TlsSettings, make_contexts
@@ -33,6 +34,8 @@ READY_LINE = "sipdispatch ready"
 """Written to stderr once every listener is bound (tests and scripts wait for it)."""
 
 
+DRAIN_POLL = 0.1
+"""Seconds between two looks at the requests still in flight while draining."""
 UNRESOLVED_RETRY = 10.0
 """Seconds between two tries of a host that did not resolve, when pings are off
 (``ping_interval = 0``); Kamailio's ``ds_ping_interval`` example value."""
@@ -85,6 +88,37 @@ class Server:
         """The garbage collector, held off once started."""
         self._watch: asyncio.Task[None] | None = None
         self._dns: asyncio.Task[None] | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    @property
+    def draining(self) -> bool:
+        """SIGTERM came: new calls get 503 while those in flight finish."""
+        return self.core is not None and self.core.draining
+
+    def drain(self) -> None:
+        """SIGTERM: refuse new INVITEs (503), let the requests in flight get their final
+        response (at most ``fr_inv_timer``), then stop. A second SIGTERM stops at once."""
+        core = self.core
+        if core is None or core.draining:
+            self.stopping.set()
+            return
+        core.draining = True
+        notify("STOPPING=1")
+        limit = self.config.transaction.fr_inv_timer / 1000
+        log.info("SIGTERM: new calls get 503; waiting up to %g s for %d in flight",
+                 limit, core.awaiting_final())  # fmt: skip
+        self._drain = asyncio.get_running_loop().create_task(self._wait_drained(core, limit))
+
+    async def _wait_drained(self, core: ProxyCore, limit: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while core.awaiting_final() and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL)
+        left = core.awaiting_final()
+        if left:
+            log.warning("drain: %d requests still without a final response after %g s", left,
+                        limit)  # fmt: skip
+        self.stopping.set()
 
     @property
     def router(self) -> DispatchRouter:
@@ -202,6 +236,7 @@ class Server:
         self.prober.start(loop.time())
         shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
         announce(log, f"{READY_LINE}: SIP on {shown}")
+        notify("READY=1")
         if core_build() != "compiled":
             log.warning("SIP core runs as pure Python (installed without mypyc): slower")
 
@@ -263,8 +298,8 @@ class Server:
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGTERM, self.drain)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         await self.start()
         self.collector.start()
         self._watch = asyncio.create_task(self._watch_collector())
@@ -276,6 +311,8 @@ class Server:
             self._watch.cancel()
             if self._dns is not None:
                 self._dns.cancel()
+            if self._drain is not None:
+                self._drain.cancel()
             self.collector.stop()
         log.info("stopping")
         await self.stop()

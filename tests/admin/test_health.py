@@ -4,6 +4,7 @@ nothing usable; the token is not asked for."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import aiohttp
 
@@ -58,3 +59,11 @@ def test_health_over_http_is_200_one_json_line_without_the_token(
     status, text = with_listener(server, body)
     assert status == 200 and text.endswith("}\n") and text.count("\n") == 1
     assert json.loads(text)["status"] == "ok"
+
+
+def test_health_is_503_while_draining(make_server: ServerFactory) -> None:
+    server = make_server()
+    serving(server)
+    server.core = SimpleNamespace(draining=True)  # type: ignore[assignment]
+    status, summary = health(server)
+    assert status == 503 and summary["problems"] == ["stopping: new calls get 503"]

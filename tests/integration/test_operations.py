@@ -7,7 +7,9 @@ sipp is the caller, scripted gateways answer; every wait polls with a generous d
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import GatewayFactory, ProxyFactory
 from .proxyctl import ProxyProcess, basic_config, proxy_env, write_list_file
-from .sippctl import SippResult, free_port, run_sipp
+from .sippctl import SippResult, free_port, run_sipp, start_sipp
 from .test_admin import http, rpc
 
 pytestmark = pytest.mark.timeout(120)
@@ -229,3 +231,52 @@ def test_dispatcher_add_warns_when_the_host_does_not_resolve_now(tmp_path: Path)
         cwd=tmp_path, env=proxy_env(), capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+# -- SIGTERM drains ------------------------------------------------------------------------------
+
+
+def test_sigterm_refuses_new_calls_with_503_and_lets_the_one_in_flight_finish(
+    sipp: str, tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory
+) -> None:
+    mg1 = gateways("mg1", answer_delay_ms=3000)  # rings 3 s, then answers
+    proxy = start(tmp_path, proxy_factory, [f"1 {mg1.uri} 0 0"], extra='\n[log]\ncalls = "all"\n')
+    ringing = start_sipp("uac_call", "127.0.0.1", proxy.port, workdir=tmp_path / "sipp-ringing")
+    try:
+        wait_for(lambda: mg1.invites == 1)
+        proxy.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "SIGTERM: new calls get 503" in proxy.log_text())
+        refused = run_sipp(
+            "uac_expect_503", "127.0.0.1", proxy.port, timeout=30, workdir=tmp_path / "sipp-503"
+        )
+        assert refused.ok, refused.report()
+        assert proxy.proc.wait(30) == 0  # it stopped by itself once the call was answered
+    finally:
+        ringing.stop()
+    log = proxy.log_text()
+    assert re.search(r"sipdispatch\.calls: call \S+ from .*: 503 Stopping \(0\.00 s\)", log), log
+    answered = [x for x in log.splitlines() if "calls: call" in x and f"{mg1.uri[4:]} 200" in x]
+    assert len(answered) == 1, log
+    assert mg1.invites == 1  # the refused call never reached the gateway
+
+
+def test_ready_and_stopping_are_told_to_systemd(tmp_path: Path) -> None:
+    import socket
+
+    from sipdispatch.systemd import notify
+
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(5)
+        old = os.environ.get("NOTIFY_SOCKET")
+        os.environ["NOTIFY_SOCKET"] = str(path)
+        try:
+            assert notify("READY=1")
+        finally:
+            if old is None:
+                del os.environ["NOTIFY_SOCKET"]
+            else:
+                os.environ["NOTIFY_SOCKET"] = old
+        assert sock.recv(100) == b"READY=1"
+    assert not notify("READY=1") or os.environ.get("NOTIFY_SOCKET")

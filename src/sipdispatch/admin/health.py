@@ -24,6 +24,8 @@ def health(target: AdminTarget) -> tuple[int, dict[str, Any]]:
     serving = started is not None and target.traffic() is not None
     if not serving:
         problems.append("not serving yet")
+    elif target.draining:
+        problems.append("stopping: new calls get 503")
     router = target.dispatcher.router
     sets: dict[str, dict[str, int]] = {}
     for set_id in sorted({rule.set_id for rule in router.routes}):

@@ -67,6 +67,10 @@ class AdminTarget(Protocol):
     def sources(self) -> SourceGuard | None:
         """The source ACL and flood limit, when configured and started."""
 
+    @property
+    def draining(self) -> bool:
+        """SIGTERM came: new calls are refused while those in flight finish."""
+
     def now(self) -> float:
         """The proxy's monotonic clock (the time of its state changes and timers)."""
 

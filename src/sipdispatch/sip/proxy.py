@@ -64,6 +64,8 @@ OUR_BRANCH = BRANCH_COOKIE + "sd"
 DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
 """Methods whose out-of-dialog requests get our Record-Route."""
 SUPPORTED_URI_SCHEMES = frozenset(("sip", "sips", "tel"))
+DRAIN_RETRY_AFTER = 10
+"""Seconds a caller refused while the proxy stops is told to wait (Retry-After)."""
 
 
 # -- settings ---------------------------------------------------------------------
@@ -199,6 +201,9 @@ class ProxyCore:
         self.server_txs: dict[tuple[str, ...], ServerTransaction] = {}
         self.client_txs: dict[tuple[str, str], ClientTransaction] = {}
         self.stats = ProxyStats()
+        self.draining = False
+        """Set when the proxy is stopping: a new out-of-dialog INVITE gets 503, everything
+        else (transactions in flight, in-dialog requests) goes on."""
         self.call_log: CallSink | None = None
         """Told of every INVITE the core rejects itself (the router's plans report
         the calls they route); None: no record is made."""
@@ -245,6 +250,16 @@ class ProxyCore:
         """Run ``callback(*args, now)`` at ``when`` on the core's clock, from
         :meth:`handle_timer` (the prober schedules its rounds here)."""
         return self._tq.call_at(when, callback, *args)
+
+    def awaiting_final(self) -> int:
+        """Requests relayed that have not had their final response yet (a drain waits
+        for these)."""
+        count = 0
+        for stx in self.server_txs.values():
+            ctx = stx.owner
+            if isinstance(ctx, Context) and not ctx.final_sent and ctx.branches:
+                count += 1
+        return count
 
     def transactions_in_flight(self) -> tuple[int, int]:
         """(server, client) transactions in the tables."""
@@ -513,6 +528,12 @@ class ProxyCore:
             self._start_branch(ctx, target, now)
             return
         ctx.initial = True
+        if self.draining and req.method == "INVITE":
+            # Stopping: a new call goes elsewhere (RFC 3261 21.5.4: 503 with Retry-After
+            # tells the caller, or a failover proxy, to try another server).
+            retry = [("retry-after", "Retry-After", str(DRAIN_RETRY_AFTER))]
+            self._refuse(stx, req, src, 503, "Stopping", now, OUTCOME_REJECTED, retry)
+            return
         scheme = fwd.uri_text.split(":", 1)[0].lower()
         if scheme not in SUPPORTED_URI_SCHEMES:
             self._refuse(stx, req, src, 416, None, now)
