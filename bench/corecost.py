@@ -10,6 +10,13 @@ into it); building the peers' messages is not.
 
     .venv/bin/python bench/corecost.py                 # 20 000 calls, 3 rounds
     .venv/bin/python bench/corecost.py --profile 20    # cProfile, top 20 by own time
+    .venv/bin/python bench/corecost.py --hook hookcost:route   # the rule as a Python hook
+    .venv/bin/python bench/corecost.py --user-prefix serv      # the same rule with a match
+
+``--hook MODULE:FUNCTION`` routes through a Python routing hook (modules are looked
+for in bench/ too: ``hookcost:route`` decides nothing, ``hookcost:by_prefix`` compares
+the user's prefix); without it the rule is the same one in TOML (set 1, round-robin),
+with ``--user-prefix P`` as its ``match``.
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ import gc
 import pstats
 import random
 import time
+from pathlib import Path
+from typing import Any
 
 from sipdispatch.config import parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
+from sipdispatch.hooks import HookLoader
 from sipdispatch.service import make_router
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
@@ -34,17 +44,27 @@ GW = {5071: Addr("udp", "127.0.0.1", 5071), 5072: Addr("udp", "127.0.0.1", 5072)
 SDP = b"v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"  # noqa: E501
 
 
-def make_core() -> ProxyCore:
+def make_core(hook: str | None = None, user_prefix: str | None = None) -> ProxyCore:
+    rule: dict[str, Any] = {"set": 1, "algorithm": 4}
+    if hook is not None:
+        rule["python"] = hook
+    if user_prefix is not None:
+        rule["match"] = {"user_prefix": user_prefix}
     cfg = parse_config(
-        {"dispatcher": {"ping_interval": 0}, "transaction": {"fr_timer": 3, "fr_inv_timer": 30}},
+        {
+            "dispatcher": {"ping_interval": 0},
+            "transaction": {"fr_timer": 3, "fr_inv_timer": 30},
+            "route": [rule],
+        },
         "bench.toml",
     )
+    hooks = HookLoader(cfg.routes, [str(Path(__file__).resolve().parent)]).load()
     dests = parse_list("1 sip:127.0.0.1:5071 0 0\n1 sip:127.0.0.1:5072 0 0\n", "bench.list")
     for d in dests:
         d.addr = (d.host, d.port)
     rng = random.Random(1)
     sets = DispatcherSets(dests, rng)
-    router = make_router(cfg, sets, rng)
+    router = make_router(cfg, sets, rng, hooks=hooks)
     return ProxyCore(
         ProxySettings(local={"udp": PROXY}),
         router,
@@ -114,8 +134,8 @@ def invite(n: int) -> bytes:
 class Driver:
     """Plays caller and gateways around one core; times only the core."""
 
-    def __init__(self) -> None:
-        self.core = make_core()
+    def __init__(self, hook: str | None = None, user_prefix: str | None = None) -> None:
+        self.core = make_core(hook, user_prefix)
         self.now = 1000.0
         self.spent = 0
         self.messages = 0
@@ -168,11 +188,13 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", type=int, metavar="N", help="cProfile, print top N")
+    ap.add_argument("--hook", metavar="MODULE:FUNCTION", help="route through a Python hook")
+    ap.add_argument("--user-prefix", metavar="P", help="the TOML rule's match.user_prefix")
     args = ap.parse_args()
     gc.collect()
     gc.freeze()
     gc.set_threshold(20000, 10, 10)
-    d = Driver()
+    d = Driver(args.hook, args.user_prefix)
     d.run(2000)  # warm-up: caches filled, transactions in steady state
     if args.profile:
         prof = cProfile.Profile()

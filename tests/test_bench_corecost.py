@@ -42,3 +42,13 @@ def test_corecost_calls_go_through_the_core_and_leave_nothing_behind() -> None:
     d.now += 6.0
     d.tick()
     assert not d.core.server_txs and not d.core.client_txs
+
+
+def test_corecost_with_a_hook_routes_every_call_through_it() -> None:
+    corecost = _load()
+    d = corecost.Driver(hook="hookcost:by_prefix")
+    d.run(50)
+    hook = d.core.router.routes[0].hook
+    assert hook.stats.outcomes["route"] == 50
+    dispatched = sorted(dest.dispatched for dest in d.core.router.sets.get(1).dests)
+    assert dispatched == [25, 25]
