@@ -442,6 +442,7 @@ def test_import_function_finds_a_module_in_a_search_directory(tmp_path: Path) ->
         ("X = 1 / 0\n", "hk_raises:route", "ZeroDivisionError: division by zero at hk_raises.py:1"),
         ("def other(r): pass\n", "hk_nofunc:route", "module hk_nofunc has no route"),
         ("route = 3\n", "hk_notfn:route", "hk_notfn.route is not a function"),
+        ("async def route(r):\n    pass\n", "hk_async:route", "hk_async.route is async"),
     ],
 )
 def test_a_hook_that_does_not_import_says_why(

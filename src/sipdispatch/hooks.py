@@ -27,6 +27,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import inspect
 import logging
 import sys
 import time
@@ -419,6 +420,10 @@ def import_function(key: str, name: str) -> Callable[[RequestView], object]:
         raise HookLoadError(key, name, f"module {module_name} has no {function_name}")
     if not callable(function):
         raise HookLoadError(key, name, f"{module_name}.{function_name} is not a function")
+    if inspect.iscoroutinefunction(function):
+        raise HookLoadError(
+            key, name, f"{module_name}.{function_name} is async: a hook is a plain function"
+        )
     return function  # type: ignore[no-any-return]
 
 
