@@ -16,7 +16,11 @@ into it); building the peers' messages is not.
 ``--hook MODULE:FUNCTION`` routes through a Python routing hook (modules are looked
 for in bench/ too: ``hookcost:route`` decides nothing, ``hookcost:by_prefix`` compares
 the user's prefix); without it the rule is the same one in TOML (set 1, round-robin),
-with ``--user-prefix P`` as its ``match``.
+with ``--user-prefix P`` as its ``match``. A hook's cost is below the noise of whole
+calls on a shared machine; ``--decisions N`` times the router's decision alone (one
+parsed INVITE routed N times), where the difference shows:
+
+    .venv/bin/python bench/corecost.py --decisions 200000 --hook hookcost:route
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from sipdispatch.dispatcher import DispatcherSets, parse_list
 from sipdispatch.hooks import HookLoader
 from sipdispatch.service import make_router
 from sipdispatch.sip.addr import Addr
+from sipdispatch.sip.message import parse_datagram
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
 
@@ -183,6 +188,23 @@ class Driver:
             self.tick()
 
 
+def decisions(core: ProxyCore, n: int, rounds: int) -> list[float]:
+    """Nanoseconds per routing decision (``router.route`` of one parsed INVITE, the plan's
+    first target and its end), best of ``rounds`` runs of ``n``."""
+    request = parse_datagram(invite(1))
+    router = core.router
+    route = router.route
+    results = []
+    for _ in range(rounds):
+        t0 = time.thread_time_ns()
+        for _ in range(n):
+            plan = route(request, CALLER, 1000.0)  # type: ignore[arg-type]
+            plan.first()  # type: ignore[union-attr]
+            plan.finished(200, 1000.0)  # type: ignore[union-attr]
+        results.append((time.thread_time_ns() - t0) / n)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--calls", type=int, default=20000)
@@ -190,11 +212,21 @@ def main() -> None:
     ap.add_argument("--profile", type=int, metavar="N", help="cProfile, print top N")
     ap.add_argument("--hook", metavar="MODULE:FUNCTION", help="route through a Python hook")
     ap.add_argument("--user-prefix", metavar="P", help="the TOML rule's match.user_prefix")
+    ap.add_argument("--decisions", type=int, metavar="N", help="time N routing decisions only")
     args = ap.parse_args()
     gc.collect()
     gc.freeze()
     gc.set_threshold(20000, 10, 10)
     d = Driver(args.hook, args.user_prefix)
+    if args.decisions:
+        results = decisions(d.core, args.decisions, args.rounds)
+        print(
+            "routing decision: "
+            + ", ".join(f"{r / 1000:.2f}" for r in results)
+            + f" µs (median {sorted(results)[len(results) // 2] / 1000:.2f}, "
+            + f"best {min(results) / 1000:.2f} µs)"
+        )
+        return
     d.run(2000)  # warm-up: caches filled, transactions in steady state
     if args.profile:
         prof = cProfile.Profile()
