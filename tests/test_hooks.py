@@ -353,7 +353,9 @@ def test_an_answer_that_is_not_route_reject_or_none_is_a_500(
 ) -> None:
     r, h = hooked_router(lambda req: 2)
     caplog.set_level(logging.ERROR, "sipdispatch.hooks")
-    assert routed(r) == HOOK_FAILED
+    failed = routed(r)
+    assert failed == HOOK_FAILED
+    assert isinstance(failed, CoreReject) and failed.outcome == "hook_failed"
     assert "returned 2: expected Route, Reject or None" in caplog.text
     assert h.stats.outcomes == {"route": 0, "reject": 0, "pass": 0, "error": 1}
 

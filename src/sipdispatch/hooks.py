@@ -67,8 +67,9 @@ milliseconds runs on the event loop and holds every other message back meanwhile
 LOG_INTERVAL: Final = 10.0
 """Seconds between two log lines of one kind (error, slow) for one hook; the ones in
 between are counted and the next line says how many."""
-HOOK_FAILED: Final = CoreReject(500, None)
-"""The answer to a request whose hook raised or returned something unusable."""
+HOOK_FAILED: Final = CoreReject(500, None, "hook_failed")
+"""The answer to a request whose hook raised or returned something unusable (the call
+log's outcome ``hook_failed``)."""
 BUCKETS: Final = (
     0.00001,
     0.000025,
