@@ -11,6 +11,17 @@ into it); building the peers' messages is not.
     .venv/bin/python bench/corecost.py                 # 20 000 calls, 3 rounds
     .venv/bin/python bench/corecost.py --profile 20    # cProfile, top 20 by own time
     .venv/bin/python bench/corecost.py --call-log all  # with the call log's records made
+    .venv/bin/python bench/corecost.py --hook hookcost:route   # the rule as a Python hook
+    .venv/bin/python bench/corecost.py --user-prefix serv      # the same rule with a match
+
+``--hook MODULE:FUNCTION`` routes through a Python routing hook (modules are looked
+for in bench/ too: ``hookcost:route`` decides nothing, ``hookcost:by_prefix`` compares
+the user's prefix); without it the rule is the same one in TOML (set 1, round-robin),
+with ``--user-prefix P`` as its ``match``. A hook's cost is below the noise of whole
+calls on a shared machine; ``--decisions N`` times the router's decision alone (one
+parsed INVITE routed N times), where the difference shows:
+
+    .venv/bin/python bench/corecost.py --decisions 200000 --hook hookcost:route
 """
 
 from __future__ import annotations
@@ -21,12 +32,16 @@ import gc
 import pstats
 import random
 import time
+from pathlib import Path
+from typing import Any
 
 from sipdispatch.config import parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
+from sipdispatch.hooks import HookLoader
 from sipdispatch.routing import DispatchRouter
 from sipdispatch.service import make_router
 from sipdispatch.sip.addr import Addr
+from sipdispatch.sip.message import parse_datagram
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
 
@@ -36,17 +51,27 @@ GW = {5071: Addr("udp", "127.0.0.1", 5071), 5072: Addr("udp", "127.0.0.1", 5072)
 SDP = b"v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"  # noqa: E501
 
 
-def make_core() -> ProxyCore:
+def make_core(hook: str | None = None, user_prefix: str | None = None) -> ProxyCore:
+    rule: dict[str, Any] = {"set": 1, "algorithm": 4}
+    if hook is not None:
+        rule["python"] = hook
+    if user_prefix is not None:
+        rule["match"] = {"user_prefix": user_prefix}
     cfg = parse_config(
-        {"dispatcher": {"ping_interval": 0}, "transaction": {"fr_timer": 3, "fr_inv_timer": 30}},
+        {
+            "dispatcher": {"ping_interval": 0},
+            "transaction": {"fr_timer": 3, "fr_inv_timer": 30},
+            "route": [rule],
+        },
         "bench.toml",
     )
+    hooks = HookLoader(cfg.routes, [str(Path(__file__).resolve().parent)]).load()
     dests = parse_list("1 sip:127.0.0.1:5071 0 0\n1 sip:127.0.0.1:5072 0 0\n", "bench.list")
     for d in dests:
         d.addr = (d.host, d.port)
     rng = random.Random(1)
     sets = DispatcherSets(dests, rng)
-    router = make_router(cfg, sets, rng)
+    router = make_router(cfg, sets, rng, hooks=hooks)
     return ProxyCore(
         ProxySettings(local={"udp": PROXY}),
         router,
@@ -116,8 +141,10 @@ def invite(n: int) -> bytes:
 class Driver:
     """Plays caller and gateways around one core; times only the core."""
 
-    def __init__(self, call_log: str = "none") -> None:
-        self.core = make_core()
+    def __init__(
+        self, call_log: str = "none", hook: str | None = None, user_prefix: str | None = None
+    ) -> None:
+        self.core = make_core(hook, user_prefix)
         self.records: list[object] = []
         if call_log != "none":
             # As [log] calls = "failures" / "all": the records go to a sink (a list here,
@@ -173,6 +200,23 @@ class Driver:
             self.tick()
 
 
+def decisions(core: ProxyCore, n: int, rounds: int) -> list[float]:
+    """Nanoseconds per routing decision (``router.route`` of one parsed INVITE, the plan's
+    first target and its end), best of ``rounds`` runs of ``n``."""
+    request = parse_datagram(invite(1))
+    router = core.router
+    route = router.route
+    results = []
+    for _ in range(rounds):
+        t0 = time.thread_time_ns()
+        for _ in range(n):
+            plan = route(request, CALLER, 1000.0)  # type: ignore[arg-type]
+            plan.first()  # type: ignore[union-attr]
+            plan.finished(200, 1000.0)  # type: ignore[union-attr]
+        results.append((time.thread_time_ns() - t0) / n)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--calls", type=int, default=20000)
@@ -182,11 +226,23 @@ def main() -> None:
         "--call-log", choices=("none", "failures", "all"), default="none",
         help="make call records as [log] calls does (default none)",
     )  # fmt: skip
+    ap.add_argument("--hook", metavar="MODULE:FUNCTION", help="route through a Python hook")
+    ap.add_argument("--user-prefix", metavar="P", help="the TOML rule's match.user_prefix")
+    ap.add_argument("--decisions", type=int, metavar="N", help="time N routing decisions only")
     args = ap.parse_args()
     gc.collect()
     gc.freeze()
     gc.set_threshold(20000, 10, 10)
-    d = Driver(args.call_log)
+    d = Driver(args.call_log, args.hook, args.user_prefix)
+    if args.decisions:
+        results = decisions(d.core, args.decisions, args.rounds)
+        print(
+            "routing decision: "
+            + ", ".join(f"{r / 1000:.2f}" for r in results)
+            + f" µs (median {sorted(results)[len(results) // 2] / 1000:.2f}, "
+            + f"best {min(results) / 1000:.2f} µs)"
+        )
+        return
     d.run(2000)  # warm-up: caches filled, transactions in steady state
     if args.profile:
         prof = cProfile.Profile()

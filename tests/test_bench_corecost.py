@@ -42,3 +42,21 @@ def test_corecost_calls_go_through_the_core_and_leave_nothing_behind() -> None:
     d.now += 6.0
     d.tick()
     assert not d.core.server_txs and not d.core.client_txs
+
+
+def test_corecost_with_a_hook_routes_every_call_through_it() -> None:
+    corecost = _load()
+    d = corecost.Driver(hook="hookcost:by_prefix")
+    d.run(50)
+    hook = d.core.router.routes[0].hook
+    assert hook.stats.outcomes["route"] == 50
+    dispatched = sorted(dest.dispatched for dest in d.core.router.sets.get(1).dests)
+    assert dispatched == [25, 25]
+
+
+def test_corecost_decisions_time_the_routing_decision_alone() -> None:
+    corecost = _load()
+    d = corecost.Driver(hook="hookcost:route")
+    [ns] = corecost.decisions(d.core, 100, 1)
+    assert ns > 0
+    assert d.core.router.routes[0].hook.stats.outcomes["route"] == 100

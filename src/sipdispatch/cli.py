@@ -53,7 +53,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     _setup_logging(config.server.log_level, config.log.format)
-    return run(config)
+    path = args.config
+    if path is None and os.path.exists(DEFAULT_CONFIG_FILE):
+        path = DEFAULT_CONFIG_FILE
+    return run(config, path)
 
 
 # --------------------------------------------------------------------------------------------

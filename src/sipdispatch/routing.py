@@ -54,8 +54,9 @@ from sipdispatch.sip.calls import (
 )
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import header_key, split_name_addr
-from sipdispatch.sip.message import RELEASED, Request
+from sipdispatch.sip.message import RELEASED, Header, Request
 from sipdispatch.sip.router import Plan, Reject, Target
+from sipdispatch.sip.uri import parse_uri
 
 log = logging.getLogger("sipdispatch.routing")
 
@@ -67,6 +68,123 @@ ALGORITHM_CALL_LOAD: Final = CallLoad.number
 """Kamailio algorithm numbers whose selection needs something special from us."""
 
 RouteMode = Literal["dst", "domain"]
+
+
+# -- Python routing hooks: what the router hands a hook and takes back --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HookRoute:
+    """A hook's "dispatch this request", checked and made plain by the shell
+    (``sipdispatch.hooks.Route``): None fields take the rule's own value."""
+
+    set_id: int | None = None
+    """Destination set, or None for the rule's ``set``."""
+    algorithm: int | None = None
+    """Algorithm number, or None for the rule's ``algorithm``."""
+    user: str | None = None
+    """New Request-URI user part (before a destination's ``strip``/``prefix``), or None."""
+    headers: tuple[Header, ...] = ()
+    """Header lines added to every request forwarded for this call."""
+
+
+HookFn = Callable[["RequestView"], "HookRoute | Reject | None"]
+"""What a ``[[route]]`` rule with ``python`` calls (the shell's wrapper of the user's
+function): a route, a local rejection, or None to go on with the next rule."""
+
+
+class RequestView:
+    """A read-only view of a request for a Python routing hook.
+
+    Made once per hook call and cheap to make: each value is read from the request
+    when the hook asks for it. Strings are "" where the request has nothing to
+    give (no user part, a URI that does not parse), never None, except for
+    :meth:`header`.
+    """
+
+    def __init__(self, request: Request, source: Addr, router: DispatchRouter) -> None:
+        self._request = request
+        self._source = source
+        self._router = router
+
+    @property
+    def method(self) -> str:
+        """Request method as written (upper case for the standard methods)."""
+        return self._request.method
+
+    @property
+    def ruri(self) -> str:
+        """The whole Request-URI as received."""
+        return self._request.uri_text
+
+    @property
+    def ruri_user(self) -> str:
+        """Request-URI user part (the number of a ``tel:`` URI), "" when none."""
+        return _ruri_parts(self._request)[1]
+
+    @property
+    def ruri_host(self) -> str:
+        """Request-URI host ("" for a ``tel:`` URI)."""
+        return _ruri_parts(self._request)[0]
+
+    @property
+    def from_uri(self) -> str:
+        """The From URI, without display name or tag."""
+        return _uri_of(self._request.get("from"))
+
+    @property
+    def from_user(self) -> str:
+        """User part of the From URI, "" when none."""
+        return _user_of(self.from_uri)
+
+    @property
+    def to_uri(self) -> str:
+        """The To URI, without display name or tag."""
+        return _uri_of(self._request.get("to"))
+
+    @property
+    def call_id(self) -> str:
+        """The Call-ID."""
+        return self._request.call_id
+
+    @property
+    def source_ip(self) -> str:
+        """IP address the request came from."""
+        return self._source.host
+
+    @property
+    def source_port(self) -> int:
+        """Port the request came from."""
+        return self._source.port
+
+    @property
+    def transport(self) -> str:
+        """``udp``, ``tcp`` or ``tls``: how the request came."""
+        return self._source.transport
+
+    @property
+    def source_sets(self) -> frozenset[int]:
+        """The destination sets the source belongs to (``ds_is_from_list``)."""
+        return self._router.source_sets(self._source)
+
+    def header(self, name: str) -> str | None:
+        """Value of the first header ``name`` (any case, compact forms too), or None."""
+        return self._request.get(header_key(name))
+
+    def __repr__(self) -> str:
+        return (
+            f"<RequestView {self.method} {self.ruri} from "
+            f"{self.transport}:{self.source_ip}:{self.source_port}>"
+        )
+
+
+def _user_of(uri_text: str) -> str:
+    if _is_tel(uri_text):
+        return uri_text[4:].partition(";")[0]
+    try:
+        return parse_uri(uri_text).user or ""
+    except ParseError:
+        return ""
 
 
 # -- the rules and settings the router runs on ---------------------------------------
@@ -118,6 +236,10 @@ class RouteRule:
     """``ds_mark_dst`` state given to a destination that failed a call; "" = leave it."""
     no_destination: int = 503
     """Reply code when no usable destination is left."""
+    hook: HookFn | None = None
+    """A Python routing hook (``python = "module:function"``): called with a
+    :class:`RequestView` when `match` fits; its answer decides (None: the next rule).
+    The shell wraps the user's function (timing, exceptions) before it lands here."""
 
     def is_failover(self, code: int) -> bool:
         """Whether a final response ``code`` received on a branch makes the call try the
@@ -255,6 +377,7 @@ class DispatchPlan:
         "dests",
         "failures",
         "generation",
+        "hook",
         "is_call",
         "limits_load",
         "parallel",
@@ -277,6 +400,7 @@ class DispatchPlan:
         counts_load: bool,
         source: Addr | None = None,
         now: float = 0.0,
+        hook: HookRoute | None = None,
     ) -> None:
         self.router = router
         self.rule = rule
@@ -291,7 +415,10 @@ class DispatchPlan:
         self.counts_load = counts_load
         """The call counts on the destination it goes to while in progress (every
         INVITE, whatever the algorithm)."""
-        self.limits_load = counts_load and rule.algorithm == ALGORITHM_CALL_LOAD
+        algorithm = rule.algorithm
+        if hook is not None and hook.algorithm is not None:
+            algorithm = hook.algorithm
+        self.limits_load = counts_load and algorithm == ALGORITHM_CALL_LOAD
         """Algorithm 10: failover skips a destination at its ``maxload``."""
         self.generation = router.generation
         """The router's destination list generation at selection (see reload)."""
@@ -307,13 +434,15 @@ class DispatchPlan:
         self.winner: Destination | None = None
         """The destination that answered 2xx."""
         self.was_cancelled = False
+        self.hook = hook
+        """What the rule's Python hook decided (R-URI user, added headers), if any."""
 
     def first(self) -> list[Target]:
         """The selected destination, or every one for parallel forking (algorithm 12)."""
         target = self.router.target
         if self.parallel:
-            return [target(d, self.rule, self.request) for d in self.dests]
-        return [target(self.dests[0], self.rule, self.request)]
+            return [target(d, self.rule, self.request, self.hook) for d in self.dests]
+        return [target(self.dests[0], self.rule, self.request, self.hook)]
 
     def next_target(self, failed: Target, status: int, timeout: bool, now: float) -> Target | None:
         """``failure_route``: mark the failed destination and take the next one.
@@ -361,7 +490,7 @@ class DispatchPlan:
                 # Kamailio ds_load_replace: the call's count moves to the new destination.
                 router.calls.on_invite_sent(self.call_id, d, now)
             self.current = d
-            return router.target(d, rule, self.request)
+            return router.target(d, rule, self.request, self.hook)
         return None
 
     def answered(self, target: Target, now: float) -> None:
@@ -441,7 +570,6 @@ class DispatchRouter:
         rng: random.Random,
         state_log: StateLog,
     ) -> None:
-        self.routes = routes or (DEFAULT_ROUTE,)
         self.settings = settings
         self.rng = rng
         self.sets = sets
@@ -453,7 +581,8 @@ class DispatchRouter:
         self.calls = CallLoadTable(
             sets, hash_expire=settings.hash_expire, hash_initexpire=settings.hash_initexpire
         )
-        self.counts_calls = any(r.algorithm == ALGORITHM_CALL_LOAD for r in self.routes)
+        self.routes: tuple[RouteRule, ...] = ()
+        self.counts_calls = False
         """Some rule uses algorithm 10 (dispatcher.list then shows RUNTIME DLGLOAD; every
         call is counted on its destination whatever the algorithm)."""
         self.call_log: CallSink | None = None
@@ -465,17 +594,30 @@ class DispatchRouter:
         """Call set-up times (INVITE to final response)."""
         self.no_destination: dict[int, int] = {}
         """Calls refused because their set had no usable destination, by set."""
-        self._uses_source = any(r.match.source_set is not None for r in self.routes)
-        self._uses_ruri = any(
-            r.match.domain is not None or r.match.user_prefix is not None for r in self.routes
-        )
+        self._uses_source = False
+        self._uses_ruri = False
         """Some rule matches on the R-URI's host or user: only then is it parsed here."""
         self._options: dict[RouteRule, SelectOptions] = {}
         """Selection options per rule, made on first use (they never change)."""
         self._exact: dict[tuple[str, int], frozenset[int]] = {}
         self._any_port: dict[str, frozenset[int]] = {}
         self._by_ip: dict[str, frozenset[int]] = {}
+        self.replace_routes(routes)
         self._index_sources()
+
+    def replace_routes(self, routes: tuple[RouteRule, ...]) -> None:
+        """Run on ``routes`` from now on (start-up, and a reload that re-imported the
+        Python hooks); plans in flight keep the rule they were made with."""
+        self.routes = routes or (DEFAULT_ROUTE,)
+        # A hook may pick algorithm 10 for any call.
+        self.counts_calls = any(
+            r.algorithm == ALGORITHM_CALL_LOAD or r.hook is not None for r in self.routes
+        )
+        self._uses_source = any(r.match.source_set is not None for r in self.routes)
+        self._uses_ruri = any(
+            r.match.domain is not None or r.match.user_prefix is not None for r in self.routes
+        )
+        self._options = {}
 
     # -- destination list ----------------------------------------------------------
 
@@ -630,12 +772,19 @@ class DispatchRouter:
             if wanted is not None and wanted not in sources:
                 continue
             if rule.matches(method, domain, user, wanted):
-                return self._dispatch(rule, request, source, now)
+                hook = rule.hook
+                if hook is None:
+                    return self._dispatch(rule, request, source, now)
+                decided = hook(RequestView(request, source, self))
+                if decided is None:
+                    continue  # the hook passes: the next rule
+                if isinstance(decided, Reject):
+                    return decided
+                return self._dispatch(rule, request, source, now, decided)
         return NO_ROUTE
 
-    def _context(self, rule: RouteRule, request: Request, now: float) -> SelectContext:
+    def _context(self, alg: int, request: Request, now: float) -> SelectContext:
         # Only what this rule's algorithm hashes is read from the request.
-        alg = rule.algorithm
         header_value: Callable[[str], str | None] | None = None
         if alg == ALGORITHM_HASH_HEADER and self.settings.hash_header:
 
@@ -654,9 +803,21 @@ class DispatchRouter:
         )
 
     def _dispatch(
-        self, rule: RouteRule, request: Request, source: Addr, now: float
+        self,
+        rule: RouteRule,
+        request: Request,
+        source: Addr,
+        now: float,
+        hook: HookRoute | None = None,
     ) -> Plan | Reject:
         calls = self.calls
+        set_id = rule.set_id
+        alg = rule.algorithm
+        if hook is not None:
+            if hook.set_id is not None:
+                set_id = hook.set_id
+            if hook.algorithm is not None:
+                alg = hook.algorithm
         # Every call counts on its destination while in progress (RUNTIME DLGLOAD,
         # metrics); algorithm 10 also selects by it.
         counts_load = request.method == "INVITE"
@@ -674,24 +835,24 @@ class DispatchRouter:
                 hash_header=d.hash_header,
                 rng=self.rng,
             )
-        selection = select_with(
-            self.sets, rule.set_id, rule.algorithm, self._context(rule, request, now), opts
-        )
+        selection = select_with(self.sets, set_id, alg, self._context(alg, request, now), opts)
         dests = selection.targets
         if not dests:
             if counts_load:
-                setid = rule.set_id
-                self.no_destination[setid] = self.no_destination.get(setid, 0) + 1
+                self.no_destination[set_id] = self.no_destination.get(set_id, 0) + 1
             return Reject(rule.no_destination, NO_DESTINATION_REASON, OUTCOME_NO_DESTINATION)
         if counts_load:
             calls.on_invite_sent(request.call_id, dests[0], now)
         return DispatchPlan(
-            self, rule, dests, selection.parallel, request, counts_load, source, now
+            self, rule, dests, selection.parallel, request, counts_load, source, now, hook
         )
 
-    def target(self, dest: Destination, rule: RouteRule, request: Request) -> Target:
+    def target(
+        self, dest: Destination, rule: RouteRule, request: Request, hook: HookRoute | None = None
+    ) -> Target:
         """Where a request goes for ``dest``: its resolved address, and a new R-URI
-        when the rule is ``mode = "domain"`` or the destination has ``prefix``/``strip``."""
+        when the rule is ``mode = "domain"``, the destination has ``prefix``/``strip``
+        or the rule's hook gave a user; the hook's headers go with it."""
         dest.dispatched += 1
         addr = dest.addr
         if addr is not None and dest.transport != "tls":
@@ -702,6 +863,11 @@ class DispatchRouter:
             hop = Addr(dest.transport, dest.host, dest.port)
         attrs = dest.attrs
         domain = rule.mode == "domain"
+        if hook is not None:
+            user = hook.user
+            if not (domain or attrs.prefix or attrs.strip or user is not None):
+                return Target(hop, None, dest, hook.headers)
+            return Target(hop, _rewrite_ruri(request, dest, domain, user), dest, hook.headers)
         if not (domain or attrs.prefix or attrs.strip):
             return Target(hop, None, dest)
         return Target(hop, _rewrite_ruri(request, dest, domain), dest)
@@ -712,18 +878,25 @@ class DispatchRouter:
             self.calls.on_released(request.call_id)
 
 
-def _rewrite_ruri(request: Request, dest: Destination, domain: bool) -> str | None:
+def _rewrite_ruri(
+    request: Request, dest: Destination, domain: bool, user: str | None = None
+) -> str | None:
     """The R-URI for ``dest``: host:port replaced (``ds_select_domain``) and/or the
-    user part rewritten by ``strip`` then ``prefix``; None to keep it as it is."""
+    user part replaced by a hook's ``user``, then rewritten by ``strip`` then
+    ``prefix``; None to keep it as it is."""
     attrs = dest.attrs
     rewrite_user = bool(attrs.prefix or attrs.strip)
     text = request.uri_text
     if _is_tel(text):
         # A tel: URI has no host to replace; its number is the "user".
-        if not rewrite_user:
+        if not rewrite_user and user is None:
             return None
         number, sep, params = text[4:].partition(";")
-        return f"{text[:4]}{attrs.rewrite_user(number) or ''}{sep}{params}"
+        if user is not None:
+            number = user
+        if rewrite_user:
+            number = attrs.rewrite_user(number) or ""
+        return f"{text[:4]}{number}{sep}{params}"
     try:
         uri = request.uri.copy()
     except ParseError:
@@ -734,6 +907,8 @@ def _rewrite_ruri(request: Request, dest: Destination, domain: bool) -> str | No
         transport = target.params.get("transport")
         if transport:
             uri.params["transport"] = transport
+    if user is not None:
+        uri.user = user
     if rewrite_user:
         uri.user = attrs.rewrite_user(uri.user) or None
     return str(uri)

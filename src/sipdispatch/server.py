@@ -66,12 +66,14 @@ class Server:
     to (:class:`~sipdispatch.admin.protocol.AdminTarget`).
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: str | None = None) -> None:
         self.config = config
         self.stopping = asyncio.Event()
         self.state_log = StateLog()
         """Every destination state change (pings, failed calls, the admin API)."""
-        self.dispatcher = DispatcherService.from_config(config, self.state_log)
+        # Python hook modules may sit next to the configuration file.
+        search = [os.path.dirname(os.path.abspath(config_path))] if config_path else []
+        self.dispatcher = DispatcherService.from_config(config, self.state_log, search)
         """The destination store and the router over its destinations."""
         self.core: ProxyCore | None = None
         self.shell: SipShell | None = None
@@ -318,12 +320,13 @@ class Server:
         await self.stop()
 
 
-def run(config: Config) -> int:
-    """Run the proxy in the foreground; return the exit status."""
+def run(config: Config, config_path: str | None = None) -> int:
+    """Run the proxy in the foreground; return the exit status. ``config_path``: the
+    file ``config`` was read from (hook modules are looked for next to it too)."""
     factory = install_uvloop()
 
     async def main() -> None:
-        await Server(config).serve()
+        await Server(config, config_path).serve()
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())

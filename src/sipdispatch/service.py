@@ -15,11 +15,11 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sipdispatch import config
 from sipdispatch.checks import warn_at_load
-from sipdispatch.config import Config, DispatcherConfig
+from sipdispatch.config import Config, ConfigError, DispatcherConfig
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.listfile import Resolver, resolve_all
 from sipdispatch.dispatcher.sets import DispatcherSets
@@ -32,7 +32,8 @@ from sipdispatch.dispatcher.states import (
 )
 from sipdispatch.health.state import ORIGIN_DNS, StateChange
 from sipdispatch.health.statelog import StateLog
-from sipdispatch.routing import DispatchRouter, RouteMatch, RouterSettings, RouteRule
+from sipdispatch.hooks import HookLoader, HookLoadError
+from sipdispatch.routing import DispatchRouter, HookFn, RouteMatch, RouterSettings, RouteRule
 from sipdispatch.store import Store, load_and_resolve, open_store, resolve_each, resolve_host
 
 log = logging.getLogger("sipdispatch.dispatcher")
@@ -42,9 +43,12 @@ class Busy(Exception):
     """Another reload, add or remove is in progress."""
 
 
-def route_rules(routes: Sequence[config.RouteRule]) -> tuple[RouteRule, ...]:
+def route_rules(
+    routes: Sequence[config.RouteRule], hooks: Mapping[int, HookFn] | None = None
+) -> tuple[RouteRule, ...]:
     """The router's rules from ``[[route]]`` (the schema's, validated, made into the
-    router's own plain records)."""
+    router's own plain records), with the imported Python ``hooks`` by rule index."""
+    hooks = hooks or {}
     return tuple(
         RouteRule(
             set_id=r.set_id,
@@ -58,8 +62,9 @@ def route_rules(routes: Sequence[config.RouteRule]) -> tuple[RouteRule, ...]:
             failover_classes=frozenset(r.failover_classes),
             mark_failed=r.mark_failed,
             no_destination=r.no_destination,
+            hook=hooks.get(i),
         )
-        for r in routes
+        for i, r in enumerate(routes)
     )
 
 
@@ -79,11 +84,16 @@ def router_settings(dconf: DispatcherConfig) -> RouterSettings:
 
 
 def make_router(
-    config: Config, sets: DispatcherSets, rng: random.Random, state_log: StateLog | None = None
+    config: Config,
+    sets: DispatcherSets,
+    rng: random.Random,
+    state_log: StateLog | None = None,
+    hooks: Mapping[int, HookFn] | None = None,
 ) -> DispatchRouter:
-    """A router over ``sets`` with the config's rules and ``[dispatcher]`` settings."""
+    """A router over ``sets`` with the config's rules (and their imported Python
+    ``hooks``) and ``[dispatcher]`` settings."""
     return DispatchRouter(
-        route_rules(config.routes),
+        route_rules(config.routes, hooks),
         router_settings(config.dispatcher),
         sets,
         rng,
@@ -96,7 +106,12 @@ class DispatcherService:
     the destination list (reload, add, remove), one at a time."""
 
     def __init__(
-        self, store: Store, router: DispatchRouter, resolver: Resolver = resolve_host
+        self,
+        store: Store,
+        router: DispatchRouter,
+        resolver: Resolver = resolve_host,
+        hooks: HookLoader | None = None,
+        routes: Sequence[config.RouteRule] = (),
     ) -> None:
         self.store = store
         self.router = router
@@ -104,24 +119,40 @@ class DispatcherService:
         """How host names are resolved (blocking: called off the event loop)."""
         self.listeners: tuple[str, ...] = ("udp", "tcp")
         """Transports the proxy listens on (``server.listen``), for the load warnings."""
+        self.hooks = hooks if hooks is not None else HookLoader(())
+        """The rules' Python hooks (imported afresh by every reload)."""
+        self.routes = tuple(routes)
+        """The ``[[route]]`` rules as configured (the router's are rebuilt from them
+        when a reload re-imports the hooks)."""
         self.reloads: Counter[str] = Counter()
         """``dispatcher.reload`` outcomes: ``ok`` / ``failed``."""
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_config(cls, config: Config, state_log: StateLog) -> DispatcherService:
-        """Open the store the config names and load it (blocking: at start-up).
+    def from_config(
+        cls, config: Config, state_log: StateLog, hook_search: Sequence[str] = ()
+    ) -> DispatcherService:
+        """Open the store the config names and load it, and import the rules' Python
+        hooks (blocking: at start-up). ``hook_search``: directories searched for hook
+        modules after ``sys.path`` (the configuration file's). A hook that does not
+        import is a :class:`ConfigError` naming its rule's key.
 
         A destination whose host does not resolve does not stop the start: it is loaded
         inactive (``IP``) with the reason, gets no calls nor pings, and
         :meth:`retry_unresolved` tries it again."""
+        hooks = HookLoader(config.routes, hook_search)
+        try:
+            hooks.install(hooks.load())
+        except HookLoadError as exc:
+            raise ConfigError(f"config: {exc}", key=exc.key) from None
         d = config.dispatcher
         store = open_store(list_file=d.list_file, db_url=d.db_url, table_name=d.table_name)
         rng = random.Random()  # seeded from the system's entropy
         dests = store.load()
         failed = resolve_each(dests)
         sets = DispatcherSets(dests, rng)
-        service = cls(store, make_router(config, sets, rng, state_log))
+        router = make_router(config, sets, rng, state_log, hooks.functions())
+        service = cls(store, router, hooks=hooks, routes=config.routes)
         service.listeners = tuple(dict.fromkeys(a.proto for a in config.server.listen))
         for dest, reason in failed:
             service._unresolved(dest, reason)
@@ -211,17 +242,24 @@ class DispatcherService:
         return load_and_resolve(self.store, self.resolver)
 
     async def reload(self) -> int:
-        """``dispatcher.reload``: all or nothing; on error the running list stays.
+        """``dispatcher.reload``: all or nothing; on error the running list and the
+        running hooks stay. The rules' Python hooks are imported afresh.
 
         Returns how many destinations kept their state. Raises :class:`Busy`,
-        ``DispatcherError`` or ``StoreError``.
+        ``DispatcherError``, ``StoreError`` or ``HookLoadError``.
         """
         async with self._claim():
+            loop = asyncio.get_running_loop()
             try:
-                dests = await asyncio.get_running_loop().run_in_executor(None, self.load)
+                dests = await loop.run_in_executor(None, self.load)
+                hooks = await loop.run_in_executor(None, self.hooks.load) if self.hooks else None
             except Exception:
                 self.reloads["failed"] += 1
                 raise
+            if hooks is not None:
+                self.hooks.install(hooks)
+                self.router.replace_routes(route_rules(self.routes, self.hooks.functions()))
+                log.info("dispatcher.reload: %d Python hooks imported afresh", len(hooks))
             kept = self.router.replace(dests)
         self.reloads["ok"] += 1
         self.warn()

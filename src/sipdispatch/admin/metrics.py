@@ -32,6 +32,7 @@ from sipdispatch import __version__
 from sipdispatch.admin.protocol import AdminTarget, Traffic
 from sipdispatch.admin.rpc import Rpc
 from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.hooks import BUCKETS, OUTCOMES
 from sipdispatch.routing import SETUP_TIME_BUCKETS
 from sipdispatch.sip.stats import OTHER_METHOD
 
@@ -95,6 +96,7 @@ class SipdispatchCollector:
         yield from self._prober()
         yield from self._security()
         yield from self._admin()
+        yield from self._hooks()
 
     # -- process ----------------------------------------------------------------------------
 
@@ -469,6 +471,44 @@ class SipdispatchCollector:
         for method, value in sorted(self.rpc.calls.items()):
             calls.add_metric([method], value)
         yield calls
+
+    # -- Python routing hooks -----------------------------------------------------------------
+
+    def _hooks(self) -> Iterator[Metric]:
+        loader = self.target.dispatcher.hooks
+        if not loader:
+            return
+        seconds = HistogramMetricFamily(
+            _name("hook_seconds"),
+            "Time spent in each Python routing hook call (on the event loop).",
+            labels=["hook"],
+        )
+        calls = CounterMetricFamily(
+            _name("hook_calls"),
+            'Python routing hook calls, by outcome ("pass": it returned None; "error": it '
+            "raised or returned something else, answered 500).",
+            labels=["hook", "outcome"],
+        )
+        slow = CounterMetricFamily(
+            _name("hook_slow_calls"),
+            "Python routing hook calls that took longer than the slow-call threshold.",
+            labels=["hook"],
+        )
+        for index, name in loader.specs:
+            stats = loader.stats[index]
+            label = f"route[{index}] {name}"
+            cumulative = 0
+            buckets: list[tuple[str, float]] = []
+            for bound, count in zip((*BUCKETS, float("inf")), stats.buckets, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            seconds.add_metric([label], buckets, stats.seconds)
+            for outcome in OUTCOMES:
+                calls.add_metric([label, outcome], stats.outcomes[outcome])
+            slow.add_metric([label], stats.slow)
+        yield seconds
+        yield calls
+        yield slow
 
 
 def build_registry(target: AdminTarget, rpc: Rpc) -> CollectorRegistry:

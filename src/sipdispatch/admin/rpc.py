@@ -34,6 +34,7 @@ from sipdispatch.dispatcher.hashing import hash_slot
 from sipdispatch.dispatcher.listfile import make_destination, parse_destination_uri
 from sipdispatch.dispatcher.sets import DispatcherSets
 from sipdispatch.dispatcher.states import DS_NOPING_DST, DS_PROBING_DST, parse_state_letters
+from sipdispatch.hooks import HookLoadError
 from sipdispatch.service import Busy
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.store import StoreError
@@ -328,6 +329,9 @@ async def dispatcher_reload(target: AdminTarget, params: Params) -> object:
         kept = await target.dispatcher.reload()
     except Busy as exc:
         raise _busy(exc) from None
+    except HookLoadError as exc:
+        log.error("dispatcher.reload refused, running hooks and list unchanged: %s", exc)
+        raise fault(RELOAD_FAILED, f"{exc}; the running hooks and list are unchanged") from None
     except (DispatcherError, StoreError) as exc:
         log.error("dispatcher.reload refused, running list unchanged: %s", exc)
         raise fault(RELOAD_FAILED, f"{exc}; the running list is unchanged") from None

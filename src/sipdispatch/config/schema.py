@@ -41,6 +41,7 @@ from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 from sipdispatch.config.values import (
     ALGORITHM_ALLOWED,
     FAILOVER_ON_ALLOWED,
+    HOOK_ALLOWED,
     REPLY_CODES_ALLOWED,
     SQL_IDENTIFIER_ALLOWED,
     URL_FORMS,
@@ -52,6 +53,7 @@ from sipdispatch.config.values import (
     parse_db_url,
     parse_failover_on,
     parse_header_name,
+    parse_hook_name,
     parse_host_port,
     parse_method,
     parse_reply_codes,
@@ -844,6 +846,20 @@ class RouteRule:
         Key(unit="SIP reply code", kamailio='`send_reply("503", ...)`'),
     ] = 503
     """Reply sent when no usable destination is left."""
+    python: Annotated[
+        str | None,
+        _str_then(parse_hook_name),
+        Key(
+            allowed=HOOK_ALLOWED,
+            kamailio="KEMI: `request_route` written in Python (`app_python3`)",
+            toml_type="string",
+            toml_default="none",
+        ),
+    ] = None
+    """A Python routing hook, `"module:function"`: when `match` fits, the function is called
+    with a read-only view of the request and decides: a `Route` (which may choose the set
+    and algorithm; `set` and `algorithm` here are what it does not choose), a `Reject`, or
+    `None` to go on with the next rule. See docs/hooks.md."""
 
 
 # --------------------------------------------------------------------------------------------

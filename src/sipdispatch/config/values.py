@@ -151,6 +151,26 @@ def parse_header_name(value: str) -> str:
     return value
 
 
+HOOK_ALLOWED: Final = (
+    'must be "module:function", e.g. "myhooks:route" (a module on sys.path or next to the '
+    "config file, and a function in it)"
+)
+
+
+def parse_hook_name(value: str) -> str:
+    """``module:function`` of a Python routing hook: a dotted module name and an identifier.
+    Only its form is checked here; importing it is the server's business."""
+    module, sep, function = value.partition(":")
+    if not (
+        sep
+        and function.isidentifier()
+        and module
+        and all(part.isidentifier() for part in module.split("."))
+    ):
+        raise Invalid(HOOK_ALLOWED)
+    return value
+
+
 def parse_sip_uri(value: str) -> str:
     """A ``sip:`` or ``sips:`` URI that the SIP parser accepts, kept as written."""
     allowed = "must be a SIP URI starting with sip: or sips:"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sipdispatch.sip.addr import Addr
-from sipdispatch.sip.message import Request
+from sipdispatch.sip.message import Header, Request
 
 
 @dataclass(slots=True)
@@ -26,6 +26,9 @@ class Target:
     """A new Request-URI for this branch, or None to keep the request's."""
     handle: Any = None
     """The router's own reference (the dispatcher destination)."""
+    headers: tuple[Header, ...] = ()
+    """Header lines added at the end of the request sent to this target (a routing
+    hook's ``headers``)."""
 
 
 @dataclass(slots=True)

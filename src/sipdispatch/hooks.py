@@ -1,0 +1,479 @@
+"""Routing hooks in Python: the API a hook is written against, and the shell side that
+imports, times and guards hooks.
+
+A ``[[route]]`` rule with ``python = "module:function"`` calls the function with a
+read-only :class:`RequestView` of the request when the rule's ``match`` fits. The
+function answers with a :class:`Route` (dispatch; it may pick the set and the
+algorithm, rewrite the Request-URI user and add headers), a :class:`Reject` (answer
+locally) or ``None`` (go on with the next rule)::
+
+    from sipdispatch.hooks import Reject, RequestView, Route
+
+    def route(request: RequestView) -> Route | Reject | None:
+        if request.ruri_user.startswith("44"):
+            return Route(set=2, headers={"X-Carrier": "uk"})
+        return None
+
+The router (:mod:`sipdispatch.routing`) is pure and compiled: it calls a plain
+function and takes back plain records. What is not pure lives here: importing the
+module (afresh on ``dispatcher.reload``), the clock that times every call, the
+exception that becomes a 500, the rate-limited log lines and the per-hook counters
+that ``/metrics`` shows. See docs/hooks.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import inspect
+import logging
+import sys
+import time
+import traceback
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Final
+
+from sipdispatch.config import RouteRule as RouteConfig
+from sipdispatch.config.values import TOKEN_CHARS, Invalid, parse_algorithm
+from sipdispatch.routing import HookFn, HookRoute, RequestView
+from sipdispatch.sip.headers import header_key
+from sipdispatch.sip.router import Reject as CoreReject
+
+__all__ = [
+    "HOOK_FAILED",
+    "SLOW_CALL",
+    "Hook",
+    "HookLoadError",
+    "HookLoader",
+    "HookStats",
+    "Reject",
+    "RequestView",
+    "Route",
+    "import_function",
+]
+
+log = logging.getLogger("sipdispatch.hooks")
+
+SLOW_CALL: Final = 0.003
+"""Seconds a hook call may take before it is logged as slow. The proxy's own work for a
+whole call is a few hundred microseconds (BENCHMARKS.md); a hook that takes
+milliseconds runs on the event loop and holds every other message back meanwhile."""
+LOG_INTERVAL: Final = 10.0
+"""Seconds between two log lines of one kind (error, slow) for one hook; the ones in
+between are counted and the next line says how many."""
+HOOK_FAILED: Final = CoreReject(500, None, "hook_failed")
+"""The answer to a request whose hook raised or returned something unusable (the call
+log's outcome ``hook_failed``)."""
+BUCKETS: Final = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
+)
+"""Upper bounds (seconds) of the ``sipdispatch_hook_seconds`` histogram's buckets, from
+10 µs (a dictionary lookup) to 100 ms (a hook doing I/O it should not do)."""
+
+OUTCOMES: Final = ("route", "reject", "pass", "error")
+"""What a hook call ended in: a Route, a Reject, None, an exception (or a bad answer)."""
+
+MANAGED_HEADERS: Final = frozenset(
+    {
+        "via",
+        "route",
+        "record-route",
+        "call-id",
+        "cseq",
+        "from",
+        "to",
+        "max-forwards",
+        "content-length",
+        "content-type",
+    }
+)
+"""Headers the proxy writes or the transaction depends on: a hook may not add them."""
+
+_USER_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/%"
+)
+"""RFC 3261 §25.1 ``user``: unreserved, user-unreserved and escapes (``%HH``)."""
+
+
+# -- what a hook returns ---------------------------------------------------------------
+
+
+def _checked_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str, str], ...]:
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"Route headers must be a mapping of name to value, not {headers!r}")
+    lines = []
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not TOKEN_CHARS.issuperset(name):
+            raise ValueError(f"Route header name {name!r} is not a SIP header name (a token)")
+        key = header_key(name)
+        if key in MANAGED_HEADERS:
+            raise ValueError(f"Route header {name!r} is the proxy's own; a hook may not add it")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"Route header {name!r} value must be a string on one line")
+        lines.append((key, name, value.strip()))
+    return tuple(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Dispatch the request: to ``set`` with ``algorithm`` (None: the rule's own),
+    the Request-URI user replaced by ``user`` (None: kept), ``headers`` added to the
+    request forwarded to each destination tried.
+
+    Checked when made (a bad value raises here, in the hook, with a clear message),
+    so a Route made once at import time costs nothing per call.
+    """
+
+    set: int | None = None
+    """Destination set id, or None for the rule's ``set``."""
+    algorithm: int | str | None = None
+    """Algorithm number or name (``"round-robin"``, ``"weight"``...), or None for the
+    rule's ``algorithm``."""
+    user: str | None = None
+    """New Request-URI user part (a destination's ``strip``/``prefix`` then apply)."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Header name -> value, added at the end of the forwarded request."""
+    _plain: HookRoute = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        setid = self.set
+        if setid is not None and (type(setid) is not int or setid < 0):
+            raise ValueError(f"Route set must be a destination set id (int >= 0), not {setid!r}")
+        algorithm = self.algorithm
+        number: int | None = None
+        if algorithm is not None:
+            try:
+                number = parse_algorithm(algorithm)
+            except Invalid as exc:
+                raise ValueError(f"Route algorithm {algorithm!r}: {exc.allowed}") from None
+        user = self.user
+        if user is not None and (
+            not isinstance(user, str) or not user or not _USER_CHARS.issuperset(user)
+        ):
+            raise ValueError(f"Route user {user!r} is not a SIP URI user part")
+        plain = HookRoute(setid, number, user, _checked_headers(self.headers))
+        object.__setattr__(self, "_plain", plain)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Answer the request locally with ``code`` (300..699) and ``reason`` (None: the
+    standard phrase)."""
+
+    code: int
+    """SIP status code, 300..699."""
+    reason: str | None = None
+    """Reason phrase, or None for the code's standard one."""
+    _plain: CoreReject = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        code = self.code
+        if type(code) is not int or not 300 <= code <= 699:
+            raise ValueError(f"Reject code must be an int 300..699, not {code!r}")
+        reason = self.reason
+        if reason is not None and (
+            not isinstance(reason, str) or any(c in reason for c in "\r\n\0")
+        ):
+            raise ValueError(f"Reject reason must be a string on one line, not {reason!r}")
+        object.__setattr__(self, "_plain", CoreReject(code, reason))
+
+
+# -- timing and guarding one hook ------------------------------------------------------
+
+
+class HookStats:
+    """One hook's counters: calls by outcome, a histogram of their durations, slow
+    calls. Kept across re-imports of its module (the metrics are counters)."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self.buckets: list[int] = [0] * (len(BUCKETS) + 1)
+        """Calls per bucket (not cumulative); the last one is above every bound."""
+        self.seconds = 0.0
+        """Total time spent in the hook."""
+        self.slow = 0
+        """Calls longer than :data:`SLOW_CALL`."""
+
+    @property
+    def calls(self) -> int:
+        """Every call counted."""
+        return sum(self.outcomes.values())
+
+    def observe(self, seconds: float, outcome: str) -> None:
+        """Count one call of ``seconds`` that ended in ``outcome``."""
+        self.outcomes[outcome] += 1
+        self.buckets[bisect_left(BUCKETS, seconds)] += 1
+        self.seconds += seconds
+
+
+class _Throttle:
+    """At most one log line per :data:`LOG_INTERVAL` for one kind of event."""
+
+    __slots__ = ("held", "next_at")
+
+    def __init__(self) -> None:
+        self.next_at = float("-inf")
+        self.held = 0
+
+    def due(self, now: float) -> int | None:
+        """How many were held back since the last line, when a line is due now."""
+        if now < self.next_at:
+            self.held += 1
+            return None
+        held, self.held = self.held, 0
+        self.next_at = now + LOG_INTERVAL
+        return held
+
+
+def _more(held: int) -> str:
+    return f" (and {held} more since the last line)" if held else ""
+
+
+def _where(exc: BaseException) -> str:
+    """``file.py:12 in route``: the innermost frame, where the hook failed."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" at {Path(frame.filename).name}:{frame.lineno} in {frame.name}"
+
+
+class Hook:
+    """One rule's hook as the router calls it: the user's function, timed, its
+    exceptions turned into a 500, its answer checked and made plain.
+
+    ``clock`` (seconds, monotonic) times the calls and paces the log lines; tests
+    pass a virtual one.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        name: str,
+        function: Callable[[RequestView], object],
+        stats: HookStats | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        slow: float = SLOW_CALL,
+    ) -> None:
+        self.key = key
+        """The rule's key, ``route[0].python``."""
+        self.name = name
+        """``module:function`` as configured."""
+        self.function = function
+        self.stats = stats if stats is not None else HookStats()
+        self.clock = clock
+        self.slow = slow
+        self._errors = _Throttle()
+        self._slow = _Throttle()
+
+    def __repr__(self) -> str:
+        return f"<Hook {self.key} = {self.name!r}>"
+
+    def __call__(self, view: RequestView) -> HookRoute | CoreReject | None:
+        clock = self.clock
+        start = clock()
+        try:
+            answer = self.function(view)
+        except Exception as exc:  # the hook's bug must not take the proxy down
+            end = clock()
+            self._done(end - start, "error", end)
+            held = self._errors.due(end)
+            if held is not None:
+                log.error(
+                    "%s = %r raised %s: %s%s; answered 500%s",
+                    self.key, self.name, type(exc).__name__, exc, _where(exc), _more(held),
+                )  # fmt: skip
+            return HOOK_FAILED
+        end = clock()
+        if answer is None:
+            self._done(end - start, "pass", end)
+            return None
+        if isinstance(answer, Route):
+            self._done(end - start, "route", end)
+            return answer._plain
+        if isinstance(answer, Reject):
+            self._done(end - start, "reject", end)
+            return answer._plain
+        self._done(end - start, "error", end)
+        held = self._errors.due(end)
+        if held is not None:
+            log.error(
+                "%s = %r returned %.80r: expected Route, Reject or None; answered 500%s",
+                self.key, self.name, answer, _more(held),
+            )  # fmt: skip
+        return HOOK_FAILED
+
+    def _done(self, seconds: float, outcome: str, now: float) -> None:
+        stats = self.stats
+        stats.observe(seconds, outcome)
+        if seconds > self.slow:
+            stats.slow += 1
+            held = self._slow.due(now)
+            if held is not None:
+                log.warning(
+                    "%s = %r took %.1f ms (over %.1f ms): it runs on the event loop and "
+                    "holds every other message back; blocking I/O belongs elsewhere%s",
+                    self.key, self.name, seconds * 1000, self.slow * 1000, _more(held),
+                )  # fmt: skip
+
+
+# -- importing -------------------------------------------------------------------------
+
+
+class HookLoadError(Exception):
+    """A hook cannot be imported: its module is missing, does not import, or has no such
+    function. ``str(error)`` names the rule's key and the hook:
+    ``route[1].python = "myhooks:route": cannot import myhooks: ...``."""
+
+    def __init__(self, key: str, name: str, reason: str) -> None:
+        super().__init__(f'{key} = "{name}": {reason}')
+        self.key = key
+        self.name = name
+        self.reason = reason
+
+
+def _find_spec(module: str, path: Sequence[str] | None) -> importlib.machinery.ModuleSpec | None:
+    """The module's spec from the import system's finders, ignoring ``sys.modules``
+    (which holds the module as it was last imported)."""
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        spec: importlib.machinery.ModuleSpec | None = find(module, path)
+        if spec is not None:
+            return spec
+    return None
+
+
+def _fresh_module(module: str) -> ModuleType:
+    """Import ``module`` anew, as a new module object, from its current source.
+
+    ``importlib.reload`` would run the new source over the old module's namespace, so
+    a module that fails half-way would leave the running hook's globals half
+    replaced; here the running hook keeps its own module untouched until the new one
+    has imported completely. The source is compiled from the file itself, not from a
+    cached ``.pyc``, whose timestamp check could miss an edit made within the same
+    second. Only this module is imported afresh: the modules it imports are not.
+    """
+    parent, _, _leaf = module.rpartition(".")
+    path: Sequence[str] | None = None
+    if parent:
+        package = importlib.import_module(parent)
+        path = getattr(package, "__path__", None)
+        if path is None:
+            raise ModuleNotFoundError(f"{parent} is not a package", name=module)
+    spec = _find_spec(module, path)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(f"no module named {module!r}", name=module)
+    new = importlib.util.module_from_spec(spec)
+    old = sys.modules.get(module)
+    sys.modules[module] = new
+    try:
+        origin = spec.origin
+        if spec.has_location and origin is not None and origin.endswith(".py"):
+            code = compile(Path(origin).read_bytes(), origin, "exec", dont_inherit=True)
+            exec(code, new.__dict__)
+        else:
+            spec.loader.exec_module(new)
+    except BaseException:
+        if old is not None:
+            sys.modules[module] = old
+        else:
+            sys.modules.pop(module, None)
+        raise
+    return new
+
+
+def import_function(key: str, name: str) -> Callable[[RequestView], object]:
+    """Import ``module:function`` afresh and return the function. Raises
+    :class:`HookLoadError` saying why not (a missing module, an exception while the
+    module ran -- with where it happened --, no such function)."""
+    module_name, _, function_name = name.partition(":")
+    importlib.invalidate_caches()  # files added or changed since the last import
+    try:
+        module = _fresh_module(module_name)
+    except SyntaxError as exc:
+        where = f" ({Path(exc.filename or '?').name}, line {exc.lineno})"
+        reason = f"SyntaxError: {exc.msg}{where}"
+        raise HookLoadError(key, name, f"cannot import {module_name}: {reason}") from None
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}{_where(exc)}"
+        raise HookLoadError(key, name, f"cannot import {module_name}: {reason}") from None
+    function = getattr(module, function_name, None)
+    if function is None:
+        raise HookLoadError(key, name, f"module {module_name} has no {function_name}")
+    if not callable(function):
+        raise HookLoadError(key, name, f"{module_name}.{function_name} is not a function")
+    if inspect.iscoroutinefunction(function):
+        raise HookLoadError(
+            key, name, f"{module_name}.{function_name} is async: a hook is a plain function"
+        )
+    return function  # type: ignore[no-any-return]
+
+
+class HookLoader:
+    """The Python hooks of a configuration's ``[[route]]`` rules: imports them (at
+    start-up, and afresh on every reload) and keeps each one's counters.
+
+    ``search`` are directories searched after ``sys.path`` (the configuration file's
+    own directory: a hook module may sit next to the file).
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[RouteConfig],
+        search: Sequence[str] = (),
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.specs: tuple[tuple[int, str], ...] = tuple(
+            (i, r.python) for i, r in enumerate(routes) if r.python
+        )
+        """(rule index, ``module:function``) of every rule with a hook."""
+        self.search = tuple(search)
+        self.clock = clock
+        self.stats: dict[int, HookStats] = {i: HookStats() for i, _ in self.specs}
+        """Counters per rule index, kept across re-imports."""
+        self.hooks: dict[int, Hook] = {}
+        """The hooks running now, by rule index."""
+
+    def __bool__(self) -> bool:
+        return bool(self.specs)
+
+    def load(self) -> dict[int, Hook]:
+        """Import every hook afresh (blocking: the module runs, and may read files).
+        Nothing changes for the running hooks; :meth:`install` the result. Raises
+        :class:`HookLoadError` for the first one that fails."""
+        for directory in self.search:
+            if directory not in sys.path:
+                sys.path.append(directory)
+        loaded: dict[int, Hook] = {}
+        for index, name in self.specs:
+            key = f"route[{index}].python"
+            function = import_function(key, name)
+            loaded[index] = Hook(key, name, function, self.stats[index], self.clock)
+        return loaded
+
+    def install(self, hooks: dict[int, Hook]) -> None:
+        """Make ``hooks`` the running ones (the router gets them with its rules)."""
+        self.hooks = hooks
+
+    def functions(self) -> dict[int, HookFn]:
+        """The running hooks by rule index, as the router's rules take them."""
+        return dict(self.hooks)
