@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
@@ -24,6 +25,9 @@ from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
 from sipdispatch.transport.guard import GuardSettings, SourceGuard
 from sipdispatch.transport.shell import SipShell, TcpLimits
+
+if TYPE_CHECKING:
+    from sipdispatch.cluster.node import ClusterNode
 
 log = logging.getLogger("sipdispatch.server")
 
@@ -77,6 +81,8 @@ class Server:
         self.collector = Collector()
         """The garbage collector, held off once started."""
         self._watch: asyncio.Task[None] | None = None
+        self.cluster: ClusterNode | None = None
+        """This node's cluster membership, when ``[cluster] redis_url`` is set."""
 
     @property
     def router(self) -> DispatchRouter:
@@ -186,13 +192,37 @@ class Server:
             clock=loop.time,
         )
         self.prober.start(loop.time())
+        if self.config.cluster.redis_url:
+            await self._join_cluster(bound)
         shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
         print(f"{READY_LINE}: SIP on {shown}", file=sys.stderr, flush=True)
         if core_build() != "compiled":
             log.warning("SIP core runs as pure Python (installed without mypyc): slower")
 
+    async def _join_cluster(self, bound: list[tuple[str, str, int]]) -> None:
+        # Imported here: a standalone node does not load the cluster code nor redis.
+        from sipdispatch.cluster.node import ClusterNode
+
+        assert self.core is not None
+        proto = bound[0][0]
+        host, port = self.core.settings.local[proto]
+        settings = self.config.cluster
+        node_id = settings.node_id or f"{socket.gethostname()}:{bound[0][2]}"
+        self.cluster = ClusterNode(
+            settings,
+            node_id,
+            f"{proto}:{host}:{port}",
+            self.dispatcher,
+            self.state_log,
+            self.prober,
+            self.now,
+        )
+        await self.cluster.start()
+
     async def stop(self) -> None:
         """Close listeners and connections."""
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.admin is not None:
             await self.admin.stop()
         if self.prober is not None:

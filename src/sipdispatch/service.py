@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sipdispatch import config
 from sipdispatch.config import Config, DispatcherConfig
@@ -90,6 +90,9 @@ class DispatcherService:
         self.router = router
         self.reloads: Counter[str] = Counter()
         """``dispatcher.reload`` outcomes: ``ok`` / ``failed``."""
+        self.reload_listeners: list[Callable[[], None]] = []
+        """Called after every successful reload asked here (the cluster tells the other
+        nodes to reload too)."""
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -123,11 +126,12 @@ class DispatcherService:
         """
         return load_and_resolve(self.store)
 
-    async def reload(self) -> int:
+    async def reload(self, *, announce: bool = True) -> int:
         """``dispatcher.reload``: all or nothing; on error the running list stays.
 
         Returns how many destinations kept their state. Raises :class:`Busy`,
-        ``DispatcherError`` or ``StoreError``.
+        ``DispatcherError`` or ``StoreError``. ``announce`` false: the reload was
+        asked by another node of the cluster, the listeners are not told.
         """
         async with self._claim():
             try:
@@ -137,6 +141,9 @@ class DispatcherService:
                 raise
             kept = self.router.replace(dests)
         self.reloads["ok"] += 1
+        if announce:
+            for listener in list(self.reload_listeners):
+                listener()
         return kept
 
     async def add(self, dest: Destination) -> None:

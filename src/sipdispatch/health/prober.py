@@ -121,6 +121,9 @@ class Prober:
         self._slot_timer: TimerHandle | None = None
         self._prefix = secrets.token_hex(4)
         self._counter = 0
+        self.owns: Callable[[Destination], bool] | None = None
+        """In a cluster that splits probing: whether this node pings a destination
+        (asked at the start of every round); None = every destination."""
         self._members_of: DispatcherSets | None = None
         self._member_ids: frozenset[int] = frozenset()
 
@@ -204,6 +207,9 @@ class Prober:
         self.stats["rounds"] += 1
         policy = self.policy
         plan = [d for d in self.router.sets.destinations() if policy.should_ping(d.state)]
+        owns = self.owns
+        if owns is not None:
+            plan = [d for d in plan if owns(d)]
         if not plan:
             return 0
         spacing = self.interval / len(plan) if self.interval > 0 else 0.0
