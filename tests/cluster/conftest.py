@@ -86,3 +86,7 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.start()
     yield server
     server.kill()
+
+
+# The integration fixtures (scripted gateways, sipp, proxies as processes).
+from tests.integration.conftest import gateways, proxy_factory, sipp  # noqa: E402, F401
