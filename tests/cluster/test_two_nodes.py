@@ -38,6 +38,7 @@ class Cluster:
         attrs: str = "",
         ping_interval: int = 0,
         probing: str = "split",
+        dispatcher_extra: str = "",
     ) -> None:
         self.tmp_path = tmp_path
         self.factory = proxy_factory
@@ -48,6 +49,7 @@ class Cluster:
         self.algorithm = algorithm
         self.ping_interval = ping_interval
         self.probing = probing
+        self.dispatcher_extra = dispatcher_extra
         self.ports: dict[str, tuple[int, int]] = {}
         self.starts = 0
 
@@ -56,11 +58,16 @@ class Cluster:
             self.ports[name] = (free_port(), free_port("tcp"))
         port, admin = self.ports[name]
         toml = basic_config(
-            port, admin, self.list_file, algorithm=self.algorithm, ping_interval=self.ping_interval
+            port,
+            admin,
+            self.list_file,
+            algorithm=self.algorithm,
+            ping_interval=self.ping_interval,
+            fr_timer=2000,
         )
         toml = toml.replace(
             f"ping_interval = {self.ping_interval}\n",
-            f"ping_interval = {self.ping_interval}\nprobing_mode = 1\n",
+            f"ping_interval = {self.ping_interval}\nprobing_mode = 1\n{self.dispatcher_extra}",
         )
         toml += (
             "\n[cluster]\n"
@@ -165,6 +172,37 @@ def test_each_destination_is_pinged_by_one_node_and_still_after_one_dies(
     counts = pings_over(window)
     assert all(window - 2 <= n <= window + 1 for n in counts.values()), counts
     assert set(result(a, "cluster.nodes")["NODES"][0]["PROBES"]) == {gw.uri for gw in gws}
+
+
+def test_latency_statistics_agree_on_the_node_that_does_not_ping(
+    tmp_path: Path, proxy_factory: ProxyFactory, gateways: GatewayFactory, namespace: str
+) -> None:
+    # Silent to pings: each ping is a timeout (408), which the statistics count.
+    gws = [gateways(f"gw{i}", options_code=None) for i in range(4)]
+    cluster = Cluster(
+        tmp_path,
+        proxy_factory,
+        gws,
+        namespace,
+        ping_interval=1,
+        dispatcher_extra="ping_latency_stats = true\n",
+    )
+    a, b = cluster.start("lb-a"), cluster.start("lb-b")
+
+    def timeouts(proxy: ProxyProcess) -> dict[str, int]:
+        listing = result(proxy, "dispatcher.list", "full")
+        return {
+            t["DEST"]["URI"]: int(t["DEST"]["LATENCY"]["TIMEOUT"])
+            for t in listing["RECORDS"][0]["SET"]["TARGETS"]
+        }
+
+    wait_for(lambda: min(timeouts(a).values()) >= 2, 60, "every gateway's timeouts on A")
+    wait_for(lambda: min(timeouts(b).values()) >= 2, 60, "every gateway's timeouts on B")
+    # Every gateway is pinged by one node only, yet both count its timeouts alike.
+    on_a, on_b = timeouts(a), timeouts(b)
+    assert all(abs(on_a[uri] - on_b[uri]) <= 2 for uri in on_a), (on_a, on_b)
+    probes = [set(n["PROBES"]) for n in result(a, "cluster.nodes")["NODES"]]
+    assert not probes[0] & probes[1]
 
 
 def test_calls_during_a_redis_stop_all_succeed_and_the_nodes_resync(

@@ -14,7 +14,7 @@ time, expiring after 3 heartbeats), ``nodes`` (the ids ever seen, pruned of thos
 whose heartbeat expired), ``state`` (hash: the latest shared state of each
 destination, ``"{set} {uri}"`` -> JSON), ``call:{Call-ID}`` and ``load:{set}:{key}``
 (:mod:`.ledger`); the channel ``{namespace}:events`` carries JSON events:
-``state``, ``reload``, ``load``.
+``state``, ``ping`` (a latency sample), ``reload``, ``load``.
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ class ClusterNode:
         self._pending: dict[tuple[int, str], StateChange] = {}
         """State changes made here and not yet in Redis (latest per destination)."""
         self._reload_pending = False
+        self._samples: list[tuple[int, str, int, int]] = []
+        """Latency samples of this node's pings, to replay on the others."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
@@ -129,6 +131,7 @@ class ClusterNode:
         router.calls.share = self
         if self.prober is not None and self.split:
             self.prober.owns = self.owns
+            self.prober.on_sample = self._on_sample
         self._task = asyncio.create_task(self._run(), name="cluster")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._synced.wait(), timeout=max(self.heartbeat, 1.0))
@@ -144,6 +147,7 @@ class ClusterNode:
             self.service.router.calls.share = None
         if self.prober is not None and self.prober.owns == self.owns:
             self.prober.owns = None
+            self.prober.on_sample = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -206,6 +210,11 @@ class ClusterNode:
             return  # every node pings every destination: each keeps its own view
         self._pending[(change.setid, change.uri.lower())] = change
         self._wake.set()
+
+    def _on_sample(self, dest: Destination, code: int, ms: int) -> None:
+        if self.up:
+            self._samples.append((dest.setid, dest.uri, code, ms))
+            self._wake.set()
 
     def _on_reload(self) -> None:
         self._reload_pending = True
@@ -458,6 +467,11 @@ class ClusterNode:
                 )
                 if self._pending.get(dk) is change:
                     del self._pending[dk]
+            while self._samples:
+                setid, uri, code, ms = self._samples.pop(0)
+                await self._publish(
+                    {"type": "ping", "set": setid, "uri": uri, "code": code, "ms": ms}
+                )
             if self._reload_pending:
                 await self._publish({"type": "reload"})
                 self._reload_pending = False
@@ -484,6 +498,10 @@ class ClusterNode:
             )
             if change is not None:
                 self.stats["states_applied"] += 1
+        elif kind == "ping":
+            self._replay_sample(
+                int(event["set"]), str(event["uri"]), int(event["code"]), int(event["ms"])
+            )
         elif kind == "reload":
             self.stats["reloads_received"] += 1
             self._spawn(self._reload_from(sender))
@@ -492,6 +510,18 @@ class ClusterNode:
             if isinstance(released, str):
                 self.service.router.calls.forget(released)
             self._apply_count(int(event["set"]), str(event["key"]), int(event["n"]))
+
+    def _replay_sample(self, setid: int, uri: str, code: int, ms: int) -> None:
+        """Another node's ping of a destination this one does not ping: the same
+        sample through the same estimator, so latency statistics (algorithm 14) agree."""
+        prober = self.prober
+        if prober is None or not prober.dconf.ping_latency_stats:
+            return
+        sets = self.service.router.sets
+        dest = sets.find(setid, uri)
+        if dest is not None:
+            sets.record_ping(dest, code, ms, prober.alpha)
+            self.stats["samples_applied"] += 1
 
     async def _reload_from(self, sender: str) -> None:
         for _ in range(GONE_AFTER):

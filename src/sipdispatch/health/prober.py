@@ -124,6 +124,9 @@ class Prober:
         self.owns: Callable[[Destination], bool] | None = None
         """In a cluster that splits probing: whether this node pings a destination
         (asked at the start of every round); None = every destination."""
+        self.on_sample: Callable[[Destination, int, int], None] | None = None
+        """Told of every latency sample recorded (destination, code, ms): a cluster
+        that splits probing replays them on the nodes that do not ping it."""
         self._members_of: DispatcherSets | None = None
         self._member_ids: frozenset[int] = frozenset()
 
@@ -311,7 +314,10 @@ class Prober:
             return None
         dconf = self.dconf
         if dconf.ping_latency_stats:
-            self.router.sets.record_ping(live, status, latency_ms(sent_at, now), self.alpha)
+            sample = latency_ms(sent_at, now)
+            self.router.sets.record_ping(live, status, sample, self.alpha)
+            if self.on_sample is not None:
+                self.on_sample(live, status, sample)
         alive = is_ping_reply_alive(status, dconf.ping_reply_codes, dconf.ping_reply_classes)
         self.stats["ping_alive" if alive else "ping_failed"] += 1
         transition = self.policy.after_ping(live.state, live.probing_count, alive)
