@@ -460,7 +460,7 @@ class DispatchRouter:
         if dest.state == old:
             return None
         dest.probing_count = 0
-        change = StateChange(setid, uri, old, dest.state, why, now, origin=ORIGIN_CLUSTER)
+        change = StateChange(dest.setid, dest.uri, old, dest.state, why, now, origin=ORIGIN_CLUSTER)
         self.state_log.record(change)
         return change
 

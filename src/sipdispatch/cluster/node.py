@@ -337,6 +337,9 @@ class ClusterNode:
                 if self.up:
                     delay = self.heartbeat
                 self._went_down()
+            except Exception:  # a bug here must not end the cluster for good
+                log.exception("cluster: session failed; starting again")
+                self._went_down()
             self._synced.set()  # do not hold the start up any longer
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
@@ -490,6 +493,12 @@ class ClusterNode:
         if sender == self.id:
             return
         self.stats["events_received"] += 1
+        try:
+            self._apply(sender, kind, event)
+        except (ValueError, KeyError, TypeError):
+            log.warning("cluster: malformed %s event from %s: %r", kind, sender, event)
+
+    def _apply(self, sender: str, kind: object, event: dict[str, Any]) -> None:
         if kind == "state":
             router = self.service.router
             why = f"{event.get('reason', '')}, on {sender}"
