@@ -37,7 +37,13 @@ from sipdispatch.dispatcher.callload import CallLoadTable
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.sets import DispatcherSets, carry_runtime_state
 from sipdispatch.dispatcher.states import DS_DISABLED_DST, DS_SKIP_MASK, parse_state_letters
-from sipdispatch.health.state import ORIGIN_ADMIN, ORIGIN_CALL, StateChange, update_state
+from sipdispatch.health.state import (
+    ORIGIN_ADMIN,
+    ORIGIN_CALL,
+    ORIGIN_CLUSTER,
+    StateChange,
+    update_state,
+)
 from sipdispatch.health.statelog import StateLog
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.calls import (
@@ -718,6 +724,25 @@ class DispatchRouter:
         self.state_log.record(change)
         return change
 
+    def adopt_state(
+        self, setid: int, uri: str, bits: int, why: str, now: float
+    ) -> StateChange | None:
+        """A state another node of the cluster gave a destination: applied as given
+        (as :meth:`set_state`) and recorded with origin ``cluster``, so the cluster
+        does not send it back. None when the destination is not here or already in
+        that state."""
+        dest = self.sets.find(setid, uri)
+        if dest is None:
+            return None
+        old = dest.state
+        self.sets.set_state(dest, bits)
+        if dest.state == old:
+            return None
+        dest.probing_count = 0
+        change = StateChange(dest.setid, dest.uri, old, dest.state, why, now, origin=ORIGIN_CLUSTER)
+        self.state_log.record(change)
+        return change
+
     def expire_calls(self, now: float) -> list[str]:
         """Drop call-load entries past ``hash_expire``/``hash_initexpire`` (the admin
         API calls this before showing loads; selection does it by itself)."""
@@ -873,9 +898,13 @@ class DispatchRouter:
         return Target(hop, _rewrite_ruri(request, dest, domain), dest)
 
     def in_dialog(self, request: Request, now: float) -> None:
-        """A BYE ends the call's load (``ds_load_update`` on BYE)."""
-        if request.method == "BYE" and len(self.calls):
-            self.calls.on_released(request.call_id)
+        """A BYE ends the call's load (``ds_load_update`` on BYE); in a cluster, also
+        a call another node counted (the BYE may come here after the VIP moved)."""
+        if request.method != "BYE":
+            return
+        calls = self.calls
+        if len(calls) or (calls.share is not None and self.counts_calls):
+            calls.on_released(request.call_id)
 
 
 def _rewrite_ruri(

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from typing import TYPE_CHECKING
 
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
@@ -27,6 +28,9 @@ from sipdispatch.systemd import notify
 from sipdispatch.transport.guard import GuardSettings, SourceGuard
 from sipdispatch.transport.shell import SipShell, TcpLimits
 from sipdispatch.transport.tls import TlsContexts, TlsFileError, TlsSettings, make_contexts
+
+if TYPE_CHECKING:
+    from sipdispatch.cluster.node import ClusterNode
 
 log = logging.getLogger("sipdispatch.server")
 
@@ -91,6 +95,8 @@ class Server:
         self._watch: asyncio.Task[None] | None = None
         self._dns: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
+        self.cluster: ClusterNode | None = None
+        """This node's cluster membership, when ``[cluster] redis_url`` is set."""
 
     @property
     def draining(self) -> bool:
@@ -236,6 +242,8 @@ class Server:
             clock=loop.time,
         )
         self.prober.start(loop.time())
+        if self.config.cluster.redis_url:
+            await self._join_cluster(bound)
         shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
         announce(log, f"{READY_LINE}: SIP on {shown}")
         notify("READY=1")
@@ -271,8 +279,30 @@ class Server:
         self.router.call_log = sink
         self.router.log_all = calls == "all"
 
+    async def _join_cluster(self, bound: list[tuple[str, str, int]]) -> None:
+        # Imported here: a standalone node does not load the cluster code nor redis.
+        from sipdispatch.cluster.node import ClusterNode
+
+        assert self.core is not None
+        proto = bound[0][0]
+        host, port = self.core.settings.local[proto]
+        settings = self.config.cluster
+        node_id = settings.node_id or f"{socket.gethostname()}:{bound[0][2]}"
+        self.cluster = ClusterNode(
+            settings,
+            node_id,
+            f"{proto}:{host}:{port}",
+            self.dispatcher,
+            self.state_log,
+            self.prober,
+            self.now,
+        )
+        await self.cluster.start()
+
     async def stop(self) -> None:
         """Close listeners and connections."""
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.admin is not None:
             await self.admin.stop()
         if self.prober is not None:

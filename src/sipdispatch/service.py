@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sipdispatch import config
 from sipdispatch.checks import warn_at_load
@@ -126,6 +126,9 @@ class DispatcherService:
         when a reload re-imports the hooks)."""
         self.reloads: Counter[str] = Counter()
         """``dispatcher.reload`` outcomes: ``ok`` / ``failed``."""
+        self.reload_listeners: list[Callable[[], None]] = []
+        """Called after every successful reload asked here (the cluster tells the other
+        nodes to reload too)."""
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -241,12 +244,13 @@ class DispatcherService:
         """
         return load_and_resolve(self.store, self.resolver)
 
-    async def reload(self) -> int:
+    async def reload(self, *, announce: bool = True) -> int:
         """``dispatcher.reload``: all or nothing; on error the running list and the
         running hooks stay. The rules' Python hooks are imported afresh.
 
         Returns how many destinations kept their state. Raises :class:`Busy`,
-        ``DispatcherError``, ``StoreError`` or ``HookLoadError``.
+        ``DispatcherError``, ``StoreError`` or ``HookLoadError``. ``announce`` false: the
+        reload was asked by another node of the cluster, the listeners are not told.
         """
         async with self._claim():
             loop = asyncio.get_running_loop()
@@ -263,6 +267,9 @@ class DispatcherService:
             kept = self.router.replace(dests)
         self.reloads["ok"] += 1
         self.warn()
+        if announce:
+            for listener in list(self.reload_listeners):
+                listener()
         return kept
 
     async def add(self, dest: Destination) -> None:

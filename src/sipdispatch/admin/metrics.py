@@ -29,7 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 
 from sipdispatch import __version__
-from sipdispatch.admin.protocol import AdminTarget, Traffic
+from sipdispatch.admin.protocol import AdminTarget, Traffic, cluster_of
 from sipdispatch.admin.rpc import Rpc
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.hooks import BUCKETS, OUTCOMES
@@ -97,6 +97,7 @@ class SipdispatchCollector:
         yield from self._security()
         yield from self._admin()
         yield from self._hooks()
+        yield from self._cluster()
 
     # -- process ----------------------------------------------------------------------------
 
@@ -457,6 +458,9 @@ class SipdispatchCollector:
 
     # -- admin --------------------------------------------------------------------------------
 
+    def _cluster(self) -> Iterator[Metric]:
+        return _cluster_metrics(self.target)
+
     def _admin(self) -> Iterator[Metric]:
         reloads = CounterMetricFamily(
             _name("reloads"), "dispatcher.reload calls, by result.", labels=["result"]
@@ -518,3 +522,43 @@ def build_registry(target: AdminTarget, rpc: Rpc) -> CollectorRegistry:
     registry.register(SipdispatchCollector(target, rpc))
     ProcessCollector(registry=registry)
     return registry
+
+
+CLUSTER_COUNTERS: Final[dict[str, tuple[str, str]]] = {
+    "events_sent": ("cluster_events_sent", "Events published to the other nodes."),
+    "events_received": ("cluster_events_received", "Events received from the other nodes."),
+    "states_applied": (
+        "cluster_states_applied",
+        "Destination state changes made on another node and applied here.",
+    ),
+    "reloads_received": ("cluster_reloads_received", "Reloads asked by another node."),
+    "redis_errors": ("cluster_redis_errors", "Redis sessions ended by an error (Redis lost)."),
+    "membership_changes": ("cluster_membership_changes", "Changes of the live node list."),
+    "load_reserved": ("cluster_load_reserved", "Calls counted in the shared call-load ledger."),
+    "load_overbooked": (
+        "cluster_load_overbooked",
+        "Calls the ledger found over the destination's maxload (another node took the "
+        "last slot within the same moment).",
+    ),
+    "load_released": ("cluster_load_released", "Calls released from the shared ledger."),
+}
+"""``ClusterNode.stats`` keys with a metric: key -> (name, help)."""
+
+
+def _cluster_metrics(target: AdminTarget) -> Iterator[Metric]:
+    cluster = cluster_of(target)
+    if cluster is None:
+        return
+    yield GaugeMetricFamily(
+        _name("cluster_redis_up"),
+        "1 while this node is connected to the cluster's Redis and synchronised.",
+        value=1.0 if cluster.up else 0.0,
+    )
+    yield GaugeMetricFamily(
+        _name("cluster_nodes"),
+        "Live nodes of the cluster, this one included.",
+        value=len(cluster.live),
+    )
+    stats = cluster.stats
+    for key, (suffix, doc) in CLUSTER_COUNTERS.items():
+        yield CounterMetricFamily(_name(suffix), doc, value=stats[key])

@@ -8,6 +8,7 @@ loop, between two packets, so it is a consistent view without locks.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -76,3 +77,34 @@ class AdminTarget(Protocol):
 
     def traffic(self) -> Traffic | None:
         """The proxy's counters and tables, None before it started."""
+
+
+class ClusterView(Protocol):
+    """This node as a member of a cluster (``[cluster] redis_url`` set), as the admin
+    interface sees it: ``cluster.nodes`` and the cluster metrics."""
+
+    @property
+    def id(self) -> str:
+        """This node's id."""
+
+    @property
+    def up(self) -> bool:
+        """Connected to Redis and synchronised."""
+
+    @property
+    def live(self) -> tuple[str, ...]:
+        """The live nodes' ids (this one alone while Redis is down)."""
+
+    @property
+    def stats(self) -> Counter[str]:
+        """Events sent and received, Redis errors, call-load reservations."""
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """``cluster.nodes``: each live node's ID, ADDRESS, LAST_SEEN, SELF, PROBES."""
+
+
+def cluster_of(target: AdminTarget) -> ClusterView | None:
+    """The target's cluster membership, None for a standalone node (a target with no
+    ``cluster`` attribute is standalone)."""
+    view: ClusterView | None = getattr(target, "cluster", None)
+    return view

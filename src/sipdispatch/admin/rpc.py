@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sipdispatch import __version__
-from sipdispatch.admin.protocol import AdminTarget
+from sipdispatch.admin.protocol import AdminTarget, cluster_of
 from sipdispatch.admin.stats import select, statistics
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.errors import DispatcherError
@@ -67,6 +67,7 @@ NO_SETS: Final = "No Destination Sets"
 ADD_FAILED: Final = "Adding dispatcher dst failed"
 REMOVE_FAILED: Final = "Removing dispatcher dst failed"
 PING_UPDATE_FAILED: Final = "Ping State Update Failed"
+CLUSTER_OFF: Final = "Cluster is off"
 
 # Kamailio's success texts (rpc->rpl_printf in dispatcher.c).
 RELOADED: Final = "Ok. Dispatcher successfully reloaded."
@@ -534,6 +535,15 @@ async def system_method_help(target: AdminTarget, params: Params) -> object:
     return f"{method.doc} Usage: {method.name} {method.usage}".rstrip()
 
 
+async def cluster_nodes(target: AdminTarget, params: Params) -> object:
+    """``cluster.nodes``: the live nodes of the cluster, and the destinations each pings."""
+    params.done()
+    cluster = cluster_of(target)
+    if cluster is None:
+        raise fault(CLUSTER_OFF, "standalone node: [cluster] redis_url is not set")
+    return {"NODES": cluster.nodes()}
+
+
 # --------------------------------------------------------------------------------------------
 # The method table
 # --------------------------------------------------------------------------------------------
@@ -574,6 +584,8 @@ _TABLE: Final = (
               "Lists the sources whose requests are dropped over the flood limit."),
     RpcMethod("stats.get_statistics", stats_get_statistics, "all|GROUP:|NAME ...",
               "Print the values of the statistics (all, a group such as core:, or names)."),
+    RpcMethod("cluster.nodes", cluster_nodes, "",
+              "Lists the live nodes of the cluster and the destinations each one pings."),
     RpcMethod("core.version", core_version, "", "Returns the version string of the server."),
     RpcMethod("core.uptime", core_uptime, "", "Returns uptime of the server."),
     RpcMethod("system.listMethods", system_list_methods, "", "Lists the RPC methods."),

@@ -21,6 +21,7 @@ from sipdispatch.config.loader import (
 )
 from sipdispatch.config.schema import (
     AdminConfig,
+    ClusterConfig,
     Config,
     DispatcherConfig,
     ListenAddr,
@@ -38,6 +39,7 @@ __all__ = [
     "ALGORITHM_NAMES",
     "DEFAULT_CONFIG_FILE",
     "AdminConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DispatcherConfig",

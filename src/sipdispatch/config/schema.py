@@ -66,6 +66,7 @@ from sipdispatch.sip.uri import DEFAULT_SIP_PORT, DEFAULT_SIPS_PORT
 __all__ = [
     "FILE_CONTEXT",
     "AdminConfig",
+    "ClusterConfig",
     "Config",
     "DispatcherConfig",
     "Key",
@@ -1012,6 +1013,55 @@ class LogConfig:
     call's fields on call lines: for Loki or ELK)."""
 
 
+# --------------------------------------------------------------------------------------------
+# [cluster]
+# --------------------------------------------------------------------------------------------
+
+ClusterProbing = Literal["split", "all"]
+REDIS_URL_ALLOWED: Final = '"" or a redis:// or rediss:// URL (redis://host:port/db)'
+
+
+def _redis_url(value: object) -> object:
+    if isinstance(value, str) and value and not value.startswith(("redis://", "rediss://")):
+        raise Invalid(REDIS_URL_ALLOWED)
+    return value
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class ClusterConfig:
+    """``[cluster]``: several nodes sharing destination state, probing and call load
+    through Redis (docs/cluster.md)."""
+
+    redis_url: Annotated[
+        StrictStr,
+        BeforeValidator(_redis_url),
+        Key(allowed=REDIS_URL_ALLOWED, kamailio="none (Kamailio's dmq module shares state)"),
+    ] = ""
+    """Redis to share state through, e.g. `"redis://127.0.0.1:6379/0"`; `""` = standalone
+    (the default: no cluster code runs)."""
+    namespace: Annotated[StrictStr, Field(min_length=1), Key(kamailio="none")] = "sipdispatch"
+    """Prefix of every Redis key and channel: several clusters can share one Redis."""
+    node_id: Annotated[
+        StrictStr, Key(kamailio="dmq `server_address`", toml_default='"" (hostname:port)')
+    ] = ""
+    """This node's name in the cluster; `""` = `<hostname>:<first SIP port>`. Unique per
+    node."""
+    heartbeat: Annotated[
+        Seconds,
+        Field(gt=0, le=60),
+        Key(allowed=SECONDS_ALLOWED, toml_type="number", kamailio="none"),
+    ] = 1.0
+    """Seconds between heartbeats; a node silent for 3 heartbeats has left. Changes made
+    on another node are applied here within one heartbeat."""
+    probing: Annotated[
+        ClusterProbing,
+        _any_case(ClusterProbing),
+        Key(kamailio="none"),
+    ] = "split"
+    """`"split"`: each destination is pinged by one live node (rendezvous hashing of its
+    URI over the live nodes); `"all"`: every node pings every destination."""
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class Config:
     """The whole configuration of one sipdispatch process."""
@@ -1030,6 +1080,8 @@ class Config:
     """TLS settings; None (no `[tls]` table) = no TLS at all."""
     log: LogConfig = LogConfig()
     """The call log and the format of log lines."""
+    cluster: ClusterConfig = ClusterConfig()
+    """Sharing state with other nodes through Redis."""
     routes: Annotated[
         tuple[RouteRule, ...],
         BeforeValidator(_routes),

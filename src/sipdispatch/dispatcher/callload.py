@@ -14,12 +14,18 @@ when to call :meth:`CallLoadTable.expire`. The table is keyed by Call-ID and
 remembers the destination's set and key (``duid``, else its URI), so it
 survives a reload: :meth:`CallLoadTable.rebind` points it at the new sets and
 recounts their loads.
+
+A cluster shares the count: :attr:`CallLoadTable.share` (a :class:`LoadShare`, set
+by the shell) is told of every call counted, confirmed and released here, and may set
+a destination's load to the cluster's count (:meth:`CallLoadTable.set_load`). The
+table does not wait for it: routing stays synchronous and local.
 """
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import Protocol
 
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.sets import DispatcherSets
@@ -64,6 +70,24 @@ class LoadEntry:
         return first
 
 
+class LoadShare(Protocol):
+    """Where a table tells the rest of a cluster about its calls (the shell's Redis
+    ledger). Each call returns at once; the work is done off the call path."""
+
+    def reserved(self, entry: LoadEntry, maxload: int, ttl: float) -> None:
+        """``entry``'s call now counts on its destination (``maxload`` 0 = no limit),
+        for ``ttl`` seconds (0 = no timeout)."""
+
+    def confirmed(self, entry: LoadEntry, ttl: float) -> None:
+        """``entry``'s call was answered; it counts ``ttl`` more seconds (0 = no timeout)."""
+
+    def released(self, call_id: str) -> None:
+        """The call ended here (BYE, failure); it may have been counted by another node."""
+
+    def rebound(self) -> None:
+        """The table was recounted for a new destination list."""
+
+
 def _release(dest: Destination | None) -> None:
     if dest is not None and dest.dlg_load > 0:
         dest.dlg_load -= 1
@@ -86,6 +110,8 @@ class CallLoadTable:
         self._entries: dict[str, LoadEntry] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._token = 0
+        self.share: LoadShare | None = None
+        """The cluster's ledger, when the node is in a cluster."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -127,6 +153,10 @@ class CallLoadTable:
         self._entries[call_id] = entry
         dest.dlg_load += 1
         self._schedule(entry)
+        share = self.share
+        if share is not None:
+            deadline = entry.deadline
+            share.reserved(entry, dest.attrs.maxload, deadline - now if deadline else 0.0)
         return True
 
     def on_confirmed(self, call_id: str, now: float) -> bool:
@@ -138,15 +168,48 @@ class CallLoadTable:
         if entry.state != LOAD_CONFIRMED:
             entry.state = LOAD_CONFIRMED
             self._schedule(entry)
+            share = self.share
+            if share is not None:
+                expire_at = entry.expire_at
+                share.confirmed(entry, max(expire_at - now, 0.001) if expire_at else 0.0)
         return True
 
     def on_released(self, call_id: str) -> bool:
         """BYE, CANCEL or a failed INVITE: stop counting the call (-1, never below
-        zero). False if the call was not counted."""
+        zero). False if the call was not counted here (a cluster's ledger is told
+        anyway: another node may have counted it)."""
         entry = self._entries.pop(call_id, None)
+        share = self.share
+        if share is not None:
+            share.released(call_id)
         if entry is None:
             return False
         _release(entry.dest)
+        return True
+
+    def forget(self, call_id: str) -> bool:
+        """Drop a call another node released (its BYE went there): no count changes
+        here, the cluster's count is set by :meth:`set_load`. False if unknown."""
+        return self._entries.pop(call_id, None) is not None
+
+    def local_count(self, setid: int, key: str) -> int:
+        """Calls counted by this table on the destination of set ``setid`` and key
+        ``key`` (the cluster's count is the sum over nodes)."""
+        key = key.lower()
+        return sum(1 for e in self._entries.values() if e.setid == setid and e.key.lower() == key)
+
+    def entries(self) -> list[LoadEntry]:
+        """Every call counted here."""
+        return list(self._entries.values())
+
+    def set_load(self, setid: int, key: str, load: int) -> bool:
+        """Make the load of the destination of set ``setid`` and key ``key`` what the
+        cluster counts (never below zero); False when there is no such destination."""
+        dset = self.sets.get(setid)
+        dest = dset.find_key(key) if dset is not None else None
+        if dest is None:
+            return False
+        dest.dlg_load = max(load, 0)
         return True
 
     def expire(self, now: float) -> list[str]:
@@ -190,3 +253,6 @@ class CallLoadTable:
             entry.dest = dset.find_key(entry.key) if dset is not None else None
             if entry.dest is not None:
                 entry.dest.dlg_load += 1
+        share = self.share
+        if share is not None:
+            share.rebound()

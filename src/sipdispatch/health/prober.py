@@ -121,6 +121,12 @@ class Prober:
         self._slot_timer: TimerHandle | None = None
         self._prefix = secrets.token_hex(4)
         self._counter = 0
+        self.owns: Callable[[Destination], bool] | None = None
+        """In a cluster that splits probing: whether this node pings a destination
+        (asked at the start of every round); None = every destination."""
+        self.on_sample: Callable[[Destination, int, int], None] | None = None
+        """Told of every latency sample recorded (destination, code, ms): a cluster
+        that splits probing replays them on the nodes that do not ping it."""
         self._members_of: DispatcherSets | None = None
         self._member_ids: frozenset[int] = frozenset()
 
@@ -204,6 +210,9 @@ class Prober:
         self.stats["rounds"] += 1
         policy = self.policy
         plan = [d for d in self.router.sets.destinations() if policy.should_ping(d.state)]
+        owns = self.owns
+        if owns is not None:
+            plan = [d for d in plan if owns(d)]
         if not plan:
             return 0
         spacing = self.interval / len(plan) if self.interval > 0 else 0.0
@@ -309,7 +318,10 @@ class Prober:
             return None
         dconf = self.dconf
         if dconf.ping_latency_stats:
-            self.router.sets.record_ping(live, status, latency_ms(sent_at, now), self.alpha)
+            sample = latency_ms(sent_at, now)
+            self.router.sets.record_ping(live, status, sample, self.alpha)
+            if self.on_sample is not None:
+                self.on_sample(live, status, sample)
         alive = is_ping_reply_alive(status, dconf.ping_reply_codes, dconf.ping_reply_classes)
         self.stats["ping_alive" if alive else "ping_failed"] += 1
         transition = self.policy.after_ping(live.state, live.probing_count, alive)

@@ -42,6 +42,8 @@ ORIGIN_ADMIN = "admin"
 """A state change an operator made (``dispatcher.set_state``, ``set_duid_state``)."""
 ORIGIN_DNS = "dns"
 """A state change made by resolving the destination's host (or failing to) at start."""
+ORIGIN_CLUSTER = "cluster"
+"""A state change made on another node of the cluster, applied here (never sent back)."""
 
 PROBE_NONE = 0
 """``ds_probing_mode`` 0 (Kamailio ``DS_PROBE_NONE``): ping only destinations with

@@ -1,0 +1,111 @@
+"""The pure core's seams the cluster uses, on a virtual clock and without Redis: a
+state from another node is applied and recorded with origin ``cluster``; the call-load
+table tells its ledger of every call and takes the cluster's count; a BYE of a call
+another node counted still reaches the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sipdispatch.dispatcher.callload import LoadEntry
+from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.dispatcher.states import DS_DISABLED_DST
+from sipdispatch.health.state import ORIGIN_CLUSTER, StateChange
+from tests.test_routing import MG1, MG2, TWO, dest, plan_for, request, router
+
+
+@dataclass
+class Ledger:
+    """A LoadShare that keeps what it was told, in order (the Redis one does the same
+    calls over the network)."""
+
+    told: list[tuple[str, str, float]] = field(default_factory=list)
+    rebinds: int = 0
+
+    def reserved(self, entry: LoadEntry, maxload: int, ttl: float) -> None:
+        self.told.append(("reserved", f"{entry.call_id}@{entry.key}/{maxload}", ttl))
+
+    def confirmed(self, entry: LoadEntry, ttl: float) -> None:
+        self.told.append(("confirmed", entry.call_id, ttl))
+
+    def released(self, call_id: str) -> None:
+        self.told.append(("released", call_id, 0.0))
+
+    def rebound(self) -> None:
+        self.rebinds += 1
+
+
+LOAD_ROUTE = [{"set": 1, "algorithm": "call-load"}]
+LOADED = f"1 {MG1} 0 0 maxload=2\n1 {MG2} 0 0 maxload=2\n"
+
+
+def test_a_state_from_another_node_is_applied_with_origin_cluster() -> None:
+    r = router(TWO)
+    seen: list[StateChange] = []
+    r.state_log.subscribe(seen.append)
+    change = r.adopt_state(1, MG1.upper(), DS_DISABLED_DST, "dispatcher.set_state dx, on lb2", 5.0)
+    assert change is not None and change.origin == ORIGIN_CLUSTER
+    assert dest(r, MG1).state == DS_DISABLED_DST
+    assert seen == [change]
+    assert change.describe() == f"set 1 {MG1}: AX -> DX (dispatcher.set_state dx, on lb2)"
+    # The same state again, or a destination not here: nothing recorded.
+    assert r.adopt_state(1, MG1, DS_DISABLED_DST, "again", 6.0) is None
+    assert r.adopt_state(1, "sip:10.9.9.9:5060", 0, "elsewhere", 6.0) is None
+    assert len(seen) == 1
+
+
+def test_the_ledger_is_told_of_a_call_counted_answered_and_ended() -> None:
+    r = router(LOADED, LOAD_ROUTE, hash_initexpire=30, hash_expire=600)
+    ledger = Ledger()
+    r.calls.share = ledger
+    plan = plan_for(r, request(call_id="c1"))
+    target = plan.first()[0]
+    chosen = target.handle
+    assert isinstance(chosen, Destination)
+    plan.answered(target, 10.0)
+    r.in_dialog(request(method="BYE", call_id="c1"), 20.0)
+    assert ledger.told == [
+        ("reserved", f"c1@{chosen.uri}/2", 30.0),
+        ("confirmed", "c1", 590.0),
+        ("released", "c1", 0.0),
+    ]
+    assert chosen.dlg_load == 0
+
+
+def test_a_bye_of_a_call_another_node_counted_reaches_the_ledger() -> None:
+    r = router(LOADED, LOAD_ROUTE)
+    ledger = Ledger()
+    r.calls.share = ledger
+    r.in_dialog(request(method="BYE", call_id="from-lb2"), 1.0)
+    assert ledger.told == [("released", "from-lb2", 0.0)]
+
+
+def test_without_algorithm_10_nothing_goes_to_the_ledger() -> None:
+    r = router(TWO)
+    ledger = Ledger()
+    r.calls.share = ledger
+    plan_for(r, request(call_id="c1"))
+    r.in_dialog(request(method="BYE", call_id="c1"), 1.0)
+    assert ledger.told == []
+
+
+def test_the_cluster_count_decides_the_selection_and_survives_a_reload() -> None:
+    r = router(LOADED, LOAD_ROUTE)
+    ledger = Ledger()
+    r.calls.share = ledger
+    # Another node has two calls on MG1: it is full, MG2 gets the call.
+    assert r.calls.set_load(1, MG1.upper(), 2)
+    assert not r.calls.set_load(1, "sip:10.9.9.9:5060", 1)
+    assert plan_for(r, request(call_id="c1")).first()[0].handle is dest(r, MG2)
+    r.replace(list(r.sets.destinations()))
+    assert ledger.rebinds == 1
+    assert r.calls.local_count(1, MG2) == 1 and r.calls.local_count(1, MG1) == 0
+
+
+def test_a_call_released_elsewhere_is_forgotten_without_a_count_change() -> None:
+    r = router(LOADED, LOAD_ROUTE)
+    chosen = plan_for(r, request(call_id="c1")).first()[0].handle
+    assert isinstance(chosen, Destination) and chosen.dlg_load == 1
+    assert r.calls.forget("c1") and not r.calls.forget("c1")
+    assert chosen.dlg_load == 1  # the cluster's count comes with set_load
+    assert r.calls.entries() == []
