@@ -99,6 +99,18 @@ def split_first(value: str) -> tuple[str, str]:
     ("" when there is none), both stripped; quotes and ``<...>`` are respected as by
     :func:`split_commas`. Only as much of the line is read as the first value takes:
     the top Via of a long Via line costs its own length, not the line's."""
+    if '"' not in value and "<" not in value:
+        # Nothing quoted (a Via line, as it mostly is): the first comma ends it.
+        comma = value.find(",")
+        if comma < 0:
+            first, rest = value.strip(), ""
+        else:
+            first, rest = value[:comma].strip(), value[comma + 1 :].strip()
+            if not rest:
+                raise ParseError("empty value in comma-separated list")
+        if not first:
+            raise ParseError("empty value in comma-separated list")
+        return first, rest
     in_quote = False
     in_angle = False
     i = 0

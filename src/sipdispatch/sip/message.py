@@ -69,15 +69,24 @@ REASON_PHRASES: dict[int, str] = {
 class Message:
     """Common part of :class:`Request` and :class:`Response`."""
 
-    __slots__ = ("_via", "body", "headers")
+    __slots__ = ("_raw", "_starts", "_via", "body", "headers")
 
     headers: list[Header]
     body: bytes
+    _raw: bytes
+    """The bytes the message was received as (its head at least), or b"" for one we
+    built: what :meth:`to_bytes` copies untouched header lines from."""
+    _starts: list[int] | None
+    """Where each header line starts in ``_raw``, one per entry of ``headers``; -1 for
+    a line that must be written anew (added, edited, or not written the way the
+    serializer writes it). None when the message has no usable spans at all."""
 
     def __init__(self, headers: list[Header], body: bytes = b"") -> None:
         self.headers = headers
         self.body = body
         self._via: Via | None = None
+        self._raw = b""
+        self._starts = None
 
     # -- lookups ---------------------------------------------------------------
 
@@ -150,29 +159,48 @@ class Message:
     def prepend(self, key: str, name: str, value: str) -> None:
         """Add a header line above the first one with this key (or at the top)."""
         hs = self.headers
+        at = 0
         for i, h in enumerate(hs):
             if h[0] == key:
-                hs.insert(i, (key, name, value))
+                at = i
                 break
-        else:
-            hs.insert(0, (key, name, value))
+        hs.insert(at, (key, name, value))
+        starts = self._starts
+        if starts is not None:
+            starts.insert(at, -1)
         if key == "via":
             self._via = None
+
+    def append(self, key: str, name: str, value: str) -> None:
+        """Add a header line at the end."""
+        self.headers.append((key, name, value))
+        starts = self._starts
+        if starts is not None:
+            starts.append(-1)
 
     def set(self, key: str, name: str, value: str) -> None:
         """Replace the first header with this key, or append one."""
         hs = self.headers
+        starts = self._starts
         for i, h in enumerate(hs):
             if h[0] == key:
                 hs[i] = (key, h[1], value)
+                if starts is not None:
+                    starts[i] = -1
                 break
         else:
             hs.append((key, name, value))
+            if starts is not None:
+                starts.append(-1)
         if key == "via":
             self._via = None  # the cached top Via may be the one just replaced
 
     def remove(self, key: str) -> None:
         """Remove every header with this key."""
+        starts = self._starts
+        if starts is not None:
+            hs = self.headers
+            self._starts = [starts[i] for i in range(len(hs)) if hs[i][0] != key]
         self.headers = [h for h in self.headers if h[0] != key]
         if key == "via":
             self._via = None
@@ -184,19 +212,24 @@ class Message:
         request; other values on the same line stay where they were.
         """
         hs = self.headers
+        starts = self._starts
         for i, h in enumerate(hs):
             if h[0] == key:
                 value = h[2]
+                rest = ""
                 if "," not in value:
-                    del hs[i]
                     first = value
                 else:
                     # Only the first value is read: the rest stays as it was written.
                     first, rest = split_first(value)
-                    if rest:
-                        hs[i] = (key, h[1], rest)
-                    else:
-                        del hs[i]
+                if rest:
+                    hs[i] = (key, h[1], rest)
+                    if starts is not None:
+                        starts[i] = -1
+                else:
+                    del hs[i]
+                    if starts is not None:
+                        del starts[i]
                 if key == "via":
                     self._via = None
                 return first
@@ -208,7 +241,12 @@ class Message:
         The lines they fill go; a line left with some of its values keeps the rest.
         """
         kept: list[Header] = []
-        for h in self.headers:
+        hs = self.headers
+        starts = self._starts
+        kept_starts: list[int] | None = [] if starts is not None else None
+        for i in range(len(hs)):
+            h = hs[i]
+            s = starts[i] if starts is not None else -1
             if count and h[0] == key:
                 value = h[2]
                 parts = split_commas(value) if "," in value else [value]
@@ -216,9 +254,13 @@ class Message:
                     count -= len(parts)
                     continue
                 h = (key, h[1], ", ".join(parts[count:]))
+                s = -1
                 count = 0
             kept.append(h)
+            if kept_starts is not None:
+                kept_starts.append(s)
         self.headers = kept
+        self._starts = kept_starts
         if key == "via":
             self._via = None
 
@@ -228,7 +270,63 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        """Serialize; Content-Length is always written and always right."""
+        """Serialize; Content-Length is always written and always right.
+
+        A received message is not written anew: its start line is, then every run of
+        header lines still as they came is copied from the received bytes in one
+        slice, and only the lines added or edited since (our Via, a Record-Route, a
+        Max-Forwards one lower, ...) are formatted. The result is byte for byte what
+        :meth:`serialize` writes -- lines are copied only where they were written
+        ``Name: value`` CRLF, exactly as it would write them -- at a fraction of the
+        cost.
+        """
+        starts = self._starts
+        hs = self.headers
+        if starts is None or len(starts) != len(hs):
+            return self.serialize()
+        raw = self._raw
+        body = self.body
+        clen = str(len(body))
+        out = [(self.start_line() + "\r\n").encode("latin-1")]
+        run_start = -1  # raw[run_start:run_end] are lines to copy, not yet copied
+        run_end = -1
+        seen_clen = False
+        for i in range(len(hs)):
+            h = hs[i]
+            s = starts[i]
+            if h[0] == "content-length":
+                if seen_clen or s < 0 or h[2] != clen:
+                    if run_start >= 0:
+                        out.append(raw[run_start:run_end])
+                        run_start = -1
+                    if not seen_clen:
+                        out.append(f"{h[1]}: {clen}\r\n".encode("latin-1"))
+                    seen_clen = True
+                    continue
+                seen_clen = True
+            if s >= 0:
+                if s != run_end:
+                    if run_start >= 0:
+                        out.append(raw[run_start:run_end])
+                    run_start = s
+                run_end = s + len(h[1]) + len(h[2]) + 4
+            else:
+                if run_start >= 0:
+                    out.append(raw[run_start:run_end])
+                    run_start = -1
+                out.append(f"{h[1]}: {h[2]}\r\n".encode("latin-1"))
+        if run_start >= 0:
+            out.append(raw[run_start:run_end])
+        if not seen_clen:
+            out.append(f"Content-Length: {clen}\r\n".encode("latin-1"))
+        out.append(b"\r\n")
+        if body:
+            out.append(body)
+        return b"".join(out)
+
+    def serialize(self) -> bytes:
+        """Write the whole message anew from its parts (what :meth:`to_bytes` gives,
+        the slow way: every header line formatted)."""
         body = self.body
         lines = [self.start_line()]
         clen = str(len(body))
@@ -267,6 +365,8 @@ class Request(Message):
         self.headers = headers
         self.body = body
         self._via = None
+        self._raw = b""
+        self._starts = None
         self.method = method
         self.uri_text = uri_text
         self._uri: SipUri | None = None
@@ -293,7 +393,12 @@ class Request(Message):
 
     def copy(self) -> Request:
         """A copy whose header list can be edited independently."""
-        return Request(self.method, self.uri_text, list(self.headers), self.body)
+        req = Request(self.method, self.uri_text, list(self.headers), self.body)
+        starts = self._starts
+        if starts is not None:
+            req._raw = self._raw
+            req._starts = list(starts)
+        return req
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri_text}>"
@@ -308,6 +413,8 @@ class Response(Message):
         self.headers = headers  # Message.__init__ written out, as in Request
         self.body = body
         self._via = None
+        self._raw = b""
+        self._starts = None
         self.status = status
         self.reason = reason
 
@@ -316,7 +423,12 @@ class Response(Message):
 
     def copy(self) -> Response:
         """A copy whose header list can be edited independently."""
-        return Response(self.status, self.reason, list(self.headers), self.body)
+        resp = Response(self.status, self.reason, list(self.headers), self.body)
+        starts = self._starts
+        if starts is not None:
+            resp._raw = self._raw
+            resp._starts = list(starts)
+        return resp
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
@@ -413,6 +525,18 @@ def unfold(text: str) -> str:
 
 def parse_head(head: str) -> tuple[str, list[Header]]:
     """Split a decoded head into its start line and header list (folding undone)."""
+    start, headers, _ = parse_head_spans(head, None)
+    return start, headers
+
+
+def parse_head_spans(
+    head: str, crlf_end: bool | None
+) -> tuple[str, list[Header], list[int] | None]:
+    """:func:`parse_head`, and where each header line starts in the head (its
+    ``_starts``: -1 for a line not written ``Name: value`` CRLF), when
+    ``crlf_end`` is not None: True when the empty line that ends the head is a
+    CRLF one, so that the last header line ends in CRLF too. No spans (None) for a
+    folded head: undoing the folds moves every line after one."""
     if "\n " in head or "\n\t" in head:
         # §7.3.1: a line starting with white space continues the previous one.
         first, sep, rest = head.partition("\n")
@@ -421,6 +545,7 @@ def parse_head(head: str) -> tuple[str, list[Header]]:
             err.start_line, err.headers = first.rstrip("\r"), []
             raise err
         head = first + sep + unfold(rest)
+        crlf_end = None
     lines = head.split("\n")
     start = lines[0]
     if start.endswith("\r"):
@@ -429,12 +554,23 @@ def parse_head(head: str) -> tuple[str, list[Header]]:
         err = ParseError("too many header lines")
         # The first ones are read anyway, so that a usable Via still gets the 400.
         with contextlib.suppress(ParseError):
-            err.start_line, err.headers = start, _parse_lines(start, lines[: MAX_HEADER_LINES + 1])
+            err.start_line, err.headers = (
+                start,
+                _parse_lines(start, lines[: MAX_HEADER_LINES + 1], None, False),
+            )
         raise err
-    return start, _parse_lines(start, lines) if len(lines) > 1 else []
+    if len(lines) <= 1:
+        return start, [], [] if crlf_end is not None else None
+    if crlf_end is None:
+        return start, _parse_lines(start, lines, None, False), None
+    starts: list[int] = []
+    headers = _parse_lines(start, lines, starts, crlf_end)
+    return start, headers, starts if len(starts) == len(headers) else None
 
 
-def _parse_lines(start: str, lines: list[str]) -> list[Header]:
+def _parse_lines(
+    start: str, lines: list[str], starts: list[int] | None, crlf_end: bool
+) -> list[Header]:
     """The header lines of a head whose folding is undone.
 
     Fast path: every line is ``name:value``, so the line needs no other work than a
@@ -442,14 +578,22 @@ def _parse_lines(start: str, lines: list[str]) -> list[Header]:
     token check) and a strip (which also takes the line's CR); a name not in the memo
     is checked here and, up to ``NEW_NAMES_PER_MESSAGE``, learned. Anything else --
     an empty or colon-less line, a name that is not a token -- goes the slow,
-    checking way, which says what is wrong.
+    checking way, which says what is wrong (and gives no spans).
+
+    With ``starts``, the offset of each line in the head is appended to it, or -1
+    when the line is not exactly ``name: value`` CRLF as the serializer writes it
+    (white space elsewhere, a bare LF): such a line is written anew when sent.
     """
     cache = _name_cache
     headers: list[Header] = []
     append = headers.append
     learned = 0
+    count = len(lines)
+    pos = len(lines[0]) + 1
+    last = count - 1
     try:
-        for line in lines[1:]:
+        for k in range(1, count):
+            line = lines[k]
             name, value = line.split(":", 1)
             known = cache.get(name)
             if known is None:
@@ -459,8 +603,27 @@ def _parse_lines(start: str, lines: list[str]) -> list[Header]:
                 if learned < NEW_NAMES_PER_MESSAGE:
                     learned += 1
                     remember(cache, name, known)
-            append((known[0], known[1], value.strip()))
+            stripped = value.strip()
+            append((known[0], known[1], stripped))
+            if starts is not None:
+                # As written by the serializer: the name with no blank before the
+                # colon, one space after it, the value, CR (the LF is the split's).
+                n = len(line)
+                expect = len(name) + len(stripped) + (2 if k == last else 3)
+                if (
+                    n == expect
+                    and len(known[1]) == len(name)
+                    and value.startswith(" ")
+                    and (line.endswith("\r") if k != last else crlf_end)
+                ):
+                    starts.append(pos)
+                else:
+                    starts.append(-1)
+                pos += n + 1
     except ValueError:
+        if starts is not None:
+            starts.clear()
+            starts.append(-1)  # no spans: the checked parse skips empty lines
         return _parse_lines_checked(start, lines)
     return headers
 
@@ -596,7 +759,9 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
     head_end, body_start = find_head_end(data)
     if head_end < 0:
         raise ParseError("no empty line after the headers")
-    start, headers = parse_head(data[:head_end].decode("latin-1"))
+    start, headers, starts = parse_head_spans(
+        data[:head_end].decode("latin-1"), body_start - head_end == 4
+    )
     try:
         clen = content_length_of(headers)
         body = data[body_start:]
@@ -606,7 +771,11 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
             if clen > len(body):
                 raise ParseError("Content-Length larger than the body")
             body = body[:clen]
-        return build_message(start, headers, body)
+        msg = build_message(start, headers, body)
+        if starts is not None:
+            msg._raw = data
+            msg._starts = starts
+        return msg
     except ParseError as e:
         e.start_line, e.headers = start, headers
         raise
@@ -632,7 +801,7 @@ class StreamParser:
         # worst) costs linear time: where the search for the empty line resumes,
         # and the parsed head of the message whose body is still arriving.
         self._scan = 0
-        self._head: tuple[str, list[Header], int, int] | None = None
+        self._head: tuple[str, list[Header], int, int, bytes, list[int] | None] | None = None
 
     @property
     def buffered(self) -> int:
@@ -680,7 +849,10 @@ class StreamParser:
                 self._scan = 0
                 if body_start > self.max_size:
                     raise ParseError("message too large", 513)
-                start, headers = parse_head(bytes(buf[:head_end]).decode("latin-1"))
+                raw = bytes(buf[:body_start])
+                start, headers, starts = parse_head_spans(
+                    raw[:head_end].decode("latin-1"), body_start - head_end == 4
+                )
                 clen = content_length_of(headers)
                 if clen is None:
                     # §18.3 / §20.14: Content-Length MUST be used with stream transports.
@@ -688,15 +860,19 @@ class StreamParser:
                 total = body_start + clen
                 if total > self.max_size:
                     raise ParseError("message too large", 513)
-                head = self._head = (start, headers, body_start, total)
-            start, headers, body_start, total = head
+                head = self._head = (start, headers, body_start, total, raw, starts)
+            start, headers, body_start, total, raw, starts = head
             if len(buf) < total:
                 return out
             self._head = None
             body = bytes(buf[body_start:total])
             del buf[:total]
             try:
-                out.append(build_message(start, headers, body))
+                msg = build_message(start, headers, body)
+                if starts is not None:
+                    msg._raw = raw
+                    msg._starts = starts
+                out.append(msg)
             except ParseError as e:
                 # Framing is intact: hand the error over in order, so the caller
                 # can answer 400 and read on.

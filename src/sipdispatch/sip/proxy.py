@@ -543,7 +543,7 @@ class ProxyCore:
                 # §16.6 step 6 / §12.2.1.1: a strict router next: its URI becomes the
                 # Request-URI and the old Request-URI goes to the end of the route set.
                 req.pop_first_value("route")
-                req.headers.append(("route", "Route", f"<{req.uri_text}>"))
+                req.append("route", "Route", f"<{req.uri_text}>")
                 req.set_uri(uri_text)
             return Target(uri_addr(uri))
         text = req.uri_text
