@@ -298,7 +298,7 @@ class Message:
                 if seen_clen or s < 0 or h[2] != clen:
                     if run_start >= 0:
                         out.append(raw[run_start:run_end])
-                        run_start = -1
+                        run_start = run_end = -1
                     if not seen_clen:
                         out.append(f"{h[1]}: {clen}\r\n".encode("latin-1"))
                     seen_clen = True
@@ -313,7 +313,7 @@ class Message:
             else:
                 if run_start >= 0:
                     out.append(raw[run_start:run_end])
-                    run_start = -1
+                    run_start = run_end = -1
                 out.append(f"{h[1]}: {h[2]}\r\n".encode("latin-1"))
         if run_start >= 0:
             out.append(raw[run_start:run_end])
