@@ -13,6 +13,7 @@ list, which is cheaper than building a dictionary for every message.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 
 from sipdispatch.sip.errors import ParseError
@@ -484,7 +485,8 @@ def _header_name(raw: str) -> tuple[str, str] | None:
     common = name.isascii() and name.replace("-", "").isalnum()
     if not common and not _TOKEN_CHARS.issuperset(name):
         return None
-    return header_key(name), name
+    # Interned: the proxy compares keys with literals, which then match by identity.
+    return sys.intern(header_key(name)), name
 
 
 _BLANKS = " \t"
@@ -546,39 +548,39 @@ def parse_head_spans(
             raise err
         head = first + sep + unfold(rest)
         crlf_end = None
-    lines = head.split("\n")
-    start = lines[0]
+    nl = head.find("\n")
+    start = head if nl < 0 else head[:nl]
     if start.endswith("\r"):
         start = start[:-1]
-    if len(lines) > MAX_HEADER_LINES + 1:
+    if nl < 0:
+        return start, [], [] if crlf_end is not None else None
+    if head.count("\n") > MAX_HEADER_LINES:
         err = ParseError("too many header lines")
         # The first ones are read anyway, so that a usable Via still gets the 400.
+        lines = head.split("\n", MAX_HEADER_LINES + 1)[: MAX_HEADER_LINES + 1]
         with contextlib.suppress(ParseError):
-            err.start_line, err.headers = (
-                start,
-                _parse_lines(start, lines[: MAX_HEADER_LINES + 1], None, False),
-            )
+            err.start_line, err.headers = start, _parse_lines_checked(start, lines)
         raise err
-    if len(lines) <= 1:
-        return start, [], [] if crlf_end is not None else None
-    if crlf_end is None:
-        return start, _parse_lines(start, lines, None, False), None
-    starts: list[int] = []
-    headers = _parse_lines(start, lines, starts, crlf_end)
-    return start, headers, starts if len(starts) == len(headers) else None
+    starts: list[int] | None = [] if crlf_end is not None else None
+    headers = _scan_lines(head, nl + 1, starts, crlf_end is True)
+    if headers is None:
+        return start, _parse_lines_checked(start, head.split("\n")), None
+    return start, headers, starts
 
 
-def _parse_lines(
-    start: str, lines: list[str], starts: list[int] | None, crlf_end: bool
-) -> list[Header]:
-    """The header lines of a head whose folding is undone.
+def _scan_lines(
+    head: str, pos: int, starts: list[int] | None, crlf_end: bool
+) -> list[Header] | None:
+    """The header lines of a head whose folding is undone, from ``pos`` on; None when
+    one needs the checked parse.
 
-    Fast path: every line is ``name:value``, so the line needs no other work than a
-    split, a lookup of the name in the memo (which holds only names that passed the
-    token check) and a strip (which also takes the line's CR); a name not in the memo
-    is checked here and, up to ``NEW_NAMES_PER_MESSAGE``, learned. Anything else --
-    an empty or colon-less line, a name that is not a token -- goes the slow,
-    checking way, which says what is wrong (and gives no spans).
+    Fast path: every line is ``name:value``, so a line costs two searches in the
+    head (its end, its colon), a lookup of the name in the memo (which holds only
+    names that passed the token check) and the value cut out -- no list of lines, no
+    split of each. A name not in the memo is checked here and, up to
+    ``NEW_NAMES_PER_MESSAGE``, learned. Anything else -- an empty or colon-less
+    line, a name that is not a token -- is left to :func:`_parse_lines_checked`,
+    which says what is wrong (and gives no spans).
 
     With ``starts``, the offset of each line in the head is appended to it, or -1
     when the line is not exactly ``name: value`` CRLF as the serializer writes it
@@ -588,44 +590,44 @@ def _parse_lines(
     headers: list[Header] = []
     append = headers.append
     learned = 0
-    count = len(lines)
-    pos = len(lines[0]) + 1
-    last = count - 1
-    try:
-        for k in range(1, count):
-            line = lines[k]
-            name, value = line.split(":", 1)
-            known = cache.get(name)
+    n = len(head)
+    while True:
+        eol = head.find("\n", pos)
+        last = eol < 0
+        end = n if last else eol
+        colon = head.find(":", pos, end)
+        if colon < 0:
+            return None
+        name = head[pos:colon]
+        known = cache.get(name)
+        if known is None:
+            known = _header_name(name)
             if known is None:
-                known = _header_name(name)
-                if known is None:
-                    return _parse_lines_checked(start, lines)
-                if learned < NEW_NAMES_PER_MESSAGE:
-                    learned += 1
-                    remember(cache, name, known)
-            stripped = value.strip()
-            append((known[0], known[1], stripped))
-            if starts is not None:
-                # As written by the serializer: the name with no blank before the
-                # colon, one space after it, the value, CR (the LF is the split's).
-                n = len(line)
-                expect = len(name) + len(stripped) + (2 if k == last else 3)
-                if (
-                    n == expect
-                    and len(known[1]) == len(name)
-                    and value.startswith(" ")
-                    and (line.endswith("\r") if k != last else crlf_end)
-                ):
-                    starts.append(pos)
-                else:
-                    starts.append(-1)
-                pos += n + 1
-    except ValueError:
+                return None
+            if learned < NEW_NAMES_PER_MESSAGE:
+                learned += 1
+                remember(cache, name, known)
+        # As the serializer writes it: no blank before the colon, one space after
+        # it, the value with nothing to strip, CRLF.
+        canonical = False
+        value_end = end - 1 if not last and head[end - 1] == "\r" else end
+        if (
+            colon + 1 < end
+            and head[colon + 1] == " "
+            and (value_end < end or (last and crlf_end))
+            and len(known[1]) == colon - pos
+        ):
+            raw_value = head[colon + 2 : value_end]
+            value = raw_value.strip()
+            canonical = value is raw_value
+        else:
+            value = head[colon + 1 : end].strip()
+        append((known[0], known[1], value))
         if starts is not None:
-            starts.clear()
-            starts.append(-1)  # no spans: the checked parse skips empty lines
-        return _parse_lines_checked(start, lines)
-    return headers
+            starts.append(pos if canonical else -1)
+        if last:
+            return headers
+        pos = eol + 1
 
 
 def _parse_lines_checked(start: str, lines: list[str]) -> list[Header]:
