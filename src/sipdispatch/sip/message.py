@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from typing import Final
 
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import Via as Via
@@ -34,7 +35,7 @@ SIP_VERSION = "SIP/2.0"
 DEFAULT_MAX_FORWARDS = 70
 """RFC 3261 §8.1.1.6 / §16.6 step 3: the Max-Forwards a request starts with (and the
 one a proxy adds when a request has none)."""
-MAX_HEADER_LINES = 512
+MAX_HEADER_LINES: Final = 512
 """Most header lines a message may have (after unfolding): real ones have a few dozen.
 Every header costs the proxy some work (it is read, copied and written out again), so a
 message of thousands of them is refused with 400 rather than handled."""
@@ -470,7 +471,7 @@ _name_cache: dict[str, tuple[str, str]] = {}
 """(key, name) of each header name as written before its colon: the same few names
 come in every message, so the token check and the compact-form lookup run once per
 distinct spelling."""
-NEW_NAMES_PER_MESSAGE = 32
+NEW_NAMES_PER_MESSAGE: Final = 32
 """Names one message may add to ``_name_cache``. The common names arrive a few at a
 time; a message of thousands of new names would only empty the memo (it is bounded)
 and fill it with names nobody sends again, at every parse of that message."""
@@ -539,6 +540,25 @@ def parse_head_spans(
     ``crlf_end`` is not None: True when the empty line that ends the head is a
     CRLF one, so that the last header line ends in CRLF too. No spans (None) for a
     folded head: undoing the folds moves every line after one."""
+    nl = head.find("\n")
+    if nl >= 0:
+        # A folded line, too many lines or anything odd stop the scan (a line that
+        # starts with white space has no token before its colon): then the slow way.
+        starts: list[int] | None = [] if crlf_end is not None else None
+        headers = _scan_lines(head, nl + 1, starts, crlf_end is True)
+        if headers is not None:
+            start = head[:nl]
+            if start.endswith("\r"):
+                start = start[:-1]
+            return start, headers, starts
+    return _parse_head_slow(head, crlf_end)
+
+
+def _parse_head_slow(
+    head: str, crlf_end: bool | None
+) -> tuple[str, list[Header], list[int] | None]:
+    """:func:`parse_head_spans` for a head the scan did not take: folding undone,
+    every check made (spans only when the scan then takes it)."""
     if "\n " in head or "\n\t" in head:
         # §7.3.1: a line starting with white space continues the previous one.
         first, sep, rest = head.partition("\n")
@@ -588,7 +608,6 @@ def _scan_lines(
     """
     cache = _name_cache
     headers: list[Header] = []
-    append = headers.append
     learned = 0
     n = len(head)
     while True:
@@ -622,11 +641,13 @@ def _scan_lines(
             canonical = value is raw_value
         else:
             value = head[colon + 1 : end].strip()
-        append((known[0], known[1], value))
+        headers.append((known[0], known[1], value))
         if starts is not None:
             starts.append(pos if canonical else -1)
         if last:
             return headers
+        if len(headers) >= MAX_HEADER_LINES:
+            return None  # one more line is one too many: the slow way says so
         pos = eol + 1
 
 
