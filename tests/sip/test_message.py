@@ -467,9 +467,11 @@ def test_message_trickled_one_byte_per_segment_costs_linear_time(
         scanned.append(len(data) - start)
         return real_find(data, start)  # type: ignore[no-any-return]
 
-    def parse(head: str, crlf_end: bool | None) -> tuple[str, list[Header], list[int] | None]:
+    def parse(
+        text: str, head_end: int, crlf_end: bool | None
+    ) -> tuple[str, list[Header], list[int] | None]:
         heads.append(1)
-        return real_parse(head, crlf_end)  # type: ignore[no-any-return]
+        return real_parse(text, head_end, crlf_end)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(source, "find_head_end", find)
     monkeypatch.setattr(source, "parse_head_spans", parse)

@@ -446,9 +446,6 @@ REQUIRED_REQUEST_HEADERS = (
     ("cseq", "CSeq"),
 )
 """RFC 3261 §8.1.1: headers every request carries (Max-Forwards a proxy adds)."""
-_SINGLE_VALUE = frozenset(("call-id", "cseq", "from", "to", "max-forwards"))
-"""Headers a request carries at most once (Content-Length: see ``content_length_of``)."""
-_NAME_ADDR = frozenset(("from", "to"))
 
 
 def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
@@ -460,6 +457,17 @@ def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     i = data.find(b"\r\n\r\n", start)
     # A bare-LF end counts only before the CRLF one (not searched through the body).
     j = data.find(b"\n\n", start) if i < 0 else data.find(b"\n\n", start, i)
+    if j >= 0:
+        return j, j + 2
+    if i >= 0:
+        return i, i + 4
+    return -1, -1
+
+
+def _find_head_end_text(text: str) -> tuple[int, int]:
+    """:func:`find_head_end` of a decoded message."""
+    i = text.find("\r\n\r\n")
+    j = text.find("\n\n") if i < 0 else text.find("\n\n", 0, i)
     if j >= 0:
         return j, j + 2
     if i >= 0:
@@ -528,30 +536,31 @@ def unfold(text: str) -> str:
 
 def parse_head(head: str) -> tuple[str, list[Header]]:
     """Split a decoded head into its start line and header list (folding undone)."""
-    start, headers, _ = parse_head_spans(head, None)
+    start, headers, _ = parse_head_spans(head, len(head), None)
     return start, headers
 
 
 def parse_head_spans(
-    head: str, crlf_end: bool | None
+    text: str, head_end: int, crlf_end: bool | None
 ) -> tuple[str, list[Header], list[int] | None]:
-    """:func:`parse_head`, and where each header line starts in the head (its
+    """:func:`parse_head` of ``text[:head_end]`` (read in place, not copied out), and
+    where each header line starts in the head (its
     ``_starts``: -1 for a line not written ``Name: value`` CRLF), when
     ``crlf_end`` is not None: True when the empty line that ends the head is a
     CRLF one, so that the last header line ends in CRLF too. No spans (None) for a
     folded head: undoing the folds moves every line after one."""
-    nl = head.find("\n")
+    nl = text.find("\n", 0, head_end)
     if nl >= 0:
         # A folded line, too many lines or anything odd stop the scan (a line that
         # starts with white space has no token before its colon): then the slow way.
         starts: list[int] | None = [] if crlf_end is not None else None
-        headers = _scan_lines(head, nl + 1, starts, crlf_end is True)
+        headers = _scan_lines(text, nl + 1, head_end, starts, crlf_end is True)
         if headers is not None:
-            start = head[:nl]
+            start = text[:nl]
             if start.endswith("\r"):
                 start = start[:-1]
             return start, headers, starts
-    return _parse_head_slow(head, crlf_end)
+    return _parse_head_slow(text[:head_end] if head_end < len(text) else text, crlf_end)
 
 
 def _parse_head_slow(
@@ -582,17 +591,17 @@ def _parse_head_slow(
             err.start_line, err.headers = start, _parse_lines_checked(start, lines)
         raise err
     starts: list[int] | None = [] if crlf_end is not None else None
-    headers = _scan_lines(head, nl + 1, starts, crlf_end is True)
+    headers = _scan_lines(head, nl + 1, len(head), starts, crlf_end is True)
     if headers is None:
         return start, _parse_lines_checked(start, head.split("\n")), None
     return start, headers, starts
 
 
 def _scan_lines(
-    head: str, pos: int, starts: list[int] | None, crlf_end: bool
+    head: str, pos: int, n: int, starts: list[int] | None, crlf_end: bool
 ) -> list[Header] | None:
-    """The header lines of a head whose folding is undone, from ``pos`` on; None when
-    one needs the checked parse.
+    """The header lines of a head whose folding is undone, from ``pos`` to ``n``;
+    None when one needs the checked parse.
 
     Fast path: every line is ``name:value``, so a line costs two searches in the
     head (its end, its colon), a lookup of the name in the memo (which holds only
@@ -609,9 +618,8 @@ def _scan_lines(
     cache = _name_cache
     headers: list[Header] = []
     learned = 0
-    n = len(head)
     while True:
-        eol = head.find("\n", pos)
+        eol = head.find("\n", pos, n)
         last = eol < 0
         end = n if last else eol
         colon = head.find(":", pos, end)
@@ -715,28 +723,54 @@ def build_message(start: str, headers: list[Header], body: bytes) -> Request | R
         msg: Request | Response = Response(first, second, headers, body)
     else:
         msg = Request(first, second, headers, body)
-        present: set[str] = set()
+        seen = 0
+        cseq = ""
+        mf: str | None = None
         for h in headers:
-            key = h[0]
-            if key in _SINGLE_VALUE:
-                # §7.3 / RFC 4475 §3.1.2.19: these appear once; two Call-IDs, CSeqs, ...
-                # make the request unusable (which of them would a reply copy?).
-                if key in present:
+            bit = _REQUEST_CHECKED.get(h[0], 0)
+            if bit:
+                if bit & seen & _ONCE:
+                    # §7.3 / RFC 4475 §3.1.2.19: these appear once; two Call-IDs,
+                    # CSeqs, ... make the request unusable (which would a reply copy?).
                     raise ParseError(f"more than one {h[1]} header")
-                if key in _NAME_ADDR and '"' in h[2]:
+                if bit & _NAME_ADDR_BITS and '"' in h[2]:
                     split_name_addr(h[2])  # RFC 4475 §3.1.2.16: unbalanced quotes, 400
-            present.add(key)
-        for key, name in REQUIRED_REQUEST_HEADERS:
-            if key not in present:
-                raise ParseError(f"missing {name} header")
-        _num, cseq_method = msg.cseq
+                seen |= bit
+                if bit == _CSEQ_BIT:
+                    cseq = h[2]
+                elif bit == _MAX_FORWARDS_BIT:
+                    mf = h[2]
+        if seen & _REQUIRED_BITS != _REQUIRED_BITS:
+            for key, name in REQUIRED_REQUEST_HEADERS:
+                if not seen & _REQUEST_CHECKED[key]:
+                    raise ParseError(f"missing {name} header")
+        _num, cseq_method = parse_cseq(cseq)
         # §8.2.2 / §20.16: the CSeq method MUST match the request method.
         if cseq_method != first:
             raise ParseError("CSeq method does not match request method")
-        mf = msg.get("max-forwards")
         if mf is not None and (not mf.isascii() or not mf.isdigit() or int(mf) > 255):
             raise ParseError("malformed Max-Forwards header")
     return msg
+
+
+_CSEQ_BIT: Final = 16
+_MAX_FORWARDS_BIT: Final = 32
+_REQUEST_CHECKED: Final[dict[str, int]] = {
+    "via": 1,
+    "to": 2,
+    "from": 4,
+    "call-id": 8,
+    "cseq": _CSEQ_BIT,
+    "max-forwards": _MAX_FORWARDS_BIT,
+}
+"""The headers :func:`build_message` checks in a request, each a bit of a mask."""
+_REQUIRED_BITS: Final = 1 | 2 | 4 | 8 | 16
+"""REQUIRED_REQUEST_HEADERS as bits."""
+_ONCE: Final = 2 | 4 | 8 | 16 | 32
+"""Headers a request carries at most once, as bits (Content-Length: see
+``content_length_of``)."""
+_NAME_ADDR_BITS: Final = 2 | 4
+"""From and To, as bits: name-addr values whose quotes must balance."""
 
 
 def content_length_of(headers: list[Header]) -> int | None:
@@ -779,12 +813,11 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
             with contextlib.suppress(ParseError):
                 err.start_line, err.headers = parse_head(data[:head_end].decode("latin-1"))
         raise err
-    head_end, body_start = find_head_end(data)
+    text = data.decode("latin-1")  # one copy, searched in place (no bytes method calls)
+    head_end, body_start = _find_head_end_text(text)
     if head_end < 0:
         raise ParseError("no empty line after the headers")
-    start, headers, starts = parse_head_spans(
-        data[:head_end].decode("latin-1"), body_start - head_end == 4
-    )
+    start, headers, starts = parse_head_spans(text, head_end, body_start - head_end == 4)
     try:
         clen = content_length_of(headers)
         body = data[body_start:]
@@ -874,7 +907,7 @@ class StreamParser:
                     raise ParseError("message too large", 513)
                 raw = bytes(buf[:body_start])
                 start, headers, starts = parse_head_spans(
-                    raw[:head_end].decode("latin-1"), body_start - head_end == 4
+                    raw.decode("latin-1"), head_end, body_start - head_end == 4
                 )
                 clen = content_length_of(headers)
                 if clen is None:
