@@ -16,7 +16,14 @@ from hypothesis import given, settings
 
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.errors import ParseError
-from sipdispatch.sip.message import Request, Response, StreamParser, parse_datagram
+from sipdispatch.sip.message import (
+    Request,
+    Response,
+    StreamParser,
+    make_response,
+    parse_datagram,
+    trying_bytes,
+)
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.router import StaticPlan, Target
 from sipdispatch.sip.timers import Timers
@@ -79,6 +86,21 @@ def test_every_vector_is_spliced_as_the_serializer_writes_it_edited_or_not() -> 
         for framed in StreamParser().feed(data):
             assert isinstance(framed, Request | Response), name
             assert_splice_agrees(framed)
+
+
+def test_100_trying_from_the_received_bytes_is_what_make_response_writes() -> None:
+    for name, data in VALID.items():
+        msg = parse_datagram(data)
+        if isinstance(msg, Request):
+            assert trying_bytes(msg) == make_response(msg, 100).to_bytes(), name
+
+
+@PROPERTY
+@given(msg=valid_messages())
+def test_100_trying_of_a_generated_request_is_what_make_response_writes(msg: Message) -> None:
+    received = parse_datagram(msg.to_bytes())
+    if isinstance(received, Request):
+        assert trying_bytes(received) == make_response(received, 100).to_bytes()
 
 
 def test_vector_written_as_the_serializer_writes_leaves_unchanged_and_is_copied() -> None:

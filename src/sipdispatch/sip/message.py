@@ -958,10 +958,26 @@ _RESPONSE_COPIES = frozenset(("via", "from", "to", "call-id", "cseq"))
 def trying_bytes(request: Request) -> bytes:
     """The 100 Trying for ``request`` on the wire: what ``make_response(request, 100)``
     serializes to, written straight out (one goes with every INVITE)."""
-    lines = ["SIP/2.0 100 Trying"]
-    lines += [f"{h[1]}: {h[2]}" for h in request.headers if h[0] in _RESPONSE_COPIES]
-    lines.append("Content-Length: 0\r\n\r\n")
-    return "\r\n".join(lines).encode("latin-1")
+    hs = request.headers
+    starts = request._starts
+    if starts is None or len(starts) != len(hs):
+        lines = ["SIP/2.0 100 Trying"]
+        lines += [f"{h[1]}: {h[2]}" for h in hs if h[0] in _RESPONSE_COPIES]
+        lines.append("Content-Length: 0\r\n\r\n")
+        return "\r\n".join(lines).encode("latin-1")
+    # From the received bytes: the lines copied as they came, where they can be.
+    raw = request._raw
+    out = [b"SIP/2.0 100 Trying\r\n"]
+    for i in range(len(hs)):
+        h = hs[i]
+        if h[0] in _RESPONSE_COPIES:
+            s = starts[i]
+            if s >= 0:
+                out.append(raw[s : s + len(h[1]) + len(h[2]) + 4])
+            else:
+                out.append(f"{h[1]}: {h[2]}\r\n".encode("latin-1"))
+    out.append(b"Content-Length: 0\r\n\r\n")
+    return b"".join(out)
 
 
 def make_response(
