@@ -461,18 +461,20 @@ def test_message_trickled_one_byte_per_segment_costs_linear_time(
     source = message_source_module()
     scanned: list[int] = []
     heads: list[int] = []
-    real_find, real_parse = source.find_head_end, source.parse_head
+    real_find, real_parse = source.find_head_end, source.parse_head_spans
 
     def find(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
         scanned.append(len(data) - start)
         return real_find(data, start)  # type: ignore[no-any-return]
 
-    def parse(head: str) -> tuple[str, list[Header]]:
+    def parse(
+        text: str, head_end: int, crlf_end: bool | None
+    ) -> tuple[str, list[Header], list[int] | None]:
         heads.append(1)
-        return real_parse(head)  # type: ignore[no-any-return]
+        return real_parse(text, head_end, crlf_end)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(source, "find_head_end", find)
-    monkeypatch.setattr(source, "parse_head", parse)
+    monkeypatch.setattr(source, "parse_head_spans", parse)
 
     body = b"a=x\r\n" * 2000
     data = sip(*BASE_REQUEST, body=body)

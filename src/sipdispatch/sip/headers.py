@@ -99,6 +99,18 @@ def split_first(value: str) -> tuple[str, str]:
     ("" when there is none), both stripped; quotes and ``<...>`` are respected as by
     :func:`split_commas`. Only as much of the line is read as the first value takes:
     the top Via of a long Via line costs its own length, not the line's."""
+    if '"' not in value and "<" not in value:
+        # Nothing quoted (a Via line, as it mostly is): the first comma ends it.
+        comma = value.find(",")
+        if comma < 0:
+            first, rest = value.strip(), ""
+        else:
+            first, rest = value[:comma].strip(), value[comma + 1 :].strip()
+            if not rest:
+                raise ParseError("empty value in comma-separated list")
+        if not first:
+            raise ParseError("empty value in comma-separated list")
+        return first, rest
     in_quote = False
     in_angle = False
     i = 0
@@ -214,6 +226,10 @@ class Via:
 
 _TRANSPORT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _SENT_BY_CHARS = HOST_CHARS | {":"}
+_KNOWN_TRANSPORTS: dict[str, str] = {
+    t: t.upper() for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls")
+}
+"""The transports peers write, as written -> upper case (no character check needed)."""
 _sent_by_cache: dict[str, tuple[str, int | None]] = {}
 """Parsed sent-by values: the same few peers write every Via."""
 
@@ -225,18 +241,22 @@ def parse_via(value: str) -> Via:
         # with single spaces and no IPv6; anything else takes the regex below.
         sp = value.find(" ", 8)
         transport = value[8:sp]
-        if sp > 8 and _TRANSPORT_CHARS.issuperset(transport):
+        upper = _KNOWN_TRANSPORTS.get(transport) if sp > 8 else None
+        if upper is None and sp > 8 and _TRANSPORT_CHARS.issuperset(transport):
+            upper = transport.upper()
+        if upper is not None:
             sent_by, _, params_text = value[sp + 1 :].partition(";")
-            if sent_by and _SENT_BY_CHARS.issuperset(sent_by):
+            # A sent-by in the memo passed the character check when it was learned.
+            known = _sent_by_cache.get(sent_by)
+            if known is not None or (sent_by and _SENT_BY_CHARS.issuperset(sent_by)):
                 try:
-                    known = _sent_by_cache.get(sent_by)
                     if known is None:
                         known = parse_hostport(sent_by, "Via sent-by")
                         remember(_sent_by_cache, sent_by, known)
                     host, port = known
                     params_text = params_text.strip()
                     params = parse_params(params_text, "Via") if params_text else {}
-                    return Via(transport.upper(), host, port, params)
+                    return Via(upper, host, port, params)
                 except ParseError:
                     pass  # the regex below says what is wrong, as it always did
     return _parse_via_spaced(value)

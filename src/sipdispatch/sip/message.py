@@ -13,7 +13,9 @@ list, which is cheaper than building a dictionary for every message.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
+from typing import Final
 
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import Via as Via
@@ -33,7 +35,7 @@ SIP_VERSION = "SIP/2.0"
 DEFAULT_MAX_FORWARDS = 70
 """RFC 3261 §8.1.1.6 / §16.6 step 3: the Max-Forwards a request starts with (and the
 one a proxy adds when a request has none)."""
-MAX_HEADER_LINES = 512
+MAX_HEADER_LINES: Final = 512
 """Most header lines a message may have (after unfolding): real ones have a few dozen.
 Every header costs the proxy some work (it is read, copied and written out again), so a
 message of thousands of them is refused with 400 rather than handled."""
@@ -69,15 +71,24 @@ REASON_PHRASES: dict[int, str] = {
 class Message:
     """Common part of :class:`Request` and :class:`Response`."""
 
-    __slots__ = ("_via", "body", "headers")
+    __slots__ = ("_raw", "_starts", "_via", "body", "headers")
 
     headers: list[Header]
     body: bytes
+    _raw: bytes
+    """The bytes the message was received as (its head at least), or b"" for one we
+    built: what :meth:`to_bytes` copies untouched header lines from."""
+    _starts: list[int] | None
+    """Where each header line starts in ``_raw``, one per entry of ``headers``; -1 for
+    a line that must be written anew (added, edited, or not written the way the
+    serializer writes it). None when the message has no usable spans at all."""
 
     def __init__(self, headers: list[Header], body: bytes = b"") -> None:
         self.headers = headers
         self.body = body
         self._via: Via | None = None
+        self._raw = b""
+        self._starts = None
 
     # -- lookups ---------------------------------------------------------------
 
@@ -150,29 +161,48 @@ class Message:
     def prepend(self, key: str, name: str, value: str) -> None:
         """Add a header line above the first one with this key (or at the top)."""
         hs = self.headers
+        at = 0
         for i, h in enumerate(hs):
             if h[0] == key:
-                hs.insert(i, (key, name, value))
+                at = i
                 break
-        else:
-            hs.insert(0, (key, name, value))
+        hs.insert(at, (key, name, value))
+        starts = self._starts
+        if starts is not None:
+            starts.insert(at, -1)
         if key == "via":
             self._via = None
+
+    def append(self, key: str, name: str, value: str) -> None:
+        """Add a header line at the end."""
+        self.headers.append((key, name, value))
+        starts = self._starts
+        if starts is not None:
+            starts.append(-1)
 
     def set(self, key: str, name: str, value: str) -> None:
         """Replace the first header with this key, or append one."""
         hs = self.headers
+        starts = self._starts
         for i, h in enumerate(hs):
             if h[0] == key:
                 hs[i] = (key, h[1], value)
+                if starts is not None:
+                    starts[i] = -1
                 break
         else:
             hs.append((key, name, value))
+            if starts is not None:
+                starts.append(-1)
         if key == "via":
             self._via = None  # the cached top Via may be the one just replaced
 
     def remove(self, key: str) -> None:
         """Remove every header with this key."""
+        starts = self._starts
+        if starts is not None:
+            hs = self.headers
+            self._starts = [starts[i] for i in range(len(hs)) if hs[i][0] != key]
         self.headers = [h for h in self.headers if h[0] != key]
         if key == "via":
             self._via = None
@@ -184,19 +214,24 @@ class Message:
         request; other values on the same line stay where they were.
         """
         hs = self.headers
+        starts = self._starts
         for i, h in enumerate(hs):
             if h[0] == key:
                 value = h[2]
+                rest = ""
                 if "," not in value:
-                    del hs[i]
                     first = value
                 else:
                     # Only the first value is read: the rest stays as it was written.
                     first, rest = split_first(value)
-                    if rest:
-                        hs[i] = (key, h[1], rest)
-                    else:
-                        del hs[i]
+                if rest:
+                    hs[i] = (key, h[1], rest)
+                    if starts is not None:
+                        starts[i] = -1
+                else:
+                    del hs[i]
+                    if starts is not None:
+                        del starts[i]
                 if key == "via":
                     self._via = None
                 return first
@@ -208,7 +243,12 @@ class Message:
         The lines they fill go; a line left with some of its values keeps the rest.
         """
         kept: list[Header] = []
-        for h in self.headers:
+        hs = self.headers
+        starts = self._starts
+        kept_starts: list[int] | None = [] if starts is not None else None
+        for i in range(len(hs)):
+            h = hs[i]
+            s = starts[i] if starts is not None else -1
             if count and h[0] == key:
                 value = h[2]
                 parts = split_commas(value) if "," in value else [value]
@@ -216,9 +256,13 @@ class Message:
                     count -= len(parts)
                     continue
                 h = (key, h[1], ", ".join(parts[count:]))
+                s = -1
                 count = 0
             kept.append(h)
+            if kept_starts is not None:
+                kept_starts.append(s)
         self.headers = kept
+        self._starts = kept_starts
         if key == "via":
             self._via = None
 
@@ -228,7 +272,63 @@ class Message:
         raise NotImplementedError
 
     def to_bytes(self) -> bytes:
-        """Serialize; Content-Length is always written and always right."""
+        """Serialize; Content-Length is always written and always right.
+
+        A received message is not written anew: its start line is, then every run of
+        header lines still as they came is copied from the received bytes in one
+        slice, and only the lines added or edited since (our Via, a Record-Route, a
+        Max-Forwards one lower, ...) are formatted. The result is byte for byte what
+        :meth:`serialize` writes -- lines are copied only where they were written
+        ``Name: value`` CRLF, exactly as it would write them -- at a fraction of the
+        cost.
+        """
+        starts = self._starts
+        hs = self.headers
+        if starts is None or len(starts) != len(hs):
+            return self.serialize()
+        raw = self._raw
+        body = self.body
+        clen = str(len(body))
+        out = [(self.start_line() + "\r\n").encode("latin-1")]
+        run_start = -1  # raw[run_start:run_end] are lines to copy, not yet copied
+        run_end = -1
+        seen_clen = False
+        for i in range(len(hs)):
+            h = hs[i]
+            s = starts[i]
+            if h[0] == "content-length":
+                if seen_clen or s < 0 or h[2] != clen:
+                    if run_start >= 0:
+                        out.append(raw[run_start:run_end])
+                        run_start = run_end = -1
+                    if not seen_clen:
+                        out.append(f"{h[1]}: {clen}\r\n".encode("latin-1"))
+                    seen_clen = True
+                    continue
+                seen_clen = True
+            if s >= 0:
+                if s != run_end:
+                    if run_start >= 0:
+                        out.append(raw[run_start:run_end])
+                    run_start = s
+                run_end = s + len(h[1]) + len(h[2]) + 4
+            else:
+                if run_start >= 0:
+                    out.append(raw[run_start:run_end])
+                    run_start = run_end = -1
+                out.append(f"{h[1]}: {h[2]}\r\n".encode("latin-1"))
+        if run_start >= 0:
+            out.append(raw[run_start:run_end])
+        if not seen_clen:
+            out.append(f"Content-Length: {clen}\r\n".encode("latin-1"))
+        out.append(b"\r\n")
+        if body:
+            out.append(body)
+        return b"".join(out)
+
+    def serialize(self) -> bytes:
+        """Write the whole message anew from its parts (what :meth:`to_bytes` gives,
+        the slow way: every header line formatted)."""
         body = self.body
         lines = [self.start_line()]
         clen = str(len(body))
@@ -267,6 +367,8 @@ class Request(Message):
         self.headers = headers
         self.body = body
         self._via = None
+        self._raw = b""
+        self._starts = None
         self.method = method
         self.uri_text = uri_text
         self._uri: SipUri | None = None
@@ -293,7 +395,12 @@ class Request(Message):
 
     def copy(self) -> Request:
         """A copy whose header list can be edited independently."""
-        return Request(self.method, self.uri_text, list(self.headers), self.body)
+        req = Request(self.method, self.uri_text, list(self.headers), self.body)
+        starts = self._starts
+        if starts is not None:
+            req._raw = self._raw
+            req._starts = list(starts)
+        return req
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.uri_text}>"
@@ -308,6 +415,8 @@ class Response(Message):
         self.headers = headers  # Message.__init__ written out, as in Request
         self.body = body
         self._via = None
+        self._raw = b""
+        self._starts = None
         self.status = status
         self.reason = reason
 
@@ -316,7 +425,12 @@ class Response(Message):
 
     def copy(self) -> Response:
         """A copy whose header list can be edited independently."""
-        return Response(self.status, self.reason, list(self.headers), self.body)
+        resp = Response(self.status, self.reason, list(self.headers), self.body)
+        starts = self._starts
+        if starts is not None:
+            resp._raw = self._raw
+            resp._starts = list(starts)
+        return resp
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
@@ -332,9 +446,6 @@ REQUIRED_REQUEST_HEADERS = (
     ("cseq", "CSeq"),
 )
 """RFC 3261 §8.1.1: headers every request carries (Max-Forwards a proxy adds)."""
-_SINGLE_VALUE = frozenset(("call-id", "cseq", "from", "to", "max-forwards"))
-"""Headers a request carries at most once (Content-Length: see ``content_length_of``)."""
-_NAME_ADDR = frozenset(("from", "to"))
 
 
 def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
@@ -353,11 +464,22 @@ def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     return -1, -1
 
 
+def _find_head_end_text(text: str) -> tuple[int, int]:
+    """:func:`find_head_end` of a decoded message."""
+    i = text.find("\r\n\r\n")
+    j = text.find("\n\n") if i < 0 else text.find("\n\n", 0, i)
+    if j >= 0:
+        return j, j + 2
+    if i >= 0:
+        return i, i + 4
+    return -1, -1
+
+
 _name_cache: dict[str, tuple[str, str]] = {}
 """(key, name) of each header name as written before its colon: the same few names
 come in every message, so the token check and the compact-form lookup run once per
 distinct spelling."""
-NEW_NAMES_PER_MESSAGE = 32
+NEW_NAMES_PER_MESSAGE: Final = 32
 """Names one message may add to ``_name_cache``. The common names arrive a few at a
 time; a message of thousands of new names would only empty the memo (it is bounded)
 and fill it with names nobody sends again, at every parse of that message."""
@@ -372,7 +494,8 @@ def _header_name(raw: str) -> tuple[str, str] | None:
     common = name.isascii() and name.replace("-", "").isalnum()
     if not common and not _TOKEN_CHARS.issuperset(name):
         return None
-    return header_key(name), name
+    # Interned: the proxy compares keys with literals, which then match by identity.
+    return sys.intern(header_key(name)), name
 
 
 _BLANKS = " \t"
@@ -413,6 +536,38 @@ def unfold(text: str) -> str:
 
 def parse_head(head: str) -> tuple[str, list[Header]]:
     """Split a decoded head into its start line and header list (folding undone)."""
+    start, headers, _ = parse_head_spans(head, len(head), None)
+    return start, headers
+
+
+def parse_head_spans(
+    text: str, head_end: int, crlf_end: bool | None
+) -> tuple[str, list[Header], list[int] | None]:
+    """:func:`parse_head` of ``text[:head_end]`` (read in place, not copied out), and
+    where each header line starts in the head (its
+    ``_starts``: -1 for a line not written ``Name: value`` CRLF), when
+    ``crlf_end`` is not None: True when the empty line that ends the head is a
+    CRLF one, so that the last header line ends in CRLF too. No spans (None) for a
+    folded head: undoing the folds moves every line after one."""
+    nl = text.find("\n", 0, head_end)
+    if nl >= 0:
+        # A folded line, too many lines or anything odd stop the scan (a line that
+        # starts with white space has no token before its colon): then the slow way.
+        starts: list[int] | None = [] if crlf_end is not None else None
+        headers = _scan_lines(text, nl + 1, head_end, starts, crlf_end is True)
+        if headers is not None:
+            start = text[:nl]
+            if start.endswith("\r"):
+                start = start[:-1]
+            return start, headers, starts
+    return _parse_head_slow(text[:head_end] if head_end < len(text) else text, crlf_end)
+
+
+def _parse_head_slow(
+    head: str, crlf_end: bool | None
+) -> tuple[str, list[Header], list[int] | None]:
+    """:func:`parse_head_spans` for a head the scan did not take: folding undone,
+    every check made (spans only when the scan then takes it)."""
     if "\n " in head or "\n\t" in head:
         # §7.3.1: a line starting with white space continues the previous one.
         first, sep, rest = head.partition("\n")
@@ -421,48 +576,87 @@ def parse_head(head: str) -> tuple[str, list[Header]]:
             err.start_line, err.headers = first.rstrip("\r"), []
             raise err
         head = first + sep + unfold(rest)
-    lines = head.split("\n")
-    start = lines[0]
+        crlf_end = None
+    nl = head.find("\n")
+    start = head if nl < 0 else head[:nl]
     if start.endswith("\r"):
         start = start[:-1]
-    if len(lines) > MAX_HEADER_LINES + 1:
+    if nl < 0:
+        return start, [], [] if crlf_end is not None else None
+    if head.count("\n") > MAX_HEADER_LINES:
         err = ParseError("too many header lines")
         # The first ones are read anyway, so that a usable Via still gets the 400.
+        lines = head.split("\n", MAX_HEADER_LINES + 1)[: MAX_HEADER_LINES + 1]
         with contextlib.suppress(ParseError):
-            err.start_line, err.headers = start, _parse_lines(start, lines[: MAX_HEADER_LINES + 1])
+            err.start_line, err.headers = start, _parse_lines_checked(start, lines)
         raise err
-    return start, _parse_lines(start, lines) if len(lines) > 1 else []
+    starts: list[int] | None = [] if crlf_end is not None else None
+    headers = _scan_lines(head, nl + 1, len(head), starts, crlf_end is True)
+    if headers is None:
+        return start, _parse_lines_checked(start, head.split("\n")), None
+    return start, headers, starts
 
 
-def _parse_lines(start: str, lines: list[str]) -> list[Header]:
-    """The header lines of a head whose folding is undone.
+def _scan_lines(
+    head: str, pos: int, n: int, starts: list[int] | None, crlf_end: bool
+) -> list[Header] | None:
+    """The header lines of a head whose folding is undone, from ``pos`` to ``n``;
+    None when one needs the checked parse.
 
-    Fast path: every line is ``name:value``, so the line needs no other work than a
-    split, a lookup of the name in the memo (which holds only names that passed the
-    token check) and a strip (which also takes the line's CR); a name not in the memo
-    is checked here and, up to ``NEW_NAMES_PER_MESSAGE``, learned. Anything else --
-    an empty or colon-less line, a name that is not a token -- goes the slow,
-    checking way, which says what is wrong.
+    Fast path: every line is ``name:value``, so a line costs two searches in the
+    head (its end, its colon), a lookup of the name in the memo (which holds only
+    names that passed the token check) and the value cut out -- no list of lines, no
+    split of each. A name not in the memo is checked here and, up to
+    ``NEW_NAMES_PER_MESSAGE``, learned. Anything else -- an empty or colon-less
+    line, a name that is not a token -- is left to :func:`_parse_lines_checked`,
+    which says what is wrong (and gives no spans).
+
+    With ``starts``, the offset of each line in the head is appended to it, or -1
+    when the line is not exactly ``name: value`` CRLF as the serializer writes it
+    (white space elsewhere, a bare LF): such a line is written anew when sent.
     """
     cache = _name_cache
     headers: list[Header] = []
-    append = headers.append
     learned = 0
-    try:
-        for line in lines[1:]:
-            name, value = line.split(":", 1)
-            known = cache.get(name)
+    while True:
+        eol = head.find("\n", pos, n)
+        last = eol < 0
+        end = n if last else eol
+        colon = head.find(":", pos, end)
+        if colon < 0:
+            return None
+        name = head[pos:colon]
+        known = cache.get(name)
+        if known is None:
+            known = _header_name(name)
             if known is None:
-                known = _header_name(name)
-                if known is None:
-                    return _parse_lines_checked(start, lines)
-                if learned < NEW_NAMES_PER_MESSAGE:
-                    learned += 1
-                    remember(cache, name, known)
-            append((known[0], known[1], value.strip()))
-    except ValueError:
-        return _parse_lines_checked(start, lines)
-    return headers
+                return None
+            if learned < NEW_NAMES_PER_MESSAGE:
+                learned += 1
+                remember(cache, name, known)
+        # As the serializer writes it: no blank before the colon, one space after
+        # it, the value with nothing to strip, CRLF.
+        canonical = False
+        value_end = end - 1 if not last and head[end - 1] == "\r" else end
+        if (
+            colon + 1 < end
+            and head[colon + 1] == " "
+            and (value_end < end or (last and crlf_end))
+            and len(known[1]) == colon - pos
+        ):
+            raw_value = head[colon + 2 : value_end]
+            value = raw_value.strip()
+            canonical = value is raw_value
+        else:
+            value = head[colon + 1 : end].strip()
+        headers.append((known[0], known[1], value))
+        if starts is not None:
+            starts.append(pos if canonical else -1)
+        if last:
+            return headers
+        if len(headers) >= MAX_HEADER_LINES:
+            return None  # one more line is one too many: the slow way says so
+        pos = eol + 1
 
 
 def _parse_lines_checked(start: str, lines: list[str]) -> list[Header]:
@@ -529,28 +723,54 @@ def build_message(start: str, headers: list[Header], body: bytes) -> Request | R
         msg: Request | Response = Response(first, second, headers, body)
     else:
         msg = Request(first, second, headers, body)
-        present: set[str] = set()
+        seen = 0
+        cseq = ""
+        mf: str | None = None
         for h in headers:
-            key = h[0]
-            if key in _SINGLE_VALUE:
-                # §7.3 / RFC 4475 §3.1.2.19: these appear once; two Call-IDs, CSeqs, ...
-                # make the request unusable (which of them would a reply copy?).
-                if key in present:
+            bit = _REQUEST_CHECKED.get(h[0], 0)
+            if bit:
+                if bit & seen & _ONCE:
+                    # §7.3 / RFC 4475 §3.1.2.19: these appear once; two Call-IDs,
+                    # CSeqs, ... make the request unusable (which would a reply copy?).
                     raise ParseError(f"more than one {h[1]} header")
-                if key in _NAME_ADDR and '"' in h[2]:
+                if bit & _NAME_ADDR_BITS and '"' in h[2]:
                     split_name_addr(h[2])  # RFC 4475 §3.1.2.16: unbalanced quotes, 400
-            present.add(key)
-        for key, name in REQUIRED_REQUEST_HEADERS:
-            if key not in present:
-                raise ParseError(f"missing {name} header")
-        _num, cseq_method = msg.cseq
+                seen |= bit
+                if bit == _CSEQ_BIT:
+                    cseq = h[2]
+                elif bit == _MAX_FORWARDS_BIT:
+                    mf = h[2]
+        if seen & _REQUIRED_BITS != _REQUIRED_BITS:
+            for key, name in REQUIRED_REQUEST_HEADERS:
+                if not seen & _REQUEST_CHECKED[key]:
+                    raise ParseError(f"missing {name} header")
+        _num, cseq_method = parse_cseq(cseq)
         # §8.2.2 / §20.16: the CSeq method MUST match the request method.
         if cseq_method != first:
             raise ParseError("CSeq method does not match request method")
-        mf = msg.get("max-forwards")
         if mf is not None and (not mf.isascii() or not mf.isdigit() or int(mf) > 255):
             raise ParseError("malformed Max-Forwards header")
     return msg
+
+
+_CSEQ_BIT: Final = 16
+_MAX_FORWARDS_BIT: Final = 32
+_REQUEST_CHECKED: Final[dict[str, int]] = {
+    "via": 1,
+    "to": 2,
+    "from": 4,
+    "call-id": 8,
+    "cseq": _CSEQ_BIT,
+    "max-forwards": _MAX_FORWARDS_BIT,
+}
+"""The headers :func:`build_message` checks in a request, each a bit of a mask."""
+_REQUIRED_BITS: Final = 1 | 2 | 4 | 8 | 16
+"""REQUIRED_REQUEST_HEADERS as bits."""
+_ONCE: Final = 2 | 4 | 8 | 16 | 32
+"""Headers a request carries at most once, as bits (Content-Length: see
+``content_length_of``)."""
+_NAME_ADDR_BITS: Final = 2 | 4
+"""From and To, as bits: name-addr values whose quotes must balance."""
 
 
 def content_length_of(headers: list[Header]) -> int | None:
@@ -593,10 +813,11 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
             with contextlib.suppress(ParseError):
                 err.start_line, err.headers = parse_head(data[:head_end].decode("latin-1"))
         raise err
-    head_end, body_start = find_head_end(data)
+    text = data.decode("latin-1")  # one copy, searched in place (no bytes method calls)
+    head_end, body_start = _find_head_end_text(text)
     if head_end < 0:
         raise ParseError("no empty line after the headers")
-    start, headers = parse_head(data[:head_end].decode("latin-1"))
+    start, headers, starts = parse_head_spans(text, head_end, body_start - head_end == 4)
     try:
         clen = content_length_of(headers)
         body = data[body_start:]
@@ -606,7 +827,11 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
             if clen > len(body):
                 raise ParseError("Content-Length larger than the body")
             body = body[:clen]
-        return build_message(start, headers, body)
+        msg = build_message(start, headers, body)
+        if starts is not None:
+            msg._raw = data
+            msg._starts = starts
+        return msg
     except ParseError as e:
         e.start_line, e.headers = start, headers
         raise
@@ -632,7 +857,7 @@ class StreamParser:
         # worst) costs linear time: where the search for the empty line resumes,
         # and the parsed head of the message whose body is still arriving.
         self._scan = 0
-        self._head: tuple[str, list[Header], int, int] | None = None
+        self._head: tuple[str, list[Header], int, int, bytes, list[int] | None] | None = None
 
     @property
     def buffered(self) -> int:
@@ -680,7 +905,10 @@ class StreamParser:
                 self._scan = 0
                 if body_start > self.max_size:
                     raise ParseError("message too large", 513)
-                start, headers = parse_head(bytes(buf[:head_end]).decode("latin-1"))
+                raw = bytes(buf[:body_start])
+                start, headers, starts = parse_head_spans(
+                    raw.decode("latin-1"), head_end, body_start - head_end == 4
+                )
                 clen = content_length_of(headers)
                 if clen is None:
                     # §18.3 / §20.14: Content-Length MUST be used with stream transports.
@@ -688,15 +916,19 @@ class StreamParser:
                 total = body_start + clen
                 if total > self.max_size:
                     raise ParseError("message too large", 513)
-                head = self._head = (start, headers, body_start, total)
-            start, headers, body_start, total = head
+                head = self._head = (start, headers, body_start, total, raw, starts)
+            start, headers, body_start, total, raw, starts = head
             if len(buf) < total:
                 return out
             self._head = None
             body = bytes(buf[body_start:total])
             del buf[:total]
             try:
-                out.append(build_message(start, headers, body))
+                msg = build_message(start, headers, body)
+                if starts is not None:
+                    msg._raw = raw
+                    msg._starts = starts
+                out.append(msg)
             except ParseError as e:
                 # Framing is intact: hand the error over in order, so the caller
                 # can answer 400 and read on.
@@ -726,10 +958,26 @@ _RESPONSE_COPIES = frozenset(("via", "from", "to", "call-id", "cseq"))
 def trying_bytes(request: Request) -> bytes:
     """The 100 Trying for ``request`` on the wire: what ``make_response(request, 100)``
     serializes to, written straight out (one goes with every INVITE)."""
-    lines = ["SIP/2.0 100 Trying"]
-    lines += [f"{h[1]}: {h[2]}" for h in request.headers if h[0] in _RESPONSE_COPIES]
-    lines.append("Content-Length: 0\r\n\r\n")
-    return "\r\n".join(lines).encode("latin-1")
+    hs = request.headers
+    starts = request._starts
+    if starts is None or len(starts) != len(hs):
+        lines = ["SIP/2.0 100 Trying"]
+        lines += [f"{h[1]}: {h[2]}" for h in hs if h[0] in _RESPONSE_COPIES]
+        lines.append("Content-Length: 0\r\n\r\n")
+        return "\r\n".join(lines).encode("latin-1")
+    # From the received bytes: the lines copied as they came, where they can be.
+    raw = request._raw
+    out = [b"SIP/2.0 100 Trying\r\n"]
+    for i in range(len(hs)):
+        h = hs[i]
+        if h[0] in _RESPONSE_COPIES:
+            s = starts[i]
+            if s >= 0:
+                out.append(raw[s : s + len(h[1]) + len(h[2]) + 4])
+            else:
+                out.append(f"{h[1]}: {h[2]}\r\n".encode("latin-1"))
+    out.append(b"Content-Length: 0\r\n\r\n")
+    return b"".join(out)
 
 
 def make_response(

@@ -383,7 +383,7 @@ class ProxyCore:
 
     def _new_id(self) -> str:
         self._counter += 1
-        return f"{self.settings.instance}{self._counter:x}"
+        return f"{self.settings.instance}{hex(self._counter)[2:]}"
 
     def _new_tag(self) -> str:
         return "sd" + self._new_id()
@@ -559,7 +559,7 @@ class ProxyCore:
         return zlib.crc32(text.encode("latin-1"))
 
     def _looped(self, req: Request, loop_hash: int) -> bool:
-        mark = f"{OUR_BRANCH}{loop_hash:x}."
+        mark = f"{OUR_BRANCH}{hex(loop_hash)[2:]}."
         for key, _name, value in req.headers:
             if key == "via" and mark in value:
                 for v in req.values("via"):
@@ -605,7 +605,7 @@ class ProxyCore:
                 # §16.6 step 6 / §12.2.1.1: a strict router next: its URI becomes the
                 # Request-URI and the old Request-URI goes to the end of the route set.
                 req.pop_first_value("route")
-                req.headers.append(("route", "Route", f"<{req.uri_text}>"))
+                req.append("route", "Route", f"<{req.uri_text}>")
                 req.set_uri(uri_text)
             return Target(uri_addr(uri))
         text = req.uri_text
@@ -651,7 +651,7 @@ class ProxyCore:
         transport = target.addr.transport
         if ctx.initial and self.settings.record_route and fwd.method in DIALOG_CREATING:
             self._record_route(fwd, ctx.src.transport, transport)
-        branch = f"{OUR_BRANCH}{ctx.loop_hash:x}.{self._new_id()}"
+        branch = f"{OUR_BRANCH}{hex(ctx.loop_hash)[2:]}.{self._new_id()}"
         fwd.prepend("via", "Via", self._via_value(transport, branch))
         if fwd.method == "INVITE":
             tx: ClientTransaction = InviteClientTransaction(
@@ -690,7 +690,7 @@ class ProxyCore:
         self.router.in_dialog(fwd, now)
         # §16.11: a stateless branch must be the same for retransmissions: derive it.
         top = req.top_via.branch or ""
-        branch = f"{BRANCH_COOKIE}sl{zlib.crc32(top.encode('latin-1')):x}"
+        branch = f"{BRANCH_COOKIE}sl{hex(zlib.crc32(top.encode('latin-1')))[2:]}"
         fwd.prepend("via", "Via", self._via_value(target.addr.transport, branch))
         self.stats.tx_requests += 1
         self._emit(target.addr, fwd.to_bytes())
