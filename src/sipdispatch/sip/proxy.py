@@ -647,7 +647,8 @@ class ProxyCore:
         if target.ruri is not None:
             fwd.set_uri(target.ruri)
         if target.headers:
-            fwd.headers.extend(target.headers)
+            for key, name, value in target.headers:
+                fwd.append(key, name, value)
         transport = target.addr.transport
         if ctx.initial and self.settings.record_route and fwd.method in DIALOG_CREATING:
             self._record_route(fwd, ctx.src.transport, transport)
