@@ -1,5 +1,6 @@
 """The admin HTTP listener (aiohttp): JSON-RPC 2.0 at ``POST /RPC``, Prometheus
-metrics at ``GET /metrics``.
+metrics at ``GET /metrics``, the web console at ``GET /`` (:mod:`sipdispatch.admin.console`,
+which has its own login and session; the Bearer token below is for /RPC and /metrics).
 
 Thin on purpose: the methods live in :mod:`sipdispatch.admin.rpc`, the metrics
 in :mod:`sipdispatch.admin.metrics`. What this module decides is HTTP: the
@@ -25,6 +26,7 @@ from typing import Any, Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sipdispatch.admin.console import Console
 from sipdispatch.admin.metrics import build_registry
 from sipdispatch.admin.protocol import AdminTarget
 from sipdispatch.admin.rpc import INVALID_REQUEST, PARSE_ERROR, Rpc, RpcError, error_response
@@ -77,6 +79,9 @@ class AdminServer:
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.app.router.add_post(RPC_PATH, self._rpc)
         self.app.router.add_get(METRICS_PATH, self._metrics)
+        self.console = Console(target, self.rpc)
+        """The web console (its routes are absent when ``admin.console`` is off)."""
+        self.console.add_routes(self.app)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -102,9 +107,12 @@ class AdminServer:
             self.port = int(runner.addresses[0][1])
         log.info("admin JSON-RPC at %s%s, metrics at %s%s", self.url, RPC_PATH, self.url,
                  METRICS_PATH)  # fmt: skip
+        if self.console.mode != "off":
+            log.info("web console (%s) at %s/", self.console.mode, self.url)
 
     async def stop(self) -> None:
         """Stop listening and close open connections."""
+        self.console.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
