@@ -5,8 +5,8 @@ What an operator sees and does: every destination with its state letters, drain 
 enable (also by keyboard alone), a gateway going ``IP`` while the page stays open, a
 refused reload with its reason, adding and removing a destination; and what keeps
 others out: the login with ``[admin] token``, the CSRF token, read-only and off.
-The main views are saved as screenshots into docs/console/ (docs/console.md shows
-them).
+The main views are screenshots; with SIPDISPATCH_SCREENSHOTS=1 they are written to
+docs/console/, which docs/console.md shows.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,13 @@ def confirm(page: Any) -> None:
 
 
 def screenshot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    """Take a screenshot of the page; into docs/console/ when SIPDISPATCH_SCREENSHOTS
+    is set (they change with every run's ports and times: refreshed on purpose)."""
+    png = page.screenshot(full_page=True)
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    if os.environ.get("SIPDISPATCH_SCREENSHOTS", "") not in ("", "0"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        (SHOTS / f"{name}.png").write_bytes(png)
 
 
 def post_action(page: Any, body: dict[str, Any], headers: dict[str, str]) -> Any:
@@ -405,3 +411,17 @@ def test_console_off_serves_no_page_and_rpc_still_works(
     for path in ("/", "/console/events", "/console/login"):
         assert page.request.get(proxy.admin_url + path, fail_on_status_code=False).status == 404
     assert listed_flags(proxy)[mg1.uri] == "AX"
+
+
+def test_proxy_stops_promptly_while_a_page_follows_it_and_the_page_says_so(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1])
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    playwright_api.expect(page.locator("#connection")).to_have_text("live")
+    began = time.monotonic()
+    assert proxy.stop(timeout=10) == 0  # the open event stream does not hold it up
+    assert time.monotonic() - began < 8
+    playwright_api.expect(page.locator("#connection")).to_contain_text("disconnected")
