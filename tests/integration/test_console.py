@@ -425,3 +425,51 @@ def test_proxy_stops_promptly_while_a_page_follows_it_and_the_page_says_so(
     assert proxy.stop(timeout=10) == 0  # the open event stream does not hold it up
     assert time.monotonic() - began < 8
     playwright_api.expect(page.locator("#connection")).to_contain_text("disconnected")
+
+
+def raw_request(
+    proxy: ProxyProcess, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, str]:
+    """One request with exactly these headers (Host included), outside any browser."""
+    import http.client
+    import urllib.parse
+
+    where = urllib.parse.urlsplit(proxy.admin_url)
+    connection = http.client.HTTPConnection(str(where.hostname), where.port, timeout=30)
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_without_a_token_only_loopback_names_are_answered_and_foreign_origins_refused(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1])
+    port = proxy.admin_url.rsplit(":", 1)[1]
+    # A name of another site made to resolve to 127.0.0.1 (DNS rebinding) gets nothing.
+    status, body = raw_request(proxy, "GET", "/", {"Host": f"attacker.example:{port}"})
+    assert status == 421 and "loopback" in body
+    assert raw_request(proxy, "GET", "/", {"Host": f"localhost:{port}"})[0] == 200
+
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    drain = json.dumps({"action": "drain", "set": 1, "uri": mg1.uri}).encode()
+    headers = {
+        "Host": f"127.0.0.1:{port}",
+        "Content-Type": "application/json",
+        "X-CSRF-Token": csrf_of(page),
+        "Origin": "http://attacker.example",
+    }
+    status, body = raw_request(proxy, "POST", "/console/action", headers, drain)
+    assert status == 403 and "Origin" in body
+    assert listed_flags(proxy)[mg1.uri] == "AP"
+    headers["Origin"] = f"http://127.0.0.1:{port}"
+    assert raw_request(proxy, "POST", "/console/action", headers, drain)[0] == 200
+    assert listed_flags(proxy)[mg1.uri] == "DX"

@@ -18,7 +18,10 @@ and then keeps a session in an HttpOnly, SameSite=Strict cookie; ``/RPC`` and
 ``/metrics`` keep their Bearer token. Every state-changing request carries the
 page's CSRF token in the ``X-CSRF-Token`` header (per session, or per listener
 without a token) as JSON: a page of another site can neither read the token nor
-send that header without the browser asking us first.
+send that header without the browser asking us first. A POST whose ``Origin`` is not
+the listener's own is refused too. Without a token (a loopback listener) the console
+answers only requests addressed to a loopback name or address (``Host``): a page of
+another site whose name was made to resolve to 127.0.0.1 gets nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from aiohttp import web
 from sipdispatch import __version__
 from sipdispatch.admin.protocol import AdminTarget
 from sipdispatch.admin.rpc import LIST_FULL, Rpc, RpcError, list_sets
+from sipdispatch.config.values import is_loopback
 from sipdispatch.dispatcher.destination import Destination
 
 log = logging.getLogger("sipdispatch.admin")
@@ -74,11 +78,13 @@ SECURITY_HEADERS: Final = {
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
 ACTIONS: Final = ("drain", "enable", "reload", "add", "remove")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _asset(name: str) -> str:
@@ -125,14 +131,46 @@ class Console:
         """Register the console's routes (none when it is off)."""
         if self.mode == "off":
             return
-        app.router.add_get("/", self._page)
-        app.router.add_get("/console/login", self._login_page)
-        app.router.add_post("/console/login", self._login)
-        app.router.add_post("/console/logout", self._logout)
-        app.router.add_get("/console/static/{name}", self._static)
-        app.router.add_get("/console/state", self._state)
-        app.router.add_get("/console/events", self._events)
-        app.router.add_post("/console/action", self._action)
+        routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/", self._page),
+            ("GET", "/console/login", self._login_page),
+            ("POST", "/console/login", self._login),
+            ("POST", "/console/logout", self._logout),
+            ("GET", "/console/static/{name}", self._static),
+            ("GET", "/console/state", self._state),
+            ("GET", "/console/events", self._events),
+            ("POST", "/console/action", self._action),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, self._guarded(handler))
+
+    def _guarded(self, handler: Handler) -> Handler:
+        """``handler`` behind the checks every console request passes first."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            why = self._foreign(request)
+            if why is not None:
+                return self._refused(421 if "Host" in why else 403, why)
+            return await handler(request)
+
+        return guarded
+
+    def _foreign(self, request: web.Request) -> str | None:
+        """Why the request does not come from this listener's own pages, or None."""
+        if not self._token and not is_loopback(request.url.host or ""):
+            return (
+                f"Host {request.host!r} is not a loopback name or address; without "
+                "admin.token the console answers only those"
+            )
+        origin = request.headers.get("Origin")
+        # host:port only: TLS ended in front of the listener changes the scheme.
+        if (
+            request.method == "POST"
+            and origin is not None
+            and origin.partition("://")[2] != request.host
+        ):
+            return f"Origin {origin!r} is not this listener ({request.host})"
+        return None
 
     def close(self) -> None:
         """End the event streams (the listener is stopping)."""
