@@ -5,9 +5,11 @@
 # loopback integration with sipp). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
-# The independent peers: sipp (sip-tester) and Kamailio with its TLS module.
+# The independent peers: sipp (sip-tester) and Kamailio with its TLS module; Chromium
+# for the web console's browser tests (Playwright drives Debian's build).
 packages=()
 command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
+[ -x /usr/bin/chromium ] || packages+=(chromium)
 [ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] || packages+=(kamailio kamailio-tls-modules)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

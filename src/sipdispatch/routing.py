@@ -494,7 +494,7 @@ class DispatchPlan:
                 if self.limits_load and maxload and d.dlg_load >= maxload:
                     continue
                 # Kamailio ds_load_replace: the call's count moves to the new destination.
-                router.calls.on_invite_sent(self.call_id, d, now)
+                router.calls.on_invite_sent(self.call_id, d, now, self.limits_load)
             self.current = d
             return router.target(d, rule, self.request, self.hook)
         return None
@@ -867,7 +867,7 @@ class DispatchRouter:
                 self.no_destination[set_id] = self.no_destination.get(set_id, 0) + 1
             return Reject(rule.no_destination, NO_DESTINATION_REASON, OUTCOME_NO_DESTINATION)
         if counts_load:
-            calls.on_invite_sent(request.call_id, dests[0], now)
+            calls.on_invite_sent(request.call_id, dests[0], now, alg == ALGORITHM_CALL_LOAD)
         return DispatchPlan(
             self, rule, dests, selection.parallel, request, counts_load, source, now, hook
         )
@@ -904,7 +904,7 @@ class DispatchRouter:
             return
         calls = self.calls
         if len(calls) or (calls.share is not None and self.counts_calls):
-            calls.on_released(request.call_id)
+            calls.on_released(request.call_id, self.counts_calls)
 
 
 def _rewrite_ruri(

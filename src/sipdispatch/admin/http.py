@@ -1,5 +1,7 @@
 """The admin HTTP listener (aiohttp): JSON-RPC 2.0 at ``POST /RPC``, Prometheus
-metrics at ``GET /metrics``, a health check at ``GET /health``.
+metrics at ``GET /metrics``, a health check at ``GET /health``, the web console at
+``GET /`` (:mod:`sipdispatch.admin.console`, which has its own login and session; the
+Bearer token below is for /RPC and /metrics).
 
 Thin on purpose: the methods live in :mod:`sipdispatch.admin.rpc`, the metrics
 in :mod:`sipdispatch.admin.metrics`. What this module decides is HTTP: the
@@ -25,6 +27,7 @@ from typing import Any, Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sipdispatch.admin.console import Console
 from sipdispatch.admin.health import health
 from sipdispatch.admin.metrics import build_registry
 from sipdispatch.admin.protocol import AdminTarget
@@ -82,6 +85,9 @@ class AdminServer:
         self.app.router.add_post(RPC_PATH, self._rpc)
         self.app.router.add_get(METRICS_PATH, self._metrics)
         self.app.router.add_get(HEALTH_PATH, self._health)
+        self.console = Console(target, self.rpc)
+        """The web console (its routes are absent when ``admin.console`` is off)."""
+        self.console.add_routes(self.app)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -107,9 +113,12 @@ class AdminServer:
             self.port = int(runner.addresses[0][1])
         log.info("admin JSON-RPC at %s%s, metrics at %s%s", self.url, RPC_PATH, self.url,
                  METRICS_PATH)  # fmt: skip
+        if self.console.mode != "off":
+            log.info("web console (%s) at %s/", self.console.mode, self.url)
 
     async def stop(self) -> None:
         """Stop listening and close open connections."""
+        self.console.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()

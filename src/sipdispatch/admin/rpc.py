@@ -114,10 +114,17 @@ class Params:
     jsonrpcs does.
     """
 
-    def __init__(self, method: RpcMethod, values: Sequence[object]) -> None:
+    def __init__(self, method: RpcMethod, values: Sequence[object], who: str = "") -> None:
         self.method = method
         self.values = list(values)
+        self.who = who
+        """Who called, for the state log and the log (``console``); empty for /RPC."""
         self._next = 0
+
+    @property
+    def by(self) -> str:
+        """`` by <who>`` when the caller is named, else empty."""
+        return f" by {self.who}" if self.who else ""
 
     def _usage(self) -> str:
         usage = f"{self.method.name} {self.method.usage}".rstrip()
@@ -336,7 +343,7 @@ async def dispatcher_reload(target: AdminTarget, params: Params) -> object:
     except (DispatcherError, StoreError) as exc:
         log.error("dispatcher.reload refused, running list unchanged: %s", exc)
         raise fault(RELOAD_FAILED, f"{exc}; the running list is unchanged") from None
-    log.info("dispatcher.reload: %d destinations kept their state", kept)
+    log.info("dispatcher.reload%s: %d destinations kept their state", params.by, kept)
     return RELOADED
 
 
@@ -355,7 +362,12 @@ async def dispatcher_add(target: AdminTarget, params: Params) -> object:
         raise _busy(exc) from None
     except DispatcherError as exc:
         raise fault(ADD_FAILED, str(exc)) from None
-    log.warning("dispatcher.add: set %d %s added in memory (a reload drops it)", group, dest.uri)
+    log.warning(
+        "dispatcher.add%s: set %d %s added in memory (a reload drops it)",
+        params.by,
+        group,
+        dest.uri,
+    )
     return DST_ADDED
 
 
@@ -374,7 +386,10 @@ async def dispatcher_remove(target: AdminTarget, params: Params) -> object:
         raise _busy(exc) from None
     except LookupError as exc:
         raise fault(REMOVE_FAILED, str(exc)) from None
-    log.warning("dispatcher.remove: set %d %s removed in memory (a reload restores it)", group, uri)
+    log.warning(
+        "dispatcher.remove%s: set %d %s removed in memory (a reload restores it)",
+        params.by, group, uri,
+    )  # fmt: skip
     return DST_REMOVED
 
 
@@ -420,7 +435,7 @@ async def _set_state(target: AdminTarget, params: Params, by_duid: bool) -> obje
     bits = parse_state_letters(letters)
     now = target.now()
     for dest in chosen:
-        router.set_state(dest, bits, f"{method} {letters}", now)
+        router.set_state(dest, bits, f"{method} {letters}{params.by}", now)
     return STATE_UPDATED
 
 
@@ -615,15 +630,15 @@ class Rpc:
         self.calls: Counter[str] = Counter()
         """RPC calls by method name (unknown names counted as ``unknown``)."""
 
-    async def call(self, name: str, params: Sequence[object] = ()) -> object:
+    async def call(self, name: str, params: Sequence[object] = (), *, who: str = "") -> object:
         """Run method ``name`` with positional ``params``; return its result or raise
-        :class:`RpcError`."""
+        :class:`RpcError`. ``who`` names the caller in the state log (``console``)."""
         method = METHODS.get(name)
         if method is None:
             self.calls["unknown"] += 1
             raise RpcError(METHOD_NOT_FOUND, f"Method Not Found: {name} (see system.listMethods)")
         self.calls[name] += 1
-        return await method.handler(self.target, Params(method, params))
+        return await method.handler(self.target, Params(method, params, who))
 
     async def handle_payload(self, payload: object) -> dict[str, Any] | None:
         """Answer one decoded JSON-RPC 2.0 request; None for a notification (no ``id``).

@@ -122,6 +122,7 @@ StoreKind = Literal["list", "db"]
 RouteMode = Literal["dst", "domain"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 MarkFailed = Literal["", "ip", "tx", "dx", "ap", "ax"]
+ConsoleMode = Literal["read-write", "read-only", "off"]
 """States ``ds_mark_dst`` accepts: first letter a/i/d/t, second p (probing) or x (not)."""
 
 # --------------------------------------------------------------------------------------------
@@ -502,6 +503,15 @@ class AdminConfig:
     """Bearer token required on every admin request; `""` = no authentication. **Required**
     when `listen` is not a loopback address (127.0.0.0/8, `::1`, `localhost`): the admin
     interface can reconfigure the proxy."""
+    console: Annotated[
+        ConsoleMode,
+        _any_case(ConsoleMode),
+        Key(kamailio="none (Siremis and similar panels are separate applications)"),
+    ] = "read-write"
+    """*(sipdispatch addition)* The web console at `GET /` of this listener: `read-write`
+    (state, drain / enable / reload / add / remove), `read-only` (state only, every action
+    refused) or `off` (not served). With `token` set it asks for the token once, then keeps
+    a session cookie."""
 
     @property
     def listen(self) -> str:

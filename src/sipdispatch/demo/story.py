@@ -113,6 +113,8 @@ class Demo(Stage):
         line(f"sipdispatch demo: a proxy in front of two media gateways (75/25), live on {HOST}")
         line()
         line(f"  proxy    udp:{proxy[0]}:{proxy[1]}  (admin {admin}/RPC)")
+        if admin != "-":
+            line(f"  console  {admin}/  (open it in a browser to watch the story)")
         for label, gw in self.gateways.items():
             line(f"  {label}      {gw.uri}  weight={WEIGHTS[label]}  {DESCRIPTIONS[label]}")
         line(f"  caller   udp:{HOST}:{self.caller.port}  INVITE sip:1111111@{proxy[0]}:{proxy[1]}")

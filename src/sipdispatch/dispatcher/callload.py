@@ -59,6 +59,9 @@ class LoadEntry:
     """``created + hash_initexpire``, applies while INIT; None when off."""
     token: int = 0
     """Identifies this entry's live item in the deadline heap."""
+    shared: bool = True
+    """Counted in a cluster's ledger too (algorithm 10's calls only: other calls are
+    counted here for DLGLOAD and the metrics, and nothing of them goes to Redis)."""
 
     @property
     def deadline(self) -> float | None:
@@ -130,13 +133,16 @@ class CallLoadTable:
         if deadline is not None:
             heapq.heappush(self._heap, (deadline, self._token, entry.call_id))
 
-    def on_invite_sent(self, call_id: str, dest: Destination, now: float) -> bool:
+    def on_invite_sent(
+        self, call_id: str, dest: Destination, now: float, shared: bool = True
+    ) -> bool:
         """An INVITE of ``call_id`` was sent to ``dest``: count it (+1).
 
         If the call is already counted on another destination (failover to the
         next one), the count moves there, with fresh timeouts (Kamailio
         ``ds_load_replace``). Returns False when it was already counted on this
-        destination (retransmission): nothing changes.
+        destination (retransmission): nothing changes. ``shared``: a cluster's
+        ledger is told (algorithm 10's calls).
         """
         key = dest.key
         old = self._entries.get(call_id)
@@ -149,12 +155,13 @@ class CallLoadTable:
             call_id=call_id, setid=dest.setid, key=key, dest=dest, created=now,
             expire_at=now + self.hash_expire if self.hash_expire > 0 else None,
             initexpire_at=now + self.hash_initexpire if self.hash_initexpire > 0 else None,
+            shared=shared,
         )  # fmt: skip
         self._entries[call_id] = entry
         dest.dlg_load += 1
         self._schedule(entry)
         share = self.share
-        if share is not None:
+        if share is not None and shared:
             deadline = entry.deadline
             share.reserved(entry, dest.attrs.maxload, deadline - now if deadline else 0.0)
         return True
@@ -169,18 +176,18 @@ class CallLoadTable:
             entry.state = LOAD_CONFIRMED
             self._schedule(entry)
             share = self.share
-            if share is not None:
+            if share is not None and entry.shared:
                 expire_at = entry.expire_at
                 share.confirmed(entry, max(expire_at - now, 0.001) if expire_at else 0.0)
         return True
 
-    def on_released(self, call_id: str) -> bool:
+    def on_released(self, call_id: str, tell_unknown: bool = True) -> bool:
         """BYE, CANCEL or a failed INVITE: stop counting the call (-1, never below
         zero). False if the call was not counted here (a cluster's ledger is told
         anyway: another node may have counted it)."""
         entry = self._entries.pop(call_id, None)
         share = self.share
-        if share is not None:
+        if share is not None and (entry.shared if entry is not None else tell_unknown):
             share.released(call_id)
         if entry is None:
             return False

@@ -1,0 +1,475 @@
+"""The web console in a real browser: Playwright drives Debian's Chromium against a
+running ``sipdispatch run`` with scripted gateways on loopback.
+
+What an operator sees and does: every destination with its state letters, drain and
+enable (also by keyboard alone), a gateway going ``IP`` while the page stays open, a
+refused reload with its reason, adding and removing a destination; and what keeps
+others out: the login with ``[admin] token``, the CSRF token, read-only and off.
+The main views are screenshots; with SIPDISPATCH_SCREENSHOTS=1 they are written to
+docs/console/, which docs/console.md shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import GatewayFactory, ProxyFactory, in_ci
+from .gateway import GatewayThread
+from .proxyctl import ProxyProcess, basic_config, toml_str
+from .sippctl import free_port
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.timeout(180)
+
+CHROMIUM = "/usr/bin/chromium"
+WAIT_MS = 30_000
+"""Generous deadline (ms) for what takes a few ping intervals on a loaded machine."""
+TOKEN = "s3cret-console-token"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless (never a browser Playwright downloads)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        if in_ci():
+            pytest.fail(f"{CHROMIUM} is missing and CI is set: apt-get install chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with playwright_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    yield page
+    context.close()
+    # A script error or a refused resource (CSP) shows in the browser's console; the
+    # refusals the tests ask for (login, CSRF, a refused reload) are expected there.
+    assert [e for e in errors if not re.search(r"status of (401|403|422) ", e)] == []
+
+
+def console_config(
+    list_file: Path, *, token: str = "", console: str = "read-write", ping_interval: int = 1
+) -> tuple[int, int, str]:
+    port, admin = free_port(), free_port()
+    toml = basic_config(port, admin, list_file, ping_interval=ping_interval, fr_timer=2000)
+    toml = toml.replace(
+        "ping_interval = ",
+        "probing_mode = 1\nprobing_threshold = 2\ninactive_threshold = 2\n"
+        "ping_latency_stats = true\nping_interval = ",
+        1,
+    )
+    admin_extra = f"console = {toml_str(console)}\n"
+    if token:
+        admin_extra += f"token = {toml_str(token)}\n"
+    toml = toml.replace(
+        f'listen = "127.0.0.1:{admin}"\n', f'listen = "127.0.0.1:{admin}"\n{admin_extra}'
+    )
+    return port, admin, toml
+
+
+def start(
+    tmp_path: Path,
+    proxy_factory: ProxyFactory,
+    gws: list[GatewayThread],
+    **options: Any,
+) -> ProxyProcess:
+    list_file = tmp_path / "dispatcher.list"
+    list_file.write_text(
+        "".join(
+            f"1 {gw.uri} 0 {10 - i} weight=50;duid={gw.name} Media gateway {gw.name}\n"
+            for i, gw in enumerate(gws)
+        )
+    )
+    port, admin, toml = console_config(list_file, **options)
+    return proxy_factory(toml, port=port, admin_port=admin, expect_clean_exit=True)
+
+
+def rpc(proxy: ProxyProcess, method: str, *params: object, token: str = "") -> Any:
+    import urllib.request
+
+    body = json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1})
+    request = urllib.request.Request(
+        proxy.admin_url + "/RPC", data=body.encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["result"]
+
+
+def listed_flags(proxy: ProxyProcess, token: str = "") -> dict[str, str]:
+    listing = rpc(proxy, "dispatcher.list", token=token)
+    return {t["DEST"]["URI"]: t["DEST"]["FLAGS"] for t in listing["RECORDS"][0]["SET"]["TARGETS"]}
+
+
+def row(page: Any, gw: GatewayThread) -> Any:
+    return page.locator(f'tr[data-uri="{gw.uri}"]')
+
+
+def state_cell(page: Any, gw: GatewayThread) -> Any:
+    return row(page, gw).locator("td.state")
+
+
+def expect_state(page: Any, gw: GatewayThread, letters: str) -> None:
+    playwright_api.expect(state_cell(page, gw)).to_have_text(letters, timeout=WAIT_MS)
+
+
+def confirm(page: Any) -> None:
+    dialog = page.locator("dialog#confirm")
+    playwright_api.expect(dialog).to_be_visible()
+    dialog.locator("#confirm-ok").click()
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Take a screenshot of the page; into docs/console/ when SIPDISPATCH_SCREENSHOTS
+    is set (they change with every run's ports and times: refreshed on purpose)."""
+    png = page.screenshot(full_page=True)
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    if os.environ.get("SIPDISPATCH_SCREENSHOTS", "") not in ("", "0"):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        (SHOTS / f"{name}.png").write_bytes(png)
+
+
+def post_action(page: Any, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    """A POST from the browser's context (its cookies), headers as given."""
+    return page.request.post(
+        page.url.split("/console")[0].rstrip("/") + "/console/action",
+        data=json.dumps(body),
+        headers={"Content-Type": "application/json", **headers},
+        fail_on_status_code=False,
+    )
+
+
+def csrf_of(page: Any) -> str:
+    return str(page.locator('meta[name="csrf-token"]').get_attribute("content"))
+
+
+# -- what the console shows and does -----------------------------------------------------------
+
+
+def test_console_lists_destinations_and_drain_shows_dx_on_the_page_and_in_dispatcher_list(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1, mg2 = gateways("mg1"), gateways("mg2")
+    proxy = start(tmp_path, proxy_factory, [mg1, mg2])
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    expect_state(page, mg2, "AP")
+    first = row(page, mg1)
+    playwright_api.expect(first.locator("td.priority")).to_have_text("10")
+    playwright_api.expect(first.locator("td.weight")).to_have_text("50")
+    playwright_api.expect(first.locator("td.attrs")).to_have_text("weight=50;duid=mg1")
+    playwright_api.expect(first.locator("td.description")).to_have_text("Media gateway mg1")
+    playwright_api.expect(first.locator("td.in_progress")).to_have_text("0")
+    # Colour as well as text: the state's class gives the badge its colour.
+    playwright_api.expect(first.locator("td.state .badge")).to_have_class(re.compile(r"\bs-A\b"))
+    # The latency estimate is measured and charted once pings have been answered.
+    playwright_api.expect(first.locator("td.latency svg polyline")).to_have_count(1)
+
+    first.get_by_role("button", name=f"Drain {mg1.uri}").click()
+    confirm(page)
+    expect_state(page, mg1, "DX")
+    playwright_api.expect(first.locator("td.state .badge")).to_have_class(re.compile(r"\bs-D\b"))
+    assert listed_flags(proxy) == {mg1.uri: "DX", mg2.uri: "AP"}
+    events = page.locator("#events")
+    playwright_api.expect(events).to_contain_text("dispatcher.set_state dx by console")
+    playwright_api.expect(events).to_contain_text("(admin)")
+    playwright_api.expect(page.locator("#message")).to_contain_text("state updated")
+    assert f"set 1 {mg1.uri}: AP -> DX (dispatcher.set_state dx by console)" in proxy.log_text()
+    screenshot(page, "drained")
+
+    first.get_by_role("button", name=f"Enable {mg1.uri}").click()
+    confirm(page)
+    expect_state(page, mg1, "AP")
+    assert listed_flags(proxy)[mg1.uri] == "AP"
+
+
+def test_cancelling_the_confirmation_changes_nothing(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1])
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    row(page, mg1).get_by_role("button", name=f"Drain {mg1.uri}").click()
+    page.locator("dialog#confirm").get_by_role("button", name="Cancel").click()
+    playwright_api.expect(page.locator("dialog#confirm")).to_be_hidden()
+    page.wait_for_timeout(1500)  # two snapshots later, still active
+    expect_state(page, mg1, "AP")
+    assert listed_flags(proxy)[mg1.uri] == "AP"
+
+
+def test_row_turns_ip_without_a_reload_when_a_gateway_stops_answering_and_comes_back(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1, mg2 = gateways("mg1"), gateways("mg2")
+    proxy = start(tmp_path, proxy_factory, [mg1, mg2])
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    page.evaluate("window.sameDocument = true")  # gone if the page were reloaded
+
+    mg1.set_behaviour(options_code=None)
+    expect_state(page, mg1, "IP")
+    playwright_api.expect(row(page, mg1).locator("td.state .badge")).to_have_class(
+        re.compile(r"\bs-I\b")
+    )
+    playwright_api.expect(page.locator("#events")).to_contain_text("no reply to OPTIONS (408)")
+    assert page.evaluate("window.sameDocument") is True
+    screenshot(page, "gateway-down")
+
+    mg1.set_behaviour(options_code=200)
+    expect_state(page, mg1, "AP")
+    assert page.evaluate("window.sameDocument") is True
+    expect_state(page, mg2, "AP")
+
+
+def test_refused_reload_shows_its_reason_and_the_running_list_stays(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1])
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    list_file = tmp_path / "dispatcher.list"
+    list_file.write_text(list_file.read_text() + "1 sip:mg9.invalid:5060 0 0\n")
+
+    page.get_by_role("button", name="Reload list").click()
+    confirm(page)
+    message = page.locator("#message")
+    playwright_api.expect(message).to_contain_text("Reload Failed")
+    playwright_api.expect(message).to_contain_text("mg9.invalid")
+    playwright_api.expect(message).to_contain_text("the running list is unchanged")
+    playwright_api.expect(message).to_have_class(re.compile(r"\berror\b"))
+    expect_state(page, mg1, "AP")
+    assert page.locator("tbody tr").count() == 1
+    screenshot(page, "reload-refused")
+
+
+def test_added_destination_appears_and_removed_one_goes(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1, mg3 = gateways("mg1"), gateways("mg3")
+    proxy = start(tmp_path, proxy_factory, [mg1])
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    form = page.locator("form#add")
+    form.get_by_label("URI").fill(mg3.uri)
+    form.get_by_label("Attrs").fill("weight=20;duid=mg3")
+    form.get_by_role("button", name="Add").click()
+    confirm(page)
+    playwright_api.expect(row(page, mg3).locator("td.weight")).to_have_text("20")
+    assert mg3.uri in listed_flags(proxy)
+    # Pinged as the others (probing mode 1): active once it answers.
+    expect_state(page, mg3, "AP")
+
+    row(page, mg3).get_by_role("button", name=f"Remove {mg3.uri}").click()
+    confirm(page)
+    playwright_api.expect(row(page, mg3)).to_have_count(0)
+    assert mg3.uri not in listed_flags(proxy)
+    playwright_api.expect(row(page, mg1)).to_have_count(1)
+
+
+def test_keyboard_alone_drains_a_destination_tab_and_enter(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1])
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    wanted = f"Drain {mg1.uri}"
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('aria-label')") == wanted:
+            break
+    else:
+        raise AssertionError(f"Tab never reached the {wanted!r} button")
+    page.wait_for_timeout(1500)  # live updates must not steal the focus
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == wanted
+    page.keyboard.press("Enter")
+    dialog = page.locator("dialog#confirm")
+    playwright_api.expect(dialog).to_be_visible()
+    # The safe choice has the focus; one Tab moves to Confirm.
+    assert page.evaluate("document.activeElement.textContent") == "Cancel"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Confirm"
+    page.keyboard.press("Enter")
+    expect_state(page, mg1, "DX")
+    assert listed_flags(proxy)[mg1.uri] == "DX"
+
+
+# -- security ----------------------------------------------------------------------------------
+
+
+def test_with_a_token_the_console_asks_for_it_and_keeps_an_httponly_strict_session(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1], token=TOKEN)
+    response = page.request.get(proxy.admin_url + "/console/state", fail_on_status_code=False)
+    assert response.status == 401
+    page.goto(proxy.admin_url + "/")
+    assert page.url.endswith("/console/login")
+    screenshot(page, "login")
+    page.get_by_label("Admin token").fill("wrong")
+    page.get_by_role("button", name="Log in").click()
+    playwright_api.expect(page.locator(".error")).to_have_text("Wrong token.")
+    assert page.context.cookies() == []
+
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    expect_state(page, mg1, "AP")
+    (cookie,) = page.context.cookies()
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""  # out of the scripts' reach
+    # The JSON-RPC endpoint keeps its Bearer token: the session cookie is not enough.
+    refused = page.request.post(
+        proxy.admin_url + "/RPC",
+        data=json.dumps({"jsonrpc": "2.0", "method": "core.version", "id": 1}),
+        headers={"Content-Type": "application/json"},
+        fail_on_status_code=False,
+    )
+    assert refused.status == 401
+    assert listed_flags(proxy, token=TOKEN) == {mg1.uri: "AP"}
+
+    row(page, mg1).get_by_role("button", name=f"Drain {mg1.uri}").click()
+    confirm(page)
+    expect_state(page, mg1, "DX")
+
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(re.compile(r"/console/login$"))
+    page.goto(proxy.admin_url + "/")
+    assert page.url.endswith("/console/login")
+
+
+def test_a_post_without_the_csrf_token_is_refused(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1], token=TOKEN)
+    page.goto(proxy.admin_url + "/")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    expect_state(page, mg1, "AP")
+    drain = {"action": "drain", "set": 1, "uri": mg1.uri}
+    for headers in ({}, {"X-CSRF-Token": "not-the-token"}):
+        refused = post_action(page, drain, headers)
+        assert refused.status == 403, refused.text()
+        assert "CSRF" in refused.json()["error"]
+    assert listed_flags(proxy, token=TOKEN)[mg1.uri] == "AP"
+    # The same request with the page's token goes through.
+    accepted = post_action(page, drain, {"X-CSRF-Token": csrf_of(page)})
+    assert accepted.status == 200, accepted.text()
+    assert listed_flags(proxy, token=TOKEN)[mg1.uri] == "DX"
+
+
+def test_read_only_console_shows_no_actions_and_refuses_them(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1], console="read-only")
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    playwright_api.expect(page.locator("#mode-note")).to_be_visible()
+    assert page.get_by_role("button", name=f"Drain {mg1.uri}").count() == 0
+    assert not page.get_by_role("button", name="Reload list").is_visible()
+    refused = post_action(
+        page, {"action": "drain", "set": 1, "uri": mg1.uri}, {"X-CSRF-Token": csrf_of(page)}
+    )
+    assert refused.status == 403
+    assert "read-only" in refused.json()["error"]
+    assert listed_flags(proxy)[mg1.uri] == "AP"
+
+
+def test_console_off_serves_no_page_and_rpc_still_works(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1], console="off", ping_interval=0)
+    for path in ("/", "/console/events", "/console/login"):
+        assert page.request.get(proxy.admin_url + path, fail_on_status_code=False).status == 404
+    assert listed_flags(proxy)[mg1.uri] == "AX"
+
+
+def test_proxy_stops_promptly_while_a_page_follows_it_and_the_page_says_so(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1])
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    playwright_api.expect(page.locator("#connection")).to_have_text("live")
+    began = time.monotonic()
+    assert proxy.stop(timeout=10) == 0  # the open event stream does not hold it up
+    assert time.monotonic() - began < 8
+    playwright_api.expect(page.locator("#connection")).to_contain_text("disconnected")
+
+
+def raw_request(
+    proxy: ProxyProcess, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, str]:
+    """One request with exactly these headers (Host included), outside any browser."""
+    import http.client
+    import urllib.parse
+
+    where = urllib.parse.urlsplit(proxy.admin_url)
+    connection = http.client.HTTPConnection(str(where.hostname), where.port, timeout=30)
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_without_a_token_only_loopback_names_are_answered_and_foreign_origins_refused(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1])
+    port = proxy.admin_url.rsplit(":", 1)[1]
+    # A name of another site made to resolve to 127.0.0.1 (DNS rebinding) gets nothing.
+    status, body = raw_request(proxy, "GET", "/", {"Host": f"attacker.example:{port}"})
+    assert status == 421 and "loopback" in body
+    assert raw_request(proxy, "GET", "/", {"Host": f"localhost:{port}"})[0] == 200
+
+    page.goto(proxy.admin_url + "/")
+    expect_state(page, mg1, "AP")
+    drain = json.dumps({"action": "drain", "set": 1, "uri": mg1.uri}).encode()
+    headers = {
+        "Host": f"127.0.0.1:{port}",
+        "Content-Type": "application/json",
+        "X-CSRF-Token": csrf_of(page),
+        "Origin": "http://attacker.example",
+    }
+    status, body = raw_request(proxy, "POST", "/console/action", headers, drain)
+    assert status == 403 and "Origin" in body
+    assert listed_flags(proxy)[mg1.uri] == "AP"
+    headers["Origin"] = f"http://127.0.0.1:{port}"
+    assert raw_request(proxy, "POST", "/console/action", headers, drain)[0] == 200
+    assert listed_flags(proxy)[mg1.uri] == "DX"
