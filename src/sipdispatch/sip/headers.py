@@ -65,9 +65,24 @@ def split_commas(value: str) -> list[str]:
         return parts
     out: list[str] = []
     start = 0
+    while True:
+        comma = _top_level_comma(value, start)
+        if comma < 0:
+            break
+        out.append(value[start:comma].strip())
+        start = comma + 1
+    out.append(value[start:].strip())
+    if any(not part for part in out):
+        raise ParseError("empty value in comma-separated list")
+    return out
+
+
+def _top_level_comma(value: str, start: int) -> int:
+    """Index of the first comma at or after ``start`` outside quotes and ``<...>``;
+    -1 when there is none (a quote left open at the end is a ParseError)."""
     in_quote = False
     in_angle = False
-    i = 0
+    i = start
     n = len(value)
     while i < n:
         ch = value[i]
@@ -83,15 +98,11 @@ def split_commas(value: str) -> list[str]:
         elif ch == ">":
             in_angle = False
         elif ch == "," and not in_angle:
-            out.append(value[start:i].strip())
-            start = i + 1
+            return i
         i += 1
     if in_quote:
         raise ParseError("unterminated quoted string")
-    out.append(value[start:].strip())
-    if any(not part for part in out):
-        raise ParseError("empty value in comma-separated list")
-    return out
+    return -1
 
 
 def split_first(value: str) -> tuple[str, str]:
@@ -99,48 +110,18 @@ def split_first(value: str) -> tuple[str, str]:
     ("" when there is none), both stripped; quotes and ``<...>`` are respected as by
     :func:`split_commas`. Only as much of the line is read as the first value takes:
     the top Via of a long Via line costs its own length, not the line's."""
-    if '"' not in value and "<" not in value:
-        # Nothing quoted (a Via line, as it mostly is): the first comma ends it.
-        comma = value.find(",")
-        if comma < 0:
-            first, rest = value.strip(), ""
-        else:
-            first, rest = value[:comma].strip(), value[comma + 1 :].strip()
-            if not rest:
-                raise ParseError("empty value in comma-separated list")
-        if not first:
+    # Nothing quoted (a Via line, as it mostly is): the first comma ends the value.
+    plain = '"' not in value and "<" not in value
+    comma = value.find(",") if plain else _top_level_comma(value, 0)
+    if comma < 0:
+        first, rest = value.strip(), ""
+    else:
+        first, rest = value[:comma].strip(), value[comma + 1 :].strip()
+        if not rest:
             raise ParseError("empty value in comma-separated list")
-        return first, rest
-    in_quote = False
-    in_angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if in_quote:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quote = False
-        elif ch == '"':
-            in_quote = True
-        elif ch == "<":
-            in_angle = True
-        elif ch == ">":
-            in_angle = False
-        elif ch == "," and not in_angle:
-            first = value[:i].strip()
-            rest = value[i + 1 :].strip()
-            if not first or not rest:
-                raise ParseError("empty value in comma-separated list")
-            return first, rest
-        i += 1
-    if in_quote:
-        raise ParseError("unterminated quoted string")
-    first = value.strip()
     if not first:
         raise ParseError("empty value in comma-separated list")
-    return first, ""
+    return first, rest
 
 
 def split_name_addr(value: str) -> tuple[str, str]:
