@@ -431,13 +431,7 @@ class SipShell:
         server = await self.loop.create_server(
             lambda: TcpConnection(self, self._new_conn_id(), True), host, port, reuse_address=True
         )
-        self.servers.append(server)
-        if self._idle_task is None:
-            self._idle_task = self.loop.create_task(self._close_idle())
-        # Read untyped: typeshed says a tuple, uvloop gives a list, and the compiled
-        # build checks the declared type.
-        bound = cast(Any, server).sockets[0].getsockname()
-        return bound[0], bound[1]
+        return self._serving(server)
 
     async def listen_tls(self, host: str, port: int) -> tuple[str, int]:
         """Start a TLS listener (needs ``tls.server``); return the bound address.
@@ -452,9 +446,16 @@ class SipShell:
             ssl=self.tls.server,
             ssl_handshake_timeout=self.limits.message_timeout,
         )
+        return self._serving(server)
+
+    def _serving(self, server: asyncio.Server) -> tuple[str, int]:
+        """Keep a started stream listener (TCP or TLS), start the idle sweep with the
+        first one, and return its bound address."""
         self.servers.append(server)
         if self._idle_task is None:
             self._idle_task = self.loop.create_task(self._close_idle())
+        # Read untyped: typeshed says a tuple, uvloop gives a list, and the compiled
+        # build checks the declared type.
         bound = cast(Any, server).sockets[0].getsockname()
         return bound[0], bound[1]
 
