@@ -202,6 +202,12 @@ class SipdispatchCollector:
             value=shell.tls_failures,
         )
         yield CounterMetricFamily(
+            _name("tls_handshakes_failed"),
+            "Accepted TLS connections closed before their handshake completed (a failed "
+            "handshake, or none within server.tcp_message_timeout).",
+            value=shell.tls_handshakes_failed,
+        )
+        yield CounterMetricFamily(
             _name("tls_unconfigured"),
             "Messages to TLS destinations not sent because the configuration has no [tls].",
             value=shell.tls_unconfigured,

@@ -45,6 +45,11 @@ database, DNS and the connections the proxy opens to its destinations still get
 theirs when a flood of connections fills the rest."""
 TCP_MAX_BUFFERED = 1 << 20
 """A peer whose unsent output exceeds this many bytes is disconnected."""
+TLS_BACKLOG = 1024
+"""Pending connections the kernel queues on a ``tls:`` listener."""
+TLS_ACCEPTS_PER_WAKEUP = 64
+"""Connections a ``tls:`` listener accepts per wake-up of the event loop, so that a
+burst of them cannot hold the loop."""
 TIMER_RESOLUTION = 0.01
 """Seconds: the core's timers run on a 10 ms grid (a deadline is rounded up to it), so
 one wake-up runs every timer of its slot. SIP timers are 500 ms and more; at 500
@@ -154,6 +159,7 @@ class ShellStats:
         "tcp_refused_per_source",
         "tcp_refused_total",
         "tls_failures",
+        "tls_handshakes_failed",
         "tls_unconfigured",
         "udp_errors",
     )
@@ -182,6 +188,9 @@ class ShellStats:
         does not verify or does not name the destination, a version refused...)."""
         self.tls_unconfigured = 0
         """Messages to TLS destinations not sent because there is no ``[tls]``."""
+        self.tls_handshakes_failed = 0
+        """Accepted TLS connections closed before their handshake completed (a failed
+        handshake, or none within ``TcpLimits.message_timeout``)."""
 
 
 REFUSAL_LOG_INTERVAL = 10.0
@@ -291,12 +300,15 @@ class TcpConnection(asyncio.Protocol):
         connection, or one whose first bytes came; None when none is pending."""
         self.dialog = False
         """A call was answered over it (a 2xx to an INVITE went either way)."""
+        self.counted = False
+        """Counted against the connection limits (an accepted connection, from the
+        moment it is admitted: for TLS, before its handshake)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
-        if self.accepted and not self.shell.admit(self):
+        if self.accepted and not self.counted and not self.shell.admit(self):
             self.transport = None
             cast(asyncio.Transport, transport).abort()
             return
@@ -392,6 +404,7 @@ class SipShell:
         self.loop = loop or asyncio.get_running_loop()
         self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
         self.servers: list[asyncio.Server] = []
+        self._tls_listeners: list[socket.socket] = []
         self.conns: dict[int, TcpConnection] = {}
         self.conn_by_peer: dict[tuple[str, str, int], TcpConnection] = {}
         """By (transport, IP, port) of the peer."""
@@ -438,26 +451,85 @@ class SipShell:
         A handshake has ``TcpLimits.message_timeout`` to complete."""
         if self.tls is None or self.tls.server is None:
             raise ValueError("a tls: listener needs [tls] certificate")
-        server = await self.loop.create_server(
-            lambda: TcpConnection(self, self._new_conn_id(), True, "tls"),
-            host,
-            port,
-            reuse_address=True,
-            ssl=self.tls.server,
-            ssl_handshake_timeout=self.limits.message_timeout,
-        )
-        return self._serving(server)
+        # The listening socket is ours: each connection is admitted (and counted)
+        # against the connection limits when it is accepted, before its handshake, so
+        # that connections that never finish one cannot hold descriptors beyond them.
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, sockaddr = info[0]
+        lsock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lsock.bind(sockaddr)
+            lsock.listen(TLS_BACKLOG)
+            lsock.setblocking(False)
+        except OSError:
+            lsock.close()
+            raise
+        self._tls_listeners.append(lsock)
+        self.loop.add_reader(lsock.fileno(), self._accept_tls, lsock)
+        self._start_sweep()
+        bound = lsock.getsockname()
+        return bound[0], bound[1]
+
+    def _accept_tls(self, lsock: socket.socket) -> None:
+        """Accept what is waiting on a ``tls:`` listener; admit each connection, then
+        start its handshake (``TcpLimits.message_timeout`` to complete)."""
+        for _ in range(TLS_ACCEPTS_PER_WAKEUP):
+            try:
+                sock, peer = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # out of descriptors: stop accepting for a moment
+                log.warning("cannot accept TLS connections: %s", e)
+                self.loop.remove_reader(lsock.fileno())
+                self.loop.call_later(1.0, self._resume_tls_accept, lsock)
+                return
+            conn = TcpConnection(self, self._new_conn_id(), True, "tls")
+            conn.peer = (peer[0], peer[1])
+            if not self.admit(conn):
+                sock.close()
+                continue
+            self.count_in(conn)
+            self._spawn(self._tls_handshake(sock, conn))
+
+    def _resume_tls_accept(self, lsock: socket.socket) -> None:
+        if lsock in self._tls_listeners:
+            self.loop.add_reader(lsock.fileno(), self._accept_tls, lsock)
+
+    async def _tls_handshake(self, sock: socket.socket, conn: TcpConnection) -> None:
+        """The server side of an admitted TLS connection's handshake; the connection is
+        then ``conn``'s. A failure or a time-out closes it and releases its count."""
+        assert self.tls is not None and self.tls.server is not None
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: conn,
+                sock,
+                ssl=self.tls.server,
+                ssl_handshake_timeout=self.limits.message_timeout,
+            )
+        except BaseException as e:
+            self.stats.tls_handshakes_failed += 1
+            self.count_out(conn)
+            with contextlib.suppress(OSError):
+                sock.close()
+            if not isinstance(e, Exception):
+                raise
+            log.info("TLS handshake with %s:%s failed: %s", *conn.peer, e or type(e).__name__)
 
     def _serving(self, server: asyncio.Server) -> tuple[str, int]:
-        """Keep a started stream listener (TCP or TLS), start the idle sweep with the
-        first one, and return its bound address."""
+        """Keep a started TCP listener, start the idle sweep with the first one, and
+        return its bound address."""
         self.servers.append(server)
-        if self._idle_task is None:
-            self._idle_task = self.loop.create_task(self._close_idle())
+        self._start_sweep()
         # Read untyped: typeshed says a tuple, uvloop gives a list, and the compiled
         # build checks the declared type.
         bound = cast(Any, server).sockets[0].getsockname()
         return bound[0], bound[1]
+
+    def _start_sweep(self) -> None:
+        """Start the sweep of connections past their deadlines (once)."""
+        if self._idle_task is None:
+            self._idle_task = self.loop.create_task(self._close_idle())
 
     def _new_conn_id(self) -> int:
         self._next_conn += 1
@@ -482,14 +554,34 @@ class SipShell:
             self._last_refusal_log = now
             log.warning("refusing TCP connections from %s: %s", ip, why)
 
+    def count_in(self, conn: TcpConnection) -> None:
+        """Count an admitted connection against the limits (once)."""
+        if conn.counted:
+            return
+        conn.counted = True
+        self._accepted += 1
+        ip = conn.peer[0]
+        self._per_source[ip] = self._per_source.get(ip, 0) + 1
+
+    def count_out(self, conn: TcpConnection) -> None:
+        """Release what :meth:`count_in` counted."""
+        if not conn.counted:
+            return
+        conn.counted = False
+        self._accepted -= 1
+        ip = conn.peer[0]
+        left = self._per_source.get(ip, 1) - 1
+        if left > 0:
+            self._per_source[ip] = left
+        else:
+            self._per_source.pop(ip, None)
+
     def register(self, conn: TcpConnection) -> None:
         self.conns[conn.conn_id] = conn
         self.conn_by_peer[(conn.proto, *conn.peer)] = conn
         self.stats.tcp_connections += 1
         if conn.accepted:
-            self._accepted += 1
-            ip = conn.peer[0]
-            self._per_source[ip] = self._per_source.get(ip, 0) + 1
+            self.count_in(conn)
 
     def unregister(self, conn: TcpConnection) -> None:
         if self.conns.pop(conn.conn_id, None) is None:
@@ -498,14 +590,7 @@ class SipShell:
         if self.conn_by_peer.get(key) is conn:
             del self.conn_by_peer[key]
         self.stats.tcp_connections -= 1
-        if conn.accepted:
-            self._accepted -= 1
-            ip = conn.peer[0]
-            left = self._per_source.get(ip, 1) - 1
-            if left > 0:
-                self._per_source[ip] = left
-            else:
-                self._per_source.pop(ip, None)
+        self.count_out(conn)
 
     def sweep(self, now: float) -> None:
         """Close the connections past their deadlines (``TcpLimits``)."""
@@ -541,6 +626,10 @@ class SipShell:
             task.cancel()
         for server in self.servers:
             server.close()
+        for lsock in self._tls_listeners:
+            self.loop.remove_reader(lsock.fileno())
+            lsock.close()
+        self._tls_listeners.clear()
         for conn in list(self.conns.values()):
             if conn.transport is not None:
                 conn.transport.close()
