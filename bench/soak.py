@@ -140,6 +140,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def failure_causes(errors_log: Path) -> dict[str, int]:
+    """The caller's failed calls by cause, from sipp's error log: what the call was
+    waiting for and what came instead (e.g. ``200 to BYE <- 408``)."""
+    causes: dict[str, int] = {}
+    if not errors_log.exists():
+        return causes
+    marker = "Aborting call on unexpected message"
+    for line in errors_log.read_text(errors="replace").splitlines():
+        if marker not in line:
+            if "Aborting call" in line:
+                what = line.split("Aborting call", 1)[1].split(" for Call-Id")[0].strip(" :")
+                causes[what or "aborted"] = causes.get(what or "aborted", 0) + 1
+            continue
+        expecting = line.split("while expecting '", 1)[-1].split("'", 1)[0]
+        index = line.split("(index ", 1)[-1].split(")", 1)[0]
+        received = line.split("received '", 1)[-1][:12].strip()
+        # uac.xml: index 7 is the 200 to the BYE; anything before is the call's set-up.
+        step = "BYE" if index == "7" else "INVITE"
+        key = f"{expecting} to {step} <- {received}"
+        causes[key] = causes.get(key, 0) + 1
+    return causes
+
+
 def make_table(url: str, table: str, gateways: list[int]) -> None:
     from sipdispatch.store import SqlStore
 
@@ -291,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
             f"calls: {ok} successful, {failed} failed, {retrans} retransmissions, "
             f"{args.rate:g} calls/s for {args.minutes:g} min"
         )
+        causes = failure_causes(workdir / "caller" / "errors.log")
+        if causes:
+            print(
+                "failed calls by cause: "
+                + ", ".join(f"{n} {what}" for what, n in sorted(causes.items()))
+            )
         alive = proxy.poll() is None
         print(f"proxy alive at the end: {alive}")
         return 0 if alive else 1
