@@ -92,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port-base",
         type=int,
-        default=35060,
+        default=15060,
         help="UDP ports: sipdispatch BASE, Kamailio BASE+1, floor BASE+2, gateways BASE+11 "
-        "and BASE+12, sipdispatch admin (TCP) BASE+20, caller BASE+30 (35060)",
+        "and BASE+12, sipdispatch admin (TCP) BASE+20, caller BASE+30 (15060: below the kernel's ephemeral ports and the tests' ports)",
     )
     p.add_argument(
         "--gc-stats",

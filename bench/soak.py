@@ -3,7 +3,7 @@
     bench/soak.sh                          # 60 minutes at 500 calls/s (see --help)
     bench/soak.sh --minutes 5 --rate 200   # a short one
 
-What runs, all on 127.0.0.1 (ports from --port-base, default 36060):
+What runs, all on 127.0.0.1 (ports from --port-base, default 16060, below the ranges the kernel and the tests hand out):
 
 - sipdispatch (the compiled build from ./.venv) with its destinations in PostgreSQL
   (127.0.0.1:5432, db test, a table of its own), reached through a TCP relay that this
@@ -131,7 +131,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--down", type=float, default=30, help="seconds a killed gateway stays down")
     p.add_argument("--reload-every", type=float, default=60, help="seconds between reloads")
     p.add_argument("--warmup", type=float, default=300, help="seconds before RSS is the base")
-    p.add_argument("--port-base", type=int, default=36060, help="first port (36060)")
+    p.add_argument("--port-base", type=int, default=16060, help="first port (16060)")
     p.add_argument("--sipp", default="sipp", help="sipp binary")
     p.add_argument(
         "--python", default=str(REPO / ".venv" / "bin" / "python"), help="Python of sipdispatch"
@@ -201,6 +201,7 @@ fr_inv_timer = 30000
 db_url = "{db_url}"
 table_name = "{table}"
 ping_interval = 5
+probing_mode = 1
 probing_threshold = 1
 inactive_threshold = 1
 failover = true
