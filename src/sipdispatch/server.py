@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
 from sipdispatch.admin.protocol import Traffic
-from sipdispatch.checks import bind_reason
+from sipdispatch.checks import bind_reason, probing_warnings
 from sipdispatch.collector import CHECK_INTERVAL, Collector
 from sipdispatch.config import Config, ConfigError
 from sipdispatch.eventloop import install_uvloop
@@ -79,6 +79,12 @@ class Server:
         search = [os.path.dirname(os.path.abspath(config_path))] if config_path else []
         self.dispatcher = DispatcherService.from_config(config, self.state_log, search)
         """The destination store and the router over its destinations."""
+        for line in probing_warnings(
+            config.dispatcher.probing_mode,
+            config.dispatcher.ping_interval,
+            [r.mark_failed for r in config.routes],
+        ):
+            log.warning("%s", line)
         self.core: ProxyCore | None = None
         self.shell: SipShell | None = None
         self.admin: AdminServer | None = None
