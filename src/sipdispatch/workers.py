@@ -38,6 +38,11 @@ RESTART_DELAY_MAX = 30.0
 """The delay doubles while workers keep dying, up to this."""
 STEADY = 30.0
 """Seconds a worker must run for the next death to be restarted after RESTART_DELAY."""
+TERM_PASS_DELAY = 0.5
+"""Seconds the supervisor waits before passing its first SIGTERM on: a worker that
+says STOPPING=1 meanwhile got one itself (systemd's default ``KillMode=control-group``
+and ``kill`` of the process group send it to every process) and is not sent a second,
+which would stop it at once instead of draining."""
 PR_SET_PDEATHSIG = 1
 """prctl(2): the signal a process gets when its parent dies."""
 
@@ -67,6 +72,8 @@ class Worker:
     index: int
     proc: asyncio.subprocess.Process | None = None
     ready: bool = False
+    draining: bool = False
+    """It said STOPPING=1: it got a SIGTERM and drains."""
     started: float = 0.0
     delay: float = RESTART_DELAY
     starts: int = 0
@@ -115,7 +122,7 @@ class Supervisor:
             log.error("cannot start worker %d: %s", worker.index, e)
             self._schedule_restart(worker)
             return
-        worker.proc, worker.ready = proc, False
+        worker.proc, worker.ready, worker.draining = proc, False, False
         worker.started = time.monotonic()
         worker.starts += 1
         log.info("worker %d started (pid %d)", worker.index, proc.pid)
@@ -169,8 +176,13 @@ class Supervisor:
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                     pid = struct.unpack("iII", value[: struct.calcsize("iII")])[0]
-            if b"READY=1" in data.split(b"\n"):
+            lines = data.split(b"\n")
+            if b"READY=1" in lines:
                 self._ready(pid)
+            if b"STOPPING=1" in lines:
+                for worker in self.workers:
+                    if worker.proc is not None and worker.proc.pid == pid:
+                        worker.draining = True
 
     def _ready(self, pid: int) -> None:
         for worker in self.workers:
@@ -182,13 +194,16 @@ class Supervisor:
                     self.all_up.set()
                 return
 
-    def stop(self, sig: int) -> None:
-        """Pass ``sig`` on to every worker; no worker is started any more."""
+    def stop(self, sig: int, *, draining_too: bool = True) -> None:
+        """Pass ``sig`` on to every worker (but those already draining unless
+        ``draining_too``); no worker is started any more."""
         self.stopping = True
         for worker in self.workers:
             if worker.restart is not None:
                 worker.restart.cancel()
                 worker.restart = None
+            if worker.draining and not draining_too:
+                continue
             if worker.proc is not None and worker.proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     worker.proc.send_signal(sig)
@@ -197,10 +212,18 @@ class Supervisor:
 
     def _on_term(self) -> None:
         self._terms += 1
+        if self._terms > 1:
+            log.info("SIGTERM again: the workers stop at once")
+            self.stop(signal.SIGTERM)
+            return
+        log.info("SIGTERM: the %d workers drain", len(self.workers))
+        notify("STOPPING=1")
+        self.stopping = True
+        asyncio.get_running_loop().call_later(TERM_PASS_DELAY, self._pass_first_term)
+
+    def _pass_first_term(self) -> None:
         if self._terms == 1:
-            log.info("SIGTERM: passed on to the %d workers (they drain)", len(self.workers))
-            notify("STOPPING=1")
-        self.stop(signal.SIGTERM)  # a second one stops the workers at once
+            self.stop(signal.SIGTERM, draining_too=False)
 
     def _on_hup(self) -> None:
         # Worker 0 reloads and, being a cluster node, has every other worker reload.

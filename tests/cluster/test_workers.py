@@ -18,7 +18,7 @@ import redis
 from tests.integration.conftest import GatewayFactory, ProxyFactory
 from tests.integration.gateway import GatewayThread
 from tests.integration.proxyctl import ProxyProcess, basic_config, proxy_env, toml_str
-from tests.integration.sippctl import free_port, run_sipp
+from tests.integration.sippctl import free_port, run_sipp, start_sipp
 from tests.integration.test_admin import flags, result, wait_for
 
 from .conftest import SHARED_URL
@@ -240,6 +240,43 @@ def test_sigterm_stops_every_worker_cleanly_and_they_leave_the_cluster(
     client = redis.Redis.from_url(SHARED_URL)
     assert not list(client.scan_iter(match=f"{namespace}:node:*")), "a worker did not leave"
     client.close()
+
+
+def test_sigterm_to_every_process_at_once_still_drains(
+    tmp_path: Path,
+    proxy_factory: ProxyFactory,
+    gateways: GatewayFactory,
+    namespace: str,
+    sipp: str,
+) -> None:
+    """systemd's default KillMode (and ``kill`` of the group) sends SIGTERM to the
+    supervisor and to every worker: the supervisor must not add a second one, which
+    would stop the workers at once and lose the call being set up."""
+    gw = gateways("gw1", reject=404, answer_delay_ms=3000)
+    proxy = start_workers(tmp_path, proxy_factory, [gw], namespace, failover_on=())
+    pids = worker_pids(proxy)
+    with start_sipp(
+        "uac_expect_404",
+        "127.0.0.1",
+        proxy.port,
+        calls=1,
+        timeout=SIPP_TIMEOUT,
+        workdir=tmp_path / "sipp",
+        binary=sipp,
+    ) as caller:
+        wait_for(lambda: gw.invites == 1, 20, "the INVITE at the gateway")
+        for pid in pids.values():
+            os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: proxy.log_text().count("SIGTERM: new calls get 503") == 2, 20, "drain")
+        os.kill(proxy.pid, signal.SIGTERM)
+        outcome = caller.wait()
+    # The 404 came 3 s later, through the draining worker.
+    assert outcome.ok and outcome.successful == 1, outcome.report()
+    assert proxy.proc.wait(60) == 0, proxy.log_text()  # of itself, once drained
+    log = proxy.log_text()
+    assert "SIGTERM again" not in log
+    assert log.count("w0: SIGTERM: new calls get 503") == 1
+    assert log.count("w1: SIGTERM: new calls get 503") == 1
 
 
 def _zombie(pid: int) -> bool:
