@@ -1126,24 +1126,15 @@ class Config:
 
     @model_validator(mode="after")
     def _workers_share_through_redis(self) -> Config:
-        """Several workers are cluster nodes: they need Redis, and ports they can share."""
+        """Several workers are cluster nodes: they need Redis."""
         workers = self.server.workers
-        if workers == 1:
-            return self
-        if not self.cluster.redis_url:
+        if workers > 1 and not self.cluster.redis_url:
             raise Invalid(
                 "more than 1 needs cluster.redis_url set (the workers share destination "
                 "state and call load through Redis)",
                 at=("server", "workers"),
                 value=workers,
             )
-        for i, addr in enumerate(self.server.listen):
-            if addr.port == 0:
-                raise Invalid(
-                    f"port 0 cannot be shared by {workers} workers (server.workers): give the port",
-                    at=("server", "listen", i),
-                    value=str(addr),
-                )
         return self
 
     @model_validator(mode="after")
