@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,8 @@ def test_two_workers_relay_calls_from_many_sources_each_from_its_own_port(
     proxy = start_workers(tmp_path, proxy_factory, [gw1, gw2], namespace)
     nodes = result(proxy, "cluster.nodes")["NODES"]
     assert sorted(n["ID"] for n in nodes) == ["lb/w0", "lb/w1"]
+    with urllib.request.urlopen(f"{proxy.admin_url}/metrics", timeout=30) as resp:
+        assert 'sipdispatch_worker_info{worker="0",workers="2"} 1.0' in resp.read().decode()
     calls(proxy, tmp_path, sipp, "sipp", 40)
     # Both workers took calls (40 source ports), each sending from a port of its own
     # (its Via), none from the shared one; each got its responses back (all calls ok).
@@ -277,6 +281,48 @@ def test_sigterm_to_every_process_at_once_still_drains(
     assert "SIGTERM again" not in log
     assert log.count("w0: SIGTERM: new calls get 503") == 1
     assert log.count("w1: SIGTERM: new calls get 503") == 1
+
+
+def test_sighup_reloads_every_worker(
+    tmp_path: Path,
+    proxy_factory: ProxyFactory,
+    gateways: GatewayFactory,
+    namespace: str,
+) -> None:
+    gw1, gw2 = gateways("gw1"), gateways("gw2")
+    proxy = start_workers(tmp_path, proxy_factory, [gw1], namespace)
+    (tmp_path / "dispatcher.list").write_text(f"1 {gw1.uri} 0 0\n1 {gw2.uri} 0 0\n")
+    proxy.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: gw2.uri in flags(proxy), 20, "worker 0 reloaded")
+    wait_for(lambda: "w1: cluster: reloaded as lb/w0 asked" in proxy.log_text(), 20, "worker 1 too")
+    assert proxy.log_text().count("cluster: reloaded") == 1, "worker 0 reloaded twice"
+
+
+def test_systemd_hears_ready_once_every_worker_is_up(
+    tmp_path: Path,
+    proxy_factory: ProxyFactory,
+    gateways: GatewayFactory,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gw = gateways("gw1")
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(30)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        proxy = start_workers(tmp_path, proxy_factory, [gw], namespace)
+        ready = sock.recv(1000).decode()
+        assert ready.splitlines()[0] == "READY=1" and f"MAINPID={proxy.pid}" in ready, ready
+        log = proxy.log_text()
+        # Both workers were up (each told the supervisor, not systemd) before it.
+        assert log.count(" up: SIP on ") == 2
+        assert log.index("sipdispatch ready") > max(
+            log.index("w0: worker 0 up"), log.index("w1: worker 1 up")
+        )
+        proxy.proc.send_signal(signal.SIGTERM)
+        assert sock.recv(1000) == b"STOPPING=1"  # the supervisor's only; none of a worker
+        assert proxy.proc.wait(60) == 0
 
 
 def _zombie(pid: int) -> bool:
