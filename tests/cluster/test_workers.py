@@ -19,7 +19,13 @@ import redis
 
 from tests.integration.conftest import GatewayFactory, ProxyFactory
 from tests.integration.gateway import GatewayThread
-from tests.integration.proxyctl import ProxyProcess, basic_config, proxy_env, toml_str
+from tests.integration.proxyctl import (
+    ProxyProcess,
+    ProxyStartError,
+    basic_config,
+    proxy_env,
+    toml_str,
+)
 from tests.integration.sippctl import free_port, run_sipp, start_sipp
 from tests.integration.test_admin import flags, result, wait_for
 
@@ -120,6 +126,35 @@ def test_two_workers_relay_calls_from_many_sources_each_from_its_own_port(
     for gw in (gw1, gw2):
         for invite in gw.requests("INVITE"):
             assert invite.get("record-route") == f"<sip:127.0.0.1:{proxy.port};lr>"
+
+
+def test_two_workers_relay_tcp_calls_each_over_its_own_connections(
+    tmp_path: Path,
+    proxy_factory: ProxyFactory,
+    gateways: GatewayFactory,
+    namespace: str,
+    sipp: str,
+) -> None:
+    gw = gateways("gw1", "tcp")
+    proxy = start_workers(tmp_path, proxy_factory, [gw], namespace)
+    outcome = run_sipp(
+        "uac_call",
+        "127.0.0.1",
+        proxy.port,
+        transport="tcp",
+        calls=30,
+        rate=20,
+        timeout=SIPP_TIMEOUT,
+        workdir=tmp_path / "sipp",
+        extra_args=["-t", "tn", "-max_socket", "1000"],  # a connection per call
+        binary=sipp,
+    )
+    assert outcome.ok and outcome.successful == 30, outcome.report()
+    # The kernel gave the callers' connections to both workers; each reached the
+    # gateway over connections of its own.
+    sources = {r.source for r in gw.requests("INVITE")}
+    assert len(sources) >= 2, sources
+    assert gw.byes == 30
 
 
 def test_back_to_back_in_dialog_requests_keep_their_order_through_two_workers(
@@ -238,7 +273,7 @@ def test_sigterm_stops_every_worker_cleanly_and_they_leave_the_cluster(
     proxy.expect_clean_exit = True
     assert proxy.stop(60) == 0
     for pid in pids.values():
-        assert not os.path.exists(f"/proc/{pid}") or _zombie(pid), f"worker {pid} still runs"
+        assert _gone(pid), f"worker {pid} still runs"
     assert "w0: SIGTERM: new calls get 503" in proxy.log_text()
     assert "w1: SIGTERM: new calls get 503" in proxy.log_text()
     client = redis.Redis.from_url(SHARED_URL)
@@ -323,6 +358,42 @@ def test_systemd_hears_ready_once_every_worker_is_up(
         proxy.proc.send_signal(signal.SIGTERM)
         assert sock.recv(1000) == b"STOPPING=1"  # the supervisor's only; none of a worker
         assert proxy.proc.wait(60) == 0
+
+
+def test_a_killed_supervisor_leaves_no_worker_behind(
+    tmp_path: Path,
+    proxy_factory: ProxyFactory,
+    gateways: GatewayFactory,
+    namespace: str,
+) -> None:
+    gw = gateways("gw1")
+    proxy = start_workers(tmp_path, proxy_factory, [gw], namespace)
+    pids = worker_pids(proxy)
+    proxy.kill()
+    for pid in pids.values():
+        wait_for(lambda pid=pid: _gone(pid), 30, f"worker {pid} gone")
+
+
+def test_a_worker_that_cannot_start_fails_the_start(
+    tmp_path: Path, proxy_factory: ProxyFactory, gateways: GatewayFactory, namespace: str
+) -> None:
+    gw = gateways("gw1")
+    port, admin = free_port(), free_port("tcp")
+    list_file = tmp_path / "dispatcher.list"
+    list_file.write_text(f"1 {gw.uri} 0 0\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", port))  # without SO_REUSEPORT: no worker can share it
+        with pytest.raises(ProxyStartError) as info:
+            proxy_factory(
+                workers_config(port, admin, list_file, namespace), port=port, admin_port=admin
+            )
+    text = str(info.value)
+    assert "exited with status 1" in text and "cannot listen on udp:127.0.0.1" in text, text
+    assert "before every worker was up; stopping" in text, text
+
+
+def _gone(pid: int) -> bool:
+    return not os.path.exists(f"/proc/{pid}") or _zombie(pid)
 
 
 def _zombie(pid: int) -> bool:
