@@ -43,6 +43,8 @@ def workers_config(
 ) -> str:
     toml = basic_config(port, admin, list_file, **kw)  # type: ignore[arg-type]
     toml = toml.replace("record_route = true\n", f"record_route = true\nworkers = {workers}\n", 1)
+    # Every destination pinged (Kamailio's probing_mode 1), not only the failing ones.
+    toml = toml.replace("ping_interval = ", "probing_mode = 1\nping_interval = ", 1)
     return toml + (
         "\n[cluster]\n"
         f"redis_url = {toml_str(SHARED_URL)}\n"
@@ -77,10 +79,11 @@ def worker_pids(proxy: ProxyProcess) -> dict[int, int]:
     return pids
 
 
-def via_ports(gw: GatewayThread, method: str = "INVITE") -> set[int]:
-    """The ports in the proxy's Via (the top one) of the requests the gateway got."""
+def via_ports(gw: GatewayThread, method: str = "INVITE", last: int = 0) -> set[int]:
+    """The ports in the proxy's Via (the top one) of the requests the gateway got (of
+    the ``last`` ones if given)."""
     ports = set()
-    for r in gw.requests(method):
+    for r in gw.requests(method)[-last:]:
         sent_by = r.vias[0].split(None, 1)[1].split(";", 1)[0]
         ports.add(int(sent_by.rsplit(":", 1)[1]))
     return ports
@@ -155,6 +158,31 @@ def test_two_workers_relay_tcp_calls_each_over_its_own_connections(
     sources = {r.source for r in gw.requests("INVITE")}
     assert len(sources) >= 2, sources
     assert gw.byes == 30
+
+
+def test_the_workers_split_the_pings_and_each_gets_its_replies(
+    tmp_path: Path,
+    proxy_factory: ProxyFactory,
+    gateways: GatewayFactory,
+    namespace: str,
+) -> None:
+    gws = [gateways(f"gw{i}") for i in range(6)]
+    proxy = start_workers(tmp_path, proxy_factory, gws, namespace, ping_interval=1)
+    nodes = result(proxy, "cluster.nodes")["NODES"]
+    probes = [set(n["PROBES"]) for n in nodes]
+    assert probes[0] | probes[1] == {gw.uri for gw in gws} and not probes[0] & probes[1]
+    assert probes[0] and probes[1], probes
+
+    def last_pingers(gw: GatewayThread) -> set[int]:
+        """The Via ports of its last three pings (all its pings until it had three)."""
+        return via_ports(gw, "OPTIONS", last=3) if gw.options >= 3 else {0, 1}
+
+    # Until both workers have seen each other each pings every gateway; then each
+    # gateway is pinged by one worker only, from that worker's own port...
+    wait_for(lambda: all(len(last_pingers(gw)) == 1 for gw in gws), 30, "one pinger each")
+    assert len(set().union(*(last_pingers(gw) for gw in gws))) == 2
+    # ... which got the replies: every gateway stays active.
+    assert set(flags(proxy).values()) == {"AP"}
 
 
 def test_back_to_back_in_dialog_requests_keep_their_order_through_two_workers(
