@@ -3,7 +3,8 @@
 It owns the sockets and the clock and does nothing clever: every datagram or
 framed stream message goes to the core with ``loop.time()``, then the core's
 outbox is written out and one ``call_at`` is kept armed for the core's next
-deadline. UDP replies leave from the listening socket; TCP and TLS destinations are
+deadline. UDP replies leave from the listening socket, and so do requests unless a
+worker opened a sending socket of its own (``open_udp_out``); TCP and TLS destinations are
 reached over a pooled connection, reused for both directions (RFC 3261 §18). A TLS
 destination is only ever reached over TLS: without ``[tls]`` its messages fail.
 """
@@ -390,8 +391,12 @@ class SipShell:
         limits: TcpLimits | None = None,
         sources: SourceGuard | None = None,
         tls: TlsContexts | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.core = core
+        self.reuse_port = reuse_port
+        """Bind the listeners with ``SO_REUSEPORT``: worker processes share them, the
+        kernel spreading the sources over the workers."""
         self.tls = tls
         """TLS contexts, when the configuration has ``[tls]``."""
         self.sources = sources
@@ -403,6 +408,10 @@ class SipShell:
         self._accepted = 0
         self.loop = loop or asyncio.get_running_loop()
         self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
+        self.udp_out: dict[int, asyncio.DatagramTransport] = {}
+        """By address family: the socket requests leave from when it is not the listening
+        one (a worker's own port, see :meth:`open_udp_out`); responses always leave from
+        the listening socket, where the peer sent its request."""
         self.servers: list[asyncio.Server] = []
         self._tls_listeners: list[socket.socket] = []
         self.conns: dict[int, TcpConnection] = {}
@@ -427,22 +436,46 @@ class SipShell:
     async def listen_udp(self, host: str, port: int) -> tuple[str, int]:
         """Bind a UDP socket; return the bound address."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        transport = await self._udp_socket(host, port, family, self.reuse_port)
+        self.udp.setdefault(family, transport)
+        bound = transport.get_extra_info("sockname")
+        return bound[0], bound[1]
+
+    async def open_udp_out(self, host: str) -> tuple[str, int]:
+        """Bind a UDP socket of this process alone on ``host`` (a port the kernel picks)
+        for the requests it sends: their Via names that port, so the responses come back
+        to this process and not to another worker sharing the listening port. It
+        receives like a listener. Return the bound address."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        transport = await self._udp_socket(host, 0, family, False)
+        self.udp_out[family] = transport
+        bound = transport.get_extra_info("sockname")
+        return bound[0], bound[1]
+
+    async def _udp_socket(
+        self, host: str, port: int, family: int, reuse_port: bool
+    ) -> asyncio.DatagramTransport:
         transport, _ = await self.loop.create_datagram_endpoint(
-            lambda: UdpProtocol(self), local_addr=(host, port), family=family
+            lambda: UdpProtocol(self),
+            local_addr=(host, port),
+            family=family,
+            reuse_port=reuse_port,
         )
         sock = transport.get_extra_info("socket")
         # Large buffers absorb bursts (Kamailio raises them as well).
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
-        self.udp.setdefault(family, transport)
-        bound = transport.get_extra_info("sockname")
-        return bound[0], bound[1]
+        return transport
 
     async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
         """Start a TCP listener; return the bound address."""
         server = await self.loop.create_server(
-            lambda: TcpConnection(self, self._new_conn_id(), True), host, port, reuse_address=True
+            lambda: TcpConnection(self, self._new_conn_id(), True),
+            host,
+            port,
+            reuse_address=True,
+            reuse_port=self.reuse_port,
         )
         return self._serving(server)
 
@@ -459,6 +492,8 @@ class SipShell:
         lsock = socket.socket(family, socket.SOCK_STREAM)
         try:
             lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:  # workers share the port; the kernel spreads connections
+                lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             lsock.bind(sockaddr)
             lsock.listen(TLS_BACKLOG)
             lsock.setblocking(False)
@@ -635,7 +670,7 @@ class SipShell:
                 conn.transport.close()
         for server in self.servers:
             await server.wait_closed()
-        for transport in self.udp.values():
+        for transport in (*self.udp.values(), *self.udp_out.values()):
             transport.close()
 
     # -- output ----------------------------------------------------------------------
@@ -680,7 +715,11 @@ class SipShell:
                 return
         if addr.transport == "udp":
             family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-            transport = self.udp.get(family)
+            transport = None
+            if self.udp_out and not data.startswith(b"SIP/"):
+                transport = self.udp_out.get(family)  # a request: from our own port
+            if transport is None:
+                transport = self.udp.get(family)
             if transport is None:
                 self._fail(owner)
                 return
