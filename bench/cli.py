@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=15060,
         help="UDP ports: sipdispatch BASE, Kamailio BASE+1, floor BASE+2, gateways BASE+11 "
-        "and BASE+12, sipdispatch admin (TCP) BASE+20, caller BASE+30 (15060: below the kernel's ephemeral ports and the tests' ports)",
+        "and BASE+12, sipdispatch admin (TCP) BASE+20, caller BASE+30 (15060: below the "
+        "kernel's ephemeral ports and the tests' ports)",
     )
     p.add_argument(
         "--gc-stats",
@@ -113,6 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-url",
         default="redis://127.0.0.1:6379/0",
         help="Redis of the workers' cluster, with --workers above 1 (redis://127.0.0.1:6379/0)",
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="sipdispatch joins a cluster of the run's own even with one worker, on the "
+        "same Redis as several workers use: what being clustered costs per call",
+    )
+    p.add_argument(
+        "--algorithm",
+        default="round-robin",
+        help="sipdispatch's [[route]] algorithm (round-robin); e.g. call-load for algorithm "
+        "10, whose reservations go to Redis with --cluster. Kamailio keeps its config's",
     )
     p.add_argument(
         "--caller-sockets",

@@ -71,6 +71,8 @@ class Bench:
                 self.args.workers,
                 self.args.redis_url,
                 self.args.gc_stats,
+                cluster=self.args.cluster,
+                algorithm=self.args.algorithm,
             )
         assert self.kamailio is not None
         return Kamailio(

@@ -109,7 +109,8 @@ class Proxy:
 
 def dispatcher_list(gateways: Sequence[int]) -> str:
     lines = ["# setid destination flags priority attrs"]
-    lines += [f"1 sip:{HOST}:{gw} 0 0 weight=50" for gw in gateways]
+    # duid: algorithm 10 (--algorithm call-load) counts each call against one.
+    lines += [f"1 sip:{HOST}:{gw} 0 0 weight=50;duid=gw{i}" for i, gw in enumerate(gateways)]
     return "\n".join(lines) + "\n"
 
 
@@ -127,8 +128,14 @@ class Sipdispatch(Proxy):
         workers: int,
         redis_url: str,
         gc_stats: bool,
+        *,
+        cluster: bool = False,
+        algorithm: str = "round-robin",
     ) -> None:
         super().__init__(procs, port, workdir)
+        self.clustered = cluster or workers > 1
+        """In a cluster of the run's own (several workers always are)."""
+        self.algorithm = algorithm
         self.python = python
         self.gateways = gateways
         self.admin_port = admin_port
@@ -168,14 +175,14 @@ failover = true
 
 [[route]]
 set = 1
-algorithm = "round-robin"
+algorithm = "{self.algorithm}"
 failover_on = ["5xx", "404", "408"]
 mark_failed = "ip"
 {self.cluster()}"""
 
     def cluster(self) -> str:
-        """With several workers: the ``[cluster]`` they share state through."""
-        if self.workers <= 1:
+        """With several workers (or --cluster): the ``[cluster]`` of the run's own."""
+        if not self.clustered:
             return ""
         return f"""
 [cluster]
@@ -204,7 +211,7 @@ namespace = "{self.namespace}"
 
     def stop(self) -> None:
         super().stop()
-        if self.workers > 1:
+        if self.clustered:
             # The namespace's keys that outlive the workers (the state hash, the node set).
             forget = (
                 "import redis, sys; r = redis.Redis.from_url(sys.argv[1]); "

@@ -3,7 +3,8 @@
     bench/soak.sh                          # 60 minutes at 500 calls/s (see --help)
     bench/soak.sh --minutes 5 --rate 200   # a short one
 
-What runs, all on 127.0.0.1 (ports from --port-base, default 16060, below the ranges the kernel and the tests hand out):
+What runs, all on 127.0.0.1 (ports from --port-base, default 16060, below the ranges
+the kernel and the tests hand out):
 
 - sipdispatch (the compiled build from ./.venv) with its destinations in PostgreSQL
   (127.0.0.1:5432, db test, a table of its own), reached through a TCP relay that this

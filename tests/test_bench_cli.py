@@ -42,6 +42,8 @@ OPTIONS = {
     "--settle",
     "--sipp",
     "--workers",
+    "--cluster",
+    "--algorithm",
     "--write",
 }
 
