@@ -15,13 +15,12 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import GatewayFactory, ProxyFactory, in_ci
+from .conftest import BROWSER_WAIT_MS, GatewayFactory, ProxyFactory
 from .gateway import GatewayThread
 from .proxyctl import ProxyProcess, basic_config, toml_str
 from .sippctl import free_port
@@ -30,42 +29,13 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.timeout(180)
 
-CHROMIUM = "/usr/bin/chromium"
-WAIT_MS = 30_000
+WAIT_MS = BROWSER_WAIT_MS
 """Generous deadline (ms) for what takes a few ping intervals on a loaded machine."""
 TOKEN = "s3cret-console-token"
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 
 
 # -- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless (never a browser Playwright downloads)."""
-    if not os.access(CHROMIUM, os.X_OK):
-        if in_ci():
-            pytest.fail(f"{CHROMIUM} is missing and CI is set: apt-get install chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    yield page
-    context.close()
-    # A script error or a refused resource (CSP) shows in the browser's console; the
-    # refusals the tests ask for (login, CSRF, a refused reload) are expected there.
-    assert [e for e in errors if not re.search(r"status of (401|403|422|429) ", e)] == []
 
 
 def console_config(
