@@ -513,7 +513,7 @@ class Console:
         self._sample(dests)
         in_progress: dict[int, int] = {}
         traffic = target.traffic()
-        for handle in traffic.branch_handles if traffic is not None else ():
+        for handle in traffic.pending_branch_handles if traffic is not None else ():
             if isinstance(handle, Destination):
                 in_progress[id(handle)] = in_progress.get(id(handle), 0) + 1
         out_sets: list[dict[str, Any]] = []
