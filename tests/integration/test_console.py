@@ -157,6 +157,14 @@ def test_console_lists_destinations_and_drain_shows_dx_on_the_page_and_in_dispat
     playwright_api.expect(first.locator("td.state .badge")).to_have_class(re.compile(r"\bs-A\b"))
     # The latency estimate is measured and charted once pings have been answered.
     playwright_api.expect(first.locator("td.latency svg polyline")).to_have_count(1)
+    # The chart grows by the points each snapshot brings (only the new ones are sent).
+    points = f"document.querySelector('tr[data-uri=\"{mg1.uri}\"] td.latency polyline')"
+    points += '.getAttribute("points").split(" ").length'
+    before = page.evaluate(points)
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while page.evaluate(points) < before + 2:  # (the CSP forbids wait_for_function's eval)
+        assert time.monotonic() < deadline, "the latency chart did not grow"
+        page.wait_for_timeout(200)
 
     first.get_by_role("button", name=f"Drain {mg1.uri}").click()
     confirm(page)

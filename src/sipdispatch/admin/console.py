@@ -249,6 +249,8 @@ class Console:
         self._sessions: dict[str, _Session] = {}
         self._samples: dict[tuple[int, str], _Sample] = {}
         self._sampled_at: float | None = None
+        self._seq = 0
+        """Samples taken so far (a stream sends each page only the newest points)."""
         self._streams: set[asyncio.Event] = set()
         self._closing = False
         self.limit = LoginLimit()
@@ -453,8 +455,11 @@ class Console:
         self._streams.add(wake)
         unsubscribe = self.target.state_log.subscribe(lambda _change: wake.set())
         try:
+            seen: int | None = None
             while not self._closing:
-                data = json.dumps(await self.snapshot(), ensure_ascii=False)
+                snapshot = await self.snapshot(seen)
+                seen = snapshot["seq"]
+                data = json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))
                 await response.write(f"event: snapshot\ndata: {data}\n\n".encode())
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -475,6 +480,7 @@ class Console:
         if last is not None and now - last < TICK * 0.9:
             return
         self._sampled_at = now
+        self._seq += 1
         seen: set[tuple[int, str]] = set()
         for dest in dests:
             key = (dest.setid, dest.uri)
@@ -501,8 +507,10 @@ class Console:
         for key in [k for k in self._samples if k not in seen]:
             del self._samples[key]
 
-    async def snapshot(self) -> dict[str, Any]:
-        """What the page shows, as JSON."""
+    async def snapshot(self, since: int | None = None) -> dict[str, Any]:
+        """What the page shows, as JSON. Each destination's latency chart is its whole
+        ``history``, or with ``since`` (the ``seq`` of a snapshot the page has) only
+        the points sampled after it, as ``tail``."""
         target = self.target
         router = target.dispatcher.router
         now = target.now()
@@ -539,7 +547,7 @@ class Console:
                             "timeouts": latency["TIMEOUT"],
                             "samples": dest.latency.count,
                         },
-                        "history": list(sample.history),
+                        **self._chart(sample, since),
                         "in_progress": in_progress.get(id(dest), 0),
                         "load": listed["RUNTIME"]["DLGLOAD"],
                         "dispatched": dest.dispatched,
@@ -571,9 +579,17 @@ class Console:
             "busy": target.dispatcher.busy,
             "sets": out_sets,
             "events": events,
+            "seq": self._seq,
             "window": WINDOW,
             "cluster": self._cluster(),
         }
+
+    def _chart(self, sample: _Sample, since: int | None) -> dict[str, list[float | None]]:
+        history = sample.history
+        if since is None or self._seq - since >= len(history):
+            return {"history": list(history)}
+        new = self._seq - since
+        return {"tail": list(history)[len(history) - new :] if new else []}
 
     def _cluster(self) -> dict[str, Any] | None:
         """The cluster's live nodes as ``cluster.nodes`` gives them; None standalone."""

@@ -12,6 +12,8 @@ const writable = meta("console-mode") === "read-write";
 let shownKeys = "";
 let lastEvents = "";
 let windowText = "60 s";
+const HISTORY = 120;  // latency points charted (the server keeps as many)
+const charts = new Map();  // row key -> latency points
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -178,7 +180,14 @@ function fill(sets) {
       const text = lat.samples ? `${lat.est} ms` : "–";
       const label = el("span", { text });
       label.title = `average ${lat.avg} ms, max ${lat.max} ms, ${lat.timeouts} timeouts`;
-      cell("latency").replaceChildren(el("div", { class: "lat" }, label, sparkline(dest.history)));
+      const key = rowKey(set.id, dest.uri);
+      let history = dest.history;
+      if (!history) {
+        // Only the points since the last snapshot: added to what the page has.
+        history = (charts.get(key) || []).concat(dest.tail || []).slice(-HISTORY);
+      }
+      charts.set(key, history);
+      cell("latency").replaceChildren(el("div", { class: "lat" }, label, sparkline(history)));
       cell("in_progress").textContent = dest.in_progress;
       cell("cps").textContent = dest.cps.toFixed(1);
       const r = dest.recent;
