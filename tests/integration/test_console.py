@@ -484,6 +484,7 @@ def test_probe_now_shows_the_reply_and_latency_or_the_failure_and_the_state_log_
     # No reply within fr_timer (2 s): the first miss of two makes it trying (TP).
     playwright_api.expect(message(page)).to_contain_text("no reply within", timeout=WAIT_MS)
     playwright_api.expect(message(page)).to_contain_text("(408); now TP")
+    playwright_api.expect(message(page)).to_have_class(re.compile(r"\berror\b"))
     expect_state(page, mg1, "TP")
     events = page.locator("#events")
     playwright_api.expect(events).to_contain_text(

@@ -229,6 +229,14 @@ class LoginLimit:
         self._failed.pop(address, None)
 
 
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """An action that ran and found a failure (a probe nobody answered): shown as an
+    error, though nothing was refused."""
+
+    message: str
+
+
 @dataclass(frozen=True)
 class _Session:
     csrf: str
@@ -638,6 +646,8 @@ class Console:
         except RpcError as exc:
             log.warning("console %s refused: %s", action, exc.message)
             return web.json_response({"ok": False, "error": exc.message}, status=422)
+        if isinstance(result, _Failed):  # done, and what it found is a failure
+            return web.json_response({"ok": True, "failed": True, "message": result.message})
         return web.json_response({"ok": True, "message": result})
 
     def _runner(
@@ -664,7 +674,7 @@ class Console:
             return lambda: self._store_remove(group, uri)
         return None
 
-    async def _probe(self, group: object, uri: object) -> str:
+    async def _probe(self, group: object, uri: object) -> str | _Failed:
         result = await self.rpc.call("dispatcher.ping", [group, uri], who=WHO)
         assert isinstance(result, dict)
         how = f"{result['METHOD']} {result['URI']}: "
@@ -674,7 +684,8 @@ class Console:
             how += f"no reply within {result['LATENCY']} ms (408)"
         else:
             how += f"answered {result['CODE']} {result['REASON']} in {result['LATENCY']} ms"
-        return f"{how}; now {result['FLAGS']}"
+        how += f"; now {result['FLAGS']}"
+        return how if result["ALIVE"] else _Failed(how)
 
     async def _reload_after(self, what: str, undo: Callable[[], str] | None) -> str:
         """Reload after ``what`` was written to the store. A refused reload keeps the

@@ -295,7 +295,7 @@ class Prober:
 
     def probe(self, dest: Destination, now: float, who: str, done: ProbeDone) -> bool:
         """Ping ``dest`` at once, whatever the probing mode and ``ping_active`` say (an
-        operator asked: ``dispatcher.ping``, the console's *Probe now*), and call
+        operator asked: ``dispatcher.ping``, the console's *Probe* button), and call
         ``done(status, response, milliseconds, change)`` when it finishes (within
         ``fr_timer``). The result counts as any ping's: latency statistics, then the
         state machine; a change of state names ``who`` in its reason. A disabled

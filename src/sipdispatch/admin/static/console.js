@@ -58,7 +58,7 @@ async function act(body, question) {
     showMessage(`${body.action} failed: ${error}`, false);
     return;
   }
-  if (reply.ok) showMessage(reply.message, true);
+  if (reply.ok) showMessage(reply.message, !reply.failed);
   else showMessage(reply.error, false);
 }
 
@@ -71,7 +71,7 @@ function stateBadge(flags) {
 }
 
 function sparkline(history) {
-  const width = 120, height = 24;
+  const width = 90, height = 24;
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "spark");
   svg.setAttribute("width", width);
@@ -117,10 +117,16 @@ function buildTables(sets) {
   }
   for (const set of sets) {
     const headings = ["State", "Destination", "Priority", "Weight", "Attrs", "Description",
-      "Latency", "Calls in progress", "Calls/s", `Last ${windowText}: answered / rejected / timed out`,
-      "Set-up p50 / p90"];
+      "Latency", "In progress", "Calls/s", `Last ${windowText}`, "Set-up p50/p90"];
+    const hints = { "In progress": "awaiting a final response",
+      [`Last ${windowText}`]: "answered / rejected / timed out",
+      "Set-up p50/p90": "INVITE to final response" };
     if (writable) headings.push("Actions");
     const head = el("tr", {}, ...headings.map((h) => el("th", { scope: "col", text: h })));
+    for (const th of head.children) {
+      const hint = hints[th.textContent];
+      if (hint) th.append(el("span", { class: "hint", text: hint }));
+    }
     const body = el("tbody");
     for (const dest of set.dests) {
       const tr = el("tr", { "data-key": rowKey(set.id, dest.uri) });
@@ -133,7 +139,7 @@ function buildTables(sets) {
         tr.append(el("td", { class: `${name}${numeric ? " num" : ""}` }));
       }
       if (writable) {
-        const probe = el("button", { type: "button", class: "probe", text: "Probe now" });
+        const probe = el("button", { type: "button", class: "probe", text: "Probe" });
         probe.addEventListener("click", () => act({ action: "probe", set: set.id, uri: dest.uri }));
         probe.setAttribute("aria-label", `Probe ${dest.uri} now`);
         const drain = el("button", { type: "button", class: "drain", text: "Drain" });
