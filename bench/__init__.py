@@ -43,5 +43,7 @@ One concern per module:
 
 Tools run on their own, as scripts: ``corecost.py`` (the proxy core alone, in
 memory), ``floor.py`` (the bare forwarder of ``--floor``) and ``gcstats.py``
-(sipdispatch with its garbage collections timed, ``--gc-stats``).
+(sipdispatch with its garbage collections timed, ``--gc-stats``); ``soak.py``
+(``bench/soak.sh``: an hour of calls with faults) and ``statelag.py``
+(``bench/statelag.sh``: how long a state change takes to reach another cluster node).
 """

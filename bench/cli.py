@@ -92,16 +92,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port-base",
         type=int,
-        default=35060,
+        default=15060,
         help="UDP ports: sipdispatch BASE, Kamailio BASE+1, floor BASE+2, gateways BASE+11 "
-        "and BASE+12, sipdispatch admin (TCP) BASE+20, caller BASE+30 (35060)",
+        "and BASE+12, sipdispatch admin (TCP) BASE+20, caller BASE+30 (15060: below the kernel's ephemeral ports and the tests' ports)",
     )
     p.add_argument(
         "--gc-stats",
         action="store_true",
         help="run sipdispatch under bench/gcstats.py and report its garbage-collection pauses",
     )
-    p.add_argument("--workers", type=int, default=1, help="sipdispatch server.workers (1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="sipdispatch server.workers (1); more than 1 joins them through --redis-url in a "
+        "namespace of the run's own, and the caller then sends each call from a port of its "
+        "own (see --caller-sockets)",
+    )
+    p.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/0",
+        help="Redis of the workers' cluster, with --workers above 1 (redis://127.0.0.1:6379/0)",
+    )
+    p.add_argument(
+        "--caller-sockets",
+        choices=("one", "per-call"),
+        help="the sipp caller's UDP sockets: 'one' (all calls from one port: the kernel gives "
+        "them all to one worker) or 'per-call' (sipp -t un: the calls spread over the "
+        "workers); default 'one' with one worker, 'per-call' with more. Compare 1 and 2 "
+        "workers with the same value",
+    )
     p.add_argument(
         "--no-capture",
         dest="capture",

@@ -31,7 +31,8 @@ class Bench:
         self.gateways = [base + 11, base + 12]
         self.admin_port = base + 20
         self.caller_port = base + 30
-        self.sipp = Sipp(args.sipp, procs, self.caller_port)
+        sockets = args.caller_sockets or ("per-call" if args.workers > 1 else "one")
+        self.sipp = Sipp(args.sipp, procs, self.caller_port, per_call=sockets == "per-call")
         self.kamailio: str | None = args.kamailio_bin
         self.python: str = args.python
         self.capture_why: str | None = None if args.capture else "disabled (--no-capture)"
@@ -68,6 +69,7 @@ class Bench:
                 self.gateways,
                 self.admin_port,
                 self.args.workers,
+                self.args.redis_url,
                 self.args.gc_stats,
             )
         assert self.kamailio is not None

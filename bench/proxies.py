@@ -4,6 +4,7 @@ Kamailio and the floor (bench/floor.py), with the same job (bench/kamailio/kamai
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -124,6 +125,7 @@ class Sipdispatch(Proxy):
         gateways: Sequence[int],
         admin_port: int,
         workers: int,
+        redis_url: str,
         gc_stats: bool,
     ) -> None:
         super().__init__(procs, port, workdir)
@@ -131,6 +133,9 @@ class Sipdispatch(Proxy):
         self.gateways = gateways
         self.admin_port = admin_port
         self.workers = workers
+        self.redis_url = redis_url
+        self.namespace = f"bench-{os.getpid()}"
+        """The workers' Redis key prefix, the run's own."""
         self.gc_stats = gc_stats
         self.gc_file = workdir / "gc.json"
 
@@ -166,6 +171,16 @@ set = 1
 algorithm = "round-robin"
 failover_on = ["5xx", "404", "408"]
 mark_failed = "ip"
+{self.cluster()}"""
+
+    def cluster(self) -> str:
+        """With several workers: the ``[cluster]`` they share state through."""
+        if self.workers <= 1:
+            return ""
+        return f"""
+[cluster]
+redis_url = "{self.redis_url}"
+namespace = "{self.namespace}"
 """
 
     def argv(self) -> list[str]:
@@ -186,6 +201,21 @@ mark_failed = "ip"
 
     def wait_ready(self) -> None:
         self.wait_log_line("sipdispatch ready")
+
+    def stop(self) -> None:
+        super().stop()
+        if self.workers > 1:
+            # The namespace's keys that outlive the workers (the state hash, the node set).
+            forget = (
+                "import redis, sys; r = redis.Redis.from_url(sys.argv[1]); "
+                "keys = list(r.scan_iter(match=sys.argv[2] + ':*')); keys and r.delete(*keys)"
+            )
+            subprocess.run(
+                [self.python, "-c", forget, self.redis_url, self.namespace],
+                check=False,
+                capture_output=True,
+                timeout=30,
+            )
 
 
 class Floor(Proxy):

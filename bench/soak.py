@@ -3,7 +3,7 @@
     bench/soak.sh                          # 60 minutes at 500 calls/s (see --help)
     bench/soak.sh --minutes 5 --rate 200   # a short one
 
-What runs, all on 127.0.0.1 (ports from --port-base, default 36060):
+What runs, all on 127.0.0.1 (ports from --port-base, default 16060, below the ranges the kernel and the tests hand out):
 
 - sipdispatch (the compiled build from ./.venv) with its destinations in PostgreSQL
   (127.0.0.1:5432, db test, a table of its own), reached through a TCP relay that this
@@ -131,13 +131,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--down", type=float, default=30, help="seconds a killed gateway stays down")
     p.add_argument("--reload-every", type=float, default=60, help="seconds between reloads")
     p.add_argument("--warmup", type=float, default=300, help="seconds before RSS is the base")
-    p.add_argument("--port-base", type=int, default=36060, help="first port (36060)")
+    p.add_argument("--port-base", type=int, default=16060, help="first port (16060)")
     p.add_argument("--sipp", default="sipp", help="sipp binary")
     p.add_argument(
         "--python", default=str(REPO / ".venv" / "bin" / "python"), help="Python of sipdispatch"
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     return p.parse_args(argv)
+
+
+def failure_causes(errors_log: Path) -> dict[str, int]:
+    """The caller's failed calls by cause, from sipp's error log: what the call was
+    waiting for and what came instead (e.g. ``200 to BYE <- 408``)."""
+    causes: dict[str, int] = {}
+    if not errors_log.exists():
+        return causes
+    marker = "Aborting call on unexpected message"
+    for line in errors_log.read_text(errors="replace").splitlines():
+        if marker not in line:
+            if "Aborting call" in line:
+                what = line.split("Aborting call", 1)[1].split(" for Call-Id")[0].strip(" :")
+                causes[what or "aborted"] = causes.get(what or "aborted", 0) + 1
+            continue
+        expecting = line.split("while expecting '", 1)[-1].split("'", 1)[0]
+        index = line.split("(index ", 1)[-1].split(")", 1)[0]
+        received = line.split("received '", 1)[-1][:12].strip()
+        # uac.xml: index 7 is the 200 to the BYE; anything before is the call's set-up.
+        step = "BYE" if index == "7" else "INVITE"
+        key = f"{expecting} to {step} <- {received}"
+        causes[key] = causes.get(key, 0) + 1
+    return causes
 
 
 def make_table(url: str, table: str, gateways: list[int]) -> None:
@@ -178,6 +201,7 @@ fr_inv_timer = 30000
 db_url = "{db_url}"
 table_name = "{table}"
 ping_interval = 5
+probing_mode = 1
 probing_threshold = 1
 inactive_threshold = 1
 failover = true
@@ -291,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             f"calls: {ok} successful, {failed} failed, {retrans} retransmissions, "
             f"{args.rate:g} calls/s for {args.minutes:g} min"
         )
+        causes = failure_causes(workdir / "caller" / "errors.log")
+        if causes:
+            print(
+                "failed calls by cause: "
+                + ", ".join(f"{n} {what}" for what, n in sorted(causes.items()))
+            )
         alive = proxy.poll() is None
         print(f"proxy alive at the end: {alive}")
         return 0 if alive else 1

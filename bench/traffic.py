@@ -72,12 +72,17 @@ def error_kinds(errors_log: str) -> list[tuple[str, int]]:
 class Sipp:
     """Starts sipp gateways and callers with the bench's scenarios."""
 
-    def __init__(self, binary: str, procs: Processes, caller_port: int) -> None:
+    def __init__(
+        self, binary: str, procs: Processes, caller_port: int, per_call: bool = False
+    ) -> None:
         self.binary = binary
         self.procs = procs
         # The caller's own port, given explicitly: sipp's default is 5060, where a real
         # proxy may be listening.
         self.caller_port = caller_port
+        self.per_call = per_call
+        """Each call from a UDP socket of its own (sipp -t un): many sources, which
+        the kernel spreads over the proxy's workers."""
 
     def gateway(self, port: int, workdir: Path) -> sippctl.SippProcess:
         """A gateway on ``port`` (its logs in ``workdir``/gateway-PORT), stopped on exit."""
@@ -135,7 +140,13 @@ class Sipp:
             local_port=self.caller_port,
             trace_msg=False,
             workdir=workdir,
-            extra_args=["-d", str(hold_ms), "-recv_timeout", str(RECV_TIMEOUT_MS)],
+            extra_args=[
+                "-d",
+                str(hold_ms),
+                "-recv_timeout",
+                str(RECV_TIMEOUT_MS),
+                *(["-t", "un", "-max_socket", "10000"] if self.per_call else []),
+            ],
             binary=self.binary,
             limit=limit or max(100, int(rate * 4)),
             stat_interval=stat_every,

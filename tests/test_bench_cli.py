@@ -14,6 +14,7 @@ from pathlib import Path
 RUN_SH = Path(__file__).resolve().parent.parent / "bench" / "run.sh"
 OPTIONS = {
     "--all",
+    "--caller-sockets",
     "--calls",
     "--compare",
     "--floor",
@@ -33,6 +34,7 @@ OPTIONS = {
     "--profile",
     "--python",
     "--rate",
+    "--redis-url",
     "--repeat",
     "--search-cap",
     "--search-seconds",

@@ -336,7 +336,7 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("server.record_route", {"server": {"record_route": 1}}),
     ("server.workers", {"server": {"workers": 0}}),
     ("server.workers", {"server": {"workers": 2.0}}),
-    ("server.workers", {"server": {"workers": 2}}),  # not supported yet
+    ("server.workers", {"server": {"workers": 2}}),  # without cluster.redis_url
     ("server.log_level", {"server": {"log_level": "trace"}}),
     ("server.max_message_size", {"server": {"max_message_size": 100}}),
     ("server.max_message_size", {"server": {"max_message_size": 1 << 30}}),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sipdispatch.checks import bind_reason, load_warnings
+from sipdispatch.checks import bind_reason, load_warnings, probing_warnings
 from sipdispatch.config import ListenAddr, parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
 from sipdispatch.health.statelog import StateLog
@@ -101,3 +101,18 @@ def test_a_listen_address_without_port_is_marked_so_the_start_can_say_it() -> No
     assert (addr.port, addr.port_given) == (5060, False)
     assert addr == ListenAddr.parse("udp:127.0.0.1:5060")
     assert ListenAddr.parse("udp:127.0.0.1:5060").port_given
+
+
+def test_probing_mode_0_with_marked_destinations_warns_one_missed_ping_leaves_them_ix() -> None:
+    [line] = probing_warnings(0, 10, ["ip"])
+    assert "probing_mode = 0" in line and "IX" in line and "probing_mode = 1" in line
+
+
+@pytest.mark.parametrize(
+    ("mode", "interval", "marks"),
+    [(1, 10, ["ip"]), (3, 10, ["ip"]), (0, 0, ["ip"]), (0, 10, [""]), (0, 10, ["dx"])],
+)
+def test_probing_settings_that_keep_probing_marked_destinations_give_no_warning(
+    mode: int, interval: int, marks: list[str]
+) -> None:
+    assert probing_warnings(mode, interval, marks) == []

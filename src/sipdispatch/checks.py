@@ -88,6 +88,25 @@ def load_warnings(
     return found
 
 
+def probing_warnings(
+    probing_mode: int, ping_interval: int, mark_failed: Iterable[str]
+) -> list[str]:
+    """What the probing settings will not do that they look like doing: with
+    ``probing_mode = 0`` a destination marked ``IP`` after a failed call is pinged,
+    but its first missed ping leaves it ``IX`` (inactive, no longer pinged), as in
+    Kamailio's mode 0; it gets no calls again until a reload or ``set_state``."""
+    marks = sorted({m.lower() for m in mark_failed if m.lower() in ("ip", "tp")})
+    if probing_mode != 0 or ping_interval <= 0 or not marks:
+        return []
+    return [
+        f"dispatcher.probing_mode = 0 with route mark_failed = {' / '.join(map(repr, marks))}: "
+        "a destination marked after a failed call is pinged only until its first missed "
+        "ping, then stays IX (never pinged, no calls) until a reload or "
+        "dispatcher.set_state; set dispatcher.probing_mode = 1 to keep pinging it until "
+        "it answers"
+    ]
+
+
 def warn_at_load(
     sets: DispatcherSets, rules: Iterable[RouteRule], listeners: Iterable[str]
 ) -> list[str]:

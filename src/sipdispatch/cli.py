@@ -56,7 +56,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = args.config
     if path is None and os.path.exists(DEFAULT_CONFIG_FILE):
         path = DEFAULT_CONFIG_FILE
-    return run(config, path)
+    worker: int | None = args.worker
+    if worker is None:
+        if config.server.workers > 1:
+            from sipdispatch.workers import supervise
+
+            return supervise(config, path)
+        return run(config, path)
+    if not 0 <= worker < config.server.workers:
+        return _fail("run", f"--worker {worker}: server.workers is {config.server.workers}")
+    from sipdispatch.logs import tag_lines
+
+    tag_lines(f"w{worker}")
+    return run(config, path, worker)
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", metavar="PATH", help=f"TOML config file (default ./{DEFAULT_CONFIG_FILE})"
     )
+    # Set by the supervisor of `server.workers > 1` for each worker it starts.
+    run.add_argument("--worker", type=int, metavar="K", help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
     _add_dispatcher_parser(sub)
     _add_rpc_parser(sub)

@@ -142,6 +142,25 @@ def setup_logging(level: str, fmt: str = "text", stream: TextIO | None = None) -
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
+class _Tag(logging.Filter):
+    """Starts every message with ``tag: `` (which worker process wrote the line)."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self.prefix = f"{tag}: "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and not record.msg.startswith(self.prefix):
+            record.msg = self.prefix + record.msg
+        return True
+
+
+def tag_lines(tag: str) -> None:
+    """Start every log line of this process with ``tag: `` (the root handlers')."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Tag(tag))
+
+
 def announce(logger: logging.Logger, message: str, stream: TextIO | None = None) -> None:
     """Write ``message`` as an ``info`` line of ``logger`` whatever the log level (the
     ready line: scripts wait for it), through the root handlers' format; to ``stream``

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
 from sipdispatch.admin.protocol import Traffic
-from sipdispatch.checks import bind_reason
+from sipdispatch.checks import bind_reason, probing_warnings
 from sipdispatch.collector import CHECK_INTERVAL, Collector
 from sipdispatch.config import Config, ConfigError
 from sipdispatch.eventloop import install_uvloop
@@ -70,8 +70,14 @@ class Server:
     to (:class:`~sipdispatch.admin.protocol.AdminTarget`).
     """
 
-    def __init__(self, config: Config, config_path: str | None = None) -> None:
+    def __init__(
+        self, config: Config, config_path: str | None = None, worker: int | None = None
+    ) -> None:
         self.config = config
+        self.worker = worker
+        """This process's index among ``server.workers`` worker processes (None: the
+        only process). Workers share the SIP listeners (``SO_REUSEPORT``), each sends
+        from a UDP port of its own, and only worker 0 serves the admin listener."""
         self.stopping = asyncio.Event()
         self.state_log = StateLog()
         """Every destination state change (pings, failed calls, the admin API)."""
@@ -79,6 +85,12 @@ class Server:
         search = [os.path.dirname(os.path.abspath(config_path))] if config_path else []
         self.dispatcher = DispatcherService.from_config(config, self.state_log, search)
         """The destination store and the router over its destinations."""
+        for line in probing_warnings(
+            config.dispatcher.probing_mode,
+            config.dispatcher.ping_interval,
+            [r.mark_failed for r in config.routes],
+        ):
+            log.warning("%s", line)
         self.core: ProxyCore | None = None
         self.shell: SipShell | None = None
         self.admin: AdminServer | None = None
@@ -95,6 +107,7 @@ class Server:
         self._watch: asyncio.Task[None] | None = None
         self._dns: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
+        self._hup_tasks: set[asyncio.Task[None]] = set()
         self.cluster: ClusterNode | None = None
         """This node's cluster membership, when ``[cluster] redis_url`` is set."""
 
@@ -148,7 +161,11 @@ class Server:
             core.pending_branch_handles(),
         )  # fmt: skip
 
-    def _settings(self, bound: list[tuple[str, str, int]]) -> ProxySettings:
+    def _settings(
+        self, bound: list[tuple[str, str, int]], sending: dict[str, int] | None = None
+    ) -> ProxySettings:
+        """Who the core is, from the bound listeners; ``sending``: per transport, the
+        port of this worker's own sending socket (its Via names it)."""
         server = self.config.server
         local: dict[str, tuple[str, int]] = {}
         aliases: set[tuple[str, int]] = set()
@@ -168,8 +185,10 @@ class Server:
             local.setdefault(proto, (shown, shown_port))
             aliases.add((host.lower(), port))
             aliases.add((shown.lower(), shown_port))
+        via = {proto: (local[proto][0], port) for proto, port in (sending or {}).items()}
         return ProxySettings(
             local=local,
+            via=via,
             aliases=aliases,
             record_route=server.record_route,
             max_message_size=server.max_message_size,
@@ -199,7 +218,9 @@ class Server:
         )
         if guard_settings.active:
             self.sources = SourceGuard(guard_settings, self.router.is_destination_ip)
-        shell = SipShell(core, loop, limits, self.sources, self._tls())
+        shell = SipShell(
+            core, loop, limits, self.sources, self._tls(), reuse_port=self.worker is not None
+        )
         if shell.max_accepted < limits.max_connections:
             log.warning(
                 "server.tcp_max_connections = %d lowered to %d by the file limit "
@@ -224,16 +245,18 @@ class Server:
                 log.info("listening on %s: no port given in server.listen, took %d",
                          f"{addr.proto}:{addr.host}", port)  # fmt: skip
             bound.append((addr.proto, host, port))
+        sending = await self._open_sending(shell, bound)
         # The real addresses are known only now (a port may have been 0).
-        core.settings = self._settings(bound)
+        core.settings = self._settings(bound, sending)
         self.started = time.time()
-        admin = AdminServer(self)
-        try:
-            await admin.start()
-        except OSError:
-            await shell.close()
-            raise
-        self.admin = admin
+        if not self.worker:  # the only process, or worker 0
+            admin = AdminServer(self)
+            try:
+                await admin.start()
+            except OSError:
+                await shell.close()
+                raise
+            self.admin = admin
         self.prober = Prober(
             self.router,
             core,
@@ -246,10 +269,34 @@ class Server:
         if self.config.cluster.redis_url:
             await self._join_cluster(bound)
         shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
-        announce(log, f"{READY_LINE}: SIP on {shown}")
+        if self.worker is None:
+            announce(log, f"{READY_LINE}: SIP on {shown}")
+        else:
+            own = ", ".join(f"{p}:{port}" for p, port in sending.items())
+            admin_part = ", admin" if self.admin is not None else ""
+            announce(log, f"worker {self.worker} up: SIP on {shown}, sending from {own}"
+                          f"{admin_part}")  # fmt: skip
         notify("READY=1")
         if core_build() != "compiled":
             log.warning("SIP core runs as pure Python (installed without mypyc): slower")
+
+    async def _open_sending(
+        self, shell: SipShell, bound: list[tuple[str, str, int]]
+    ) -> dict[str, int]:
+        """A worker's own UDP socket, on the host of its first UDP listener, which its
+        requests leave from; the port by transport (empty for the only process, and
+        without a UDP listener: TCP and TLS connections are each worker's own anyway)."""
+        if self.worker is None:
+            return {}
+        for proto, host, _port in bound:
+            if proto == "udp":
+                try:
+                    _, port = await shell.open_udp_out(host)
+                except OSError as e:
+                    await shell.close()
+                    raise OSError(e.errno, f"cannot open a sending socket on {host}: {e}") from e
+                return {"udp": port}
+        return {}
 
     def _tls(self) -> TlsContexts | None:
         """The TLS contexts of ``[tls]`` (None without the table)."""
@@ -289,6 +336,8 @@ class Server:
         host, port = self.core.settings.local[proto]
         settings = self.config.cluster
         node_id = settings.node_id or f"{socket.gethostname()}:{bound[0][2]}"
+        if self.worker is not None:
+            node_id = f"{node_id}/w{self.worker}"
         self.cluster = ClusterNode(
             settings,
             node_id,
@@ -310,6 +359,20 @@ class Server:
             self.prober.stop()
         if self.shell is not None:
             await self.shell.close()
+
+    def _reload_on_hup(self) -> None:
+        """SIGHUP: ``dispatcher.reload`` (in a cluster, every node follows)."""
+        task = asyncio.get_running_loop().create_task(self._reload("SIGHUP"))
+        self._hup_tasks.add(task)
+        task.add_done_callback(self._hup_tasks.discard)
+
+    async def _reload(self, why: str) -> None:
+        try:
+            kept = await self.dispatcher.reload()
+        except Exception as exc:  # a bad store or hook: the running list stays; say why
+            log.error("%s: reload refused, the running list is unchanged: %s", why, exc)
+            return
+        log.info("%s: dispatcher.reload: %d destinations kept their state", why, kept)
 
     async def _retry_unresolved(self) -> None:
         """Resolve again, every ping interval, the hosts that did not resolve at start."""
@@ -333,6 +396,7 @@ class Server:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.drain)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_hup)
         await self.start()
         self.collector.start()
         self._watch = asyncio.create_task(self._watch_collector())
@@ -351,13 +415,14 @@ class Server:
         await self.stop()
 
 
-def run(config: Config, config_path: str | None = None) -> int:
+def run(config: Config, config_path: str | None = None, worker: int | None = None) -> int:
     """Run the proxy in the foreground; return the exit status. ``config_path``: the
-    file ``config`` was read from (hook modules are looked for next to it too)."""
+    file ``config`` was read from (hook modules are looked for next to it too);
+    ``worker``: this process's index when it is one of ``server.workers``."""
     factory = install_uvloop()
 
     async def main() -> None:
-        await Server(config, config_path).serve()
+        await Server(config, config_path, worker).serve()
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())

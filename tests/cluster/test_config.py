@@ -54,3 +54,17 @@ def test_a_wrong_cluster_key_is_named(key: str, value: object, says: str) -> Non
         parse_config({"cluster": {key: value}})
     assert f"cluster.{key}" in str(info.value)
     assert says in str(info.value)
+
+
+def test_several_workers_are_read_with_a_redis_url() -> None:
+    config = parse_config(
+        {"server": {"workers": 4}, "cluster": {"redis_url": "redis://127.0.0.1:6379/0"}}
+    )
+    assert config.server.workers == 4
+
+
+def test_several_workers_without_redis_name_both_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"server": {"workers": 2}})
+    assert info.value.key == "server.workers"
+    assert "cluster.redis_url" in str(info.value)

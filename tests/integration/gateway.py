@@ -315,6 +315,10 @@ class Behaviour:
     """Status for BYE."""
     other_code: int = 200
     """Status for requests other than INVITE/ACK/BYE/CANCEL/OPTIONS."""
+    answer_others_after_ms: int = 0
+    """Wait this long before answering a request other than INVITE/ACK/CANCEL/OPTIONS
+    (a caller sending several in-dialog requests back to back has sent them all when
+    the first answer comes)."""
     reply_to_via: bool = False
     """UDP: send responses to the top Via (received/rport honoured) instead of the source."""
 
@@ -673,6 +677,9 @@ class ScriptedGateway(_Inspect):
             code = behaviour.other_code
         data = self._response(record, code, to_tag=f"{self.name}-o{next(self._tags)}")
         self._responses[key] = data
+        if method != "OPTIONS" and behaviour.answer_others_after_ms > 0 and self._loop:
+            self._loop.call_later(behaviour.answer_others_after_ms / 1000, reply, data)
+            return
         reply(data)
 
     def _via_reply(

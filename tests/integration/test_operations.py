@@ -260,6 +260,27 @@ def test_sigterm_refuses_new_calls_with_503_and_lets_the_one_in_flight_finish(
     assert mg1.invites == 1  # the refused call never reached the gateway
 
 
+def test_sighup_reloads_the_destinations(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory
+) -> None:
+    mg1, mg2 = gateways("mg1"), gateways("mg2")
+    proxy = start(tmp_path, proxy_factory, [f"1 {mg1.uri} 0 0"])
+    write_list_file(tmp_path / "dispatcher.list", [f"1 {mg1.uri} 0 0", f"1 {mg2.uri} 0 0"])
+    proxy.proc.send_signal(signal.SIGHUP)
+    wait_for(
+        lambda: "SIGHUP: dispatcher.reload: 1 destinations kept their state" in proxy.log_text()
+    )
+    listed = rpc(proxy, "dispatcher.list")["result"]["RECORDS"][0]["SET"]["TARGETS"]
+    assert sorted(t["DEST"]["URI"] for t in listed) == sorted([mg1.uri, mg2.uri])
+    # A list that does not load leaves the running one, and the proxy runs on.
+    (tmp_path / "dispatcher.list").write_text("1 not-a-uri:: 0 0\n")
+    proxy.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: reload refused, the running list is unchanged" in proxy.log_text())
+    assert proxy.alive()
+    listed = rpc(proxy, "dispatcher.list")["result"]["RECORDS"][0]["SET"]["TARGETS"]
+    assert len(listed) == 2
+
+
 def test_ready_and_stopping_are_told_to_systemd(tmp_path: Path) -> None:
     import socket
 

@@ -71,10 +71,13 @@ def start(
     extra: str,
     *,
     tls_port: int | None = None,
+    server: str = "",
 ) -> object:
+    """A proxy relaying to ``destinations``; ``server`` holds more ``[server]`` keys."""
     port, admin = free_port(), free_port("tcp")
     list_file = write_list_file(tmp_path / "dispatcher.list", [f"1 {d}" for d in destinations])
     toml = basic_config(port, admin, list_file, extra="\n" + extra)
+    toml = toml.replace("record_route = true\n", "record_route = true\n" + server)
     if tls_port is not None:
         toml = toml.replace(
             f'"tcp:127.0.0.1:{port}"]', f'"tcp:127.0.0.1:{port}", "tls:127.0.0.1:{tls_port}"]'
@@ -192,6 +195,53 @@ def test_a_tls_handshake_that_never_completes_is_closed_after_the_message_timeou
             elapsed = time.monotonic() - started
         # server.tcp_message_timeout is 10 s by default.
         assert 8 <= elapsed < 25, elapsed
+
+
+def test_tls_connections_count_against_the_per_source_limit_before_their_handshake(
+    tmp_path: Path, pki: dict[str, Path], proxy_factory: ProxyFactory
+) -> None:
+    """Two connections that never start a handshake fill a per-source limit of 2: a
+    third is closed at once, long before the message timeout; once they are gone, a
+    TLS request is answered again (what they held was released)."""
+    tls_port = free_port("tcp")
+    with GatewayThread("mg-udp", "udp") as gw:
+        proxy = start(
+            tmp_path,
+            proxy_factory,
+            [gw.uri],
+            tls_table(pki),
+            tls_port=tls_port,
+            server="tcp_max_connections_per_source = 2\n",
+        )
+        held = [socket.create_connection(("127.0.0.1", tls_port), timeout=30) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + 20
+            while True:  # the proxy accepts asynchronously: poll until the third is refused
+                with socket.create_connection(("127.0.0.1", tls_port), timeout=30) as third:
+                    third.settimeout(5)
+                    started = time.monotonic()
+                    try:
+                        closed = third.recv(100) == b""
+                    except (ConnectionResetError, TimeoutError):
+                        closed = not isinstance(sys.exc_info()[1], TimeoutError)
+                    if closed and time.monotonic() - started < 5:
+                        break
+                assert time.monotonic() < deadline, "a third connection was never refused"
+            refused = metrics(proxy.admin_url)["sipdispatch_tcp_connections_refused_total"]  # type: ignore[attr-defined]
+            assert refused >= 1
+        finally:
+            for s in held:
+                s.close()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = options_over_tls(tls_port, pki["ca"], "tls-after-limit")
+                break
+            except (ConnectionError, ssl.SSLError, AssertionError, TimeoutError):
+                assert time.monotonic() < deadline, "the held connections were never released"
+                time.sleep(0.2)
+        assert answer.startswith(b"SIP/2.0 200"), answer
+        assert metrics(proxy.admin_url)["sipdispatch_tls_handshakes_failed_total"] >= 2  # type: ignore[attr-defined]
 
 
 def test_a_certificate_file_that_does_not_load_stops_start_up_naming_the_key(

@@ -175,6 +175,27 @@ def test_responses_relayed_in_order_and_2xx_ends_the_call_setup() -> None:
         assert m.get_all("record-route") == ["<sip:127.0.0.1:5060;lr>"]
 
 
+def test_a_workers_via_names_its_own_port_and_record_route_the_shared_one() -> None:
+    """A worker process sends from a port of its own: its Via names it, so responses
+    come back to it; its Record-Route names the shared port, where in-dialog requests
+    come; a response to its Via is matched, and one sent statelessly is relayed."""
+    h = Harness(plan_to(GW1))
+    h.core.settings = ProxySettings(
+        local={"udp": PROXY, "tcp": PROXY}, via={"udp": ("127.0.0.1", 40001)}
+    )
+    fwd = only(h.send(invite()), Request)[0][1]
+    assert fwd.vias()[0].port == 40001
+    assert fwd.get_all("record-route") == ["<sip:127.0.0.1:5060;lr>"]
+    out = h.send(reply(fwd, 200, "OK"), GW1)
+    assert [(a, m.status) for a, m in out] == [(CALLER, 200)]
+    # The BYE along the Record-Route (the shared port) leaves with this worker's Via.
+    [(addr, bye)] = h.send(routed_bye("z9hG4bKbye1"))
+    assert addr == Addr("udp", "127.0.0.1", 5071)
+    assert bye.vias()[0].port == 40001
+    late = reply(bye, 200, "OK")
+    assert [m.status for _, m in h.send(late, GW1)] == [200]
+
+
 def test_2xx_retransmission_is_relayed_again_rfc6026() -> None:
     h = Harness(plan_to(GW1))
     fwd = only(h.send(invite()), Request)[0][1]

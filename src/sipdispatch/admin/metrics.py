@@ -106,6 +106,17 @@ class SipdispatchCollector:
         info = InfoMetricFamily(_name("build"), "sipdispatch version.")
         info.add_metric([], {"version": __version__})
         yield info
+        workers = self.target.config.server.workers
+        if workers > 1:
+            # The admin listener of several workers is worker 0's: say whose counters these are.
+            served = InfoMetricFamily(
+                _name("worker"),
+                "Which of the node's worker processes (server.workers) serves these metrics: "
+                "the SIP and admin counters are its own; destination states and call load "
+                "are the whole cluster's.",
+            )
+            served.add_metric([], {"worker": "0", "workers": str(workers)})
+            yield served
         started = self.target.started
         if started is not None:
             yield GaugeMetricFamily(
@@ -201,6 +212,12 @@ class SipdispatchCollector:
             "TLS connections to destinations whose handshake failed (certificate not "
             "verified or not naming the destination, version refused).",
             value=shell.tls_failures,
+        )
+        yield CounterMetricFamily(
+            _name("tls_handshakes_failed"),
+            "Accepted TLS connections closed before their handshake completed (a failed "
+            "handshake, or none within server.tcp_message_timeout).",
+            value=shell.tls_handshakes_failed,
         )
         yield CounterMetricFamily(
             _name("tls_unconfigured"),

@@ -345,9 +345,9 @@ class ServerConfig:
     workers: Annotated[
         StrictInt, Field(ge=1), Key(unit="processes", kamailio="core `children`")
     ] = 1
-    """Worker processes sharing the SIP sockets. **Only 1 for now**: any other value is refused
-    until call load, round-robin positions and destination state are shared between
-    processes."""
+    """Worker processes sharing the SIP sockets (`SO_REUSEPORT`: the kernel keeps each
+    source on one worker). More than 1 needs `[cluster] redis_url`: the workers are cluster
+    nodes sharing destination state and call load through Redis (docs/cluster.md)."""
     log_level: Annotated[
         LogLevel, _any_case(LogLevel), Key(kamailio="core `debug` (numeric levels)")
     ] = "info"
@@ -387,15 +387,6 @@ class ServerConfig:
     ] = 3600.0
     """*(sipdispatch addition)* The same for a connection over which a call was answered (a
     2xx to an INVITE went either way): its in-dialog requests may come much later."""
-
-    @field_validator("workers")
-    @classmethod
-    def _one_worker(cls, workers: int) -> int:
-        # Several processes need call load, round-robin position and destination state
-        # shared between them; until that exists, refuse rather than silently run one.
-        if workers != 1:
-            raise Invalid("only 1 is supported yet (several worker processes are planned)")
-        return workers
 
 
 # --------------------------------------------------------------------------------------------
@@ -1131,6 +1122,19 @@ class Config:
                     at=("server", "listen", i),
                     value=str(addr),
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _workers_share_through_redis(self) -> Config:
+        """Several workers are cluster nodes: they need Redis."""
+        workers = self.server.workers
+        if workers > 1 and not self.cluster.redis_url:
+            raise Invalid(
+                "more than 1 needs cluster.redis_url set (the workers share destination "
+                "state and call load through Redis)",
+                at=("server", "workers"),
+                value=workers,
+            )
         return self
 
     @model_validator(mode="after")

@@ -85,9 +85,15 @@ class ProxySettings:
     """Larger messages get 513."""
     instance: str = "0"
     """Distinguishes this process's branches and tags from other instances'."""
+    via: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Per transport, the host and port written in our Via when they are not ``local``'s:
+    a worker process sends its requests from a port of its own, and its Via names that
+    port so the responses come back to it (Record-Route keeps ``local``)."""
 
     def __post_init__(self) -> None:
         for host, port in self.local.values():
+            self.aliases.add((host.lower(), port))
+        for host, port in self.via.values():
             self.aliases.add((host.lower(), port))
 
 
@@ -227,7 +233,7 @@ class ProxyCore:
         # What starts each Via we write, per transport, up to the branch value.
         self._via_prefix = {
             transport: _via_prefix(host, port, transport)
-            for transport, (host, port) in settings.local.items()
+            for transport, (host, port) in (settings.local | settings.via).items()
         }
         self._via_prefixes = tuple(self._via_prefix.values())
 

@@ -3,7 +3,8 @@
 It owns the sockets and the clock and does nothing clever: every datagram or
 framed stream message goes to the core with ``loop.time()``, then the core's
 outbox is written out and one ``call_at`` is kept armed for the core's next
-deadline. UDP replies leave from the listening socket; TCP and TLS destinations are
+deadline. UDP replies leave from the listening socket, and so do requests unless a
+worker opened a sending socket of its own (``open_udp_out``); TCP and TLS destinations are
 reached over a pooled connection, reused for both directions (RFC 3261 §18). A TLS
 destination is only ever reached over TLS: without ``[tls]`` its messages fail.
 """
@@ -45,6 +46,11 @@ database, DNS and the connections the proxy opens to its destinations still get
 theirs when a flood of connections fills the rest."""
 TCP_MAX_BUFFERED = 1 << 20
 """A peer whose unsent output exceeds this many bytes is disconnected."""
+TLS_BACKLOG = 1024
+"""Pending connections the kernel queues on a ``tls:`` listener."""
+TLS_ACCEPTS_PER_WAKEUP = 64
+"""Connections a ``tls:`` listener accepts per wake-up of the event loop, so that a
+burst of them cannot hold the loop."""
 TIMER_RESOLUTION = 0.01
 """Seconds: the core's timers run on a 10 ms grid (a deadline is rounded up to it), so
 one wake-up runs every timer of its slot. SIP timers are 500 ms and more; at 500
@@ -154,6 +160,7 @@ class ShellStats:
         "tcp_refused_per_source",
         "tcp_refused_total",
         "tls_failures",
+        "tls_handshakes_failed",
         "tls_unconfigured",
         "udp_errors",
     )
@@ -182,6 +189,9 @@ class ShellStats:
         does not verify or does not name the destination, a version refused...)."""
         self.tls_unconfigured = 0
         """Messages to TLS destinations not sent because there is no ``[tls]``."""
+        self.tls_handshakes_failed = 0
+        """Accepted TLS connections closed before their handshake completed (a failed
+        handshake, or none within ``TcpLimits.message_timeout``)."""
 
 
 REFUSAL_LOG_INTERVAL = 10.0
@@ -291,12 +301,15 @@ class TcpConnection(asyncio.Protocol):
         connection, or one whose first bytes came; None when none is pending."""
         self.dialog = False
         """A call was answered over it (a 2xx to an INVITE went either way)."""
+        self.counted = False
+        """Counted against the connection limits (an accepted connection, from the
+        moment it is admitted: for TLS, before its handshake)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
-        if self.accepted and not self.shell.admit(self):
+        if self.accepted and not self.counted and not self.shell.admit(self):
             self.transport = None
             cast(asyncio.Transport, transport).abort()
             return
@@ -378,8 +391,12 @@ class SipShell:
         limits: TcpLimits | None = None,
         sources: SourceGuard | None = None,
         tls: TlsContexts | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.core = core
+        self.reuse_port = reuse_port
+        """Bind the listeners with ``SO_REUSEPORT``: worker processes share them, the
+        kernel spreading the sources over the workers."""
         self.tls = tls
         """TLS contexts, when the configuration has ``[tls]``."""
         self.sources = sources
@@ -391,7 +408,12 @@ class SipShell:
         self._accepted = 0
         self.loop = loop or asyncio.get_running_loop()
         self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
+        self.udp_out: dict[int, asyncio.DatagramTransport] = {}
+        """By address family: the socket requests leave from when it is not the listening
+        one (a worker's own port, see :meth:`open_udp_out`); responses always leave from
+        the listening socket, where the peer sent its request."""
         self.servers: list[asyncio.Server] = []
+        self._tls_listeners: list[socket.socket] = []
         self.conns: dict[int, TcpConnection] = {}
         self.conn_by_peer: dict[tuple[str, str, int], TcpConnection] = {}
         """By (transport, IP, port) of the peer."""
@@ -414,22 +436,46 @@ class SipShell:
     async def listen_udp(self, host: str, port: int) -> tuple[str, int]:
         """Bind a UDP socket; return the bound address."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        transport = await self._udp_socket(host, port, family, self.reuse_port)
+        self.udp.setdefault(family, transport)
+        bound = transport.get_extra_info("sockname")
+        return bound[0], bound[1]
+
+    async def open_udp_out(self, host: str) -> tuple[str, int]:
+        """Bind a UDP socket of this process alone on ``host`` (a port the kernel picks)
+        for the requests it sends: their Via names that port, so the responses come back
+        to this process and not to another worker sharing the listening port. It
+        receives like a listener. Return the bound address."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        transport = await self._udp_socket(host, 0, family, False)
+        self.udp_out[family] = transport
+        bound = transport.get_extra_info("sockname")
+        return bound[0], bound[1]
+
+    async def _udp_socket(
+        self, host: str, port: int, family: int, reuse_port: bool
+    ) -> asyncio.DatagramTransport:
         transport, _ = await self.loop.create_datagram_endpoint(
-            lambda: UdpProtocol(self), local_addr=(host, port), family=family
+            lambda: UdpProtocol(self),
+            local_addr=(host, port),
+            family=family,
+            reuse_port=reuse_port,
         )
         sock = transport.get_extra_info("socket")
         # Large buffers absorb bursts (Kamailio raises them as well).
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
-        self.udp.setdefault(family, transport)
-        bound = transport.get_extra_info("sockname")
-        return bound[0], bound[1]
+        return transport
 
     async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
         """Start a TCP listener; return the bound address."""
         server = await self.loop.create_server(
-            lambda: TcpConnection(self, self._new_conn_id(), True), host, port, reuse_address=True
+            lambda: TcpConnection(self, self._new_conn_id(), True),
+            host,
+            port,
+            reuse_address=True,
+            reuse_port=self.reuse_port,
         )
         return self._serving(server)
 
@@ -438,26 +484,87 @@ class SipShell:
         A handshake has ``TcpLimits.message_timeout`` to complete."""
         if self.tls is None or self.tls.server is None:
             raise ValueError("a tls: listener needs [tls] certificate")
-        server = await self.loop.create_server(
-            lambda: TcpConnection(self, self._new_conn_id(), True, "tls"),
-            host,
-            port,
-            reuse_address=True,
-            ssl=self.tls.server,
-            ssl_handshake_timeout=self.limits.message_timeout,
-        )
-        return self._serving(server)
+        # The listening socket is ours: each connection is admitted (and counted)
+        # against the connection limits when it is accepted, before its handshake, so
+        # that connections that never finish one cannot hold descriptors beyond them.
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, sockaddr = info[0]
+        lsock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:  # workers share the port; the kernel spreads connections
+                lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            lsock.bind(sockaddr)
+            lsock.listen(TLS_BACKLOG)
+            lsock.setblocking(False)
+        except OSError:
+            lsock.close()
+            raise
+        self._tls_listeners.append(lsock)
+        self.loop.add_reader(lsock.fileno(), self._accept_tls, lsock)
+        self._start_sweep()
+        bound = lsock.getsockname()
+        return bound[0], bound[1]
+
+    def _accept_tls(self, lsock: socket.socket) -> None:
+        """Accept what is waiting on a ``tls:`` listener; admit each connection, then
+        start its handshake (``TcpLimits.message_timeout`` to complete)."""
+        for _ in range(TLS_ACCEPTS_PER_WAKEUP):
+            try:
+                sock, peer = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # out of descriptors: stop accepting for a moment
+                log.warning("cannot accept TLS connections: %s", e)
+                self.loop.remove_reader(lsock.fileno())
+                self.loop.call_later(1.0, self._resume_tls_accept, lsock)
+                return
+            conn = TcpConnection(self, self._new_conn_id(), True, "tls")
+            conn.peer = (peer[0], peer[1])
+            if not self.admit(conn):
+                sock.close()
+                continue
+            self.count_in(conn)
+            self._spawn(self._tls_handshake(sock, conn))
+
+    def _resume_tls_accept(self, lsock: socket.socket) -> None:
+        if lsock in self._tls_listeners:
+            self.loop.add_reader(lsock.fileno(), self._accept_tls, lsock)
+
+    async def _tls_handshake(self, sock: socket.socket, conn: TcpConnection) -> None:
+        """The server side of an admitted TLS connection's handshake; the connection is
+        then ``conn``'s. A failure or a time-out closes it and releases its count."""
+        assert self.tls is not None and self.tls.server is not None
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: conn,
+                sock,
+                ssl=self.tls.server,
+                ssl_handshake_timeout=self.limits.message_timeout,
+            )
+        except BaseException as e:
+            self.stats.tls_handshakes_failed += 1
+            self.count_out(conn)
+            with contextlib.suppress(OSError):
+                sock.close()
+            if not isinstance(e, Exception):
+                raise
+            log.info("TLS handshake with %s:%s failed: %s", *conn.peer, e or type(e).__name__)
 
     def _serving(self, server: asyncio.Server) -> tuple[str, int]:
-        """Keep a started stream listener (TCP or TLS), start the idle sweep with the
-        first one, and return its bound address."""
+        """Keep a started TCP listener, start the idle sweep with the first one, and
+        return its bound address."""
         self.servers.append(server)
-        if self._idle_task is None:
-            self._idle_task = self.loop.create_task(self._close_idle())
+        self._start_sweep()
         # Read untyped: typeshed says a tuple, uvloop gives a list, and the compiled
         # build checks the declared type.
         bound = cast(Any, server).sockets[0].getsockname()
         return bound[0], bound[1]
+
+    def _start_sweep(self) -> None:
+        """Start the sweep of connections past their deadlines (once)."""
+        if self._idle_task is None:
+            self._idle_task = self.loop.create_task(self._close_idle())
 
     def _new_conn_id(self) -> int:
         self._next_conn += 1
@@ -482,14 +589,34 @@ class SipShell:
             self._last_refusal_log = now
             log.warning("refusing TCP connections from %s: %s", ip, why)
 
+    def count_in(self, conn: TcpConnection) -> None:
+        """Count an admitted connection against the limits (once)."""
+        if conn.counted:
+            return
+        conn.counted = True
+        self._accepted += 1
+        ip = conn.peer[0]
+        self._per_source[ip] = self._per_source.get(ip, 0) + 1
+
+    def count_out(self, conn: TcpConnection) -> None:
+        """Release what :meth:`count_in` counted."""
+        if not conn.counted:
+            return
+        conn.counted = False
+        self._accepted -= 1
+        ip = conn.peer[0]
+        left = self._per_source.get(ip, 1) - 1
+        if left > 0:
+            self._per_source[ip] = left
+        else:
+            self._per_source.pop(ip, None)
+
     def register(self, conn: TcpConnection) -> None:
         self.conns[conn.conn_id] = conn
         self.conn_by_peer[(conn.proto, *conn.peer)] = conn
         self.stats.tcp_connections += 1
         if conn.accepted:
-            self._accepted += 1
-            ip = conn.peer[0]
-            self._per_source[ip] = self._per_source.get(ip, 0) + 1
+            self.count_in(conn)
 
     def unregister(self, conn: TcpConnection) -> None:
         if self.conns.pop(conn.conn_id, None) is None:
@@ -498,14 +625,7 @@ class SipShell:
         if self.conn_by_peer.get(key) is conn:
             del self.conn_by_peer[key]
         self.stats.tcp_connections -= 1
-        if conn.accepted:
-            self._accepted -= 1
-            ip = conn.peer[0]
-            left = self._per_source.get(ip, 1) - 1
-            if left > 0:
-                self._per_source[ip] = left
-            else:
-                self._per_source.pop(ip, None)
+        self.count_out(conn)
 
     def sweep(self, now: float) -> None:
         """Close the connections past their deadlines (``TcpLimits``)."""
@@ -541,12 +661,16 @@ class SipShell:
             task.cancel()
         for server in self.servers:
             server.close()
+        for lsock in self._tls_listeners:
+            self.loop.remove_reader(lsock.fileno())
+            lsock.close()
+        self._tls_listeners.clear()
         for conn in list(self.conns.values()):
             if conn.transport is not None:
                 conn.transport.close()
         for server in self.servers:
             await server.wait_closed()
-        for transport in self.udp.values():
+        for transport in (*self.udp.values(), *self.udp_out.values()):
             transport.close()
 
     # -- output ----------------------------------------------------------------------
@@ -591,7 +715,11 @@ class SipShell:
                 return
         if addr.transport == "udp":
             family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-            transport = self.udp.get(family)
+            transport = None
+            if self.udp_out and not data.startswith(b"SIP/"):
+                transport = self.udp_out.get(family)  # a request: from our own port
+            if transport is None:
+                transport = self.udp.get(family)
             if transport is None:
                 self._fail(owner)
                 return
