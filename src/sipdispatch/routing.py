@@ -377,6 +377,7 @@ class DispatchPlan:
 
     __slots__ = (
         "_next",
+        "branch_at",
         "call_id",
         "counts_load",
         "current",
@@ -435,6 +436,8 @@ class DispatchPlan:
         """When the request came (set-up time)."""
         self.current = dests[0]
         """The destination tried last (serial failover)."""
+        self.branch_at = now
+        """When the INVITE went to ``current`` (its set-up time starts there)."""
         self.failures: list[tuple[Destination, int, bool]] | None = None
         """(destination, status, timed out) of each failed branch; None while none failed."""
         self.winner: Destination | None = None
@@ -463,6 +466,7 @@ class DispatchPlan:
                 dest.calls_timeout += 1
             else:
                 dest.count_rejected(status)
+                dest.observe_setup(now - self.branch_at)
             failures = self.failures
             if failures is None:
                 failures = self.failures = []
@@ -496,6 +500,7 @@ class DispatchPlan:
                 # Kamailio ds_load_replace: the call's count moves to the new destination.
                 router.calls.on_invite_sent(self.call_id, d, now, self.limits_load)
             self.current = d
+            self.branch_at = now
             return router.target(d, rule, self.request, self.hook)
         return None
 
@@ -507,6 +512,7 @@ class DispatchPlan:
         if self.is_call and self.winner is None and isinstance(dest, Destination):
             self.winner = dest
             dest.calls_answered += 1
+            dest.observe_setup(now - self.branch_at)
 
     def cancelled(self, now: float) -> None:
         """The caller sent CANCEL: counted on the destination the call was at."""
@@ -532,6 +538,7 @@ class DispatchPlan:
         if status >= 600 and not self.was_cancelled:
             # A 6xx ends the call at once, without a failover decision.
             self.current.count_rejected(status)
+            self.current.observe_setup(now - self.branch_at)
         sink = router.call_log
         if sink is None or (failures is None and status < 300 and not router.log_all):
             return  # a simple success: nothing is made for the log

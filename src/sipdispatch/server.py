@@ -157,8 +157,9 @@ class Server:
             return None
         servers, clients = core.transactions_in_flight()
         return Traffic(
-            core.stats, shell.stats, servers, clients, core.branch_handles(), self.collector
-        )
+            core.stats, shell.stats, servers, clients, core.branch_handles(), self.collector,
+            core.pending_branch_handles(),
+        )  # fmt: skip
 
     def _settings(
         self, bound: list[tuple[str, str, int]], sending: dict[str, int] | None = None

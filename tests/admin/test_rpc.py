@@ -333,6 +333,57 @@ def test_ping_active_without_a_prober(make_server: ServerFactory) -> None:
     assert "probing is not running" in rpc_fault(server, "dispatcher.ping_active", 1).message
 
 
+class FakeProbe:
+    """Answers every probe at once, as the core does when the reply comes."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.asked: list[tuple[str, str]] = []
+
+    def current(self, dest: object) -> object:
+        return dest
+
+    def probe(self, dest: Any, now: float, who: str, done: Any) -> bool:
+        self.asked.append((dest.uri, who))
+        done(self.status, None, 7, None)
+        return True
+
+
+def test_ping_one_destination_returns_its_code_and_latency_and_names_the_caller(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server()
+    prober = FakeProbe(408)
+    server.prober = prober  # type: ignore[assignment]
+    result = rpc_call(server, "dispatcher.ping", 1, "sip:127.0.0.1:5071")
+    assert result == {
+        "SET": 1, "URI": "sip:127.0.0.1:5071", "METHOD": "OPTIONS", "CODE": 408,
+        "REASON": "no reply", "ALIVE": False, "LATENCY": 7, "FLAGS": "AX",
+    }  # fmt: skip
+    assert prober.asked == [("sip:127.0.0.1:5071", "rpc")]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ([9, "sip:127.0.0.1:5071"], "Ping Failed: destination set 9 not found"),
+        ([1, "sip:127.0.0.9:5071"], "Ping Failed: set 1 has no destination sip:127.0.0.9:5071"),
+        ([1], "Invalid Parameters"),
+    ],
+)
+def test_ping_faults(make_server: ServerFactory, params: list[object], message: str) -> None:
+    server = make_server()
+    server.prober = FakeProbe(200)  # type: ignore[assignment]
+    assert rpc_fault(server, "dispatcher.ping", *params).message.startswith(message)
+
+
+def test_ping_before_the_prober_runs_is_a_fault(make_server: ServerFactory) -> None:
+    assert (
+        "prober is not running"
+        in rpc_fault(make_server(), "dispatcher.ping", 1, "sip:127.0.0.1:5071").message
+    )
+
+
 def test_hash_matches_kamailio(make_server: ServerFactory) -> None:
     server = make_server()
     # Kamailio docs: dispatcher.hash 4 bob server.com.
@@ -370,6 +421,7 @@ def test_system_list_methods_and_help(make_server: ServerFactory) -> None:
         "dispatcher.set_state",
         "dispatcher.set_duid_state",
         "dispatcher.ping_active",
+        "dispatcher.ping",
         "dispatcher.add",
         "dispatcher.remove",
         "dispatcher.hash",

@@ -89,4 +89,4 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 # The integration fixtures (scripted gateways, sipp, proxies as processes).
-from tests.integration.conftest import gateways, proxy_factory, sipp  # noqa: E402, F401
+from tests.integration.conftest import browser, gateways, page, proxy_factory, sipp  # noqa: E402, F401

@@ -287,6 +287,39 @@ def test_ping_now_works_even_when_pings_are_switched_off() -> None:
     assert len(net.gw(GW1).pings) == 1 and net.letters(GW1) == "AP"
 
 
+def test_probe_pings_one_destination_at_once_and_reports_code_latency_and_change() -> None:
+    net = Net(f"1 {GW1}\n1 {GW2}", probing_mode=0, ping_interval=0, fr_timer=2.0)
+    results: list[tuple[int, int, str | None]] = []
+
+    def done(status: int, response: object, ms: int, change: object) -> None:
+        reason = getattr(change, "reason", None)
+        results.append((status, ms, reason))
+
+    # Mode 0 pings nobody without the probing bit; an operator's probe goes anyway.
+    assert net.prober.probe(net.dest(GW1), net.now, "console", done)
+    net.advance(1)
+    assert [len(net.gw(u).pings) for u in (GW1, GW2)] == [1, 0]
+    assert results == [(200, 10, None)] and net.letters(GW1) == "AX"  # nothing to change
+    net.gw(GW1).code = None
+    net.prober.probe(net.dest(GW1), net.now, "console", done)
+    net.advance(3)
+    status, ms, reason = results[-1]
+    assert (status, ms) == (408, 2000)
+    # The state machine as for any ping (mode 0, threshold 1: inactive at once).
+    assert reason == "no reply to OPTIONS (408), 1 missed in a row; dispatcher.ping by console"
+    assert net.letters(GW1) == "IX"
+    assert net.prober.state_log.events[-1].reason == reason
+
+
+def test_probe_of_a_disabled_destination_pings_it_and_keeps_it_disabled() -> None:
+    net = Net(f"1 {GW1} 4", probing_mode=1, ping_interval=0)
+    got: list[int] = []
+    assert net.prober.probe(net.dest(GW1), net.now, "rpc", lambda s, r, ms, c: got.append(s))
+    net.advance(1)
+    assert got == [200] and len(net.gw(GW1).pings) == 1
+    assert net.letters(GW1) == "DX"
+
+
 def test_after_stop_no_rounds_and_late_results_are_ignored() -> None:
     net = Net(f"1 {GW1}", probing_mode=1, ping_interval=1)
     net.gw(GW1).delay = 0.5

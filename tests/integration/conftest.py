@@ -120,3 +120,44 @@ def proxy_factory(tmp_path: Path) -> Iterator[ProxyFactory]:
             errors.append(str(exc))
     if errors:
         pytest.fail("\n".join(errors))
+
+
+# -- a browser for the web console -------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_WAIT_MS = 30_000
+"""Playwright's default deadline (ms): what takes a few ping intervals on a loaded machine."""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (never a browser Playwright
+    downloads)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.access(CHROMIUM, os.X_OK):
+        if in_ci():
+            pytest.fail(f"{CHROMIUM} is missing and CI is set: apt-get install chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page (its own cookies) in a 1280x800 window; fails the test if the page
+    had a script error or a refused resource."""
+    import re
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(BROWSER_WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    yield page
+    context.close()
+    # A script error or a refused resource (CSP) shows in the browser's console; the
+    # refusals the tests ask for (login, its limit, CSRF, a refused reload) are expected.
+    assert [e for e in errors if not re.search(r"status of (401|403|422|429) ", e)] == []

@@ -252,6 +252,7 @@ def test_other_methods(
         "dispatcher.set_state",
         "dispatcher.set_duid_state",
         "dispatcher.ping_active",
+        "dispatcher.ping",
         "dispatcher.add",
         "dispatcher.remove",
         "dispatcher.hash",

@@ -34,7 +34,7 @@ import json
 import logging
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -43,10 +43,22 @@ from typing import Any, Final
 from aiohttp import web
 
 from sipdispatch import __version__
-from sipdispatch.admin.protocol import AdminTarget
-from sipdispatch.admin.rpc import LIST_FULL, Rpc, RpcError, list_sets
+from sipdispatch.admin.protocol import AdminTarget, cluster_of
+from sipdispatch.admin.rpc import (
+    ADD_FAILED,
+    LIST_FULL,
+    REMOVE_FAILED,
+    Rpc,
+    RpcError,
+    fault,
+    list_sets,
+)
 from sipdispatch.config.values import is_loopback
-from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.dispatcher.destination import SETUP_RING, Destination
+from sipdispatch.dispatcher.errors import DispatcherError
+from sipdispatch.dispatcher.listfile import parse_destination_uri
+from sipdispatch.sip.errors import ParseError
+from sipdispatch.store import StoreError
 
 log = logging.getLogger("sipdispatch.admin")
 
@@ -82,7 +94,17 @@ SECURITY_HEADERS: Final = {
     "Cache-Control": "no-store",
 }
 
-ACTIONS: Final = ("drain", "enable", "reload", "add", "remove")
+ACTIONS: Final = ("drain", "enable", "probe", "reload", "add", "remove")
+WINDOW: Final = 60.0
+"""Seconds of "recent" call outcomes and set-up times."""
+CPS_WINDOW: Final = 10.0
+"""Seconds over which calls per second are averaged."""
+LOGIN_FAILURES: Final = 5
+"""Wrong tokens from one address within :data:`LOGIN_WINDOW` before it is refused."""
+LOGIN_WINDOW: Final = 60.0
+"""Seconds a wrong token counts against its address."""
+MAX_LOGIN_ADDRESSES: Final = 10_000
+"""Addresses whose failures are remembered at most (the oldest go first)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -91,13 +113,128 @@ def _asset(name: str) -> str:
     return resources.files("sipdispatch.admin").joinpath("static", name).read_text("utf-8")
 
 
+@dataclass(frozen=True, slots=True)
+class _Count:
+    """A destination's counters at one moment (the console's window of recent calls)."""
+
+    at: float
+    dispatched: int
+    answered: int
+    rejected: int
+    timeout: int
+    setups: int
+
+
 @dataclass
 class _Sample:
     """What the console remembers of one destination between two snapshots."""
 
     history: deque[float | None] = field(default_factory=lambda: deque(maxlen=HISTORY))
-    dispatched: int = 0
+    counts: deque[_Count] = field(default_factory=deque)
+    """One a second, the oldest at most :data:`WINDOW` old."""
     cps: float = 0.0
+
+
+def _count(dest: Destination, now: float) -> _Count:
+    return _Count(
+        now,
+        dest.dispatched,
+        dest.calls_answered,
+        sum(dest.calls_rejected),
+        dest.calls_timeout,
+        dest.setup_count,
+    )
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of a sorted, non-empty list."""
+    rank = max(1, -(-len(ordered) * fraction // 1))
+    return ordered[int(rank) - 1]
+
+
+def recent(dest: Destination, counts: deque[_Count]) -> dict[str, Any]:
+    """Calls answered, rejected and timed out over the window, and the median and 90th
+    percentile set-up time (ms) of those answered or rejected (the newest
+    :data:`SETUP_RING` at most)."""
+    now = _count(dest, 0.0)
+    base = counts[0] if counts else now
+    setups = min(now.setups - base.setups, SETUP_RING)
+    ring = dest.setup_times
+    times = sorted(ring[(now.setups - 1 - i) % SETUP_RING] for i in range(setups))
+    return {
+        "answered": now.answered - base.answered,
+        "rejected": now.rejected - base.rejected,
+        "timeout": now.timeout - base.timeout,
+        "setup": (
+            {
+                "n": setups,
+                "p50": round(_percentile(times, 0.5) * 1000, 1),
+                "p90": round(_percentile(times, 0.9) * 1000, 1),
+            }
+            if times
+            else None
+        ),
+    }
+
+
+class LoginLimit:
+    """Wrong tokens per client address: after :data:`LOGIN_FAILURES` within
+    :data:`LOGIN_WINDOW` seconds, every login from that address is refused (429) until
+    the oldest of them is that old. ``clock`` gives seconds (monotonic)."""
+
+    def __init__(
+        self,
+        failures: int = LOGIN_FAILURES,
+        window: float = LOGIN_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failures = failures
+        self.window = window
+        self.clock = clock
+        self._failed: dict[str, deque[float]] = {}
+
+    def _recent(self, address: str, now: float) -> deque[float] | None:
+        times = self._failed.get(address)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failed[address]
+            return None
+        return times
+
+    def retry_after(self, address: str) -> float:
+        """Seconds until ``address`` may try again; 0 when it may now."""
+        now = self.clock()
+        times = self._recent(address, now)
+        if times is None or len(times) < self.failures:
+            return 0.0
+        return times[0] + self.window - now
+
+    def failed(self, address: str) -> None:
+        """Count a wrong token from ``address``."""
+        now = self.clock()
+        times = self._recent(address, now)
+        if times is None:
+            while len(self._failed) >= MAX_LOGIN_ADDRESSES:
+                del self._failed[next(iter(self._failed))]
+            times = self._failed[address] = deque()
+        times.append(now)
+        if len(times) > self.failures:
+            times.popleft()
+
+    def succeeded(self, address: str) -> None:
+        """The right token: the address's failures are forgotten."""
+        self._failed.pop(address, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """An action that ran and found a failure (a probe nobody answered): shown as an
+    error, though nothing was refused."""
+
+    message: str
 
 
 @dataclass(frozen=True)
@@ -120,8 +257,15 @@ class Console:
         self._sessions: dict[str, _Session] = {}
         self._samples: dict[tuple[int, str], _Sample] = {}
         self._sampled_at: float | None = None
+        self._seq = 0
+        """Samples taken so far (a stream sends each page only the newest points)."""
         self._streams: set[asyncio.Event] = set()
         self._closing = False
+        self.limit = LoginLimit()
+        """Wrong tokens per client address."""
+        self.logins: Counter[str] = Counter()
+        """Console logins by result: ``ok``, ``wrong`` (token), ``limited`` (refused,
+        too many wrong tokens from the address)."""
 
     @property
     def writable(self) -> bool:
@@ -245,13 +389,29 @@ class Console:
     async def _login(self, request: web.Request) -> web.StreamResponse:
         if not self._token:
             raise web.HTTPSeeOther("/")
+        address = request.remote or ""
+        wait = self.limit.retry_after(address)
+        if wait > 0:
+            self.logins["limited"] += 1
+            seconds = max(1, int(-(-wait // 1)))
+            log.warning("console login refused: too many wrong tokens from %s", address)
+            page = self._login_html(
+                f"Too many wrong tokens from your address: try again in {seconds} s.",
+                status=429,
+            )
+            page.headers["Retry-After"] = str(seconds)
+            return page
         form = await request.post()
         given = form.get("token", "")
         if not isinstance(given, str) or not hmac.compare_digest(
             given.strip().encode("utf-8"), self._token
         ):
-            log.warning("console login refused: wrong token from %s", request.remote)
+            self.limit.failed(address)
+            self.logins["wrong"] += 1
+            log.warning("console login refused: wrong token from %s", address)
             return self._login_html("Wrong token.", status=401)
+        self.limit.succeeded(address)
+        self.logins["ok"] += 1
         response = web.Response(status=303, headers={"Location": "/"})
         response.set_cookie(
             COOKIE,
@@ -303,8 +463,11 @@ class Console:
         self._streams.add(wake)
         unsubscribe = self.target.state_log.subscribe(lambda _change: wake.set())
         try:
+            seen: int | None = None
             while not self._closing:
-                data = json.dumps(await self.snapshot(), ensure_ascii=False)
+                snapshot = await self.snapshot(seen)
+                seen = snapshot["seq"]
+                data = json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))
                 await response.write(f"event: snapshot\ndata: {data}\n\n".encode())
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -325,6 +488,7 @@ class Console:
         if last is not None and now - last < TICK * 0.9:
             return
         self._sampled_at = now
+        self._seq += 1
         seen: set[tuple[int, str]] = set()
         for dest in dests:
             key = (dest.setid, dest.uri)
@@ -333,17 +497,28 @@ class Console:
             seen.add(key)
             sample = self._samples.get(key)
             if sample is None:
-                sample = self._samples[key] = _Sample(dispatched=dest.dispatched)
-            elif last is not None and now > last:
-                sample.cps = max(0, dest.dispatched - sample.dispatched) / (now - last)
-                sample.dispatched = dest.dispatched
+                sample = self._samples[key] = _Sample()
+            counts = sample.counts
+            counts.append(_count(dest, now))
+            while len(counts) > 1 and counts[1].at <= now - WINDOW:
+                counts.popleft()
+            # calls per second: from the newest count at least CPS_WINDOW old
+            base = counts[0]
+            for old in reversed(counts):
+                if old.at <= now - CPS_WINDOW:
+                    base = old
+                    break
+            if now > base.at:
+                sample.cps = max(0, dest.dispatched - base.dispatched) / (now - base.at)
             stats = dest.latency
             sample.history.append(round(stats.estimate, 1) if stats.count else None)
         for key in [k for k in self._samples if k not in seen]:
             del self._samples[key]
 
-    async def snapshot(self) -> dict[str, Any]:
-        """What the page shows, as JSON."""
+    async def snapshot(self, since: int | None = None) -> dict[str, Any]:
+        """What the page shows, as JSON. Each destination's latency chart is its whole
+        ``history``, or with ``since`` (the ``seq`` of a snapshot the page has) only
+        the points sampled after it, as ``tail``."""
         target = self.target
         router = target.dispatcher.router
         now = target.now()
@@ -354,7 +529,7 @@ class Console:
         self._sample(dests)
         in_progress: dict[int, int] = {}
         traffic = target.traffic()
-        for handle in traffic.branch_handles if traffic is not None else ():
+        for handle in traffic.pending_branch_handles if traffic is not None else ():
             if isinstance(handle, Destination):
                 in_progress[id(handle)] = in_progress.get(id(handle), 0) + 1
         out_sets: list[dict[str, Any]] = []
@@ -380,11 +555,12 @@ class Console:
                             "timeouts": latency["TIMEOUT"],
                             "samples": dest.latency.count,
                         },
-                        "history": list(sample.history),
+                        **self._chart(sample, since),
                         "in_progress": in_progress.get(id(dest), 0),
                         "load": listed["RUNTIME"]["DLGLOAD"],
                         "dispatched": dest.dispatched,
                         "cps": round(sample.cps, 2),
+                        "recent": recent(dest, sample.counts),
                     }
                 )
             out_sets.append({"id": record["SET"]["ID"], "dests": rows})
@@ -411,6 +587,36 @@ class Console:
             "busy": target.dispatcher.busy,
             "sets": out_sets,
             "events": events,
+            "seq": self._seq,
+            "window": WINDOW,
+            "cluster": self._cluster(),
+        }
+
+    def _chart(self, sample: _Sample, since: int | None) -> dict[str, list[float | None]]:
+        history = sample.history
+        if since is None or self._seq - since >= len(history):
+            return {"history": list(history)}
+        new = self._seq - since
+        return {"tail": list(history)[len(history) - new :] if new else []}
+
+    def _cluster(self) -> dict[str, Any] | None:
+        """The cluster's live nodes as ``cluster.nodes`` gives them; None standalone."""
+        cluster = cluster_of(self.target)
+        if cluster is None:
+            return None
+        return {
+            "self": cluster.id,
+            "up": cluster.up,
+            "nodes": [
+                {
+                    "id": node["ID"],
+                    "address": node["ADDRESS"],
+                    "last_seen": node["LAST_SEEN"],
+                    "self": node["SELF"],
+                    "probes": node["PROBES"],
+                }
+                for node in cluster.nodes()
+            ],
         }
 
     # -- actions -----------------------------------------------------------------------------
@@ -440,6 +646,8 @@ class Console:
         except RpcError as exc:
             log.warning("console %s refused: %s", action, exc.message)
             return web.json_response({"ok": False, "error": exc.message}, status=422)
+        if isinstance(result, _Failed):  # done, and what it found is a failure
+            return web.json_response({"ok": True, "failed": True, "message": result.message})
         return web.json_response({"ok": True, "message": result})
 
     def _runner(
@@ -456,13 +664,122 @@ class Console:
             return call("dispatcher.set_state", "dx", group, uri)
         if action == "enable":
             return call("dispatcher.set_state", "ap", group, uri)
+        if action == "probe":
+            return lambda: self._probe(group, uri)
         if action == "reload":
             return call("dispatcher.reload")
         if action == "add":
-            flags = body.get("flags") or 0
-            priority = body.get("priority") or 0
-            attrs = body.get("attrs") or ""
-            return call("dispatcher.add", group, uri, flags, priority, attrs)
+            return lambda: self._store_add(body)
         if action == "remove":
-            return call("dispatcher.remove", group, uri)
+            return lambda: self._store_remove(group, uri)
         return None
+
+    async def _probe(self, group: object, uri: object) -> str | _Failed:
+        result = await self.rpc.call("dispatcher.ping", [group, uri], who=WHO)
+        assert isinstance(result, dict)
+        how = f"{result['METHOD']} {result['URI']}: "
+        if result["ALIVE"]:
+            how += f"{result['CODE']} {result['REASON']} in {result['LATENCY']} ms"
+        elif result["CODE"] == 408 and result["REASON"] == "no reply":
+            how += f"no reply within {result['LATENCY']} ms (408)"
+        else:
+            how += f"answered {result['CODE']} {result['REASON']} in {result['LATENCY']} ms"
+        how += f"; now {result['FLAGS']}"
+        return how if result["ALIVE"] else _Failed(how)
+
+    async def _reload_after(self, what: str, undo: Callable[[], str] | None) -> str:
+        """Reload after ``what`` was written to the store. A refused reload keeps the
+        running list; ``undo`` (run off the event loop) then takes the write back."""
+        loop = asyncio.get_running_loop()
+        try:
+            await self.rpc.call("dispatcher.reload", who=WHO)
+        except RpcError as exc:
+            if undo is None:
+                raise RpcError(exc.code, f"{what}, but {exc.message}") from None
+            undone = await loop.run_in_executor(None, undo)
+            raise RpcError(exc.code, f"{exc.message}; {undone}") from None
+        return f"{what} and reloaded."
+
+    async def _store_add(self, body: dict[str, Any]) -> str:
+        """Write a destination to the store (list file or table) and reload."""
+        values: dict[str, int] = {}
+        for name, default in (("set", None), ("flags", 0), ("priority", 0)):
+            value = body.get(name)
+            if value in (None, "") and default is not None:
+                value = default
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise fault(ADD_FAILED, f"{name} must be an integer, not {value!r}")
+            values[name] = value
+        texts: dict[str, str] = {}
+        for name in ("uri", "attrs", "description"):
+            value = body.get(name) or ""
+            if not isinstance(value, str):
+                raise fault(ADD_FAILED, f"{name} must be text, not {value!r}")
+            texts[name] = value.strip()
+        if not texts["uri"]:
+            raise fault(ADD_FAILED, "the URI is empty")
+        store = self.target.dispatcher.store
+        group, uri = values["set"], texts["uri"]
+        loop = asyncio.get_running_loop()
+        try:
+            row_id = await loop.run_in_executor(
+                None,
+                lambda: store.add(
+                    group, uri, values["flags"], values["priority"], texts["attrs"],
+                    texts["description"],
+                ),
+            )  # fmt: skip
+        except (DispatcherError, StoreError) as exc:
+            raise fault(ADD_FAILED, f"{exc}; nothing was written") from None
+        log.warning("console: set %d %s written to %s (id %d)", group, uri, store.location, row_id)
+
+        def undo() -> str:
+            for row in store.rows():
+                if row.id == row_id and row.setid == group and row.destination.strip() == uri:
+                    store.remove(row_id)
+                    log.warning("console: set %d %s taken out of %s again", group, uri,
+                                store.location)  # fmt: skip
+                    return f"the new record was taken out of {store.location} again"
+            return f"the new record is still in {store.location} (it changed meanwhile)"
+
+        return await self._reload_after(f"Set {group} {uri} written to {store.location}", undo)
+
+    async def _store_remove(self, group: object, uri: object) -> str:
+        """Delete a destination from the store and reload; one the store does not have
+        (added in memory by ``dispatcher.add``) is removed from memory."""
+        if isinstance(group, bool) or not isinstance(group, int) or not isinstance(uri, str):
+            raise fault(REMOVE_FAILED, "set (an integer) and uri (text) are needed")
+        store = self.target.dispatcher.store
+
+        def matching() -> list[int]:
+            found = []
+            for row in store.rows():
+                try:
+                    stored = parse_destination_uri(row.destination.strip())[0]
+                except ParseError:
+                    continue
+                if row.setid == group and stored == uri:
+                    found.append(row.id)
+            return found
+
+        def delete(ids: list[int]) -> int:
+            # Highest first: a list file's line numbers after it do not move.
+            return sum(store.remove(i) for i in sorted(ids, reverse=True))
+
+        loop = asyncio.get_running_loop()
+        try:
+            ids = await loop.run_in_executor(None, matching)
+            if not ids:
+                await self.rpc.call("dispatcher.remove", [group, uri], who=WHO)
+                return (
+                    f"Set {group} {uri} is not in {store.location}: removed from memory "
+                    "(it was added there)."
+                )
+            removed = await loop.run_in_executor(None, delete, ids)
+        except StoreError as exc:
+            raise fault(REMOVE_FAILED, f"{exc}; nothing was removed") from None
+        log.warning("console: set %d %s deleted from %s", group, uri, store.location)
+        noun = "record" if removed == 1 else "records"
+        return await self._reload_after(
+            f"Set {group} {uri} deleted from {store.location} ({removed} {noun})", None
+        )

@@ -79,8 +79,7 @@ class AdminServer:
         self._token = admin.token.encode("utf-8")
         self.rpc = Rpc(target)
         """The RPC methods, and the count of their calls."""
-        self.registry = build_registry(target, self.rpc)
-        """The Prometheus registry served at ``/metrics`` (one per server)."""
+
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.app.router.add_post(RPC_PATH, self._rpc)
         self.app.router.add_get(METRICS_PATH, self._metrics)
@@ -88,6 +87,8 @@ class AdminServer:
         self.console = Console(target, self.rpc)
         """The web console (its routes are absent when ``admin.console`` is off)."""
         self.console.add_routes(self.app)
+        self.registry = build_registry(target, self.rpc, self.console.logins)
+        """The Prometheus registry served at ``/metrics`` (one per server)."""
         self._runner: web.AppRunner | None = None
 
     @property

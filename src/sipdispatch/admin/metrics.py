@@ -80,9 +80,10 @@ def _name(suffix: str) -> str:
 class SipdispatchCollector:
     """Reads one proxy's counters and tables when Prometheus scrapes."""
 
-    def __init__(self, target: AdminTarget, rpc: Rpc) -> None:
+    def __init__(self, target: AdminTarget, rpc: Rpc, logins: Counter[str] | None = None) -> None:
         self.target = target
         self.rpc = rpc
+        self.logins = logins
 
     def collect(self) -> Iterable[Metric]:
         """Every family, built from the current state (runs on the event loop)."""
@@ -492,6 +493,16 @@ class SipdispatchCollector:
         for method, value in sorted(self.rpc.calls.items()):
             calls.add_metric([method], value)
         yield calls
+        if self.logins is not None:
+            logins = CounterMetricFamily(
+                _name("console_logins"),
+                'Web console logins by result: "ok", "wrong" (a wrong token), "limited" '
+                "(refused: too many wrong tokens from that address within a minute).",
+                labels=["result"],
+            )
+            for result in ("ok", "wrong", "limited"):
+                logins.add_metric([result], self.logins.get(result, 0))
+            yield logins
 
     # -- Python routing hooks -----------------------------------------------------------------
 
@@ -532,11 +543,14 @@ class SipdispatchCollector:
         yield slow
 
 
-def build_registry(target: AdminTarget, rpc: Rpc) -> CollectorRegistry:
+def build_registry(
+    target: AdminTarget, rpc: Rpc, logins: Counter[str] | None = None
+) -> CollectorRegistry:
     """A registry for one proxy's ``/metrics``: our collector plus the standard
-    ``process_*`` metrics (CPU, memory, open files)."""
+    ``process_*`` metrics (CPU, memory, open files). ``logins``: the web console's
+    logins by result."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SipdispatchCollector(target, rpc))
+    registry.register(SipdispatchCollector(target, rpc, logins))
     ProcessCollector(registry=registry)
     return registry
 

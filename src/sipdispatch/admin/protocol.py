@@ -39,6 +39,8 @@ class Traffic:
     """The router's handle (the destination) of each branch in flight."""
     collector: Collector
     """The garbage collector's watch."""
+    pending_branch_handles: Iterable[Any] = ()
+    """The handle of each branch still waiting for its final response."""
 
 
 class AdminTarget(Protocol):

@@ -16,6 +16,7 @@ is written down in ``docs/admin.md``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 import sys
@@ -34,9 +35,11 @@ from sipdispatch.dispatcher.hashing import hash_slot
 from sipdispatch.dispatcher.listfile import make_destination, parse_destination_uri
 from sipdispatch.dispatcher.sets import DispatcherSets
 from sipdispatch.dispatcher.states import DS_NOPING_DST, DS_PROBING_DST, parse_state_letters
+from sipdispatch.health.state import is_ping_reply_alive
 from sipdispatch.hooks import HookLoadError
 from sipdispatch.service import Busy
 from sipdispatch.sip.errors import ParseError
+from sipdispatch.sip.message import Response
 from sipdispatch.store import StoreError
 
 log = logging.getLogger("sipdispatch.admin")
@@ -68,6 +71,8 @@ ADD_FAILED: Final = "Adding dispatcher dst failed"
 REMOVE_FAILED: Final = "Removing dispatcher dst failed"
 PING_UPDATE_FAILED: Final = "Ping State Update Failed"
 CLUSTER_OFF: Final = "Cluster is off"
+PING_FAILED: Final = "Ping Failed"
+"""Ours: ``dispatcher.ping`` could not send (Kamailio has no such method)."""
 
 # Kamailio's success texts (rpc->rpl_printf in dispatcher.c).
 RELOADED: Final = "Ok. Dispatcher successfully reloaded."
@@ -473,6 +478,61 @@ async def dispatcher_ping_active(target: AdminTarget, params: Params) -> object:
     return {"NewPingState": new, "OldPingState": old}
 
 
+async def dispatcher_ping(target: AdminTarget, params: Params) -> object:
+    """``dispatcher.ping GROUP ADDRESS``: one ping (``ping_method``) to one destination
+    now, whatever the probing mode; the result once it finishes (within ``fr_timer``).
+
+    Ours (Kamailio pings only on its timer or for all, with ``ping_active``). The ping
+    counts as any other: latency statistics and the state machine; a change of state
+    is in the state log, its reason naming the caller."""
+    group = params.req_int("GROUP")
+    address = params.req_str("ADDRESS")
+    params.done()
+    prober = target.prober
+    if prober is None:
+        raise fault(PING_FAILED, "the prober is not running yet")
+    dset = target.dispatcher.router.sets.get(group)
+    if dset is None:
+        raise fault(PING_FAILED, f"destination set {group} not found")
+    dest = dset.find(address.strip())
+    if dest is None:
+        raise fault(PING_FAILED, f"set {group} has no destination {address}")
+    if dest.unresolved is not None:
+        raise fault(PING_FAILED, f"set {group} {dest.uri}: {dest.unresolved}")
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[tuple[int, str, int]] = loop.create_future()
+
+    def done(status: int, response: Response | None, ms: int, _change: object) -> None:
+        reason = response.reason if response is not None else "no reply"
+        if not finished.done():
+            finished.set_result((status, reason, ms))
+
+    if not prober.probe(dest, target.now(), params.who or "rpc", done):
+        raise fault(PING_FAILED, f"set {group} {dest.uri} is no longer in the running list")
+    # The core ends the ping after fr_timer at the latest; this is only a backstop.
+    bound = target.config.transaction.fr_timer / 1000 * 2 + 5
+    try:
+        status, reason, ms = await asyncio.wait_for(asyncio.shield(finished), bound)
+    except TimeoutError:
+        raise fault(PING_FAILED, f"no result within {bound:g} s") from None
+    method = target.config.dispatcher.ping_method
+    alive = is_ping_reply_alive(
+        status, target.config.dispatcher.ping_reply_codes,
+        target.config.dispatcher.ping_reply_classes,
+    )  # fmt: skip
+    live = prober.current(dest) or dest
+    return {
+        "SET": group,
+        "URI": dest.uri,
+        "METHOD": method,
+        "CODE": status,
+        "REASON": reason,
+        "ALIVE": alive,
+        "LATENCY": ms,
+        "FLAGS": flags_letters(live),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # dispatcher.hash, core.*, system.*
 # --------------------------------------------------------------------------------------------
@@ -593,6 +653,8 @@ _TABLE: Final = (
               "Add a destination address in memory."),
     RpcMethod("dispatcher.remove", dispatcher_remove, "GROUP ADDRESS",
               "Remove a destination address from memory."),
+    RpcMethod("dispatcher.ping", dispatcher_ping, "GROUP ADDRESS",
+              "Ping one destination now and return the reply code and latency."),
     RpcMethod("dispatcher.hash", dispatcher_hash, "NSLOTS VAL1 [VAL2]",
               "Compute the hash of the values."),
     RpcMethod("pike.top", pike_top, "[LIMIT]",

@@ -25,6 +25,8 @@ from sipdispatch.sip.uri import SipUri, parse_hostport, parse_uri
 WEIGHT_MAX = 100
 """Kamailio: ``weight`` and ``rweight`` must be 1..100 (0 = not set)."""
 
+SETUP_RING = 64
+"""Call set-up times a destination keeps (the newest)."""
 SOCKET_PROTOS = frozenset({"udp", "tcp", "tls", "sctp", "ws", "wss"})
 """Protocols Kamailio's ``parse_phostport`` accepts in ``socket=proto:host:port``."""
 
@@ -285,6 +287,13 @@ class Destination:
     """Calls the caller cancelled while they were at this destination."""
     calls_rejected: list[int] = field(init=False, default_factory=lambda: [0, 0, 0, 0])
     """Calls it rejected, by class: 3xx, 4xx, 5xx, 6xx."""
+    setup_times: list[float] = field(init=False, default_factory=lambda: [0.0] * SETUP_RING)
+    """The last :data:`SETUP_RING` call set-up times here (seconds from the INVITE sent to
+    it to its final response, answered or rejected), as a ring: the console's
+    recent median and 90th percentile."""
+    setup_count: int = field(init=False, default=0)
+    """Set-up times observed since it was loaded (the next one goes to index
+    ``setup_count % SETUP_RING``)."""
     rweight: int = field(init=False)
     """Run-time relative weight: ``attrs.rweight``, changed by congestion control."""
     rpriority: int = field(init=False, default=0)
@@ -325,6 +334,11 @@ class Destination:
         index = status // 100 - 3
         if 0 <= index < 4:
             self.calls_rejected[index] += 1
+
+    def observe_setup(self, seconds: float) -> None:
+        """Keep one call's set-up time (its INVITE here to the final response)."""
+        self.setup_times[self.setup_count % SETUP_RING] = seconds
+        self.setup_count += 1
 
     def is_usable(self) -> bool:
         """Not inactive and not disabled (Kamailio ``!ds_skip_dst``); trying is usable."""

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sipdispatch.health")
 
+ProbeDone = Callable[[int, Response | None, int, StateChange | None], None]
+"""Told when an operator's probe finishes: status, response, milliseconds, change."""
+
 PING_CSEQ = 1
 """Each ping is a new dialog-less request with its own Call-ID, so CSeq 1."""
 TIMEOUT_STATUS = 408
@@ -287,6 +290,25 @@ class Prober:
             # An unresolved host is retried by the dispatcher service, not pinged.
             self.stats["pings_skipped"] += 1
             return False
+        self._send(live, now, "", None)
+        return True
+
+    def probe(self, dest: Destination, now: float, who: str, done: ProbeDone) -> bool:
+        """Ping ``dest`` at once, whatever the probing mode and ``ping_active`` say (an
+        operator asked: ``dispatcher.ping``, the console's *Probe* button), and call
+        ``done(status, response, milliseconds, change)`` when it finishes (within
+        ``fr_timer``). The result counts as any ping's: latency statistics, then the
+        state machine; a change of state names ``who`` in its reason. A disabled
+        destination is pinged too but keeps its state. False (nothing sent) when
+        ``dest`` is no longer in the running list or its host has not resolved."""
+        live = self.current(dest)
+        if live is None or live.unresolved:
+            return False
+        self._send(live, now, who, done)
+        self._flush_out()
+        return True
+
+    def _send(self, live: Destination, now: float, who: str, notify: ProbeDone | None) -> None:
         if live.addr is not None and live.transport != "tls":
             host, port = live.addr
         else:  # the shell resolves; for TLS it checks the certificate against the name
@@ -294,18 +316,27 @@ class Prober:
         request = self.build_request(live)
 
         def done(status: int, response: Response | None, at: float) -> None:
-            self.on_result(live, now, status, response, at)
+            change = self.on_result(live, now, status, response, at, who=who)
+            if notify is not None:
+                notify(status, response, latency_ms(now, at), change)
 
         self.core.originate(request, Addr(live.transport, host, port), done, now)
         self.stats["pings_sent"] += 1
-        return True
 
     def on_result(
-        self, dest: Destination, sent_at: float, status: int, response: Response | None, now: float
+        self,
+        dest: Destination,
+        sent_at: float,
+        status: int,
+        response: Response | None,
+        now: float,
+        *,
+        who: str = "",
     ) -> StateChange | None:
         """A ping to ``dest`` sent at ``sent_at`` finished with ``status`` (408 and no
         response when nothing answered in time). Kamailio's ``ds_options_callback``:
-        latency statistics first, then the state machine. Returns the change, if any."""
+        latency statistics first, then the state machine. Returns the change, if any;
+        ``who`` (an operator's probe) is named in its reason."""
         if self._stopped:
             return None
         if response is None:
@@ -328,6 +359,8 @@ class Prober:
         if transition is None:
             return None
         reason = self._reason(live, transition, status, response, alive)
+        if who:
+            reason += f"; dispatcher.ping by {who}"
         return self.apply(live, transition, reason, now, code=status)
 
     def _reason(

@@ -278,6 +278,15 @@ class ProxyCore:
             if isinstance(owner, Branch):
                 yield owner.target.handle
 
+    def pending_branch_handles(self) -> Iterator[Any]:
+        """The router's handle of every branch still waiting for its final response
+        (a branch answered or failed is left out, although its transaction stays in
+        the table a while to absorb retransmissions)."""
+        for tx in self.client_txs.values():
+            owner = tx.owner
+            if isinstance(owner, Branch) and owner.final == 0:
+                yield owner.target.handle
+
     def handle_timer(self, now: float) -> None:
         """Run the timers due at ``now``."""
         try:

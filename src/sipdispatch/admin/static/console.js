@@ -11,6 +11,9 @@ const csrf = meta("csrf-token");
 const writable = meta("console-mode") === "read-write";
 let shownKeys = "";
 let lastEvents = "";
+let windowText = "60 s";
+const HISTORY = 120;  // latency points charted (the server keeps as many)
+const charts = new Map();  // row key -> latency points
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -41,7 +44,7 @@ function confirmAction(text) {
 }
 
 async function act(body, question) {
-  if (!(await confirmAction(question))) return;
+  if (question && !(await confirmAction(question))) return;
   let reply;
   try {
     const response = await fetch("/console/action", {
@@ -55,7 +58,7 @@ async function act(body, question) {
     showMessage(`${body.action} failed: ${error}`, false);
     return;
   }
-  if (reply.ok) showMessage(reply.message, true);
+  if (reply.ok) showMessage(reply.message, !reply.failed);
   else showMessage(reply.error, false);
 }
 
@@ -68,7 +71,7 @@ function stateBadge(flags) {
 }
 
 function sparkline(history) {
-  const width = 120, height = 24;
+  const width = 90, height = 24;
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "spark");
   svg.setAttribute("width", width);
@@ -114,20 +117,31 @@ function buildTables(sets) {
   }
   for (const set of sets) {
     const headings = ["State", "Destination", "Priority", "Weight", "Attrs", "Description",
-      "Latency", "Calls in progress", "Calls/s"];
+      "Latency", "In progress", "Calls/s", `Last ${windowText}`, "Set-up p50/p90"];
+    const hints = { "In progress": "awaiting a final response",
+      [`Last ${windowText}`]: "answered / rejected / timed out",
+      "Set-up p50/p90": "INVITE to final response" };
     if (writable) headings.push("Actions");
     const head = el("tr", {}, ...headings.map((h) => el("th", { scope: "col", text: h })));
+    for (const th of head.children) {
+      const hint = hints[th.textContent];
+      if (hint) th.append(el("span", { class: "hint", text: hint }));
+    }
     const body = el("tbody");
     for (const dest of set.dests) {
       const tr = el("tr", { "data-key": rowKey(set.id, dest.uri) });
       tr.dataset.set = set.id;
       tr.dataset.uri = dest.uri;
       for (const name of ["state", "uri", "priority", "weight", "attrs", "description",
-        "latency", "in_progress", "cps"]) {
-        const numeric = ["priority", "weight", "in_progress", "cps"].includes(name);
+        "latency", "in_progress", "cps", "recent", "setup"]) {
+        const numeric = ["priority", "weight", "in_progress", "cps", "recent", "setup"]
+          .includes(name);
         tr.append(el("td", { class: `${name}${numeric ? " num" : ""}` }));
       }
       if (writable) {
+        const probe = el("button", { type: "button", class: "probe", text: "Probe" });
+        probe.addEventListener("click", () => act({ action: "probe", set: set.id, uri: dest.uri }));
+        probe.setAttribute("aria-label", `Probe ${dest.uri} now`);
         const drain = el("button", { type: "button", class: "drain", text: "Drain" });
         drain.addEventListener("click", () => act(
           { action: "drain", set: set.id, uri: dest.uri },
@@ -139,11 +153,12 @@ function buildTables(sets) {
         const remove = el("button", { type: "button", class: "remove", text: "Remove" });
         remove.addEventListener("click", () => act(
           { action: "remove", set: set.id, uri: dest.uri },
-          `Remove ${dest.uri} from set ${set.id}? In memory only: a reload brings it back.`));
+          `Remove ${dest.uri} from set ${set.id}? It is deleted from the store, then the ` +
+          "list is reloaded."));
         drain.setAttribute("aria-label", `Drain ${dest.uri}`);
         enable.setAttribute("aria-label", `Enable ${dest.uri}`);
         remove.setAttribute("aria-label", `Remove ${dest.uri}`);
-        tr.append(el("td", { class: "actions" }, drain, enable, remove));
+        tr.append(el("td", { class: "actions" }, probe, drain, enable, remove));
       }
       body.append(tr);
     }
@@ -171,9 +186,27 @@ function fill(sets) {
       const text = lat.samples ? `${lat.est} ms` : "–";
       const label = el("span", { text });
       label.title = `average ${lat.avg} ms, max ${lat.max} ms, ${lat.timeouts} timeouts`;
-      cell("latency").replaceChildren(el("div", { class: "lat" }, label, sparkline(dest.history)));
+      const key = rowKey(set.id, dest.uri);
+      let history = dest.history;
+      if (!history) {
+        // Only the points since the last snapshot: added to what the page has.
+        history = (charts.get(key) || []).concat(dest.tail || []).slice(-HISTORY);
+      }
+      charts.set(key, history);
+      cell("latency").replaceChildren(el("div", { class: "lat" }, label, sparkline(history)));
       cell("in_progress").textContent = dest.in_progress;
       cell("cps").textContent = dest.cps.toFixed(1);
+      const r = dest.recent;
+      cell("recent").replaceChildren(el("span", { class: "answered", text: r.answered }), " / ",
+        el("span", { class: "rejected", text: r.rejected }), " / ",
+        el("span", { class: "timeout", text: r.timeout }));
+      cell("recent").title = `over the last ${windowText}: ${r.answered} answered, ` +
+        `${r.rejected} rejected, ${r.timeout} timed out`;
+      cell("setup").textContent = r.setup ? `${r.setup.p50} / ${r.setup.p90} ms` : "–";
+      cell("setup").title = r.setup
+        ? `INVITE to final response, median and 90th percentile of the last ${r.setup.n} ` +
+          `answered or rejected calls (${windowText})`
+        : `no call answered or rejected over the last ${windowText}`;
       const drain = tr.querySelector("button.drain");
       if (drain) drain.disabled = dest.flags[0] === "D";
     }
@@ -196,7 +229,28 @@ function showEvents(events) {
   }
 }
 
+function showCluster(cluster, now) {
+  const box = document.getElementById("cluster");
+  box.hidden = !cluster;
+  if (!cluster) return;
+  document.getElementById("cluster-up").textContent = cluster.up
+    ? "connected to Redis" : "Redis unreachable: this node runs alone";
+  const body = document.querySelector("#cluster tbody");
+  body.replaceChildren(...cluster.nodes.map((n) => {
+    const probes = n.probes.length
+      ? el("ul", { class: "probes" }, ...n.probes.map((uri) => el("li", { text: uri })))
+      : el("span", { class: "note", text: "none" });
+    return el("tr", { "data-node": n.id, class: n.self ? "self" : "" },
+      el("td", { class: "node", text: n.id }),
+      el("td", { class: "address", text: n.address }),
+      el("td", { class: "seen num", text: `${Math.max(0, now - n.last_seen).toFixed(0)} s ago` }),
+      el("td", { class: "is-self", text: n.self ? "this node" : "" }),
+      el("td", { class: "node-probes" }, probes));
+  }));
+}
+
 function render(snapshot) {
+  windowText = `${snapshot.window} s`;
   const keys = snapshot.sets.map((s) => s.dests.map((d) => rowKey(s.id, d.uri)).join("|")).join("/");
   if (keys !== shownKeys) {
     // The list changed (reload, add, remove): rebuild; otherwise update in place so
@@ -214,6 +268,7 @@ function render(snapshot) {
   }
   fill(snapshot.sets);
   showEvents(snapshot.events);
+  showCluster(snapshot.cluster, snapshot.time);
   document.body.dataset.updated = snapshot.time;
 }
 
@@ -248,8 +303,10 @@ function start() {
       flags: Number(form.get("flags") || 0),
       priority: Number(form.get("priority") || 0),
       attrs: String(form.get("attrs") || ""),
+      description: String(form.get("description") || ""),
     };
-    act(body, `Add ${body.uri} to set ${body.set}?`);
+    act(body, `Add ${body.uri} to set ${body.set}? It is written to the store, then the ` +
+      "list is reloaded.");
   });
   document.getElementById("logout").addEventListener("submit", async (event) => {
     event.preventDefault();
