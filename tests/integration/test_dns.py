@@ -34,8 +34,8 @@ def dnsmasq(tmp_path: Path) -> Iterator[Dnsmasq]:
     """A dnsmasq (not started) on a free port; stopped after the test."""
     if dnsmasq_path() is None:
         if in_ci():
-            pytest.fail("dnsmasq is not installed and CI is set: apt-get install dnsmasq")
-        pytest.skip("dnsmasq is not installed (apt-get install dnsmasq)")
+            pytest.fail("dnsmasq is not installed and CI is set: apt-get install dnsmasq-base")
+        pytest.skip("dnsmasq is not installed (apt-get install dnsmasq-base)")
     server = Dnsmasq(free_port("udp"), [], tmp_path / "dnsmasq")
     yield server
     server.stop()

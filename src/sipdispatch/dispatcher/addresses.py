@@ -39,6 +39,51 @@ class DnsAddress:
         return (self.ip, self.port)
 
 
+Targets = list[list[tuple[int, list[DnsAddress]]]]
+"""Addresses grouped for :func:`srv_order`: by priority (lowest first), each priority a
+list of ``(weight, addresses of one target)``, the zero-weight targets first."""
+
+
+def group_targets(addresses: list[DnsAddress]) -> Targets:
+    """``addresses`` grouped by priority and target (see :data:`Targets`); a target's
+    addresses stay in the order of the answer."""
+    targets: dict[tuple[int, int, str, int], list[DnsAddress]] = {}
+    for a in addresses:
+        targets.setdefault((a.priority, a.weight, a.target, a.port), []).append(a)
+    by_priority: dict[int, list[tuple[int, list[DnsAddress]]]] = {}
+    for key, found in targets.items():
+        by_priority.setdefault(key[0], []).append((key[1], found))
+    out: Targets = []
+    for priority in sorted(by_priority):
+        group = by_priority[priority]
+        out.append([t for t in group if t[0] == 0] + [t for t in group if t[0] != 0])
+    return out
+
+
+def order_targets(groups: Targets, rng: random.Random) -> list[DnsAddress]:
+    """The RFC 2782 order of grouped targets (see :func:`srv_order`)."""
+    out: list[DnsAddress] = []
+    for group in groups:
+        if len(group) == 1:
+            out.extend(group[0][1])
+            continue
+        left = list(group)
+        while left:
+            total = 0
+            for t in left:
+                total += t[0]
+            pick = rng.randint(0, total) if total > 0 else 0
+            running = 0
+            chosen = len(left) - 1
+            for i, t in enumerate(left):
+                running += t[0]
+                if running >= pick:
+                    chosen = i
+                    break
+            out.extend(left.pop(chosen)[1])
+    return out
+
+
 def srv_order(addresses: list[DnsAddress], rng: random.Random) -> list[DnsAddress]:
     """Order ``addresses`` as RFC 2782 says a client tries SRV targets: by priority
     (lowest first), and within one priority by repeated weighted choice -- the
@@ -47,33 +92,7 @@ def srv_order(addresses: list[DnsAddress], rng: random.Random) -> list[DnsAddres
     addresses (its A/AAAA records) stay together, in the order of the answer; the
     weight is the target's, whatever number of addresses it has. Deterministic for a
     seeded ``rng``; a priority with a single target draws nothing."""
-    targets: dict[tuple[int, int, str, int], list[DnsAddress]] = {}
-    for a in addresses:
-        targets.setdefault((a.priority, a.weight, a.target, a.port), []).append(a)
-    by_priority: dict[int, list[tuple[int, int, str, int]]] = {}
-    for key in targets:
-        by_priority.setdefault(key[0], []).append(key)
-    out: list[DnsAddress] = []
-    for priority in sorted(by_priority):
-        group = by_priority[priority]
-        if len(group) == 1:
-            out.extend(targets[group[0]])
-            continue
-        left = [k for k in group if k[1] == 0] + [k for k in group if k[1] != 0]
-        while left:
-            total = 0
-            for k in left:
-                total += k[1]
-            pick = rng.randint(0, total) if total > 0 else 0
-            running = 0
-            chosen = len(left) - 1
-            for i, k in enumerate(left):
-                running += k[1]
-                if running >= pick:
-                    chosen = i
-                    break
-            out.extend(targets[left.pop(chosen)])
-    return out
+    return order_targets(group_targets(addresses), rng)
 
 
 class LocatedAddresses:
@@ -83,7 +102,7 @@ class LocatedAddresses:
     source index); :meth:`order` is the order one request tries them in.
     """
 
-    __slots__ = ("addresses", "down", "expires", "single")
+    __slots__ = ("_fixed", "_groups", "addresses", "down", "expires", "single")
 
     def __init__(self, addresses: tuple[DnsAddress, ...], expires: float = 0.0) -> None:
         self.addresses = tuple(sorted(addresses, key=lambda a: a.priority))
@@ -96,6 +115,11 @@ class LocatedAddresses:
         others until a ping answers again."""
         self.single = len(self.addresses) == 1
         """One address only: nothing to choose."""
+        self._groups = group_targets(list(self.addresses))
+        self._fixed: list[DnsAddress] | None = None
+        """The order when it needs no draw (one target per priority): made once."""
+        if all(len(group) == 1 for group in self._groups):
+            self._fixed = order_targets(self._groups, random.Random(0))
 
     @property
     def first(self) -> DnsAddress:
@@ -114,12 +138,14 @@ class LocatedAddresses:
 
     def order(self, rng: random.Random) -> list[DnsAddress]:
         """The addresses in the order a request tries them: RFC 2782 order of those
-        that answer pings, then those found down (also in RFC 2782 order)."""
-        if self.single:
-            return [self.addresses[0]]
+        that answer pings, then those found down (also in RFC 2782 order). Not to be
+        changed: without a draw to make it is the same list every time."""
         down = self.down
         if not down:
-            return srv_order(list(self.addresses), rng)
+            fixed = self._fixed
+            if fixed is not None:
+                return fixed  # the same list every time: the caller only reads it
+            return order_targets(self._groups, rng)
         up = [a for a in self.addresses if a.addr not in down]
         rest = [a for a in self.addresses if a.addr in down]
         return srv_order(up, rng) + srv_order(rest, rng)
