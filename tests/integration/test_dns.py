@@ -326,3 +326,42 @@ def test_an_unresolvable_name_is_loaded_inactive_at_start_and_refused_by_a_reloa
         CARRIER,
         "sip:missing.test",
     }
+
+
+def test_dispatcher_add_locates_a_name_by_dns_with_the_configured_nameservers(
+    tmp_path: Path, dnsmasq: Dnsmasq
+) -> None:
+    import subprocess
+    import sys
+
+    from .proxyctl import proxy_env
+
+    dnsmasq.records = [srv("_sip._udp.carrier.test", "gw1.carrier.test", 5070, 10, 0),
+                       host("gw1.carrier.test")]  # fmt: skip
+    dnsmasq.start()
+    config = tmp_path / "sipdispatch.toml"
+    list_file = tmp_path / "dispatcher.list"
+    list_file.write_text("")
+    config.write_text(
+        f'[dispatcher]\nlist_file = "{list_file}"\n\n'
+        f'[dns]\nnameservers = ["127.0.0.1:{dnsmasq.port}"]\ntimeout = 1.0\n'
+    )
+
+    def add(uri: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sipdispatch", "dispatcher", "--config", str(config),
+             "add", "1", uri],
+            cwd=tmp_path, env=proxy_env(), capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+
+    quiet = add(CARRIER)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    loud = add("sip:missing.test")
+    assert loud.returncode == 0
+    [warning] = loud.stderr.splitlines()
+    assert warning.startswith(
+        "sipdispatch: warning: missing.test does not resolve now "
+        "(no NAPTR, SRV or A/AAAA record for missing.test)"
+    ), warning
+    text = list_file.read_text()
+    assert CARRIER in text and "sip:missing.test" in text
