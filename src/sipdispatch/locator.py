@@ -318,7 +318,8 @@ class DnsCache:
 
     def next_refresh(self) -> float | None:
         """When the next answer is due to be looked up again; None when none is cached."""
-        return min((e.refresh_at for e in self.entries.values()), default=None)
+        # A copy first: a reload's lookups may add an entry from a worker thread.
+        return min((e.refresh_at for e in list(self.entries.values())), default=None)
 
     async def refresh_due(self, keep: set[Key] | None = None) -> list[Key]:
         """Look up again every answer whose refresh time has come; returns the keys whose
@@ -327,8 +328,8 @@ class DnsCache:
         tried again in :data:`RETRY_AFTER_FAILURE`. ``keep``: the keys still in use
         (the others are dropped)."""
         if keep is not None:
-            for key in [k for k in self.entries if k not in keep]:
-                del self.entries[key]
+            for key in [k for k in list(self.entries) if k not in keep]:
+                self.entries.pop(key, None)
         changed: list[Key] = []
         now = self.clock()
         for key, entry in list(self.entries.items()):

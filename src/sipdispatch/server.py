@@ -335,13 +335,16 @@ class Server:
         if dns is None:
             return
         while True:
-            due = dns.next_refresh()
-            wait = DNS_IDLE if due is None else min(max(due - dns.clock(), 0.5), DNS_MAX_SLEEP)
-            await asyncio.sleep(wait)
             try:
+                due = dns.next_refresh()
+                wait = DNS_IDLE if due is None else min(max(due - dns.clock(), 0.5), DNS_MAX_SLEEP)
+                await asyncio.sleep(wait)
                 await self.dispatcher.refresh_dns()
+            except asyncio.CancelledError:
+                raise
             except Exception:  # never let a bug stop the refreshes silently
                 log.exception("refreshing DNS answers")
+                await asyncio.sleep(DNS_IDLE)
 
     async def _watch_collector(self) -> None:
         while True:
