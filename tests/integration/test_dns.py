@@ -8,6 +8,7 @@ says how many INVITEs reached it.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,14 @@ class Gateway:
         return sum(1 for line in text.splitlines() if line.startswith("INVITE sip:"))
 
     def kill(self) -> None:
+        """Stop it (sipp's quit), killed when it has not ended within 5 s."""
         self.proc.stop()
+        proc = self.proc.proc
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 @pytest.fixture
@@ -331,7 +339,6 @@ def test_an_unresolvable_name_is_loaded_inactive_at_start_and_refused_by_a_reloa
 def test_dispatcher_add_locates_a_name_by_dns_with_the_configured_nameservers(
     tmp_path: Path, dnsmasq: Dnsmasq
 ) -> None:
-    import subprocess
     import sys
 
     from .proxyctl import proxy_env
