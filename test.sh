@@ -5,12 +5,16 @@
 # loopback integration with sipp). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
-# The independent peers: sipp (sip-tester) and Kamailio with its TLS module; Chromium
+# The independent peers: sipp (sip-tester), Kamailio with its TLS module, dnsmasq; Chromium
 # for the web console's browser tests (Playwright drives Debian's build).
 packages=()
 command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 [ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] || packages+=(kamailio kamailio-tls-modules)
+# dnsmasq serves the NAPTR/SRV/A records of the DNS tests; each test starts its own on a
+# free loopback port. dnsmasq-base is the binary alone: no system service is installed
+# or started (the dnsmasq package would start one on port 53).
+[ -x /usr/sbin/dnsmasq ] || packages+=(dnsmasq-base)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}") >/dev/null

@@ -13,10 +13,17 @@ into it); building the peers' messages is not.
     .venv/bin/python bench/corecost.py --call-log all  # with the call log's records made
     .venv/bin/python bench/corecost.py --hook hookcost:route   # the rule as a Python hook
     .venv/bin/python bench/corecost.py --user-prefix serv      # the same rule with a match
+    .venv/bin/python bench/corecost.py --dns one       # gateways located by DNS, 1 address
+    .venv/bin/python bench/corecost.py --dns srv       # ... 2 SRV targets each (a backup)
 
 ``--hook MODULE:FUNCTION`` routes through a Python routing hook (modules are looked
 for in bench/ too: ``hookcost:route`` decides nothing, ``hookcost:by_prefix`` compares
 the user's prefix); without it the rule is the same one in TOML (set 1, round-robin),
+with ``--dns one`` the two gateways are destinations located by DNS
+(``sip:gw1.bench``) whose answer has one address each (an A record, or one SRV target),
+with ``--dns srv`` two SRV targets each, the second a backup of lower priority (the
+router then orders the addresses for every call); the answers are set in memory, as a
+finished lookup leaves them (the router never does DNS),
 with ``--user-prefix P`` as its ``match``. A hook's cost is below the noise of whole
 calls on a shared machine; ``--decisions N`` times the router's decision alone (one
 parsed INVITE routed N times), where the difference shows:
@@ -37,6 +44,7 @@ from typing import Any
 
 from sipdispatch.config import parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
+from sipdispatch.dispatcher.addresses import DnsAddress, LocatedAddresses
 from sipdispatch.hooks import HookLoader
 from sipdispatch.routing import DispatchRouter
 from sipdispatch.service import make_router
@@ -51,7 +59,9 @@ GW = {5071: Addr("udp", "127.0.0.1", 5071), 5072: Addr("udp", "127.0.0.1", 5072)
 SDP = b"v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"  # noqa: E501
 
 
-def make_core(hook: str | None = None, user_prefix: str | None = None) -> ProxyCore:
+def make_core(
+    hook: str | None = None, user_prefix: str | None = None, dns: str = "none"
+) -> ProxyCore:
     rule: dict[str, Any] = {"set": 1, "algorithm": 4}
     if hook is not None:
         rule["python"] = hook
@@ -66,9 +76,18 @@ def make_core(hook: str | None = None, user_prefix: str | None = None) -> ProxyC
         "bench.toml",
     )
     hooks = HookLoader(cfg.routes, [str(Path(__file__).resolve().parent)]).load()
-    dests = parse_list("1 sip:127.0.0.1:5071 0 0\n1 sip:127.0.0.1:5072 0 0\n", "bench.list")
-    for d in dests:
-        d.addr = (d.host, d.port)
+    if dns == "none":
+        dests = parse_list("1 sip:127.0.0.1:5071 0 0\n1 sip:127.0.0.1:5072 0 0\n", "bench.list")
+        for d in dests:
+            d.addr = (d.host, d.port)
+    else:
+        dests = parse_list("1 sip:gw1.bench 0 0\n1 sip:gw2.bench 0 0\n", "bench.list")
+        for d, port in zip(dests, (5071, 5072), strict=True):
+            assert d.by_dns
+            found = [DnsAddress("127.0.0.1", port, "udp", 10, 0, d.host)]
+            if dns == "srv":
+                found.append(DnsAddress("127.0.0.1", port + 100, "udp", 20, 0, "backup." + d.host))
+            d.use_located(LocatedAddresses(tuple(found)))
     rng = random.Random(1)
     sets = DispatcherSets(dests, rng)
     router = make_router(cfg, sets, rng, hooks=hooks)
@@ -142,9 +161,13 @@ class Driver:
     """Plays caller and gateways around one core; times only the core."""
 
     def __init__(
-        self, call_log: str = "none", hook: str | None = None, user_prefix: str | None = None
+        self,
+        call_log: str = "none",
+        hook: str | None = None,
+        user_prefix: str | None = None,
+        dns: str = "none",
     ) -> None:
-        self.core = make_core(hook, user_prefix)
+        self.core = make_core(hook, user_prefix, dns)
         self.records: list[object] = []
         if call_log != "none":
             # As [log] calls = "failures" / "all": the records go to a sink (a list here,
@@ -229,11 +252,15 @@ def main() -> None:
     ap.add_argument("--hook", metavar="MODULE:FUNCTION", help="route through a Python hook")
     ap.add_argument("--user-prefix", metavar="P", help="the TOML rule's match.user_prefix")
     ap.add_argument("--decisions", type=int, metavar="N", help="time N routing decisions only")
+    ap.add_argument(
+        "--dns", choices=("none", "one", "srv"), default="none",
+        help="gateways located by DNS: one address each, or two SRV targets each",
+    )  # fmt: skip
     args = ap.parse_args()
     gc.collect()
     gc.freeze()
     gc.set_threshold(20000, 10, 10)
-    d = Driver(args.call_log, args.hook, args.user_prefix)
+    d = Driver(args.call_log, args.hook, args.user_prefix, args.dns)
     if args.decisions:
         results = decisions(d.core, args.decisions, args.rounds)
         print(

@@ -60,3 +60,15 @@ def test_corecost_decisions_time_the_routing_decision_alone() -> None:
     [ns] = corecost.decisions(d.core, 100, 1)
     assert ns > 0
     assert d.core.router.routes[0].hook.stats.outcomes["route"] == 100
+
+
+def test_corecost_with_gateways_located_by_dns_sends_to_their_first_address() -> None:
+    corecost = _load()
+    for dns in ("one", "srv"):
+        d = corecost.Driver(dns=dns)
+        d.run(100)
+        assert d.core.stats.requests_by_method == {"INVITE": 100, "ACK": 100, "BYE": 100}
+        assert d.core.stats.failovers == 0
+        gateways = d.core.router.sets.get(1).dests
+        assert all(g.by_dns and g.located is not None for g in gateways)
+        assert sorted(g.dispatched for g in gateways) == [50, 50]

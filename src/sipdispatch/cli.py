@@ -25,6 +25,7 @@ from sipdispatch.dispatcher.errors import DispatcherError
 from sipdispatch.store import StoreError
 
 if TYPE_CHECKING:
+    from sipdispatch.dispatcher.destination import Destination
     from sipdispatch.store import Store
 
 """Read from the working directory by ``run`` when no ``--config`` is given."""
@@ -243,28 +244,54 @@ def _show_rows(store: Store, as_json: bool) -> None:
         print(f"(no destinations in {store.location})")
 
 
-def _warn_unresolvable(uri: str, flags: int) -> None:
+def _warn_unresolvable(uri: str, flags: int, config_path: str | None = None) -> None:
     """Warn (the row is added all the same) when the destination's host does not resolve
-    now: a running proxy would refuse the reload, and one starting would load it IP."""
-    from sipdispatch.dispatcher.listfile import parse_destination_uri
+    now: a running proxy would refuse the reload, and one starting would load it IP. A
+    host name without a port is located by DNS as the proxy would (the configuration's
+    ``[dns]``)."""
+    from sipdispatch.dispatcher.listfile import make_destination
     from sipdispatch.dispatcher.states import DS_NODNSARES_DST
-    from sipdispatch.sip.errors import ParseError
     from sipdispatch.store import resolve_host
 
     if flags & DS_NODNSARES_DST:
         return
     try:
-        _, parsed = parse_destination_uri(uri.strip())
-        resolve_host(parsed.host, parsed.effective_port, parsed.transport)
-    except ParseError:
+        dest = make_destination(0, uri, flags)
+    except DispatcherError:
         return
+    try:
+        if dest.by_dns:
+            _locate_now(dest, config_path)
+        else:
+            resolve_host(dest.host, dest.port, dest.transport)
     except OSError as exc:
-        print(
-            f"sipdispatch: warning: {parsed.host} does not resolve now "
-            f"({exc.strerror or exc}): a reload will be refused until it does, and a proxy "
-            "starting now loads it inactive (IP) and retries it every ping interval",
-            file=sys.stderr,
-        )
+        reason = exc.strerror or str(exc)
+    except Exception as exc:  # the DNS lookups' errors
+        reason = str(exc) or type(exc).__name__
+    else:
+        return
+    print(
+        f"sipdispatch: warning: {dest.host} does not resolve now "
+        f"({reason}): a reload will be refused until it does, and a proxy "
+        "starting now loads it inactive (IP) and retries it every ping interval",
+        file=sys.stderr,
+    )
+
+
+def _locate_now(dest: Destination, config_path: str | None) -> None:
+    """Locate ``dest`` by DNS as the proxy would; raises when it does not resolve."""
+    from sipdispatch.config import DnsConfig
+    from sipdispatch.locator import DnsCache, nameserver_query, system_addresses
+
+    try:
+        dns = _load(config_path).dns
+    except ConfigError:
+        dns = DnsConfig()
+    servers = dns.servers
+    cache = DnsCache(
+        nameserver_query(servers, dns.timeout), fallback=None if servers else system_addresses
+    )
+    cache.locate_blocking(dest)
 
 
 def _dispatcher_store_action(args: argparse.Namespace, where: str) -> int:
@@ -292,7 +319,7 @@ def _dispatcher_store_action(args: argparse.Namespace, where: str) -> int:
                 f"in {store.location}"
             )
             print(f"({_APPLY_HINT})")
-            _warn_unresolvable(args.uri, flags)
+            _warn_unresolvable(args.uri, flags, args.config)
             return 0
         if action == "rm":
             row_id = _int_arg("ID", args.id)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from sipdispatch.dispatcher.addresses import DnsAddress
 from sipdispatch.dispatcher.algorithms import SelectContext, SelectOptions, select_with
 from sipdispatch.dispatcher.algorithms.hashed import (
     HashAuthUsername,
@@ -376,6 +377,8 @@ class DispatchPlan:
     """
 
     __slots__ = (
+        "_addr_next",
+        "_addrs",
         "_next",
         "branch_at",
         "call_id",
@@ -445,13 +448,28 @@ class DispatchPlan:
         self.was_cancelled = False
         self.hook = hook
         """What the rule's Python hook decided (R-URI user, added headers), if any."""
+        self._addrs: list[DnsAddress] | None = None
+        """The addresses of :attr:`current` in the order this request tries them, when it
+        is a destination located by DNS with several; None otherwise."""
+        self._addr_next = 0
 
     def first(self) -> list[Target]:
         """The selected destination, or every one for parallel forking (algorithm 12)."""
         target = self.router.target
         if self.parallel:
             return [target(d, self.rule, self.request, self.hook) for d in self.dests]
-        return [target(self.dests[0], self.rule, self.request, self.hook)]
+        dest = self.dests[0]
+        if dest.located is not None and not dest.located.single:
+            return [self._first_address(dest)]
+        return [target(dest, self.rule, self.request, self.hook)]
+
+    def _first_address(self, dest: Destination) -> Target:
+        """The first of ``dest``'s addresses in this request's order (RFC 2782); the
+        others are kept for failover within the destination."""
+        assert dest.located is not None
+        order = self._addrs = dest.located.order(self.router.rng)
+        self._addr_next = 1
+        return self.router.target(dest, self.rule, self.request, self.hook, order[0].addr)
 
     def next_target(self, failed: Target, status: int, timeout: bool, now: float) -> Target | None:
         """``failure_route``: mark the failed destination and take the next one.
@@ -474,6 +492,20 @@ class DispatchPlan:
         if not (timeout or rule.is_failover(status)):
             return None
         router = self.router
+        addrs = self._addrs
+        if addrs is not None:
+            # RFC 3263 §4.3: after a timeout, a transport error (reported as a timeout)
+            # or a 503, the next address of the same destination is tried first.
+            if (
+                (timeout or status == 503)
+                and self._addr_next < len(addrs)
+                and router.settings.failover
+                and dest is self.current
+            ):
+                address = addrs[self._addr_next]
+                self._addr_next += 1
+                return router.target(self.current, rule, self.request, self.hook, address.addr)
+            self._addrs = None
         if rule.mark_failed and isinstance(dest, Destination):
             why = "no answer" if timeout else f"call failed with {status}"
             router.mark(dest, rule.mark_failed, why, now, self.generation)
@@ -501,6 +533,8 @@ class DispatchPlan:
                 router.calls.on_invite_sent(self.call_id, d, now, self.limits_load)
             self.current = d
             self.branch_at = now
+            if d.located is not None and not d.located.single:
+                return self._first_address(d)
             return router.target(d, rule, self.request, self.hook)
         return None
 
@@ -764,18 +798,21 @@ class DispatchRouter:
         for dest in self.sets.destinations():
             if dest.addr is None:
                 continue  # not resolved (flag 16): no address to match, as Kamailio
-            ip, port = dest.addr
-            exact.setdefault((ip, port), set()).add(dest.setid)
-            by_ip.setdefault(ip, set()).add(dest.setid)
-            if dest.sip_uri.port is None:
-                any_port.setdefault(ip, set()).add(dest.setid)
+            located = dest.located
+            addrs = [a.addr for a in located.addresses] if located is not None else [dest.addr]
+            for ip, port in addrs:
+                exact.setdefault((ip, port), set()).add(dest.setid)
+                by_ip.setdefault(ip, set()).add(dest.setid)
+                if dest.sip_uri.port is None:
+                    any_port.setdefault(ip, set()).add(dest.setid)
         self._exact = {k: frozenset(v) for k, v in exact.items()}
         self._any_port = {k: frozenset(v) for k, v in any_port.items()}
         self._by_ip = {k: frozenset(v) for k, v in by_ip.items()}
 
     def addresses_changed(self) -> None:
-        """A destination's resolved address changed (an unresolved host resolved):
-        index the source addresses again."""
+        """A destination's resolved address changed (an unresolved host resolved, or
+        the DNS answer of one located by DNS changed): index the source addresses
+        again."""
         self._index_sources()
 
     def is_destination_ip(self, ip: str) -> bool:
@@ -880,13 +917,20 @@ class DispatchRouter:
         )
 
     def target(
-        self, dest: Destination, rule: RouteRule, request: Request, hook: HookRoute | None = None
+        self,
+        dest: Destination,
+        rule: RouteRule,
+        request: Request,
+        hook: HookRoute | None = None,
+        addr: tuple[str, int] | None = None,
     ) -> Target:
-        """Where a request goes for ``dest``: its resolved address, and a new R-URI
-        when the rule is ``mode = "domain"``, the destination has ``prefix``/``strip``
-        or the rule's hook gave a user; the hook's headers go with it."""
+        """Where a request goes for ``dest``: its resolved address (``addr``: one of
+        the addresses of a destination located by DNS), and a new R-URI when the rule
+        is ``mode = "domain"``, the destination has ``prefix``/``strip`` or the rule's
+        hook gave a user; the hook's headers go with it."""
         dest.dispatched += 1
-        addr = dest.addr
+        if addr is None:
+            addr = dest.addr
         if addr is not None and dest.transport != "tls":
             hop = Addr(dest.transport, addr[0], addr[1])
         else:

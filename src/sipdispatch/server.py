@@ -40,6 +40,11 @@ READY_LINE = "sipdispatch ready"
 
 DRAIN_POLL = 0.1
 """Seconds between two looks at the requests still in flight while draining."""
+DNS_IDLE = 5.0
+"""Seconds between two looks at the DNS answers when none is cached (a reload or an add
+may bring destinations located by DNS)."""
+DNS_MAX_SLEEP = 30.0
+"""Longest wait between two looks at the DNS answers."""
 UNRESOLVED_RETRY = 10.0
 """Seconds between two tries of a host that did not resolve, when pings are off
 (``ping_interval = 0``); Kamailio's ``ds_ping_interval`` example value."""
@@ -106,6 +111,7 @@ class Server:
         """The garbage collector, held off once started."""
         self._watch: asyncio.Task[None] | None = None
         self._dns: asyncio.Task[None] | None = None
+        self._dns_refresh: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
         self._hup_tasks: set[asyncio.Task[None]] = set()
         self.cluster: ClusterNode | None = None
@@ -386,6 +392,24 @@ class Server:
             except Exception:  # never let a bug stop the retries silently
                 log.exception("retrying unresolved destinations")
 
+    async def _refresh_dns(self) -> None:
+        """Refresh the DNS answers of the destinations located by DNS before their TTL
+        runs out, for as long as the proxy runs."""
+        dns = self.dispatcher.dns
+        if dns is None:
+            return
+        while True:
+            try:
+                due = dns.next_refresh()
+                wait = DNS_IDLE if due is None else min(max(due - dns.clock(), 0.5), DNS_MAX_SLEEP)
+                await asyncio.sleep(wait)
+                await self.dispatcher.refresh_dns()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let a bug stop the refreshes silently
+                log.exception("refreshing DNS answers")
+                await asyncio.sleep(DNS_IDLE)
+
     async def _watch_collector(self) -> None:
         while True:
             await asyncio.sleep(CHECK_INTERVAL)
@@ -402,12 +426,14 @@ class Server:
         self._watch = asyncio.create_task(self._watch_collector())
         if self.dispatcher.unresolved():
             self._dns = asyncio.create_task(self._retry_unresolved())
+        self._dns_refresh = asyncio.create_task(self._refresh_dns())
         try:
             await self.stopping.wait()
         finally:
             self._watch.cancel()
             if self._dns is not None:
                 self._dns.cancel()
+            self._dns_refresh.cancel()
             if self._drain is not None:
                 self._drain.cancel()
             self.collector.stop()

@@ -33,6 +33,7 @@ from sipdispatch.dispatcher.states import (
 from sipdispatch.health.state import ORIGIN_DNS, StateChange
 from sipdispatch.health.statelog import StateLog
 from sipdispatch.hooks import HookLoader, HookLoadError
+from sipdispatch.locator import DnsCache, Key, nameserver_query, system_addresses
 from sipdispatch.routing import DispatchRouter, HookFn, RouteMatch, RouterSettings, RouteRule
 from sipdispatch.store import Store, load_and_resolve, open_store, resolve_each, resolve_host
 
@@ -112,6 +113,7 @@ class DispatcherService:
         resolver: Resolver = resolve_host,
         hooks: HookLoader | None = None,
         routes: Sequence[config.RouteRule] = (),
+        dns: DnsCache | None = None,
     ) -> None:
         self.store = store
         self.router = router
@@ -126,6 +128,9 @@ class DispatcherService:
         when a reload re-imports the hooks)."""
         self.reloads: Counter[str] = Counter()
         """``dispatcher.reload`` outcomes: ``ok`` / ``failed``."""
+        self.dns = dns
+        """The DNS answers of the destinations located by DNS (host name, no port);
+        None: they are resolved as any other name (A/AAAA, the URI's port)."""
         self.reload_listeners: list[Callable[[], None]] = []
         """Called after every successful reload asked here (the cluster tells the other
         nodes to reload too)."""
@@ -151,11 +156,16 @@ class DispatcherService:
         d = config.dispatcher
         store = open_store(list_file=d.list_file, db_url=d.db_url, table_name=d.table_name)
         rng = random.Random()  # seeded from the system's entropy
+        servers = config.dns.servers
+        dns = DnsCache(
+            nameserver_query(servers, config.dns.timeout),
+            fallback=None if servers else system_addresses,
+        )
         dests = store.load()
-        failed = resolve_each(dests)
+        failed = resolve_each(dests, locate=dns.locate_blocking)
         sets = DispatcherSets(dests, rng)
         router = make_router(config, sets, rng, state_log, hooks.functions())
-        service = cls(store, router, hooks=hooks, routes=config.routes)
+        service = cls(store, router, hooks=hooks, routes=config.routes, dns=dns)
         service.listeners = tuple(dict.fromkeys(a.proto for a in config.server.listen))
         for dest, reason in failed:
             service._unresolved(dest, reason)
@@ -193,16 +203,24 @@ class DispatcherService:
             return 0
         loop = asyncio.get_running_loop()
         done = 0
+        dns = self.dns
         for dest in waiting:
             try:
-                addr = await loop.run_in_executor(
-                    None, self.resolver, dest.host, dest.port, dest.transport
-                )
+                if dns is not None and dest.by_dns:
+                    located = dns.located(await dns.resolve(dns.key(dest)))
+                    addr = located.first.addr
+                else:
+                    located = None
+                    addr = await loop.run_in_executor(
+                        None, self.resolver, dest.host, dest.port, dest.transport
+                    )
             except Exception as exc:
                 dest.unresolved = f"could not resolve {dest.host}: {exc or type(exc).__name__}"
                 continue
             if dest.unresolved is None:
                 continue  # a reload or another retry got there first
+            if located is not None:
+                dest.use_located(located)
             dest.addr, dest.unresolved = addr, None
             done += 1
             reason = f"{dest.host} resolved to {addr[0]}"
@@ -221,6 +239,45 @@ class DispatcherService:
         if done:
             self.router.addresses_changed()
         return done
+
+    def dns_keys(self) -> set[Key]:
+        """The DNS lookups the running destinations need."""
+        dns = self.dns
+        if dns is None:
+            return set()
+        return {dns.key(d) for d in self.router.sets.destinations() if d.by_dns}
+
+    async def refresh_dns(self) -> int:
+        """Look up again the DNS answers whose time has come (in the background) and
+        give the destinations the answers that changed, without a reload; returns how
+        many destinations got new addresses. A failed or empty lookup keeps the last
+        good answer (:meth:`DnsCache.refresh_due`)."""
+        dns = self.dns
+        if dns is None:
+            return 0
+        keys = self.dns_keys()
+        if not keys:
+            dns.entries.clear()
+            return 0
+        await dns.refresh_due(keys)
+        moved = 0
+        for dest in self.router.sets.destinations():
+            if not dest.by_dns or dest.located is None:
+                continue
+            entry = dns.entries.get(dns.key(dest))
+            if entry is None:
+                continue
+            fresh = dns.located(entry)
+            if fresh.same_as(dest.located):
+                dest.located.expires = entry.expires
+                continue
+            dest.use_located(fresh)
+            moved += 1
+            shown = ", ".join(f"{a.transport}:{a.ip}:{a.port}" for a in fresh.addresses)
+            log.info("set %d %s: addresses now %s", dest.setid, dest.uri, shown)
+        if moved:
+            self.router.addresses_changed()
+        return moved
 
     @property
     def sets(self) -> DispatcherSets:
@@ -242,7 +299,10 @@ class DispatcherService:
 
         Raises DispatcherLoadError (naming the line or row) or StoreError.
         """
-        return load_and_resolve(self.store, self.resolver)
+        dns = self.dns
+        return load_and_resolve(
+            self.store, self.resolver, dns.locate_blocking if dns is not None else None
+        )
 
     async def reload(self, *, announce: bool = True) -> int:
         """``dispatcher.reload``: all or nothing; on error the running list and the
@@ -278,7 +338,8 @@ class DispatcherService:
         ``DispatcherError`` when its host does not resolve."""
         async with self._claim():
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, resolve_all, [dest], resolve_host)
+            locate = self.dns.locate_blocking if self.dns is not None else None
+            await loop.run_in_executor(None, resolve_all, [dest], resolve_host, locate)
             self.router.install(self.router.sets.added(dest))
 
     async def remove(self, group: int, uri: str) -> None:

@@ -487,6 +487,23 @@ class SipdispatchCollector:
         for result in ("ok", "failed"):
             reloads.add_metric([result], done.get(result, 0))
         yield reloads
+        dns = self.target.dispatcher.dns
+        stats = dns.stats if dns is not None else {}
+        yield CounterMetricFamily(
+            _name("dns_refreshes"),
+            "Background DNS lookups of destinations located by DNS.",
+            value=stats.get("refreshes", 0),
+        )
+        yield CounterMetricFamily(
+            _name("dns_refresh_failures"),
+            "Background DNS lookups that failed or came back empty (the last good answer kept).",
+            value=stats.get("refresh_failures", 0),
+        )
+        yield CounterMetricFamily(
+            _name("dns_changes"),
+            "DNS answers that changed a destination's addresses without a reload.",
+            value=stats.get("changes", 0),
+        )
         calls = CounterMetricFamily(
             _name("rpc_calls"), "Admin JSON-RPC calls, by method.", labels=["method"]
         )

@@ -239,6 +239,22 @@ def _dest_record(dest: Destination, mode: str, latency: bool, runtime: bool) -> 
     if dest.unresolved is not None:
         # Ours: why a destination loaded at start is inactive (its host did not resolve).
         record["REASON"] = dest.unresolved
+    located = dest.located
+    if located is not None:
+        # Ours: the addresses DNS gave a destination located by NAPTR/SRV/A, in the
+        # answer's order, and whether the last ping of each answered.
+        record["ADDRESSES"] = [
+            {
+                "IPADDR": a.ip,
+                "PORT": a.port,
+                "TRANSPORT": a.transport,
+                "TARGET": a.target,
+                "PRIORITY": a.priority,
+                "WEIGHT": a.weight,
+                "UP": a.addr not in located.down,
+            }
+            for a in located.addresses
+        ]
     if mode == LIST_FULL:
         transport = dest.sip_uri.params.get("transport")
         record.update(

@@ -1063,6 +1063,75 @@ class ClusterConfig:
     URI over the live nodes); `"all"`: every node pings every destination."""
 
 
+# --------------------------------------------------------------------------------------------
+# [dns]
+# --------------------------------------------------------------------------------------------
+
+NAMESERVERS_ALLOWED: Final = (
+    'must be an array of "ip" or "ip:port" strings (IPv6 in brackets), '
+    'e.g. ["127.0.0.1:5353", "[2001:db8::53]"]'
+)
+DNS_PORT: Final = 53
+
+
+def _nameservers(value: object) -> tuple[str, ...]:
+    """``nameservers``: IP addresses with an optional port, kept as ``ip:port``."""
+    if not isinstance(value, list | tuple):
+        raise Invalid(NAMESERVERS_ALLOWED)
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise Invalid(NAMESERVERS_ALLOWED, at=(i,), value=item)
+        try:
+            host, port = parse_host_port(item.strip(), "nameserver")
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise Invalid(NAMESERVERS_ALLOWED, at=(i,), value=item) from None
+        if port == 0:
+            raise Invalid(NAMESERVERS_ALLOWED, at=(i,), value=item)
+        out.append(f"{bracket(host)}:{port or DNS_PORT}")
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class DnsConfig:
+    """``[dns]``: how destinations given as a host name without a port are located
+    (NAPTR, SRV, A/AAAA; docs/dispatcher.md)."""
+
+    nameservers: Annotated[
+        tuple[str, ...],
+        BeforeValidator(_nameservers),
+        Key(
+            allowed=NAMESERVERS_ALLOWED,
+            kamailio="core `dns_*` / `/etc/resolv.conf`",
+            toml_type="array of strings",
+            toml_default="[] (the system's resolver)",
+        ),
+    ] = ()
+    """DNS servers asked, in order (port 53 when none is given); empty = the servers of
+    `/etc/resolv.conf`."""
+    timeout: Annotated[
+        Seconds,
+        Field(gt=0, le=30),
+        Key(
+            allowed=SECONDS_ALLOWED + ", at most 30",
+            toml_type="number",
+            kamailio="core `dns_retr_time`",
+        ),
+    ] = 2.0
+    """Seconds one lookup may take, retries included; a lookup that takes longer fails
+    (a refresh then keeps the last good answer)."""
+
+    @property
+    def servers(self) -> tuple[tuple[str, int], ...]:
+        """``nameservers`` as ``(ip, port)``."""
+        out = []
+        for text in self.nameservers:
+            host, _, port = text.rpartition(":")
+            out.append((host.strip("[]"), int(port)))
+        return tuple(out)
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class Config:
     """The whole configuration of one sipdispatch process."""
@@ -1083,6 +1152,8 @@ class Config:
     """The call log and the format of log lines."""
     cluster: ClusterConfig = ClusterConfig()
     """Sharing state with other nodes through Redis."""
+    dns: DnsConfig = DnsConfig()
+    """How destinations given by host name alone are located."""
     routes: Annotated[
         tuple[RouteRule, ...],
         BeforeValidator(_routes),

@@ -14,11 +14,13 @@ instead of being logged and ignored (see docs/dispatcher.md).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
+from sipdispatch.dispatcher.addresses import LocatedAddresses
 from sipdispatch.dispatcher.errors import AttrsError
 from sipdispatch.dispatcher.latency import TRAINING_COUNT, LatencyStats
-from sipdispatch.dispatcher.states import DS_SKIP_MASK, DS_STATES_ALL, flags_text
+from sipdispatch.dispatcher.states import DS_NODNSARES_DST, DS_SKIP_MASK, DS_STATES_ALL, flags_text
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.uri import SipUri, parse_hostport, parse_uri
 
@@ -305,6 +307,9 @@ class Destination:
     pings until it resolves); None once resolved."""
     transport: str = field(init=False)
     """``udp``/``tcp``/``tls`` from the URI's transport parameter or scheme."""
+    located: LocatedAddresses | None = field(init=False, default=None)
+    """For a destination located by DNS (:attr:`by_dns`): the last good answer, its
+    addresses in order; ``addr`` is then the first of them. None otherwise."""
 
     def __post_init__(self) -> None:
         self.state = self.flags & DS_STATES_ALL
@@ -328,6 +333,37 @@ class Destination:
     def port(self) -> int:
         """Port of the URI, or the scheme's default."""
         return self.sip_uri.effective_port
+
+    @property
+    def by_dns(self) -> bool:
+        """Located by DNS (NAPTR, SRV, then A/AAAA): a host name, not an IP address,
+        with no port, over UDP or TCP (not TLS), and not flag 16."""
+        uri = self.sip_uri
+        if uri.port is not None or self.flags & DS_NODNSARES_DST or self.transport == "tls":
+            return False
+        if self.transport not in ("udp", "tcp"):
+            return False
+        try:
+            ipaddress.ip_address(uri.host)
+        except ValueError:
+            return True
+        return False
+
+    @property
+    def transport_given(self) -> bool:
+        """The URI names its transport (``;transport=``): DNS may not pick another."""
+        return bool(self.sip_uri.params.get("transport"))
+
+    def use_located(self, located: LocatedAddresses) -> None:
+        """Take the addresses DNS gave (a first answer, or a changed one): ``addr``
+        becomes the first and ``transport`` the one NAPTR chose; the down marks of the
+        addresses still there are kept."""
+        if self.located is not None:
+            located.carry_down(self.located)
+        self.located = located
+        first = located.first
+        self.addr = first.addr
+        self.transport = first.transport
 
     def count_rejected(self, status: int) -> None:
         """Count a call this destination rejected with ``status`` (300..699)."""

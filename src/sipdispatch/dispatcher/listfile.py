@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from sipdispatch.dispatcher.addresses import LocatedAddresses
 from sipdispatch.dispatcher.destination import Attrs, Destination
 from sipdispatch.dispatcher.errors import AttrsError, DispatcherLoadError
 from sipdispatch.dispatcher.states import DS_NODNSARES_DST
@@ -27,6 +28,9 @@ from sipdispatch.sip.uri import SipUri, parse_uri
 
 Resolver = Callable[[str, int, str], tuple[str, int]]
 """``resolver(host, port, transport) -> (ip, port)``; raises when the host does not resolve."""
+Locate = Callable[[Destination], LocatedAddresses]
+"""``locate(dest)``: the addresses of a destination located by DNS (``dest.by_dns``);
+raises when its host does not resolve."""
 
 _WS = " \t\r\n"
 
@@ -144,26 +148,34 @@ def parse_list(text: str, source: str) -> list[Destination]:
     return dests
 
 
-def resolve_all(dests: Iterable[Destination], resolver: Resolver) -> None:
+def resolve_all(
+    dests: Iterable[Destination], resolver: Resolver, locate: Locate | None = None
+) -> None:
     """Resolve every destination's host to ``dest.addr``, all or nothing.
 
     ``resolver(host, port, transport)`` returns ``(ip, port)`` and raises (any
-    exception) when the host does not resolve. Destinations with flag 16
-    (``DS_NODNSARES_DST``) are not resolved, as in Kamailio. If one fails,
-    nothing is assigned and :class:`DispatcherLoadError` names the destination's
-    line/row and the host.
+    exception) when the host does not resolve; ``locate(dest)``, when given, finds the
+    addresses of the destinations located by DNS (``dest.by_dns``) instead.
+    Destinations with flag 16 (``DS_NODNSARES_DST``) are not resolved, as in
+    Kamailio. If one fails, nothing is assigned and :class:`DispatcherLoadError` names
+    the destination's line/row and the host.
     """
-    results: list[tuple[Destination, tuple[str, int]]] = []
+    results: list[tuple[Destination, tuple[str, int] | LocatedAddresses]] = []
     for dest in dests:
         if dest.flags & DS_NODNSARES_DST:
             continue
         try:
-            addr = resolver(dest.host, dest.port, dest.transport)
+            if locate is not None and dest.by_dns:
+                results.append((dest, locate(dest)))
+            else:
+                results.append((dest, resolver(dest.host, dest.port, dest.transport)))
         except Exception as exc:  # the resolver is injected: any failure is "does not resolve"
             detail = str(exc) or type(exc).__name__
             raise DispatcherLoadError(
                 dest.where, f"could not resolve {dest.host} ({dest.uri}): {detail}"
             ) from exc
-        results.append((dest, addr))
-    for dest, addr in results:
-        dest.addr = addr
+    for dest, found in results:
+        if isinstance(found, LocatedAddresses):
+            dest.use_located(found)
+        else:
+            dest.addr = found

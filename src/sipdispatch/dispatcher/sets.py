@@ -315,6 +315,8 @@ def carry_runtime_state(old: DispatcherSets, new: DispatcherSets) -> int:
             dest.calls_cancelled = prev.calls_cancelled
             dest.calls_rejected = prev.calls_rejected
             dest.rweight = prev.rweight
+            if dest.located is not None and prev.located is not None:
+                dest.located.carry_down(prev.located)
             carried += 1
         dset.rebuild_rweights(new.rng)
     return carried

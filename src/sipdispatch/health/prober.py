@@ -290,6 +290,9 @@ class Prober:
             # An unresolved host is retried by the dispatcher service, not pinged.
             self.stats["pings_skipped"] += 1
             return False
+        located = live.located
+        if located is not None and not located.single:
+            return self._ping_addresses(live, now)
         self._send(live, now, "", None)
         return True
 
@@ -322,6 +325,47 @@ class Prober:
 
         self.core.originate(request, Addr(live.transport, host, port), done, now)
         self.stats["pings_sent"] += 1
+
+    def _ping_addresses(self, dest: Destination, now: float) -> bool:
+        """Ping every address of a destination located by DNS. Each result marks its
+        address up or down (a request tries the addresses found down last); once all
+        are in, the destination's own result is the best of them: it is alive while
+        one address answers."""
+        located = dest.located
+        assert located is not None
+        addresses = located.addresses
+        left = [len(addresses)]
+        best: list[tuple[int, Response | None, float] | None] = [None]
+        alive_codes = (self.dconf.ping_reply_codes, self.dconf.ping_reply_classes)
+
+        def done_one(
+            addr: tuple[str, int], status: int, response: Response | None, at: float
+        ) -> None:
+            alive = is_ping_reply_alive(status, *alive_codes)
+            if located.set_down(addr, not alive):
+                log.info("set %d %s: address %s:%d %s", dest.setid, dest.uri, addr[0],
+                         addr[1], "answers" if alive else f"is down ({status})")  # fmt: skip
+            current = best[0]
+            if current is None or (alive and not is_ping_reply_alive(current[0], *alive_codes)):
+                best[0] = (status, response, at)
+            left[0] -= 1
+            if left[0] == 0:
+                final = best[0]
+                assert final is not None
+                self.on_result(dest, now, final[0], final[1], final[2])
+
+        for address in addresses:
+            request = self.build_request(dest)
+            addr = address.addr
+
+            def done(
+                status: int, response: Response | None, at: float, addr: tuple[str, int] = addr
+            ) -> None:
+                done_one(addr, status, response, at)
+
+            self.core.originate(request, Addr(address.transport, addr[0], addr[1]), done, now)
+            self.stats["pings_sent"] += 1
+        return True
 
     def on_result(
         self,
