@@ -603,8 +603,10 @@ class DispatchRouter:
         self._uses_source = False
         self._uses_ruri = False
         """Some rule matches on the R-URI's host or user: only then is it parsed here."""
-        self._options: dict[RouteRule, SelectOptions] = {}
-        """Selection options per rule, made on first use (they never change)."""
+        self._options: dict[int, tuple[RouteRule, SelectOptions]] = {}
+        """Selection options per rule (by its id, with the rule: hashing a frozen
+        dataclass runs Python code over every field), made on first use (they
+        never change)."""
         self._exact: dict[tuple[str, int], frozenset[int]] = {}
         self._any_port: dict[str, frozenset[int]] = {}
         self._by_ip: dict[str, frozenset[int]] = {}
@@ -850,16 +852,19 @@ class DispatchRouter:
             deadline = calls.next_deadline()
             if deadline is not None and deadline <= now:
                 calls.expire(now)
-        opts = self._options.get(rule)
-        if opts is None:
+        known = self._options.get(id(rule))
+        if known is not None and known[0] is rule:
+            opts = known[1]
+        else:
             d = self.settings
-            opts = self._options[rule] = SelectOptions(
+            opts = SelectOptions(
                 limit=rule.limit,
                 use_default=d.use_default,
                 hash_user_only=d.hash_user_only,
                 hash_header=d.hash_header,
                 rng=self.rng,
             )
+            self._options[id(rule)] = (rule, opts)
         selection = select_with(self.sets, set_id, alg, self._context(alg, request, now), opts)
         dests = selection.targets
         if not dests:

@@ -173,7 +173,7 @@ def tag_of(value: str) -> str | None:
     return tag or None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Via:
     """One Via value (RFC 3261 §20.42)."""
 
@@ -185,6 +185,16 @@ class Via:
     """sent-by port, or None."""
     params: dict[str, str | None]
     """Via parameters, names lower-cased."""
+
+    # Written out (init=False): compiled, it is a native call; the one dataclass
+    # generates is interpreted Python, several times dearer, and one is made per request.
+    def __init__(
+        self, transport: str, host: str, port: int | None, params: dict[str, str | None]
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = params
 
     @property
     def branch(self) -> str | None:

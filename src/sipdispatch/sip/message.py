@@ -684,8 +684,23 @@ def _parse_lines_checked(start: str, lines: list[str]) -> list[Header]:
     return headers
 
 
+_start_lines: dict[str, tuple[str, str] | tuple[int, str]] = {}
+"""What :func:`parse_start_line` made of each start line it accepted: the same status
+lines (``SIP/2.0 200 OK``) and Request-URIs (a gateway's Contact, our service URI)
+come in every call, and a lookup costs less than the split and the checks."""
+
+
 def parse_start_line(start: str) -> tuple[str, str] | tuple[int, str]:
     """Parse a start line into (method, uri) for a request or (status, reason)."""
+    known = _start_lines.get(start)
+    if known is not None:
+        return known
+    parsed = _parse_start_line(start)
+    remember(_start_lines, start, parsed)
+    return parsed
+
+
+def _parse_start_line(start: str) -> tuple[str, str] | tuple[int, str]:
     if start.startswith("SIP/"):
         parts = start.split(" ", 2)
         if parts[0] != SIP_VERSION:
