@@ -293,6 +293,8 @@ NO_ROUTE = Reject(404, "No route", OUTCOME_NO_ROUTE)
 NO_DESTINATION_REASON = "No destination"
 
 _NO_SETS: frozenset[int] = frozenset()
+_HOPS_KEPT: Final = 4096
+"""Next-hop addresses :meth:`DispatchRouter.target` keeps before it starts afresh."""
 
 
 def _auth_username(request: Request) -> str | None:
@@ -610,6 +612,8 @@ class DispatchRouter:
         self._exact: dict[tuple[str, int], frozenset[int]] = {}
         self._any_port: dict[str, frozenset[int]] = {}
         self._by_ip: dict[str, frozenset[int]] = {}
+        self._hops: dict[tuple[str, int], Addr] = {}
+        """The next-hop Addr of each resolved destination address (see :meth:`target`)."""
         self.replace_routes(routes)
         self._index_sources()
 
@@ -886,7 +890,14 @@ class DispatchRouter:
         dest.dispatched += 1
         addr = dest.addr
         if addr is not None and dest.transport != "tls":
-            hop = Addr(dest.transport, addr[0], addr[1])
+            # One Addr per resolved address, kept: a named tuple is made by
+            # interpreted code, dearer than the lookup.
+            hops = self._hops
+            hop = hops.get(addr)
+            if hop is None or hop.transport != dest.transport:
+                if len(hops) >= _HOPS_KEPT:
+                    hops.clear()
+                hop = hops[addr] = Addr(dest.transport, addr[0], addr[1])
         else:
             # Flag 16, or TLS: the shell resolves the name and checks that the
             # destination's certificate names it.

@@ -637,10 +637,11 @@ def _scan_lines(
         # As the serializer writes it: no blank before the colon, one space after
         # it, the value with nothing to strip, CRLF.
         canonical = False
-        value_end = end - 1 if not last and head[end - 1] == "\r" else end
+        # (ord() of an index is compiled to a read of the character: no str made.)
+        value_end = end - 1 if not last and ord(head[end - 1]) == 13 else end
         if (
             colon + 1 < end
-            and head[colon + 1] == " "
+            and ord(head[colon + 1]) == 32
             and (value_end < end or (last and crlf_end))
             and len(known[1]) == colon - pos
         ):

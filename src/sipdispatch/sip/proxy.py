@@ -174,6 +174,14 @@ def response_addr(via: Via, src: Addr | None) -> Addr:
     port = via.port or DEFAULT_SIP_PORT
     if rport and rport.isascii() and rport.isdigit() and 0 < int(rport) < 65536:
         port = int(rport)
+    if (
+        src is not None
+        and port == src.port
+        and host == src.host
+        and transport == src.transport
+        and src.conn is None
+    ):
+        return src  # the same address (as it mostly is): no new one is made
     return Addr(transport, host, port)
 
 
