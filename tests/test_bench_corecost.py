@@ -60,3 +60,16 @@ def test_corecost_decisions_time_the_routing_decision_alone() -> None:
     [ns] = corecost.decisions(d.core, 100, 1)
     assert ns > 0
     assert d.core.router.routes[0].hook.stats.outcomes["route"] == 100
+
+
+def test_corecost_memory_holds_calls_in_progress_and_less_once_their_timers_ran() -> None:
+    corecost = _load()
+    d = corecost.Driver()
+    d.run(50)
+    d.now += 40.0
+    d.tick()
+    per_call, blocks, settled = corecost.memory(d, 200, 50)
+    # Each call set up stays counted (call load) while its transactions come and go.
+    assert len(d.core.router.calls) == 200
+    assert not d.core.server_txs and not d.core.client_txs
+    assert 0 < settled < per_call and blocks > 0
