@@ -199,8 +199,13 @@ class CallLoadTable:
         if entry is None:
             return False
         if entry.state != LOAD_CONFIRMED:
+            scheduled = entry.deadline
             entry.state = LOAD_CONFIRMED
-            self._schedule(entry)
+            if entry.deadline != scheduled:
+                # Only a deadline that moved is scheduled anew: with hash_initexpire
+                # equal to hash_expire (the defaults) the one in the heap stands, and
+                # an established call holds one heap entry, not a live and a stale one.
+                self._schedule(entry)
             share = self.share
             if share is not None and entry.shared:
                 expire_at = entry.expire_at

@@ -729,7 +729,7 @@ def _parse_start_line(start: str) -> tuple[str, str] | tuple[int, str]:
             raise ParseError("malformed request line")
     if not uri or ":" not in uri:
         raise ParseError("bad Request-URI")
-    return method, uri
+    return sys.intern(method), uri  # one str per method, however many requests hold it
 
 
 def build_message(start: str, headers: list[Header], body: bytes) -> Request | Response:

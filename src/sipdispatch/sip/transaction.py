@@ -209,6 +209,9 @@ class InviteClientTransaction(ClientTransaction):
         status = response.status
         state = self.state
         if state in (State.CALLING, State.PROCEEDING):
+            # Timer A retransmits in Calling only: the request's bytes are not needed
+            # after the first response (a call in progress holds a kilobyte less).
+            self.data = b""
             if status < 200:
                 if state is State.CALLING:
                     self.state = State.PROCEEDING
@@ -302,6 +305,7 @@ class NonInviteClientTransaction(ClientTransaction):
             return
         self._cancel_timers()
         self.state = State.COMPLETED
+        self.data = b""  # no retransmission in Completed
         wait = 0.0 if self.addr.reliable else self.timers.t4  # timer K
         self._timeout = self.tq.call_later(now, wait, self._on_end)
         self.user.on_response(self, response, now)
@@ -460,6 +464,9 @@ class InviteServerTransaction(ServerTransaction):
                 return
             self.request = RELEASED  # retransmissions get last_response
             if status < 300:
+                # RFC 6026 §7.1: Accepted absorbs a retransmitted INVITE without an
+                # answer (the 2xx is retransmitted end to end): nothing to keep.
+                self.last_response = None
                 self.state = State.ACCEPTED
                 self._timeout = self.tq.call_later(now, self.timers.timer_wait, self._on_end)
                 return
@@ -513,6 +520,10 @@ class NonInviteServerTransaction(ServerTransaction):
         self._timeout = self.tq.call_later(now, wait, self._on_end)
 
 
+_PORT_TEXT: dict[int, str] = {}
+"""``str(port)`` of the sent-by ports seen (at most one per port number)."""
+
+
 def server_key(request: Request) -> tuple[str, ...]:
     """The key that matches a request to a server transaction (RFC 3261 §17.2.3).
 
@@ -526,7 +537,17 @@ def server_key(request: Request) -> tuple[str, ...]:
         method = "INVITE"
     branch = via.branch
     if branch is not None and branch.startswith(BRANCH_COOKIE):
-        return (branch, via.host, str(via.port or ""), method)
+        port = via.port
+        port_text = ""
+        if port is not None:
+            # The port as text, one str per port (kept by every transaction's key).
+            known = _PORT_TEXT.get(port)
+            if known is None:
+                known = str(port)
+                if len(_PORT_TEXT) < 65536:
+                    _PORT_TEXT[port] = known
+            port_text = known
+        return (branch, via.host, port_text, method)
     top = request.get("via") or ""
     return (
         "2543",
