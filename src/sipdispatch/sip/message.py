@@ -242,9 +242,23 @@ class Message:
 
         The lines they fill go; a line left with some of its values keeps the rest.
         """
-        kept: list[Header] = []
         hs = self.headers
         starts = self._starts
+        if count == 1:
+            # One value (our Route, mostly): when it fills the first line with this
+            # key, that line goes and nothing else is copied.
+            for i in range(len(hs)):
+                h = hs[i]
+                if h[0] == key:
+                    if "," not in h[2]:
+                        del hs[i]
+                        if starts is not None:
+                            del starts[i]
+                        if key == "via":
+                            self._via = None
+                        return
+                    break
+        kept: list[Header] = []
         kept_starts: list[int] | None = [] if starts is not None else None
         for i in range(len(hs)):
             h = hs[i]

@@ -757,7 +757,15 @@ class ProxyCore:
             # parsing it (a response to a request we sent carries it verbatim).
             for prefix in self._via_prefixes:
                 if value.startswith(prefix):
-                    branch = value[len(prefix) :].split(";", 1)[0].split(",", 1)[0].strip()
+                    # The branch value: up to the next ';' or ',' (found, not split).
+                    begin = len(prefix)
+                    end = value.find(";", begin)
+                    if end < 0:
+                        end = len(value)
+                    comma = value.find(",", begin, end)
+                    if comma >= 0:
+                        end = comma
+                    branch = value[begin:end].strip()
                     tx = self.client_txs.get((branch, method))
                     if tx is not None:
                         tx.receive(resp, now)
