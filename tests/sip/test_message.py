@@ -19,6 +19,8 @@ from sipdispatch.sip.message import (
     find_head_end,
     is_keepalive,
     make_response,
+    number,
+    number_text,
     parse_datagram,
     trying_bytes,
 )
@@ -529,3 +531,20 @@ def test_more_header_lines_than_the_limit_is_a_400_with_the_first_ones_read() ->
     assert info.value.headers is not None and info.value.headers[0][0] == "via"
     within = head + b"\r\nX-Pad: 1" * (MAX_HEADER_LINES - 10) + b"\r\nContent-Length: 0\r\n\r\n"
     assert len(parse_datagram(within).headers) < MAX_HEADER_LINES
+
+
+def test_small_numbers_read_and_written_by_lookup_equal_int_and_str() -> None:
+    for n in (0, 1, 69, 70, 255, 1023, 1024, 5000, 65535, 10**9):
+        assert number(str(n)) == n
+        assert number_text(n) == str(n)
+    assert number("007") == 7 and number_text(-1) == "-1"
+
+
+def test_a_max_forwards_of_1000_is_refused_and_a_content_length_of_1500_is_read() -> None:
+    head = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>\r\n"
+    head += "From: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n"
+    with pytest.raises(ParseError, match="Max-Forwards"):
+        parse_datagram((head + "Max-Forwards: 1000\r\nContent-Length: 0\r\n\r\n").encode())
+    body = b"x" * 1500
+    msg = parse_datagram((head + "Content-Length: 1500\r\n\r\n").encode() + body)
+    assert msg.body == body and msg.to_bytes().endswith(b"Content-Length: 1500\r\n\r\n" + body)

@@ -302,7 +302,7 @@ class Message:
             return self.serialize()
         raw = self._raw
         body = self.body
-        clen = str(len(body))
+        clen = number_text(len(body))
         out = [(self.start_line() + "\r\n").encode("latin-1")]
         run_start = -1  # raw[run_start:run_end] are lines to copy, not yet copied
         run_end = -1
@@ -778,7 +778,7 @@ def build_message(start: str, headers: list[Header], body: bytes) -> Request | R
         # §8.2.2 / §20.16: the CSeq method MUST match the request method.
         if cseq_method != first:
             raise ParseError("CSeq method does not match request method")
-        if mf is not None and (not mf.isascii() or not mf.isdigit() or int(mf) > 255):
+        if mf is not None and (not mf.isascii() or not mf.isdigit() or number(mf) > 255):
             raise ParseError("malformed Max-Forwards header")
     return msg
 
@@ -815,7 +815,24 @@ def content_length_of(headers: list[Header]) -> int | None:
         return None
     if not value.isascii() or not value.isdigit() or len(value) > 9:
         raise ParseError("malformed Content-Length header")
-    return int(value)
+    return number(value)
+
+
+NUMBER_TEXT: Final = tuple(str(i) for i in range(1024))
+"""``str(i)`` for the small numbers (Max-Forwards, Content-Length) the proxy writes."""
+_NUMBERS: Final[dict[str, int]] = {text: i for i, text in enumerate(NUMBER_TEXT)}
+
+
+def number_text(n: int) -> str:
+    """``str(n)``, the small ones made once."""
+    return NUMBER_TEXT[n] if 0 <= n < 1024 else str(n)
+
+
+def number(digits: str) -> int:
+    """``int(digits)`` of a checked string of ASCII digits; the small ones by a lookup
+    (cheaper than parsing, and they are most of what comes: Max-Forwards, short bodies)."""
+    known = _NUMBERS.get(digits)
+    return known if known is not None else int(digits)
 
 
 def is_keepalive(data: bytes) -> bool:

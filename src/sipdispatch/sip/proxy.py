@@ -38,6 +38,8 @@ from sipdispatch.sip.message import (
     Response,
     is_keepalive,
     make_response,
+    number,
+    number_text,
     parse_datagram,
     trying_bytes,
 )
@@ -501,11 +503,11 @@ class ProxyCore:
         # §16.3 step 3: Max-Forwards of zero -> 483.
         mf = fwd.get("max-forwards")
         if mf is not None:
-            hops = int(mf)
+            hops = number(mf)  # checked digits, at most 255 (when parsed)
             if hops == 0:
                 self._refuse(stx, req, src, 483, None, now)
                 return
-            fwd.set("max-forwards", "Max-Forwards", str(hops - 1))
+            fwd.set("max-forwards", "Max-Forwards", number_text(hops - 1))
         else:
             fwd.prepend("max-forwards", "Max-Forwards", str(DEFAULT_MAX_FORWARDS))
         loop_hash = self._loop_hash(req)
@@ -689,9 +691,10 @@ class ProxyCore:
             return
         mf = fwd.get("max-forwards")
         if mf is not None:
-            if int(mf) == 0:
+            hops = number(mf)
+            if hops == 0:
                 return
-            fwd.set("max-forwards", "Max-Forwards", str(int(mf) - 1))
+            fwd.set("max-forwards", "Max-Forwards", number_text(hops - 1))
         target = self._next_hop(fwd)
         if target is None:
             self.stats.dropped += 1
