@@ -548,3 +548,18 @@ def test_a_max_forwards_of_1000_is_refused_and_a_content_length_of_1500_is_read(
     body = b"x" * 1500
     msg = parse_datagram((head + "Content-Length: 1500\r\n\r\n").encode() + body)
     assert msg.body == body and msg.to_bytes().endswith(b"Content-Length: 1500\r\n\r\n" + body)
+
+
+def test_a_head_ended_by_a_bare_lf_empty_line_ends_there_though_the_body_has_crlf_crlf() -> None:
+    # §7.5 / §18.3: the head ends at the first empty line; a body that itself contains
+    # CRLF CRLF (SDP does not, a multipart body may) must not be read as more headers.
+    body = b"X-Not-A-Header: 1\r\n\r\nrest"
+    data = (
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>\r\n"
+        b"From: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n"
+        b"Content-Length: %d\n\n" % len(body)
+    ) + body
+    msg = parse_datagram(data)
+    assert msg.body == body
+    assert msg.get("x-not-a-header") is None
+    assert [h[0] for h in msg.headers][-1] == "content-length"

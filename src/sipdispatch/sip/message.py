@@ -577,6 +577,22 @@ def parse_head_spans(
     return _parse_head_slow(text[:head_end] if head_end < len(text) else text, crlf_end)
 
 
+def _parse_head_fast(text: str, head_end: int) -> tuple[str, list[Header], list[int]] | None:
+    """:func:`parse_head_spans` of a head ending in CRLF CRLF at ``head_end`` when the
+    scan takes every line, else None (without raising)."""
+    nl = text.find("\n", 0, head_end)
+    if nl < 0:
+        return None
+    starts: list[int] = []
+    headers = _scan_lines(text, nl + 1, head_end, starts, True)
+    if headers is None:
+        return None
+    start = text[:nl]
+    if start.endswith("\r"):
+        start = start[:-1]
+    return start, headers, starts
+
+
 def _parse_head_slow(
     head: str, crlf_end: bool | None
 ) -> tuple[str, list[Header], list[int] | None]:
@@ -861,10 +877,20 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
                 err.start_line, err.headers = parse_head(data[:head_end].decode("latin-1"))
         raise err
     text = data.decode("latin-1")  # one copy, searched in place (no bytes method calls)
-    head_end, body_start = _find_head_end_text(text)
-    if head_end < 0:
-        raise ParseError("no empty line after the headers")
-    start, headers, starts = parse_head_spans(text, head_end, body_start - head_end == 4)
+    # Most heads end at the first CRLF CRLF and scan cleanly up to it. An earlier end
+    # (an empty line after a bare LF) is an empty line the scan stops at: then, and
+    # for anything else the scan does not take, the head is found and read again.
+    crlf_end = text.find("\r\n\r\n")
+    parsed = _parse_head_fast(text, crlf_end) if crlf_end >= 0 else None
+    starts: list[int] | None
+    if parsed is not None:
+        start, headers, starts = parsed
+        body_start = crlf_end + 4
+    else:
+        head_end, body_start = _find_head_end_text(text)
+        if head_end < 0:
+            raise ParseError("no empty line after the headers")
+        start, headers, starts = parse_head_spans(text, head_end, body_start - head_end == 4)
     try:
         clen = content_length_of(headers)
         body = data[body_start:]
