@@ -15,6 +15,7 @@ into it); building the peers' messages is not.
     .venv/bin/python bench/corecost.py --user-prefix serv      # the same rule with a match
     .venv/bin/python bench/corecost.py --dns one       # gateways located by DNS, 1 address
     .venv/bin/python bench/corecost.py --dns srv       # ... 2 SRV targets each (a backup)
+    .venv/bin/python bench/corecost.py --memory 5000           # bytes per call in progress
 
 ``--hook MODULE:FUNCTION`` routes through a Python routing hook (modules are looked
 for in bench/ too: ``hookcost:route`` decides nothing, ``hookcost:by_prefix`` compares
@@ -39,6 +40,7 @@ import gc
 import pstats
 import random
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +218,18 @@ class Driver:
         assert out and out[0][1].startswith(b"BYE"), out
         self.feed(gateway_reply(out[0][1], b"200 OK", tag), GW[gw.port])
 
+    def establish(self, n: int) -> None:
+        """Call ``n`` up to its ACK (no BYE): a call in progress, nothing of it kept here."""
+        out = self.feed(invite(n), CALLER)
+        gw, inv = next((a, d) for a, d in out if d.startswith(b"INVITE"))
+        tag = b"gw%d" % n
+        self.feed(gateway_reply(inv, b"180 Ringing", tag), GW[gw.port])
+        out = self.feed(gateway_reply(inv, b"200 OK", tag, SDP), GW[gw.port])
+        ok = out[0][1]
+        routes = [line.split(b":", 1)[1].strip() for line in header_lines(ok, (b"record-route",))]
+        ack = self.feed(caller_request(b"ACK", n, 1, tag, routes), CALLER)
+        assert ack and ack[0][1].startswith(b"ACK"), ack
+
     def run(self, calls: int, start: int = 0) -> None:
         for n in range(start, start + calls):
             self.call(n)
@@ -240,6 +254,33 @@ def decisions(core: ProxyCore, n: int, rounds: int) -> list[float]:
     return results
 
 
+def memory(d: Driver, calls: int, start: int) -> tuple[float, float, float]:
+    """Bytes the core holds per call in progress (Python allocations, tracemalloc), as
+    bench/memory.py measures the proxy's: ``calls`` calls set up (INVITE to ACK, no
+    BYE) at 500 calls/s with the timers run, then 2 s after the last one (the
+    transactions of the last ``wait_timer`` seconds still there), and 40 s later (only
+    what an established call keeps). Also the memory blocks per call in the first case."""
+    gc.collect()
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    blocks_before = sum(stat.count for stat in tracemalloc.take_snapshot().statistics("filename"))
+    for n in range(start, start + calls):
+        d.establish(n)
+        d.now += 0.002
+        d.tick()
+    d.now += 2.0
+    d.tick()
+    gc.collect()
+    held, _ = tracemalloc.get_traced_memory()
+    blocks = sum(stat.count for stat in tracemalloc.take_snapshot().statistics("filename"))
+    d.now += 40.0  # past every transaction timer (fr_inv_timer 30 s, wait_timer 5 s)
+    d.tick()
+    gc.collect()
+    settled, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return (held - before) / calls, (blocks - blocks_before) / calls, (settled - before) / calls
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--calls", type=int, default=20000)
@@ -256,6 +297,9 @@ def main() -> None:
         "--dns", choices=("none", "one", "srv"), default="none",
         help="gateways located by DNS: one address each, or two SRV targets each",
     )  # fmt: skip
+    ap.add_argument(
+        "--memory", type=int, metavar="N", help="bytes held per call in progress, N calls"
+    )
     args = ap.parse_args()
     gc.collect()
     gc.freeze()
@@ -271,6 +315,15 @@ def main() -> None:
         )
         return
     d.run(2000)  # warm-up: caches filled, transactions in steady state
+    if args.memory:
+        d.now += 40.0
+        d.tick()  # the warm-up's transactions gone: only the calls measured are held
+        per_call, blocks, settled = memory(d, args.memory, 2000)
+        print(
+            f"core memory per call in progress: {per_call:.0f} bytes ({blocks:.1f} blocks); "
+            f"{settled:.0f} bytes 40 s later ({args.memory} calls at 500 calls/s)"
+        )
+        return
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()

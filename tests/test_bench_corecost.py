@@ -72,3 +72,16 @@ def test_corecost_with_gateways_located_by_dns_sends_to_their_first_address() ->
         gateways = d.core.router.sets.get(1).dests
         assert all(g.by_dns and g.located is not None for g in gateways)
         assert sorted(g.dispatched for g in gateways) == [50, 50]
+
+
+def test_corecost_memory_holds_calls_in_progress_and_less_once_their_timers_ran() -> None:
+    corecost = _load()
+    d = corecost.Driver()
+    d.run(50)
+    d.now += 40.0
+    d.tick()
+    per_call, blocks, settled = corecost.memory(d, 200, 50)
+    # Each call set up stays counted (call load) while its transactions come and go.
+    assert len(d.core.router.calls) == 200
+    assert not d.core.server_txs and not d.core.client_txs
+    assert 0 < settled < per_call and blocks > 0

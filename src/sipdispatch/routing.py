@@ -294,6 +294,8 @@ NO_ROUTE = Reject(404, "No route", OUTCOME_NO_ROUTE)
 NO_DESTINATION_REASON = "No destination"
 
 _NO_SETS: frozenset[int] = frozenset()
+_HOPS_KEPT: Final = 4096
+"""Next-hop addresses :meth:`DispatchRouter.target` keeps before it starts afresh."""
 
 
 def _auth_username(request: Request) -> str | None:
@@ -644,11 +646,15 @@ class DispatchRouter:
         self._uses_source = False
         self._uses_ruri = False
         """Some rule matches on the R-URI's host or user: only then is it parsed here."""
-        self._options: dict[RouteRule, SelectOptions] = {}
-        """Selection options per rule, made on first use (they never change)."""
+        self._options: dict[int, tuple[RouteRule, SelectOptions]] = {}
+        """Selection options per rule (by its id, with the rule: hashing a frozen
+        dataclass runs Python code over every field), made on first use (they
+        never change)."""
         self._exact: dict[tuple[str, int], frozenset[int]] = {}
         self._any_port: dict[str, frozenset[int]] = {}
         self._by_ip: dict[str, frozenset[int]] = {}
+        self._hops: dict[tuple[str, int], Addr] = {}
+        """The next-hop Addr of each resolved destination address (see :meth:`target`)."""
         self.replace_routes(routes)
         self._index_sources()
 
@@ -894,16 +900,19 @@ class DispatchRouter:
             deadline = calls.next_deadline()
             if deadline is not None and deadline <= now:
                 calls.expire(now)
-        opts = self._options.get(rule)
-        if opts is None:
+        known = self._options.get(id(rule))
+        if known is not None and known[0] is rule:
+            opts = known[1]
+        else:
             d = self.settings
-            opts = self._options[rule] = SelectOptions(
+            opts = SelectOptions(
                 limit=rule.limit,
                 use_default=d.use_default,
                 hash_user_only=d.hash_user_only,
                 hash_header=d.hash_header,
                 rng=self.rng,
             )
+            self._options[id(rule)] = (rule, opts)
         selection = select_with(self.sets, set_id, alg, self._context(alg, request, now), opts)
         dests = selection.targets
         if not dests:
@@ -932,7 +941,14 @@ class DispatchRouter:
         if addr is None:
             addr = dest.addr
         if addr is not None and dest.transport != "tls":
-            hop = Addr(dest.transport, addr[0], addr[1])
+            # One Addr per resolved address, kept: a named tuple is made by
+            # interpreted code, dearer than the lookup.
+            hops = self._hops
+            hop = hops.get(addr)
+            if hop is None or hop.transport != dest.transport:
+                if len(hops) >= _HOPS_KEPT:
+                    hops.clear()
+                hop = hops[addr] = Addr(dest.transport, addr[0], addr[1])
         else:
             # Flag 16, or TLS: the shell resolves the name and checks that the
             # destination's certificate names it.

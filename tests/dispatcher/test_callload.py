@@ -101,6 +101,21 @@ def test_confirmed_call_lives_until_hash_expire_from_the_invite() -> None:
     assert gw1.dlg_load == 0
 
 
+def test_confirming_a_call_whose_deadline_stays_keeps_one_expiry_entry() -> None:
+    # hash_initexpire equal to hash_expire (the defaults): the 2xx does not move the
+    # deadline, so the call keeps the one expiry entry it had -- and still expires then.
+    sets = build(LOAD)
+    table = CallLoadTable(sets, hash_expire=7200, hash_initexpire=7200)
+    gw1, _ = gateways(sets)
+    table.on_invite_sent("c1", gw1, now=10.0)
+    assert table.on_confirmed("c1", now=11.0)
+    assert len(table._heap) == 1
+    assert table.next_deadline() == 7210.0
+    assert table.expire(7209.9) == []
+    assert table.expire(7210.0) == ["c1"]
+    assert gw1.dlg_load == 0 and table.next_deadline() is None
+
+
 def test_full_gateway_is_usable_again_after_expiry() -> None:
     sets = build(LOAD)
     table = CallLoadTable(sets, hash_initexpire=10)

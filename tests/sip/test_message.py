@@ -19,6 +19,8 @@ from sipdispatch.sip.message import (
     find_head_end,
     is_keepalive,
     make_response,
+    number,
+    number_text,
     parse_datagram,
     trying_bytes,
 )
@@ -529,3 +531,35 @@ def test_more_header_lines_than_the_limit_is_a_400_with_the_first_ones_read() ->
     assert info.value.headers is not None and info.value.headers[0][0] == "via"
     within = head + b"\r\nX-Pad: 1" * (MAX_HEADER_LINES - 10) + b"\r\nContent-Length: 0\r\n\r\n"
     assert len(parse_datagram(within).headers) < MAX_HEADER_LINES
+
+
+def test_small_numbers_read_and_written_by_lookup_equal_int_and_str() -> None:
+    for n in (0, 1, 69, 70, 255, 1023, 1024, 5000, 65535, 10**9):
+        assert number(str(n)) == n
+        assert number_text(n) == str(n)
+    assert number("007") == 7 and number_text(-1) == "-1"
+
+
+def test_a_max_forwards_of_1000_is_refused_and_a_content_length_of_1500_is_read() -> None:
+    head = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>\r\n"
+    head += "From: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n"
+    with pytest.raises(ParseError, match="Max-Forwards"):
+        parse_datagram((head + "Max-Forwards: 1000\r\nContent-Length: 0\r\n\r\n").encode())
+    body = b"x" * 1500
+    msg = parse_datagram((head + "Content-Length: 1500\r\n\r\n").encode() + body)
+    assert msg.body == body and msg.to_bytes().endswith(b"Content-Length: 1500\r\n\r\n" + body)
+
+
+def test_a_head_ended_by_a_bare_lf_empty_line_ends_there_though_the_body_has_crlf_crlf() -> None:
+    # §7.5 / §18.3: the head ends at the first empty line; a body that itself contains
+    # CRLF CRLF (SDP does not, a multipart body may) must not be read as more headers.
+    body = b"X-Not-A-Header: 1\r\n\r\nrest"
+    data = (
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>\r\n"
+        b"From: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n"
+        b"Content-Length: %d\n\n" % len(body)
+    ) + body
+    msg = parse_datagram(data)
+    assert msg.body == body
+    assert msg.get("x-not-a-header") is None
+    assert [h[0] for h in msg.headers][-1] == "content-length"

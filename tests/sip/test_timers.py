@@ -8,6 +8,7 @@ import pytest
 
 from sipdispatch.sip.timers import (
     COMPACT_MIN_CANCELLED,
+    MAX_LANES,
     T1_DEFAULT,
     T2_DEFAULT,
     T4_DEFAULT,
@@ -254,3 +255,99 @@ def test_cancelled_count_follows_lazy_removal() -> None:
     assert q.next_deadline() == 2.0  # pops the cancelled one
     assert q.cancelled == 0
     assert len(q) == 1
+
+
+# -- call_later: a lane per delay, one order with the heap ----------------------------
+
+
+def test_call_later_timers_of_several_delays_and_call_at_run_in_one_deadline_order() -> None:
+    tq, log = TimerQueue(), Log()
+    tq.call_later(0.0, 3.0, log.cb("a3"))  # due 3.0
+    tq.call_later(0.0, 0.5, log.cb("b05"))  # due 0.5
+    tq.call_at(2.0, log.cb("heap2"))
+    tq.call_later(1.0, 0.5, log.cb("c15"))  # due 1.5
+    tq.call_later(1.0, 3.0, log.cb("d4"))  # due 4.0
+    assert tq.next_deadline() == 0.5
+    assert len(tq) == 5
+    assert tq.run_due(10.0) == 5
+    assert log.calls == [("b05", 10.0), ("c15", 10.0), ("heap2", 10.0), ("a3", 10.0), ("d4", 10.0)]
+
+
+def test_equal_deadlines_from_lanes_and_heap_run_in_the_order_they_were_scheduled() -> None:
+    tq, log = TimerQueue(), Log()
+    tq.call_later(0.5, 0.5, log.cb("a"))  # due 1.0
+    tq.call_at(1.0, log.cb("b"))
+    tq.call_later(0.0, 1.0, log.cb("c"))  # due 1.0, another lane
+    tq.call_later(0.75, 0.25, log.cb("d"))  # due 1.0, a third
+    tq.call_later(0.5, 0.5, log.cb("e"))
+    tq.run_due(1.0)
+    assert [c[0] for c in log.calls] == ["a", "b", "c", "d", "e"]
+
+
+def test_call_later_runs_at_exactly_now_plus_delay_with_its_args() -> None:
+    tq, log = TimerQueue(), Log()
+    tq.call_later(1.0, 0.5, log.cb("t"), "x")
+    assert tq.run_due(1.499) == 0
+    assert tq.run_due(1.5) == 1
+    assert log.calls == [("t", "x", 1.5)]
+    assert tq.next_deadline() is None and len(tq) == 0
+
+
+def test_a_timer_scheduled_earlier_than_its_lane_allows_still_runs_in_order() -> None:
+    # Time given out of order (a caller's clock went back): the lane would be out of
+    # order, so that timer is kept elsewhere and still runs at its deadline.
+    tq, log = TimerQueue(), Log()
+    tq.call_later(5.0, 1.0, log.cb("late"))  # due 6.0
+    tq.call_later(1.0, 1.0, log.cb("early"))  # due 2.0
+    assert tq.next_deadline() == 2.0
+    assert tq.run_due(3.0) == 1
+    assert tq.run_due(6.0) == 1
+    assert [c[0] for c in log.calls] == ["early", "late"]
+
+
+def test_delays_beyond_the_lane_limit_are_still_run_in_order() -> None:
+    tq, log = TimerQueue(), Log()
+    for i in range(MAX_LANES + 5):
+        tq.call_later(0.0, 100.0 - i, log.cb(f"t{i}"))
+    assert tq.run_due(1000.0) == MAX_LANES + 5
+    assert [c[0] for c in log.calls] == [f"t{i}" for i in reversed(range(MAX_LANES + 5))]
+
+
+def test_cancelled_call_later_timers_do_not_run_and_are_compacted_away() -> None:
+    tq, log = TimerQueue(), Log()
+    keep = [tq.call_later(float(i), 100.0, log.cb(f"k{i}")) for i in range(10)]
+    dead = [tq.call_later(0.0, 50.0, log.cb("dead")) for _ in range(COMPACT_MIN_CANCELLED)]
+    for h in dead[:-1]:
+        h.cancel()
+    assert tq.cancelled == COMPACT_MIN_CANCELLED - 1
+    assert tq.size() == 10 + COMPACT_MIN_CANCELLED
+    dead[-1].cancel()  # now most of the queue: dropped
+    assert tq.cancelled == 0 and tq.size() == 10
+    assert tq.next_deadline() == 100.0
+    assert tq.run_due(200.0) == 10
+    assert [c[0] for c in log.calls] == [f"k{i}" for i in range(10)]
+    assert all(h.cancelled for h in keep)
+
+
+def test_cancelled_lane_timers_are_dropped_as_they_come_to_the_front() -> None:
+    tq, log = TimerQueue(), Log()
+    a = tq.call_later(0.0, 1.0, log.cb("a"))
+    tq.call_later(1.0, 1.0, log.cb("b"))
+    a.cancel()
+    assert tq.cancelled == 1
+    assert tq.next_deadline() == 2.0
+    assert tq.cancelled == 0 and len(tq) == 1
+
+
+def test_a_callback_may_schedule_on_a_lane_a_timer_due_in_the_same_pass() -> None:
+    tq, log = TimerQueue(), Log()
+
+    def first(now: float) -> None:
+        log.calls.append(("first", now))
+        tq.call_later(now, 0.0, log.cb("again"))
+        tq.call_later(now, 5.0, log.cb("later"))
+
+    tq.call_later(0.0, 1.0, first)
+    assert tq.run_due(2.0) == 2
+    assert log.calls == [("first", 2.0), ("again", 2.0)]
+    assert tq.next_deadline() == 7.0

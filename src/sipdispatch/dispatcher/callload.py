@@ -41,7 +41,7 @@ DEFAULT_HASH_INITEXPIRE = 7200
 """Kamailio ``ds_hash_initexpire`` default (seconds)."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class LoadEntry:
     """One call counted on one destination."""
 
@@ -62,6 +62,32 @@ class LoadEntry:
     shared: bool = True
     """Counted in a cluster's ledger too (algorithm 10's calls only: other calls are
     counted here for DLGLOAD and the metrics, and nothing of them goes to Redis)."""
+
+    # Written out (init=False): compiled, it is a native call; the one dataclass
+    # generates is interpreted Python, several times dearer, and one is made per call.
+    def __init__(
+        self,
+        call_id: str,
+        setid: int,
+        key: str,
+        dest: Destination | None,
+        created: float,
+        state: int = LOAD_INIT,
+        expire_at: float | None = None,
+        initexpire_at: float | None = None,
+        token: int = 0,
+        shared: bool = True,
+    ) -> None:
+        self.call_id = call_id
+        self.setid = setid
+        self.key = key
+        self.dest = dest
+        self.created = created
+        self.state = state
+        self.expire_at = expire_at
+        self.initexpire_at = initexpire_at
+        self.token = token
+        self.shared = shared
 
     @property
     def deadline(self) -> float | None:
@@ -173,8 +199,13 @@ class CallLoadTable:
         if entry is None:
             return False
         if entry.state != LOAD_CONFIRMED:
+            scheduled = entry.deadline
             entry.state = LOAD_CONFIRMED
-            self._schedule(entry)
+            if entry.deadline != scheduled:
+                # Only a deadline that moved is scheduled anew: with hash_initexpire
+                # equal to hash_expire (the defaults) the one in the heap stands, and
+                # an established call holds one heap entry, not a live and a stale one.
+                self._schedule(entry)
             share = self.share
             if share is not None and entry.shared:
                 expire_at = entry.expire_at

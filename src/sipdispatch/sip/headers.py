@@ -173,7 +173,7 @@ def tag_of(value: str) -> str | None:
     return tag or None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Via:
     """One Via value (RFC 3261 §20.42)."""
 
@@ -185,6 +185,16 @@ class Via:
     """sent-by port, or None."""
     params: dict[str, str | None]
     """Via parameters, names lower-cased."""
+
+    # Written out (init=False): compiled, it is a native call; the one dataclass
+    # generates is interpreted Python, several times dearer, and one is made per request.
+    def __init__(
+        self, transport: str, host: str, port: int | None, params: dict[str, str | None]
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = params
 
     @property
     def branch(self) -> str | None:
@@ -339,8 +349,22 @@ def _parse_via_spaced(value: str) -> Via:
     return Via(transport.upper(), host, port, params)
 
 
+_cseqs: dict[str, tuple[int, str]] = {}
+"""What :func:`parse_cseq` made of each value it accepted: ``1 INVITE``, ``2 BYE``...
+come in call after call, and it is read several times per message."""
+
+
 def parse_cseq(value: str) -> tuple[int, str]:
     """Parse ``CSeq: number METHOD`` (RFC 3261 §20.16)."""
+    known = _cseqs.get(value)
+    if known is not None:
+        return known
+    parsed = _parse_cseq(value)
+    remember(_cseqs, value, parsed)
+    return parsed
+
+
+def _parse_cseq(value: str) -> tuple[int, str]:
     parts = value.split()
     # isascii: str.isdigit() also accepts '²' (a latin-1 byte), which int() rejects.
     if len(parts) != 2 or not parts[0].isascii() or not parts[0].isdigit():

@@ -242,9 +242,23 @@ class Message:
 
         The lines they fill go; a line left with some of its values keeps the rest.
         """
-        kept: list[Header] = []
         hs = self.headers
         starts = self._starts
+        if count == 1:
+            # One value (our Route, mostly): when it fills the first line with this
+            # key, that line goes and nothing else is copied.
+            for i in range(len(hs)):
+                h = hs[i]
+                if h[0] == key:
+                    if "," not in h[2]:
+                        del hs[i]
+                        if starts is not None:
+                            del starts[i]
+                        if key == "via":
+                            self._via = None
+                        return
+                    break
+        kept: list[Header] = []
         kept_starts: list[int] | None = [] if starts is not None else None
         for i in range(len(hs)):
             h = hs[i]
@@ -288,7 +302,7 @@ class Message:
             return self.serialize()
         raw = self._raw
         body = self.body
-        clen = str(len(body))
+        clen = number_text(len(body))
         out = [(self.start_line() + "\r\n").encode("latin-1")]
         run_start = -1  # raw[run_start:run_end] are lines to copy, not yet copied
         run_end = -1
@@ -563,6 +577,22 @@ def parse_head_spans(
     return _parse_head_slow(text[:head_end] if head_end < len(text) else text, crlf_end)
 
 
+def _parse_head_fast(text: str, head_end: int) -> tuple[str, list[Header], list[int]] | None:
+    """:func:`parse_head_spans` of a head ending in CRLF CRLF at ``head_end`` when the
+    scan takes every line, else None (without raising)."""
+    nl = text.find("\n", 0, head_end)
+    if nl < 0:
+        return None
+    starts: list[int] = []
+    headers = _scan_lines(text, nl + 1, head_end, starts, True)
+    if headers is None:
+        return None
+    start = text[:nl]
+    if start.endswith("\r"):
+        start = start[:-1]
+    return start, headers, starts
+
+
 def _parse_head_slow(
     head: str, crlf_end: bool | None
 ) -> tuple[str, list[Header], list[int] | None]:
@@ -637,10 +667,11 @@ def _scan_lines(
         # As the serializer writes it: no blank before the colon, one space after
         # it, the value with nothing to strip, CRLF.
         canonical = False
-        value_end = end - 1 if not last and head[end - 1] == "\r" else end
+        # (ord() of an index is compiled to a read of the character: no str made.)
+        value_end = end - 1 if not last and ord(head[end - 1]) == 13 else end
         if (
             colon + 1 < end
-            and head[colon + 1] == " "
+            and ord(head[colon + 1]) == 32
             and (value_end < end or (last and crlf_end))
             and len(known[1]) == colon - pos
         ):
@@ -684,8 +715,23 @@ def _parse_lines_checked(start: str, lines: list[str]) -> list[Header]:
     return headers
 
 
+_start_lines: dict[str, tuple[str, str] | tuple[int, str]] = {}
+"""What :func:`parse_start_line` made of each start line it accepted: the same status
+lines (``SIP/2.0 200 OK``) and Request-URIs (a gateway's Contact, our service URI)
+come in every call, and a lookup costs less than the split and the checks."""
+
+
 def parse_start_line(start: str) -> tuple[str, str] | tuple[int, str]:
     """Parse a start line into (method, uri) for a request or (status, reason)."""
+    known = _start_lines.get(start)
+    if known is not None:
+        return known
+    parsed = _parse_start_line(start)
+    remember(_start_lines, start, parsed)
+    return parsed
+
+
+def _parse_start_line(start: str) -> tuple[str, str] | tuple[int, str]:
     if start.startswith("SIP/"):
         parts = start.split(" ", 2)
         if parts[0] != SIP_VERSION:
@@ -713,7 +759,7 @@ def parse_start_line(start: str) -> tuple[str, str] | tuple[int, str]:
             raise ParseError("malformed request line")
     if not uri or ":" not in uri:
         raise ParseError("bad Request-URI")
-    return method, uri
+    return sys.intern(method), uri  # one str per method, however many requests hold it
 
 
 def build_message(start: str, headers: list[Header], body: bytes) -> Request | Response:
@@ -748,7 +794,7 @@ def build_message(start: str, headers: list[Header], body: bytes) -> Request | R
         # §8.2.2 / §20.16: the CSeq method MUST match the request method.
         if cseq_method != first:
             raise ParseError("CSeq method does not match request method")
-        if mf is not None and (not mf.isascii() or not mf.isdigit() or int(mf) > 255):
+        if mf is not None and (not mf.isascii() or not mf.isdigit() or number(mf) > 255):
             raise ParseError("malformed Max-Forwards header")
     return msg
 
@@ -785,7 +831,24 @@ def content_length_of(headers: list[Header]) -> int | None:
         return None
     if not value.isascii() or not value.isdigit() or len(value) > 9:
         raise ParseError("malformed Content-Length header")
-    return int(value)
+    return number(value)
+
+
+NUMBER_TEXT: Final = tuple(str(i) for i in range(1024))
+"""``str(i)`` for the small numbers (Max-Forwards, Content-Length) the proxy writes."""
+_NUMBERS: Final[dict[str, int]] = {text: i for i, text in enumerate(NUMBER_TEXT)}
+
+
+def number_text(n: int) -> str:
+    """``str(n)``, the small ones made once."""
+    return NUMBER_TEXT[n] if 0 <= n < 1024 else str(n)
+
+
+def number(digits: str) -> int:
+    """``int(digits)`` of a checked string of ASCII digits; the small ones by a lookup
+    (cheaper than parsing, and they are most of what comes: Max-Forwards, short bodies)."""
+    known = _NUMBERS.get(digits)
+    return known if known is not None else int(digits)
 
 
 def is_keepalive(data: bytes) -> bool:
@@ -814,10 +877,20 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
                 err.start_line, err.headers = parse_head(data[:head_end].decode("latin-1"))
         raise err
     text = data.decode("latin-1")  # one copy, searched in place (no bytes method calls)
-    head_end, body_start = _find_head_end_text(text)
-    if head_end < 0:
-        raise ParseError("no empty line after the headers")
-    start, headers, starts = parse_head_spans(text, head_end, body_start - head_end == 4)
+    # Most heads end at the first CRLF CRLF and scan cleanly up to it. An earlier end
+    # (an empty line after a bare LF) is an empty line the scan stops at: then, and
+    # for anything else the scan does not take, the head is found and read again.
+    crlf_end = text.find("\r\n\r\n")
+    parsed = _parse_head_fast(text, crlf_end) if crlf_end >= 0 else None
+    starts: list[int] | None
+    if parsed is not None:
+        start, headers, starts = parsed
+        body_start = crlf_end + 4
+    else:
+        head_end, body_start = _find_head_end_text(text)
+        if head_end < 0:
+            raise ParseError("no empty line after the headers")
+        start, headers, starts = parse_head_spans(text, head_end, body_start - head_end == 4)
     try:
         clen = content_length_of(headers)
         body = data[body_start:]

@@ -38,6 +38,8 @@ from sipdispatch.sip.message import (
     Response,
     is_keepalive,
     make_response,
+    number,
+    number_text,
     parse_datagram,
     trying_bytes,
 )
@@ -180,6 +182,14 @@ def response_addr(via: Via, src: Addr | None) -> Addr:
     port = via.port or DEFAULT_SIP_PORT
     if rport and rport.isascii() and rport.isdigit() and 0 < int(rport) < 65536:
         port = int(rport)
+    if (
+        src is not None
+        and port == src.port
+        and host == src.host
+        and transport == src.transport
+        and src.conn is None
+    ):
+        return src  # the same address (as it mostly is): no new one is made
     return Addr(transport, host, port)
 
 
@@ -508,11 +518,11 @@ class ProxyCore:
         # §16.3 step 3: Max-Forwards of zero -> 483.
         mf = fwd.get("max-forwards")
         if mf is not None:
-            hops = int(mf)
+            hops = number(mf)  # checked digits, at most 255 (when parsed)
             if hops == 0:
                 self._refuse(stx, req, src, 483, None, now)
                 return
-            fwd.set("max-forwards", "Max-Forwards", str(hops - 1))
+            fwd.set("max-forwards", "Max-Forwards", number_text(hops - 1))
         else:
             fwd.prepend("max-forwards", "Max-Forwards", str(DEFAULT_MAX_FORWARDS))
         loop_hash = self._loop_hash(req)
@@ -696,9 +706,10 @@ class ProxyCore:
             return
         mf = fwd.get("max-forwards")
         if mf is not None:
-            if int(mf) == 0:
+            hops = number(mf)
+            if hops == 0:
                 return
-            fwd.set("max-forwards", "Max-Forwards", str(int(mf) - 1))
+            fwd.set("max-forwards", "Max-Forwards", number_text(hops - 1))
         target = self._next_hop(fwd)
         if target is None:
             self.stats.dropped += 1
@@ -764,7 +775,15 @@ class ProxyCore:
             # parsing it (a response to a request we sent carries it verbatim).
             for prefix in self._via_prefixes:
                 if value.startswith(prefix):
-                    branch = value[len(prefix) :].split(";", 1)[0].split(",", 1)[0].strip()
+                    # The branch value: up to the next ';' or ',' (found, not split).
+                    begin = len(prefix)
+                    end = value.find(";", begin)
+                    if end < 0:
+                        end = len(value)
+                    comma = value.find(",", begin, end)
+                    if comma >= 0:
+                        end = comma
+                    branch = value[begin:end].strip()
                     tx = self.client_txs.get((branch, method))
                     if tx is not None:
                         tx.receive(resp, now)

@@ -16,7 +16,7 @@ from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.message import Header, Request
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Target:
     """One place to send a request to."""
 
@@ -29,6 +29,20 @@ class Target:
     headers: tuple[Header, ...] = ()
     """Header lines added at the end of the request sent to this target (a routing
     hook's ``headers``)."""
+
+    # Written out (init=False): compiled, it is a native call; the one dataclass
+    # generates is interpreted Python, several times dearer, and one is made per branch.
+    def __init__(
+        self,
+        addr: Addr,
+        ruri: str | None = None,
+        handle: Any = None,
+        headers: tuple[Header, ...] = (),
+    ) -> None:
+        self.addr = addr
+        self.ruri = ruri
+        self.handle = handle
+        self.headers = headers
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ as aioquic does. The asyncio shell arms one ``loop.call_at`` for that deadline.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,16 +65,18 @@ class Timers:
 
 
 COMPACT_MIN_CANCELLED = 1024
-"""The heap is rebuilt without its cancelled entries once there are at least this many
+"""The queue is rebuilt without its cancelled entries once there are at least this many
 and they are more than half of it (asyncio's rule): an answered INVITE leaves its
-fr_inv_timer (120 s by default) cancelled in the heap, which would otherwise hold
+fr_inv_timer (120 s by default) cancelled in the queue, which would otherwise hold
 tens of thousands of dead entries at a few hundred calls a second."""
+MAX_LANES = 16
+"""Distinct delays :meth:`TimerQueue.call_later` keeps a lane for; others go to the heap."""
 
 
 class TimerHandle:
     """A scheduled call; ``cancel()`` makes it a no-op (lazy removal)."""
 
-    __slots__ = ("args", "callback", "queue", "when")
+    __slots__ = ("args", "callback", "queue", "seq", "when")
 
     def __init__(
         self,
@@ -81,11 +84,14 @@ class TimerHandle:
         callback: Callable[..., None] | None,
         args: tuple[Any, ...],
         queue: TimerQueue | None = None,
+        seq: int = 0,
     ):
         self.when = when
         self.callback = callback
         self.args = args
         self.queue = queue
+        self.seq = seq
+        """Order of scheduling: of two timers due at the same time, the earlier runs first."""
 
     def cancel(self) -> None:
         """Do not run this timer."""
@@ -96,9 +102,7 @@ class TimerHandle:
             if queue is not None:
                 self.queue = None
                 queue.cancelled += 1
-                if queue.cancelled >= COMPACT_MIN_CANCELLED and 2 * queue.cancelled > len(
-                    queue._heap
-                ):
+                if queue.cancelled >= COMPACT_MIN_CANCELLED and 2 * queue.cancelled > queue.size():
                     queue.compact()
 
     @property
@@ -107,51 +111,150 @@ class TimerHandle:
         return self.callback is None
 
 
-class TimerQueue:
-    """A heap of timers in virtual time."""
+class _Lane:
+    """The timers of one delay, in the order they were scheduled -- which, time never
+    going back, is their deadline order: a list appended to and read from its head."""
 
-    __slots__ = ("_heap", "_seq", "cancelled")
+    __slots__ = ("head", "items", "last")
+
+    def __init__(self) -> None:
+        self.items: list[TimerHandle] = []
+        self.head = 0
+        """``items[:head]`` have run (or were cancelled) and are gone."""
+        self.last = -math.inf
+        """The deadline appended last: a timer due before it goes to the heap instead."""
+
+    def first(self, queue: TimerQueue) -> TimerHandle | None:
+        """The earliest live timer, dropping the cancelled ones before it."""
+        items = self.items
+        head = self.head
+        n = len(items)
+        while head < n:
+            handle = items[head]
+            if handle.callback is not None:
+                self.head = head
+                return handle
+            head += 1
+            queue.cancelled -= 1
+        if n:
+            items.clear()
+        self.head = 0
+        return None
+
+    def pop(self) -> None:
+        """Drop the timer :meth:`first` returned."""
+        head = self.head + 1
+        items = self.items
+        if head >= len(items):
+            items.clear()
+            head = 0
+        elif head >= COMPACT_MIN_CANCELLED and 2 * head > len(items):
+            del items[:head]
+            head = 0
+        self.head = head
+
+
+class TimerQueue:
+    """Timers in virtual time: a lane per delay for :meth:`call_later` (the
+    transactions' timers: a handful of fixed delays, so that scheduling one is an
+    append and no heap is reordered), and a heap for :meth:`call_at`. Both run in
+    one order, by deadline, then by when they were scheduled."""
+
+    __slots__ = ("_heap", "_lane_list", "_lanes", "_seq", "cancelled")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerHandle]] = []
+        self._lanes: dict[float, _Lane] = {}
+        self._lane_list: list[_Lane] = []
         self._seq = 0
         self.cancelled = 0
-        """Cancelled entries still in the heap."""
+        """Cancelled entries still queued."""
 
     def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> TimerHandle:
         """Run ``callback(*args, now)`` at virtual time ``when``."""
-        handle = TimerHandle(when, callback, args, self)
         self._seq += 1
+        handle = TimerHandle(when, callback, args, self, self._seq)
         heapq.heappush(self._heap, (when, self._seq, handle))
         return handle
 
+    def call_later(
+        self, now: float, delay: float, callback: Callable[..., None], *args: Any
+    ) -> TimerHandle:
+        """Run ``callback(*args, now)`` at ``now + delay``: :meth:`call_at` for a delay
+        that recurs, which is cheaper to schedule."""
+        when = now + delay
+        lane = self._lanes.get(delay)
+        if lane is None:
+            if len(self._lane_list) >= MAX_LANES:
+                return self.call_at(when, callback, *args)
+            lane = self._lanes[delay] = _Lane()
+            self._lane_list.append(lane)
+        elif when < lane.last:
+            return self.call_at(when, callback, *args)  # time went back: out of order
+        self._seq += 1
+        handle = TimerHandle(when, callback, args, self, self._seq)
+        lane.items.append(handle)
+        lane.last = when
+        return handle
+
+    def size(self) -> int:
+        """Entries queued, cancelled ones included."""
+        n = len(self._heap)
+        for lane in self._lane_list:
+            n += len(lane.items) - lane.head
+        return n
+
     def compact(self) -> None:
-        """Drop the cancelled entries from the heap (order of the others is kept)."""
+        """Drop the cancelled entries (order of the others is kept)."""
         heap = [entry for entry in self._heap if entry[2].callback is not None]
         heapq.heapify(heap)
         self._heap = heap
+        for lane in self._lane_list:
+            lane.items = [h for h in lane.items[lane.head :] if h.callback is not None]
+            lane.head = 0
         self.cancelled = 0
 
-    def next_deadline(self) -> float | None:
-        """The earliest live deadline, or None when nothing is scheduled."""
+    def _next(self, now: float | None) -> tuple[TimerHandle | None, _Lane | None]:
+        """The timer to run next (due at ``now`` when given) and its lane (None: the heap)."""
         heap = self._heap
         while heap and heap[0][2].callback is None:
             heapq.heappop(heap)
             self.cancelled -= 1
-        return heap[0][0] if heap else None
+        best: TimerHandle | None = None
+        if heap and (now is None or heap[0][0] <= now):
+            best = heap[0][2]
+        best_lane: _Lane | None = None
+        for lane in self._lane_list:
+            handle = lane.first(self)
+            if handle is None:
+                continue
+            when = handle.when
+            if now is not None and when > now:
+                continue
+            if best is None or when < best.when or (when == best.when and handle.seq < best.seq):
+                best = handle
+                best_lane = lane
+        return best, best_lane
+
+    def next_deadline(self) -> float | None:
+        """The earliest live deadline, or None when nothing is scheduled."""
+        best, _ = self._next(None)
+        return best.when if best is not None else None
 
     def run_due(self, now: float) -> int:
         """Run every timer due at ``now`` in deadline order; return how many ran."""
         ran = 0
         while True:
-            heap = self._heap  # a callback's cancel() may have compacted it
-            if not heap or heap[0][0] > now:
+            handle, lane = self._next(now)
+            if handle is None:
                 return ran
-            _, _, handle = heapq.heappop(heap)
+            if lane is None:
+                heapq.heappop(self._heap)
+            else:
+                lane.pop()
             callback = handle.callback
             if callback is None:
-                self.cancelled -= 1
-                continue
+                continue  # not reached: _next returns live timers only
             args = handle.args
             handle.callback = None
             handle.args = ()
@@ -160,4 +263,7 @@ class TimerQueue:
             ran += 1
 
     def __len__(self) -> int:
-        return sum(1 for _, _, h in self._heap if h.callback is not None)
+        n = sum(1 for _, _, h in self._heap if h.callback is not None)
+        for lane in self._lane_list:
+            n += sum(1 for h in lane.items[lane.head :] if h.callback is not None)
+        return n

@@ -152,8 +152,8 @@ class ClientTransaction(_Timed):
         self.send(self.addr, data, self)
         if not self.addr.reliable:
             self._retrans_interval = self.timers.t1
-            self._retrans = self.tq.call_at(now + self.timers.t1, self._retransmit)
-        self._timeout = self.tq.call_at(now + self.timers.fr_timer, self._on_timeout)
+            self._retrans = self.tq.call_later(now, self.timers.t1, self._retransmit)
+        self._timeout = self.tq.call_later(now, self.timers.fr_timer, self._on_timeout)
 
     def _on_timeout(self, now: float) -> None:
         raise NotImplementedError
@@ -185,7 +185,7 @@ class InviteClientTransaction(ClientTransaction):
         if self.state is State.CALLING:
             self.send(self.addr, self.data, self)
             self._retrans_interval *= 2
-            self._retrans = self.tq.call_at(now + self._retrans_interval, self._retransmit)
+            self._retrans = self.tq.call_later(now, self._retrans_interval, self._retransmit)
 
     def _on_timeout(self, now: float) -> None:
         self._timeout = None
@@ -202,13 +202,16 @@ class InviteClientTransaction(ClientTransaction):
             self._gave_up = True
             self.user.on_timeout(self, now, self.replied)
             if self.state is State.PROCEEDING:
-                self._timeout = self.tq.call_at(now + self.timers.timer_64t1, self._on_end)
+                self._timeout = self.tq.call_later(now, self.timers.timer_64t1, self._on_end)
 
     def receive(self, response: Response, now: float) -> None:
         """Feed a response matched to this transaction."""
         status = response.status
         state = self.state
         if state in (State.CALLING, State.PROCEEDING):
+            # Timer A retransmits in Calling only: the request's bytes are not needed
+            # after the first response (a call in progress holds a kilobyte less).
+            self.data = b""
             if status < 200:
                 if state is State.CALLING:
                     self.state = State.PROCEEDING
@@ -218,16 +221,16 @@ class InviteClientTransaction(ClientTransaction):
                     # The first provisional switches fr_timer for fr_inv_timer.
                     if self._timeout is not None:
                         self._timeout.cancel()
-                    self._timeout = self.tq.call_at(
-                        now + self.timers.fr_inv_timer, self._on_timeout
+                    self._timeout = self.tq.call_later(
+                        now, self.timers.fr_inv_timer, self._on_timeout
                     )
                 elif status > 100 and self._timeout is not None and not self._gave_up:
                     # §16.7 step 2: "if the response is a provisional response with
                     # status codes 101 to 199 inclusive (i.e., anything but 100), the
                     # proxy MUST reset timer C for that client transaction."
                     self._timeout.cancel()
-                    self._timeout = self.tq.call_at(
-                        now + self.timers.fr_inv_timer, self._on_timeout
+                    self._timeout = self.tq.call_later(
+                        now, self.timers.fr_inv_timer, self._on_timeout
                     )
                 self.replied = True
                 if not self._gave_up:  # after on_timeout only a 2xx still matters
@@ -238,7 +241,7 @@ class InviteClientTransaction(ClientTransaction):
                 self._cancel_timers()
                 self.replied = True
                 self.state = State.ACCEPTED
-                self._timeout = self.tq.call_at(now + self.timers.timer_wait, self._on_end)
+                self._timeout = self.tq.call_later(now, self.timers.timer_wait, self._on_end)
                 self.user.on_response(self, response, now)
                 self.request = RELEASED  # a 2xx is ACKed end to end, not by us
             else:
@@ -248,7 +251,7 @@ class InviteClientTransaction(ClientTransaction):
                 self._send_ack(response)
                 # §17.1.1.2: timer D is at least 32 s for unreliable transports, 0 else.
                 wait = 0.0 if self.addr.reliable else self.timers.timer_d
-                self._timeout = self.tq.call_at(now + wait, self._on_end)
+                self._timeout = self.tq.call_later(now, wait, self._on_end)
                 if not self._gave_up:  # the 487 to our CANCEL after timer C: absorbed
                     self.user.on_response(self, response, now)
         elif state is State.COMPLETED:
@@ -282,7 +285,7 @@ class NonInviteClientTransaction(ClientTransaction):
         else:
             return
         self.send(self.addr, self.data, self)
-        self._retrans = self.tq.call_at(now + self._retrans_interval, self._retransmit)
+        self._retrans = self.tq.call_later(now, self._retrans_interval, self._retransmit)
 
     def _on_timeout(self, now: float) -> None:
         self._timeout = None
@@ -302,8 +305,9 @@ class NonInviteClientTransaction(ClientTransaction):
             return
         self._cancel_timers()
         self.state = State.COMPLETED
+        self.data = b""  # no retransmission in Completed
         wait = 0.0 if self.addr.reliable else self.timers.t4  # timer K
-        self._timeout = self.tq.call_at(now + wait, self._on_end)
+        self._timeout = self.tq.call_later(now, wait, self._on_end)
         self.user.on_response(self, response, now)
         self.request = RELEASED  # Completed only absorbs retransmitted finals
 
@@ -438,7 +442,7 @@ class InviteServerTransaction(ServerTransaction):
                     self._timeout.cancel()
                 self.state = State.CONFIRMED
                 wait = 0.0 if self.addr.reliable else self.timers.t4
-                self._timeout = self.tq.call_at(now + wait, self._on_end)
+                self._timeout = self.tq.call_later(now, wait, self._on_end)
                 return True
             # An ACK in Accepted is for a 2xx: the proxy relays it (RFC 6026 §7.1).
             return state is State.CONFIRMED
@@ -460,14 +464,17 @@ class InviteServerTransaction(ServerTransaction):
                 return
             self.request = RELEASED  # retransmissions get last_response
             if status < 300:
+                # RFC 6026 §7.1: Accepted absorbs a retransmitted INVITE without an
+                # answer (the 2xx is retransmitted end to end): nothing to keep.
+                self.last_response = None
                 self.state = State.ACCEPTED
-                self._timeout = self.tq.call_at(now + self.timers.timer_wait, self._on_end)
+                self._timeout = self.tq.call_later(now, self.timers.timer_wait, self._on_end)
                 return
             self.state = State.COMPLETED
             if not self.addr.reliable:
                 self._retrans_interval = self.timers.t1
-                self._retrans = self.tq.call_at(now + self.timers.t1, self._retransmit)
-            self._timeout = self.tq.call_at(now + self.timers.timer_64t1, self._on_timer_h)
+                self._retrans = self.tq.call_later(now, self.timers.t1, self._retransmit)
+            self._timeout = self.tq.call_later(now, self.timers.timer_64t1, self._on_timer_h)
         elif state is State.ACCEPTED and 200 <= status < 300:
             # RFC 6026 §7.1: 2xx from the TU in Accepted go to the transport.
             self.send(self.addr, data, None)
@@ -477,7 +484,7 @@ class InviteServerTransaction(ServerTransaction):
         if self.state is State.COMPLETED and self.last_response is not None:
             self.send(self.addr, self.last_response, None)
             self._retrans_interval = min(2 * self._retrans_interval, self.timers.t2)
-            self._retrans = self.tq.call_at(now + self._retrans_interval, self._retransmit)
+            self._retrans = self.tq.call_later(now, self._retrans_interval, self._retransmit)
 
     def _on_timer_h(self, now: float) -> None:
         self._timeout = None
@@ -510,7 +517,11 @@ class NonInviteServerTransaction(ServerTransaction):
         self.state = State.COMPLETED
         self.request = RELEASED  # retransmissions get last_response
         wait = 0.0 if self.addr.reliable else self.timers.timer_wait  # timer J
-        self._timeout = self.tq.call_at(now + wait, self._on_end)
+        self._timeout = self.tq.call_later(now, wait, self._on_end)
+
+
+_PORT_TEXT: dict[int, str] = {}
+"""``str(port)`` of the sent-by ports seen (at most one per port number)."""
 
 
 def server_key(request: Request) -> tuple[str, ...]:
@@ -526,7 +537,17 @@ def server_key(request: Request) -> tuple[str, ...]:
         method = "INVITE"
     branch = via.branch
     if branch is not None and branch.startswith(BRANCH_COOKIE):
-        return (branch, via.host, str(via.port or ""), method)
+        port = via.port
+        port_text = ""
+        if port is not None:
+            # The port as text, one str per port (kept by every transaction's key).
+            known = _PORT_TEXT.get(port)
+            if known is None:
+                known = str(port)
+                if len(_PORT_TEXT) < 65536:
+                    _PORT_TEXT[port] = known
+            port_text = known
+        return (branch, via.host, port_text, method)
     top = request.get("via") or ""
     return (
         "2543",
