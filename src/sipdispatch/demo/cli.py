@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -146,15 +147,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+INTERRUPT_RECHECK: Final = 0.2
+"""Seconds after a Ctrl-C at which the story is looked at again: a cancellation that
+arrives as a task group's last call finishes can be lost (Python 3.11's TaskGroup
+takes it back), and is then made again."""
+
+
+async def run_interruptibly(options: DemoOptions) -> int:
+    """:func:`run_demo`, stopped by Ctrl-C: the story's task is cancelled (it stops the
+    proxy, closes the sockets, removes the temporary directory), and cancelled again
+    if the cancellation was lost on the way."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def cancel() -> None:
+        if task.done():
+            return
+        if task.cancelling() == 0:  # not asked yet, or a cancellation was taken back
+            task.cancel()
+        loop.call_later(INTERRUPT_RECHECK, cancel)
+
+    loop.add_signal_handler(signal.SIGINT, cancel)
+    try:
+        return await run_demo(options)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 def main_from_args(args: argparse.Namespace) -> int:
     """Run the demo with options parsed by a parser that :func:`add_arguments` set up."""
     options = DemoOptions(calls=args.calls, fast=args.fast, verbose=args.verbose)
     try:
         with asyncio.Runner(loop_factory=install_uvloop()) as runner:
-            return runner.run(run_demo(options))
-    except KeyboardInterrupt:
-        # asyncio.Runner turned the first Ctrl-C into a cancellation of run_demo, which
-        # stopped the proxy, closed the sockets and removed the temporary directory.
+            return runner.run(run_interruptibly(options))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # The first Ctrl-C cancelled the story (run_interruptibly), which stopped the
+        # proxy, closed the sockets and removed the temporary directory.
         sys.stdout.flush()
         print("demo interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
