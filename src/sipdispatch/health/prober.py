@@ -22,6 +22,7 @@ does from outside a receive or timer callback (``start``, ``ping_now``) it calls
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections import Counter
@@ -334,36 +335,32 @@ class Prober:
         located = dest.located
         assert located is not None
         addresses = located.addresses
-        left = [len(addresses)]
-        best: list[tuple[int, Response | None, float] | None] = [None]
+        left = len(addresses)
+        best: tuple[int, Response | None, float, bool] | None = None
         alive_codes = (self.dconf.ping_reply_codes, self.dconf.ping_reply_classes)
 
         def done_one(
             addr: tuple[str, int], status: int, response: Response | None, at: float
         ) -> None:
+            nonlocal left, best
             alive = is_ping_reply_alive(status, *alive_codes)
             if located.set_down(addr, not alive):
                 log.info("set %d %s: address %s:%d %s", dest.setid, dest.uri, addr[0],
                          addr[1], "answers" if alive else f"is down ({status})")  # fmt: skip
-            current = best[0]
-            if current is None or (alive and not is_ping_reply_alive(current[0], *alive_codes)):
-                best[0] = (status, response, at)
-            left[0] -= 1
-            if left[0] == 0:
-                final = best[0]
-                assert final is not None
-                self.on_result(dest, now, final[0], final[1], final[2])
+            if best is None or (alive and not best[3]):
+                best = (status, response, at, alive)
+            left -= 1
+            if left == 0:
+                self.on_result(dest, now, best[0], best[1], best[2])
 
         for address in addresses:
-            request = self.build_request(dest)
             addr = address.addr
-
-            def done(
-                status: int, response: Response | None, at: float, addr: tuple[str, int] = addr
-            ) -> None:
-                done_one(addr, status, response, at)
-
-            self.core.originate(request, Addr(address.transport, addr[0], addr[1]), done, now)
+            self.core.originate(
+                self.build_request(dest),
+                Addr(address.transport, addr[0], addr[1]),
+                functools.partial(done_one, addr),
+                now,
+            )
             self.stats["pings_sent"] += 1
         return True
 
