@@ -15,13 +15,17 @@ the kernel and the tests hand out):
 - `dispatcher.reload` over the admin RPC every --reload-every seconds (60); once,
   half-way through, during a database outage (the relay refuses connections for
   20 s): that reload must fail and leave the running list as it was;
-- a sipp caller at --rate calls/s for the whole time (bench/sipp/uac.xml: INVITE,
+- a sipp caller at --rate calls/s for the whole time (bench/sipp/uac_soak.xml: INVITE,
   200, ACK, BYE), failover on 5xx/408 to the other gateway.
 
 It reports calls made, failed and retransmitted, every reload's result, the proxy's
 RSS every 30 s, and RSS growth from the end of warm-up (the first --warmup seconds,
-300) to the end. A call can fail only if its BYE was in flight to the gateway at the
-moment it was killed (a BYE is not failed over: the dialog lives on that gateway).
+600) to the end. A BYE that was in flight to a gateway at the moment it was killed can
+only time out (a BYE is not failed over: the dialog lives on that gateway). The proxy
+answers it 408, which ends the dialog (RFC 3261 section 15.1.1): the caller's scenario
+takes it as the end of the call, and the report counts those calls apart, as "ended
+by a killed gateway", from sipp's -trace_counts file. Every other call that does not
+complete is a failed call.
 """
 
 from __future__ import annotations
@@ -131,7 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kill-every", type=float, default=300, help="seconds between kills (300)")
     p.add_argument("--down", type=float, default=30, help="seconds a killed gateway stays down")
     p.add_argument("--reload-every", type=float, default=60, help="seconds between reloads")
-    p.add_argument("--warmup", type=float, default=300, help="seconds before RSS is the base")
+    p.add_argument("--warmup", type=float, default=600, help="seconds before RSS is the base")
     p.add_argument("--port-base", type=int, default=16060, help="first port (16060)")
     p.add_argument("--sipp", default="sipp", help="sipp binary")
     p.add_argument(
@@ -157,11 +161,27 @@ def failure_causes(errors_log: Path) -> dict[str, int]:
         expecting = line.split("while expecting '", 1)[-1].split("'", 1)[0]
         index = line.split("(index ", 1)[-1].split(")", 1)[0]
         received = line.split("received '", 1)[-1][:12].strip()
-        # uac.xml: index 7 is the 200 to the BYE; anything before is the call's set-up.
-        step = "BYE" if index == "7" else "INVITE"
+        # uac_soak.xml: indexes 7 and 8 wait for the BYE's answer; the rest is set-up.
+        step = "BYE" if index in ("7", "8") else "INVITE"
         key = f"{expecting} to {step} <- {received}"
         causes[key] = causes.get(key, 0) + 1
     return causes
+
+
+def byes_answered_408(caller_dir: Path) -> int:
+    """How many of the caller's BYEs were answered 408: the last line of the 408 step's
+    Recv column in sipp's -trace_counts file (``<scenario>_<pid>_counts.csv``)."""
+    for path in caller_dir.glob("*_counts.csv"):
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        if len(lines) < 2:
+            continue
+        names, last = lines[0].split(";"), lines[-1].split(";")
+        return sum(
+            int(value)
+            for name, value in zip(names, last, strict=False)
+            if name.endswith("_408_Recv") and value.strip().isdigit()
+        )
+    return 0
 
 
 def make_table(url: str, table: str, gateways: list[int]) -> None:
@@ -252,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds = args.minutes * 60
         calls = int(seconds * args.rate)
         uac = sippctl.start_sipp(
-            SIPP_DIR / "uac.xml", HOST, port, calls=calls, rate=args.rate,
+            SIPP_DIR / "uac_soak.xml", HOST, port, calls=calls, rate=args.rate,
             timeout=int(seconds + 120), service="1111111", local_port=caller, trace_msg=False,
-            workdir=workdir / "caller", extra_args=["-recv_timeout", "60000"],
+            workdir=workdir / "caller", extra_args=["-recv_timeout", "60000", "-trace_counts"],
             binary=args.sipp, limit=max(200, int(args.rate * 8)), stat_interval=10,
         )  # fmt: skip
         started = time.monotonic()
@@ -312,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         if after:
             growth = (after[-1] - after[0]) / after[0] * 100
             print(f"RSS after warm-up: {after[0]} KiB -> {after[-1]} KiB ({growth:+.1f} %)")
+        ended_408 = byes_answered_408(workdir / "caller")
         print(
-            f"calls: {ok} successful, {failed} failed, {retrans} retransmissions, "
+            f"calls: {ok - ended_408} successful, {ended_408} ended by a killed gateway "
+            f"(BYE answered 408), {failed} failed, {retrans} retransmissions, "
             f"{args.rate:g} calls/s for {args.minutes:g} min"
         )
         causes = failure_causes(workdir / "caller" / "errors.log")
