@@ -22,7 +22,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from sipdispatch.dispatcher.addresses import DnsAddress
 from sipdispatch.dispatcher.algorithms import SelectContext, SelectOptions, select_with
@@ -389,6 +389,7 @@ class DispatchPlan:
         "dests",
         "failures",
         "generation",
+        "hold",
         "hook",
         "is_call",
         "limits_load",
@@ -454,6 +455,8 @@ class DispatchPlan:
         """The addresses of :attr:`current` in the order this request tries them, when it
         is a destination located by DNS with several; None otherwise."""
         self._addr_next = 0
+        self.hold: Any = None
+        """The cluster's hold on the first target (its call-load reservation), if any."""
 
     def first(self) -> list[Target]:
         """The selected destination, or every one for parallel forking (algorithm 12)."""
@@ -462,8 +465,14 @@ class DispatchPlan:
             return [target(d, self.rule, self.request, self.hook) for d in self.dests]
         dest = self.dests[0]
         if dest.located is not None and not dest.located.single:
-            return [self._first_address(dest)]
-        return [target(dest, self.rule, self.request, self.hook)]
+            first = self._first_address(dest)
+        else:
+            first = target(dest, self.rule, self.request, self.hook)
+        hold = self.hold
+        if hold is not None:
+            self.hold = None
+            first.hold = hold
+        return [first]
 
     def _first_address(self, dest: Destination) -> Target:
         """The first of ``dest``'s addresses in this request's order (RFC 2782); the
@@ -513,8 +522,29 @@ class DispatchPlan:
             router.mark(dest, rule.mark_failed, why, now, self.generation)
         if self.parallel or not router.settings.failover:
             return None
+        return self._advance(now)
+
+    def refused(self, target: Target, now: float) -> Target | None:
+        """The cluster's count found ``target``'s destination full (algorithm 10's
+        ``maxload``, reached by calls of other nodes): the next destination of the
+        selection that has room, as if the selection had known. Not a failure: nothing
+        is marked or counted against the destination."""
+        self._addrs = None
+        dest = target.handle
+        if isinstance(dest, Destination) and dest.dispatched > 0:
+            dest.dispatched -= 1  # counted when the target was made; it never went
+        if self.parallel:
+            return None
+        return self._advance(now)
+
+    def _advance(self, now: float) -> Target | None:
+        """The next destination of the selection that is up (and below its
+        ``maxload`` for algorithm 10), with the call's load moved to it."""
+        router = self.router
+        rule = self.rule
         dests = self.dests
         n = len(dests)
+        hold = None
         while self._next < n:
             d = dests[self._next]
             self._next += 1
@@ -532,12 +562,19 @@ class DispatchPlan:
                 if self.limits_load and maxload and d.dlg_load >= maxload:
                     continue
                 # Kamailio ds_load_replace: the call's count moves to the new destination.
-                router.calls.on_invite_sent(self.call_id, d, now, self.limits_load)
+                calls = router.calls
+                calls.on_invite_sent(self.call_id, d, now, self.limits_load)
+                if calls.share is not None:
+                    hold = calls.take_hold()
             self.current = d
             self.branch_at = now
             if d.located is not None and not d.located.single:
-                return self._first_address(d)
-            return router.target(d, rule, self.request, self.hook)
+                nxt = self._first_address(d)
+            else:
+                nxt = router.target(d, rule, self.request, self.hook)
+            if hold is not None:
+                nxt.hold = hold
+            return nxt
         return None
 
     def answered(self, target: Target, now: float) -> None:
@@ -921,9 +958,12 @@ class DispatchRouter:
             return Reject(rule.no_destination, NO_DESTINATION_REASON, OUTCOME_NO_DESTINATION)
         if counts_load:
             calls.on_invite_sent(request.call_id, dests[0], now, alg == ALGORITHM_CALL_LOAD)
-        return DispatchPlan(
+        plan = DispatchPlan(
             self, rule, dests, selection.parallel, request, counts_load, source, now, hook
         )
+        if counts_load and calls.share is not None:
+            plan.hold = calls.take_hold()
+        return plan
 
     def target(
         self,

@@ -4,6 +4,7 @@ its own per test, or a private redis-server on a free port for tests that stop i
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -71,8 +72,18 @@ class PrivateRedis:
                     raise
                 time.sleep(0.05)
 
+    def pause(self) -> None:
+        """Stop answering (SIGSTOP): connections stay open, commands get no reply."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused one too
             self.proc.kill()
             self.proc.wait()
         self.proc = None

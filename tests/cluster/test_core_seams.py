@@ -11,6 +11,11 @@ from sipdispatch.dispatcher.callload import LoadEntry
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.states import DS_DISABLED_DST
 from sipdispatch.health.state import ORIGIN_CLUSTER, StateChange
+from sipdispatch.routing import DispatchRouter
+from sipdispatch.sip.addr import Addr
+from sipdispatch.sip.message import Request, Response, parse_datagram
+from sipdispatch.sip.proxy import ProxyCore, ProxySettings
+from sipdispatch.sip.timers import Timers
 from tests.test_routing import MG1, MG2, TWO, dest, plan_for, request, router
 
 
@@ -108,4 +113,118 @@ def test_a_call_released_elsewhere_is_forgotten_without_a_count_change() -> None
     assert isinstance(chosen, Destination) and chosen.dlg_load == 1
     assert r.calls.forget("c1") and not r.calls.forget("c1")
     assert chosen.dlg_load == 1  # the cluster's count comes with set_load
+    assert r.calls.entries() == []
+
+
+# -- a held INVITE: the cluster's ledger answers before it goes -------------------------
+
+
+@dataclass
+class HoldingLedger(Ledger):
+    """A LoadShare whose every reservation is a hold (a strict ledger with a maxload)."""
+
+    holds: list[str] = field(default_factory=list)
+
+    def reserved(self, entry: LoadEntry, maxload: int, ttl: float) -> str:  # type: ignore[override]
+        super().reserved(entry, maxload, ttl)
+        hold = f"hold:{entry.call_id}@{entry.key}"
+        self.holds.append(hold)
+        return hold
+
+
+CALLER_ADDR = Addr("udp", "192.0.2.1", 5060)
+
+
+def held_core(ledger: Ledger) -> tuple[ProxyCore, DispatchRouter]:
+    r = router(LOADED, LOAD_ROUTE)
+    r.calls.share = ledger
+    core = ProxyCore(ProxySettings(local={"udp": ("127.0.0.1", 5060)}), r, Timers())
+    return core, r
+
+
+def sent(core: ProxyCore) -> list[tuple[Addr, Request | Response]]:
+    return [(addr, parse_datagram(data)) for addr, data, _ in core.datagrams_to_send()]
+
+
+def hop_of(hold: str) -> tuple[str, int]:
+    """The address of the destination a HoldingLedger hold names."""
+    host, port = hold.split("@", 1)[1].removeprefix("sip:").split(":")
+    return host, int(port)
+
+
+def invites_to(out: list[tuple[Addr, Request | Response]]) -> list[tuple[str, int]]:
+    return [
+        (addr.host, addr.port)
+        for addr, msg in out
+        if isinstance(msg, Request) and msg.method == "INVITE"
+    ]
+
+
+def test_a_held_invite_is_sent_only_when_the_ledger_says_it_fits() -> None:
+    ledger = HoldingLedger()
+    core, _ = held_core(ledger)
+    core.receive(request(call_id="c1").to_bytes(), CALLER_ADDR, 0.0)
+    out = sent(core)
+    assert invites_to(out) == []  # only the 100 Trying
+    assert [m.status for _, m in out if isinstance(m, Response)] == [100]
+    assert core.awaiting_final() == 1  # a drain waits for it
+    held = core.take_held()
+    assert len(held) == 1 and core.take_held() == []
+    [(ticket, hold)] = held
+    assert hold in (f"hold:c1@{MG1}", f"hold:c1@{MG2}")
+    core.admitted(ticket, True, 0.001)
+    assert invites_to(sent(core)) == [hop_of(hold)]
+    core.admitted(ticket, True, 0.002)  # settled once: a second answer does nothing
+    assert sent(core) == []
+
+
+def test_a_call_the_ledger_finds_full_goes_to_the_next_destination_without_a_failure() -> None:
+    ledger = HoldingLedger()
+    core, r = held_core(ledger)
+    core.receive(request(call_id="c1").to_bytes(), CALLER_ADDR, 0.0)
+    sent(core)
+    [(ticket, hold)] = core.take_held()
+    full, other = (MG1, MG2) if hold.endswith(MG1) else (MG2, MG1)
+    core.admitted(ticket, False, 0.001)
+    assert invites_to(sent(core)) == []  # the other one is held in its turn
+    [(ticket2, hold2)] = core.take_held()
+    assert hold2 == f"hold:c1@{other}"
+    core.admitted(ticket2, True, 0.002)
+    assert invites_to(sent(core)) == [hop_of(hold2)]
+    refused = dest(r, full)
+    assert (refused.flags_text(), refused.dispatched, refused.dlg_load) == ("AX", 0, 0)
+    assert refused.calls_rejected == [0, 0, 0, 0] and refused.calls_timeout == 0
+    assert r.calls.local_count(1, other) == 1
+
+
+def test_a_call_that_fits_nowhere_is_answered_503_and_released() -> None:
+    ledger = HoldingLedger()
+    core, r = held_core(ledger)
+    core.receive(request(call_id="c1").to_bytes(), CALLER_ADDR, 0.0)
+    sent(core)
+    for n in range(2):
+        [(ticket, _)] = core.take_held()
+        core.admitted(ticket, False, 0.001 * (n + 1))
+    out = sent(core)
+    assert invites_to(out) == []
+    assert [m.status for _, m in out if isinstance(m, Response)] == [503]
+    assert ledger.told[-1] == ("released", "c1", 0.0)
+    assert r.calls.entries() == [] and core.awaiting_final() == 0
+
+
+def test_a_cancel_while_held_answers_487_and_the_late_answer_sends_nothing() -> None:
+    ledger = HoldingLedger()
+    core, r = held_core(ledger)
+    invite = request(call_id="c1")
+    core.receive(invite.to_bytes(), CALLER_ADDR, 0.0)
+    sent(core)
+    [(ticket, _)] = core.take_held()
+    cancel = invite.to_bytes().replace(b"INVITE sip:", b"CANCEL sip:", 1)
+    cancel = cancel.replace(b"CSeq: 1 INVITE", b"CSeq: 1 CANCEL")
+    core.receive(cancel, CALLER_ADDR, 0.01)
+    statuses = sorted(m.status for _, m in sent(core) if isinstance(m, Response))
+    assert statuses == [200, 487]
+    assert ledger.told[-1] == ("released", "c1", 0.0)
+    core.admitted(ticket, True, 0.02)
+    assert sent(core) == []
     assert r.calls.entries() == []

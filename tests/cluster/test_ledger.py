@@ -56,6 +56,35 @@ def test_concurrent_reservations_from_two_nodes_find_the_limit_once(namespace: s
     assert fits.count(True) == 5
 
 
+def test_a_strict_reservation_that_does_not_fit_adds_nothing(namespace: str) -> None:
+    async def body(a: Ledger, b: Ledger, _: Redis) -> list[object]:
+        out: list[object] = [await a.reserve("c1", 1, "sip:gw1", 1, 60, strict=True)]
+        out.append(await a.reserve("c2", 1, "sip:gw2", 1, 60, strict=True))
+        # c2 fails over to gw1, which is full: it is counted nowhere, its key is gone.
+        out.append(await b.reserve("c2", 1, "sip:gw1", 1, 60, strict=True))
+        out.append(await a.counts([(1, "sip:gw1"), (1, "sip:gw2")]))
+        out.append(await b.release("c2"))
+        return out
+
+    assert run(namespace, body) == [(True, 1), (True, 1), (False, 1), [1, 0], None]
+
+
+def test_concurrent_strict_reservations_from_two_nodes_never_pass_maxload(
+    namespace: str,
+) -> None:
+    async def body(a: Ledger, b: Ledger, _: Redis) -> tuple[list[bool], list[int]]:
+        results = await asyncio.gather(
+            *(
+                (a if i % 2 else b).reserve(f"call-{i}", 1, "sip:gw1", 5, 60, strict=True)
+                for i in range(40)
+            )
+        )
+        return [fits for fits, _ in results], await a.counts([(1, "sip:gw1")])
+
+    fits, counts = run(namespace, body)
+    assert fits.count(True) == 5 and counts == [5]
+
+
 def test_a_call_counted_twice_on_one_destination_counts_once(namespace: str) -> None:
     async def body(a: Ledger, b: Ledger, _: Redis) -> list[int]:
         first = await a.reserve("c1", 1, "sip:GW1", 1, 60)

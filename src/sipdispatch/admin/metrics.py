@@ -583,10 +583,19 @@ CLUSTER_COUNTERS: Final[dict[str, tuple[str, str]]] = {
     "redis_errors": ("cluster_redis_errors", "Redis sessions ended by an error (Redis lost)."),
     "membership_changes": ("cluster_membership_changes", "Changes of the live node list."),
     "load_reserved": ("cluster_load_reserved", "Calls counted in the shared call-load ledger."),
+    "load_refused": (
+        "cluster_load_refused",
+        "Calls whose destination the ledger found full (other nodes' calls had taken its "
+        "maxload): they went to the next destination, or were answered 503.",
+    ),
     "load_overbooked": (
         "cluster_load_overbooked",
-        "Calls the ledger found over the destination's maxload (another node took the "
-        "last slot within the same moment).",
+        "Calls counted over the destination's maxload: sent before the ledger answered "
+        "(it took longer than load_wait, or load_wait is 0).",
+    ),
+    "load_wait_expired": (
+        "cluster_load_wait_expired",
+        "Calls sent on the local count because the ledger had not answered within load_wait.",
     ),
     "load_released": ("cluster_load_released", "Calls released from the shared ledger."),
 }

@@ -7,7 +7,9 @@ destination's calls, each scored with its expiry time (Redis's clock), so the co
 is ``ZCARD`` after dropping what expired: it cannot go below zero and a call that
 never saw its BYE stops counting when its key would have expired. Reserving,
 confirming and releasing are Lua scripts, so each is atomic across nodes; any node
-can release a call (the BYE may reach another node than the INVITE did).
+can release a call (the BYE may reach another node than the INVITE did). A strict
+reservation (the INVITE waits for it) adds nothing when the destination is full, so the
+call can go elsewhere; a plain one counts the call whatever the count (it was sent).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ NO_TIMEOUT_MS: Final = 24 * 3600 * 1000
 """TTL of a call when ``hash_expire`` and ``hash_initexpire`` are both 0 (no timeout
 locally): a day, so a Redis entry never outlives every node's memory of it forever."""
 
-# KEYS[1] call key, KEYS[2] load set; ARGV: call-id, value, ttl ms, maxload.
-# Returns {1 if the destination was below maxload (or no limit), count after}.
+# KEYS[1] call key, KEYS[2] load set; ARGV: call-id, value, ttl ms, maxload, strict.
+# Returns {1 if the destination was below maxload (or no limit), count after}; strict
+# ("1") and full: {0, count}, the call not added (and no longer counted elsewhere).
 _RESERVE: Final = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -39,6 +42,10 @@ local n = redis.call('ZCARD', KEYS[2])
 local max = tonumber(ARGV[4])
 local fits = 1
 if not already and max > 0 and n >= max then
+  if ARGV[5] == '1' then
+    if old then redis.call('DEL', KEYS[1]) end
+    return {0, n}
+  end
   fits = 0
 end
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
@@ -122,15 +129,17 @@ class Ledger:
         return int(setid), key
 
     async def reserve(
-        self, call_id: str, setid: int, key: str, maxload: int, ttl: float
+        self, call_id: str, setid: int, key: str, maxload: int, ttl: float, strict: bool = False
     ) -> tuple[bool, int]:
         """Count ``call_id`` on the destination: (it fitted under ``maxload``, the
         destination's count now). Counted again on the same destination, a call is
-        refreshed, not added twice; counted on another, it moves."""
+        refreshed, not added twice; counted on another, it moves. ``strict``: a call
+        that does not fit is not added (False, the count)."""
         load = self.load_key(setid, key)
         value = f"{load}\n{self.node_id}"
         fits, count = await self._reserve(
-            keys=[self.call_key(call_id), load], args=[call_id, value, ttl_ms(ttl), maxload]
+            keys=[self.call_key(call_id), load],
+            args=[call_id, value, ttl_ms(ttl), maxload, "1" if strict else "0"],
         )
         return bool(fits), int(count)
 

@@ -7,7 +7,9 @@ logs it once, counts it, routes on what it knows (pinging every destination and
 counting call load by itself) and reconnects with a growing delay; the next
 session resynchronises. Nothing here is on the call path: the state log and the
 call-load table call in synchronously and return at once, the Redis work is done
-by tasks.
+by tasks. One thing waits for Redis: an INVITE to a destination with a ``maxload``
+under algorithm 10 is held until the ledger says it fits (at most ``load_wait``; then
+it goes on the local count), so ``maxload`` holds across the nodes.
 
 Keys under ``{namespace}:`` -- ``node:{id}`` (this node's heartbeat: its address and
 time, expiring after 3 heartbeats), ``nodes`` (the ids ever seen, pruned of those
@@ -102,7 +104,8 @@ class ClusterNode:
         self.stats: Counter[str] = Counter()
         """``events_sent``, ``events_received``, ``states_applied``, ``reloads_sent``,
         ``reloads_received``, ``redis_errors``, ``sessions``, ``membership_changes``,
-        ``load_reserved``, ``load_overbooked``, ``load_released``, ``load_errors``."""
+        ``load_reserved``, ``load_refused``, ``load_overbooked``, ``load_wait_expired``,
+        ``load_released``, ``load_errors``."""
         self._pending: dict[tuple[int, str], StateChange] = {}
         """State changes made here and not yet in Redis (latest per destination)."""
         self._reload_pending = False
@@ -116,6 +119,12 @@ class ClusterNode:
         """Call-load reservations sent and not answered, per destination."""
         self._counts: dict[tuple[int, str], int] = {}
         """The cluster's call count per destination, as Redis last said."""
+        self.load_wait = settings.load_wait / 1000.0
+        """Longest wait of a held INVITE for its reservation (seconds; 0: never held)."""
+        self._reserving: Counter[str] = Counter()
+        """Reservations sent and not answered, per Call-ID."""
+        self._release_after: set[str] = set()
+        """Calls released while their reservation was on its way: released after it."""
         self._unsubscribe: Callable[[], None] | None = None
         self._down_logged = False
 
@@ -220,13 +229,31 @@ class ClusterNode:
         self._reload_pending = True
         self._wake.set()
 
-    def reserved(self, entry: LoadEntry, maxload: int, ttl: float) -> None:
-        """LoadShare: count the call in Redis (the local count already has it)."""
+    def reserved(self, entry: LoadEntry, maxload: int, ttl: float) -> asyncio.Future[bool] | None:
+        """LoadShare: count the call in Redis (the local count already has it). With a
+        ``maxload``, the INVITE waits for the answer: the hold returned ends True when
+        the call fits (or after ``load_wait`` without an answer), False when the other
+        nodes' calls fill the destination."""
         if not self.up:
-            return
+            return None
         dk = (entry.setid, entry.key.lower())
+        call_id = entry.call_id
         self._in_flight[dk] += 1
-        self._spawn(self._reserve(entry.call_id, dk, maxload, ttl))
+        self._reserving[call_id] += 1
+        hold: asyncio.Future[bool] | None = None
+        timer: asyncio.TimerHandle | None = None
+        if maxload > 0 and self.load_wait > 0:
+            loop = asyncio.get_running_loop()
+            hold = loop.create_future()
+            timer = loop.call_later(self.load_wait, self._waited_enough, hold)
+        self._spawn(self._reserve(call_id, dk, maxload, ttl, hold, timer))
+        return hold
+
+    def _waited_enough(self, hold: asyncio.Future[bool]) -> None:
+        """``load_wait`` is over: the call goes on the local count."""
+        if not hold.done():
+            self.stats["load_wait_expired"] += 1
+            hold.set_result(True)
 
     def confirmed(self, entry: LoadEntry, ttl: float) -> None:
         """LoadShare: the call was answered; its Redis entry lives on."""
@@ -234,9 +261,15 @@ class ClusterNode:
             self._spawn(self._confirm(entry.call_id, ttl))
 
     def released(self, call_id: str) -> None:
-        """LoadShare: the call ended here (whichever node counted it)."""
-        if self.up:
-            self._spawn(self._release(call_id))
+        """LoadShare: the call ended here (whichever node counted it). While its
+        reservation is on its way, the release waits for it (the two could otherwise
+        cross on two connections and leave the call counted)."""
+        if not self.up:
+            return
+        if call_id in self._reserving:
+            self._release_after.add(call_id)
+            return
+        self._spawn(self._release(call_id))
 
     def rebound(self) -> None:
         """LoadShare: a reload recounted the local calls; put the cluster's back."""
@@ -250,28 +283,64 @@ class ClusterNode:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _apply_count(self, setid: int, key: str, n: int) -> None:
+    def _apply_count(self, setid: int, key: str, n: int, extra: int = 0) -> None:
         self._counts[(setid, key)] = n
-        self.service.router.calls.set_load(setid, key, n + self._in_flight[(setid, key)])
+        load = n + self._in_flight[(setid, key)] + extra
+        self.service.router.calls.set_load(setid, key, load)
 
-    async def _reserve(self, call_id: str, dk: tuple[int, str], maxload: int, ttl: float) -> None:
+    async def _reserve(
+        self,
+        call_id: str,
+        dk: tuple[int, str],
+        maxload: int,
+        ttl: float,
+        hold: asyncio.Future[bool] | None,
+        timer: asyncio.TimerHandle | None,
+    ) -> None:
+        late = False
         try:
-            fits, n = await self.ledger.reserve(call_id, dk[0], dk[1], maxload, ttl)
+            fits, n = await self.ledger.reserve(
+                call_id, dk[0], dk[1], maxload, ttl, strict=hold is not None
+            )
+            if not fits and hold is not None and hold.done():
+                # The wait ran out and the call went on the local count: it counts.
+                late = True
+                fits, n = await self.ledger.reserve(call_id, dk[0], dk[1], maxload, ttl)
         except (RedisError, OSError):
             self.stats["load_errors"] += 1
+            if hold is not None and not hold.done():
+                hold.set_result(True)  # never a failed call because Redis failed
             return
         finally:
+            if timer is not None:
+                timer.cancel()
             self._in_flight[dk] -= 1
             if self._in_flight[dk] <= 0:
                 del self._in_flight[dk]
+            self._reserving[call_id] -= 1
+            if self._reserving[call_id] <= 0:
+                del self._reserving[call_id]
+                if call_id in self._release_after:
+                    self._release_after.discard(call_id)
+                    self._spawn(self._release(call_id))
         self.stats["load_reserved"] += 1
+        if not fits and hold is not None and not late:
+            # Full across the cluster, and not added: the call goes elsewhere. It is
+            # still on this destination in the local table until the plan moves it
+            # (which takes one off), hence the one more.
+            self.stats["load_refused"] += 1
+            self._apply_count(dk[0], dk[1], n, extra=1)
+            hold.set_result(False)
+            return
         if not fits:
             self.stats["load_overbooked"] += 1
             log.warning(
-                "call %s took set %d %s over its maxload %d: another node filled it meanwhile",
-                call_id, dk[0], dk[1], maxload,
+                "call %s took set %d %s over its maxload %d: it was sent before the "
+                "ledger answered", call_id, dk[0], dk[1], maxload,
             )  # fmt: skip
         self._apply_count(dk[0], dk[1], n)
+        if hold is not None and not hold.done():
+            hold.set_result(True)
         await self._publish_load(dk, n)
 
     async def _confirm(self, call_id: str, ttl: float) -> None:

@@ -18,14 +18,17 @@ recounts their loads.
 A cluster shares the count: :attr:`CallLoadTable.share` (a :class:`LoadShare`, set
 by the shell) is told of every call counted, confirmed and released here, and may set
 a destination's load to the cluster's count (:meth:`CallLoadTable.set_load`). The
-table does not wait for it: routing stays synchronous and local.
+table does not wait for it: routing stays synchronous and local. Where the cluster must
+answer before the INVITE goes (``maxload`` across nodes), :meth:`LoadShare.reserved`
+returns a hold, which :meth:`CallLoadTable.take_hold` passes on to the request's target
+(the shell waits for it; see :attr:`sipdispatch.sip.router.Target.hold`).
 """
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.sets import DispatcherSets
@@ -103,9 +106,11 @@ class LoadShare(Protocol):
     """Where a table tells the rest of a cluster about its calls (the shell's Redis
     ledger). Each call returns at once; the work is done off the call path."""
 
-    def reserved(self, entry: LoadEntry, maxload: int, ttl: float) -> None:
+    def reserved(self, entry: LoadEntry, maxload: int, ttl: float) -> Any:
         """``entry``'s call now counts on its destination (``maxload`` 0 = no limit),
-        for ``ttl`` seconds (0 = no timeout)."""
+        for ``ttl`` seconds (0 = no timeout). Returns None, or a hold the INVITE must
+        wait for before it is sent (an ``asyncio.Future`` that ends True when the call
+        fits under ``maxload`` across the cluster, False when it does not)."""
 
     def confirmed(self, entry: LoadEntry, ttl: float) -> None:
         """``entry``'s call was answered; it counts ``ttl`` more seconds (0 = no timeout)."""
@@ -141,6 +146,7 @@ class CallLoadTable:
         self._token = 0
         self.share: LoadShare | None = None
         """The cluster's ledger, when the node is in a cluster."""
+        self._hold: Any = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -189,8 +195,17 @@ class CallLoadTable:
         share = self.share
         if share is not None and shared:
             deadline = entry.deadline
-            share.reserved(entry, dest.attrs.maxload, deadline - now if deadline else 0.0)
+            self._hold = share.reserved(
+                entry, dest.attrs.maxload, deadline - now if deadline else 0.0
+            )
         return True
+
+    def take_hold(self) -> Any:
+        """The hold of the latest :meth:`on_invite_sent` (see :meth:`LoadShare.reserved`),
+        once; None when there is none."""
+        hold = self._hold
+        self._hold = None
+        return hold
 
     def on_confirmed(self, call_id: str, now: float) -> bool:
         """A 2xx to the INVITE arrived: the call is confirmed; from now on only

@@ -127,6 +127,7 @@ class Context:
         "branches",
         "canceled",
         "final_sent",
+        "held",
         "initial",
         "live",
         "loop_hash",
@@ -153,6 +154,8 @@ class Context:
         self.best_local = 0
         self.canceled = False
         self.final_sent = False
+        self.held: Target | None = None
+        """The target its next branch waits for (a hold the shell settles), or None."""
         self.initial = False
         """An out-of-dialog request (no To tag): its branches get our Record-Route."""
 
@@ -214,6 +217,7 @@ class ProxyCore:
         self.timers = timers
         self._tq = TimerQueue()
         self._outbox: list[tuple[Addr, bytes, Any]] = []
+        self._held: list[tuple[Any, Any]] = []
         self.server_txs: dict[tuple[str, ...], ServerTransaction] = {}
         self.client_txs: dict[tuple[str, str], ClientTransaction] = {}
         self.stats = ProxyStats()
@@ -258,6 +262,45 @@ class ProxyCore:
             self._outbox = []
         return out
 
+    def take_held(self) -> list[tuple[Any, Any]]:
+        """The branches waiting for a hold since the last call: ``(ticket, hold)``,
+        where ``hold`` is the target's :attr:`~sipdispatch.sip.router.Target.hold`;
+        the shell settles each with :meth:`admitted`. Handed over, not copied."""
+        held = self._held
+        if held:
+            self._held = []
+        return held
+
+    def admitted(self, ticket: Any, ok: bool, now: float) -> None:
+        """A hold from :meth:`take_held` is settled: ``ok`` sends the branch; otherwise
+        the plan picks the next target (:meth:`~sipdispatch.sip.router.Plan.refused`),
+        or the request is answered 503. A request that ended meanwhile (CANCEL) is left
+        as it is."""
+        ctx = ticket
+        if not isinstance(ctx, Context):
+            return
+        target = ctx.held
+        if target is None:
+            return
+        ctx.held = None
+        if ctx.final_sent or ctx.canceled or ctx.plan is None:
+            return
+        try:
+            if ok:
+                self._start_branch(ctx, target, now)
+                return
+            nxt = ctx.plan.refused(target, now)
+            if nxt is not None:
+                self._start_branch(ctx, nxt, now)
+                return
+            if _better(503, ctx.best_status):
+                ctx.best, ctx.best_local = None, 503
+            if not any(not x.final for x in ctx.branches):
+                self._send_best(ctx, now)
+        except Exception:
+            self.stats.internal_errors += 1
+            log.exception("internal error resuming a held request")
+
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or None."""
         return self._tq.next_deadline()
@@ -273,7 +316,7 @@ class ProxyCore:
         count = 0
         for stx in self.server_txs.values():
             ctx = stx.owner
-            if isinstance(ctx, Context) and not ctx.final_sent and ctx.branches:
+            if isinstance(ctx, Context) and not ctx.final_sent and (ctx.branches or ctx.held):
                 count += 1
         return count
 
@@ -668,6 +711,13 @@ class ProxyCore:
         return prefix + branch
 
     def _start_branch(self, ctx: Context, target: Target, now: float) -> None:
+        hold = target.hold
+        if hold is not None:
+            # The shell settles the hold first (admitted): nothing is sent meanwhile.
+            target.hold = None
+            ctx.held = target
+            self._held.append((ctx, hold))
+            return
         fwd = ctx.request.copy()
         if target.ruri is not None:
             fwd.set_uri(target.ruri)
@@ -745,6 +795,12 @@ class ProxyCore:
             ctx.plan.cancelled(now)
         for b in ctx.branches:
             self._cancel_branch(b, now)
+        if ctx.held is not None and not any(not x.final for x in ctx.branches):
+            # Cancelled while its next branch waits for a hold: no branch will answer
+            # the INVITE, so it is answered 487 here (§16.10 leaves it to the branches).
+            ctx.held = None
+            ctx.best, ctx.best_local = None, 487
+            self._send_best(ctx, now)
 
     def _cancel_branch(self, b: Branch, now: float) -> None:
         """§9.1 / §16.10: CANCEL a pending branch, once it has had a provisional."""

@@ -29,6 +29,11 @@ class Target:
     headers: tuple[Header, ...] = ()
     """Header lines added at the end of the request sent to this target (a routing
     hook's ``headers``)."""
+    hold: Any = None
+    """Something the shell must settle before the request goes to this target, or None
+    (send at once). A cluster's call-load reservation: an ``asyncio.Future`` that ends
+    True (send) or False (the destination is full: :meth:`Plan.refused`). The core only
+    hands it over (:meth:`~sipdispatch.sip.proxy.ProxyCore.take_held`)."""
 
     # Written out (init=False): compiled, it is a native call; the one dataclass
     # generates is interpreted Python, several times dearer, and one is made per branch.
@@ -43,6 +48,7 @@ class Target:
         self.ruri = ruri
         self.handle = handle
         self.headers = headers
+        self.hold = None
 
 
 @dataclass(slots=True)
@@ -67,6 +73,10 @@ class Plan(Protocol):
     def next_target(self, failed: Target, status: int, timeout: bool, now: float) -> Target | None:
         """After ``failed`` answered ``status`` (408 with ``timeout`` when it never
         answered): the next target, or None to give up (ds_next_dst)."""
+
+    def refused(self, target: Target, now: float) -> Target | None:
+        """``target``'s hold ended False (its destination is full across the cluster):
+        the next target, or None to answer 503. Not a failure of ``target``."""
 
     def answered(self, target: Target, now: float) -> None:
         """``target`` answered 2xx."""
@@ -117,6 +127,9 @@ class StaticPlan:
         target = self.targets[self._next]
         self._next += 1
         return target
+
+    def refused(self, target: Target, now: float) -> Target | None:
+        return None
 
     def answered(self, target: Target, now: float) -> None:
         pass

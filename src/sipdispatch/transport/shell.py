@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import math
@@ -680,6 +681,10 @@ class SipShell:
         core = self.core
         for addr, data, owner in core.datagrams_to_send():
             self._send(addr, data, owner)
+        held = core.take_held()
+        if held:
+            for ticket, hold in held:
+                hold.add_done_callback(functools.partial(self._settled, ticket))
         deadline = core.get_timer()
         if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
             when = max(deadline, math.ceil(deadline / TIMER_RESOLUTION) * TIMER_RESOLUTION)
@@ -689,6 +694,13 @@ class SipShell:
                 self._timer.cancel()
             self._timer_at = when
             self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _settled(self, ticket: Any, hold: asyncio.Future[bool]) -> None:
+        """A branch's hold (a cluster's call-load reservation) has its answer: send the
+        branch, or go to the next destination (the core decides)."""
+        ok = True if hold.cancelled() or hold.exception() is not None else hold.result()
+        self.core.admitted(ticket, ok, self.loop.time())
+        self.flush()
 
     def _on_timer(self) -> None:
         self._timer = None
