@@ -57,6 +57,11 @@ TIMER_RESOLUTION = 0.01
 one wake-up runs every timer of its slot. SIP timers are 500 ms and more; at 500
 calls/s the transactions' timers would otherwise wake the process thousands of times
 a second, one timer each (Kamailio's transaction timers tick at a coarser grid)."""
+LATE_TIMER = 0.02
+"""A wake-up this late (seconds) means the loop stalled: the responses waiting in the
+sockets are read before the timers run (see :meth:`SipShell._on_timer`)."""
+LATE_READ_MAX = 0.25
+"""Longest time (seconds) the timers of a stalled loop wait for that reading."""
 
 
 SLOW_MESSAGE_CPU = 0.05
@@ -424,6 +429,10 @@ class SipShell:
         self._dns: dict[str, tuple[str, float]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._late_since: float | None = None
+        """When a late wake-up was first put off to read the sockets, or None."""
+        self._late_replies = 0
+        """The core's count of responses received at the last put-off."""
         self._idle_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_refusal_log = -math.inf
@@ -703,10 +712,33 @@ class SipShell:
         self.flush()
 
     def _on_timer(self) -> None:
+        due = self._timer_at
         self._timer = None
         self._timer_at = None
-        self.core.handle_timer(self.loop.time())
+        now = self.loop.time()
+        if due is not None and now - due > LATE_TIMER and self._read_first(now):
+            # Come back after the next poll of the sockets (uvloop runs the due timers
+            # of a loop turn before it reads, and reads at most 32 datagrams a socket
+            # per turn): the answers that came during the stall are then handled
+            # first, instead of their transactions retransmitting or timing out.
+            self._timer_at = due
+            self._timer = self.loop.call_later(0.001, self._on_timer)
+            return
+        self._late_since = None
+        self.core.handle_timer(now)
         self.flush()
+
+    def _read_first(self, now: float) -> bool:
+        """Whether a late wake-up is put off once more: the first time, and again
+        while responses keep arriving, for at most :data:`LATE_READ_MAX`."""
+        replies = self.core.stats.rx_replies
+        since = self._late_since
+        if since is None:
+            self._late_since = now
+        elif replies == self._late_replies or now - since > LATE_READ_MAX:
+            return False
+        self._late_replies = replies
+        return True
 
     def _send(self, addr: Addr, data: bytes, owner: Any, server_name: str = "") -> None:
         """Send ``data`` to ``addr``; ``server_name`` is the host name a TLS
