@@ -77,6 +77,19 @@ def test_the_ledger_is_told_of_a_call_counted_answered_and_ended() -> None:
     assert chosen.dlg_load == 0
 
 
+def test_an_answer_that_leaves_the_expiry_where_it_was_is_not_sent_to_the_ledger() -> None:
+    # hash_initexpire equal to hash_expire (the defaults): the call expires at the same
+    # time answered or not, so the 2xx changes nothing in Redis.
+    r = router(LOADED, LOAD_ROUTE, hash_initexpire=600, hash_expire=600)
+    ledger = Ledger()
+    r.calls.share = ledger
+    plan = plan_for(r, request(call_id="c1"))
+    target = plan.first()[0]
+    plan.answered(target, 10.0)
+    r.in_dialog(request(method="BYE", call_id="c1"), 20.0)
+    assert [what for what, _, _ in ledger.told] == ["reserved", "released"]
+
+
 def test_a_bye_of_a_call_another_node_counted_reaches_the_ledger() -> None:
     r = router(LOADED, LOAD_ROUTE)
     ledger = Ledger()

@@ -5,6 +5,7 @@ never goes below zero and an unanswered call stops counting at its TTL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -147,3 +148,40 @@ def test_confirming_gives_the_call_the_answered_ttl(namespace: str) -> None:
 def test_no_timeout_is_a_day_in_redis() -> None:
     assert ttl_ms(0) == NO_TIMEOUT_MS == 86_400_000
     assert ttl_ms(7200) == 7_200_000
+
+
+def test_each_count_change_is_published_by_the_script_itself(namespace: str) -> None:
+    channel = f"{namespace}:events"
+
+    async def body(_a: Ledger, _b: Ledger, client: Redis) -> list[dict[str, object]]:
+        a = Ledger(client, namespace, "lb-a", channel)
+        b = Ledger(client, namespace, "lb-b", channel)
+        listener = Redis.from_url(SHARED_URL)
+        pubsub = listener.pubsub()
+        await pubsub.subscribe(channel)
+        await pubsub.get_message(timeout=5)  # the subscription's confirmation
+        try:
+            await a.reserve("c1", 1, "sip:GW1:5060", 2, 60)
+            await a.reserve("c2", 1, "sip:gw1:5060", 1, 60, strict=True)  # full: no event
+            await b.release("c1")  # counted by lb-a, released by lb-b
+            await a.release("c9")  # not counted: no event
+            events: list[dict[str, object]] = []
+            deadline = time.monotonic() + 20
+            while len(events) < 2 and time.monotonic() < deadline:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if msg is not None:
+                    events.append(json.loads(msg["data"]))
+            extra = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            assert extra is None, extra
+            return events
+        finally:
+            await pubsub.aclose()
+            await listener.aclose()
+
+    assert run(namespace, body) == [
+        {"type": "load", "node": "lb-a", "set": 1, "key": "sip:gw1:5060", "n": 1},
+        {
+            "type": "load", "node": "lb-b", "set": 1, "key": "sip:gw1:5060", "n": 0,
+            "released": "c1",
+        },
+    ]  # fmt: skip

@@ -10,6 +10,8 @@ confirming and releasing are Lua scripts, so each is atomic across nodes; any no
 can release a call (the BYE may reach another node than the INVITE did). A strict
 reservation (the INVITE waits for it) adds nothing when the destination is full, so the
 call can go elsewhere; a plain one counts the call whatever the count (it was sent).
+A script that changes a count also publishes it (a ``load`` event on the cluster's
+channel, when the ledger has one), so that costs no round trip of its own.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ NO_TIMEOUT_MS: Final = 24 * 3600 * 1000
 """TTL of a call when ``hash_expire`` and ``hash_initexpire`` are both 0 (no timeout
 locally): a day, so a Redis entry never outlives every node's memory of it forever."""
 
-# KEYS[1] call key, KEYS[2] load set; ARGV: call-id, value, ttl ms, maxload, strict.
-# Returns {1 if the destination was below maxload (or no limit), count after}; strict
-# ("1") and full: {0, count}, the call not added (and no longer counted elsewhere).
+# KEYS[1] call key, KEYS[2] load set; ARGV: call-id, value, ttl ms, maxload, strict,
+# channel, node, set, key. Returns {1 if the destination was below maxload (or no
+# limit), count after}; strict ("1") and full: {0, count}, the call not added (and no
+# longer counted elsewhere). The new count goes to the channel unless it is "".
 _RESERVE: Final = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -50,7 +53,12 @@ if not already and max > 0 and n >= max then
 end
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
-return {fits, redis.call('ZCARD', KEYS[2])}
+local count = redis.call('ZCARD', KEYS[2])
+if ARGV[6] ~= '' then
+  redis.call('PUBLISH', ARGV[6], cjson.encode({type = 'load', node = ARGV[7],
+    set = tonumber(ARGV[8]), key = ARGV[9], n = count}))
+end
+return {fits, count}
 """
 
 # KEYS[1] call key; ARGV: call-id, ttl ms. Returns 1 when the call was there.
@@ -65,8 +73,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS[1] call key; ARGV: call-id. Returns {} when the call is not counted, else
-# {load set, owner node, count after}.
+# KEYS[1] call key; ARGV: call-id, channel, node, load-set prefix. Returns {} when the
+# call is not counted, else {load set, owner node, count after}. The new count goes to
+# the channel unless it is "" (with the call's id when another node counted it).
 _RELEASE: Final = """
 local v = redis.call('GET', KEYS[1])
 if not v then return {} end
@@ -77,7 +86,16 @@ redis.call('ZREM', set, ARGV[1])
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
-return {set, owner, redis.call('ZCARD', set)}
+local count = redis.call('ZCARD', set)
+if ARGV[2] ~= '' and string.sub(set, 1, string.len(ARGV[4])) == ARGV[4] then
+  local setid, key = string.match(string.sub(set, string.len(ARGV[4]) + 1), '^(%d+):(.*)$')
+  if setid then
+    local event = {type = 'load', node = ARGV[3], set = tonumber(setid), key = key, n = count}
+    if owner ~= ARGV[3] then event['released'] = ARGV[1] end
+    redis.call('PUBLISH', ARGV[2], cjson.encode(event))
+  end
+end
+return {set, owner, count}
 """
 
 # KEYS: load sets. Returns their counts after dropping expired calls.
@@ -101,10 +119,12 @@ def ttl_ms(seconds: float) -> int:
 class Ledger:
     """The call-load scripts over one Redis client and namespace."""
 
-    def __init__(self, redis: Redis, namespace: str, node_id: str) -> None:
+    def __init__(self, redis: Redis, namespace: str, node_id: str, channel: str = "") -> None:
+        """``channel``: where the scripts publish each new count ("" = nowhere)."""
         self.redis = redis
         self.namespace = namespace
         self.node_id = node_id
+        self.channel = channel
         self._reserve = redis.register_script(_RESERVE)
         self._confirm = redis.register_script(_CONFIRM)
         self._release = redis.register_script(_RELEASE)
@@ -137,10 +157,9 @@ class Ledger:
         that does not fit is not added (False, the count)."""
         load = self.load_key(setid, key)
         value = f"{load}\n{self.node_id}"
-        fits, count = await self._reserve(
-            keys=[self.call_key(call_id), load],
-            args=[call_id, value, ttl_ms(ttl), maxload, "1" if strict else "0"],
-        )
+        args: list[str | int] = [call_id, value, ttl_ms(ttl), maxload, "1" if strict else "0"]
+        args += [self.channel, self.node_id, setid, key.lower()]
+        fits, count = await self._reserve(keys=[self.call_key(call_id), load], args=args)
         return bool(fits), int(count)
 
     async def confirm(self, call_id: str, ttl: float) -> bool:
@@ -150,7 +169,8 @@ class Ledger:
     async def release(self, call_id: str) -> tuple[int, str, str, int] | None:
         """Stop counting the call, whichever node counted it: (set, key, owner node,
         count now), or None when it was not counted."""
-        result: Any = await self._release(keys=[self.call_key(call_id)], args=[call_id])
+        args = [call_id, self.channel, self.node_id, f"{self.namespace}:load:"]
+        result: Any = await self._release(keys=[self.call_key(call_id)], args=args)
         if not result:
             return None
         name, owner, count = (_text(result[0]), _text(result[1]), int(result[2]))

@@ -92,8 +92,8 @@ class ClusterNode:
             socket_timeout=max(self.heartbeat, 1.0),
             socket_connect_timeout=max(self.heartbeat, 1.0),
         )
-        self.ledger = Ledger(self.redis, ns, node_id)
         self.channel = f"{ns}:events"
+        self.ledger = Ledger(self.redis, ns, node_id, self.channel)
         self.state_key = f"{ns}:state"
         self.nodes_key = f"{ns}:nodes"
         self.up = False
@@ -338,10 +338,10 @@ class ClusterNode:
                 "call %s took set %d %s over its maxload %d: it was sent before the "
                 "ledger answered", call_id, dk[0], dk[1], maxload,
             )  # fmt: skip
+        self.stats["events_sent"] += 1  # the script published the new count
         self._apply_count(dk[0], dk[1], n)
         if hold is not None and not hold.done():
             hold.set_result(True)
-        await self._publish_load(dk, n)
 
     async def _confirm(self, call_id: str, ttl: float) -> None:
         try:
@@ -357,17 +357,10 @@ class ClusterNode:
             return
         if found is None:
             return
-        setid, key, counted_by, n = found
+        setid, key, _counted_by, n = found
         self.stats["load_released"] += 1
+        self.stats["events_sent"] += 1  # the script published the new count
         self._apply_count(setid, key, n)
-        await self._publish_load((setid, key), n, call_id if counted_by != self.id else None)
-
-    async def _publish_load(self, dk: tuple[int, str], n: int, released: str | None = None) -> None:
-        event: dict[str, Any] = {"type": "load", "set": dk[0], "key": dk[1], "n": n}
-        if released is not None:
-            event["released"] = released
-        with contextlib.suppress(RedisError, OSError):
-            await self._publish(event)
 
     def _load_sets(self) -> list[tuple[int, str]]:
         router = self.service.router

@@ -221,10 +221,12 @@ class CallLoadTable:
                 # equal to hash_expire (the defaults) the one in the heap stands, and
                 # an established call holds one heap entry, not a live and a stale one.
                 self._schedule(entry)
-            share = self.share
-            if share is not None and entry.shared:
-                expire_at = entry.expire_at
-                share.confirmed(entry, max(expire_at - now, 0.001) if expire_at else 0.0)
+                # Likewise the cluster's ledger is told only when the call's expiry
+                # moved (its entry already expires at that same time otherwise).
+                share = self.share
+                if share is not None and entry.shared:
+                    expire_at = entry.expire_at
+                    share.confirmed(entry, max(expire_at - now, 0.001) if expire_at else 0.0)
         return True
 
     def on_released(self, call_id: str, tell_unknown: bool = True) -> bool:
