@@ -109,7 +109,7 @@ def test_confirming_a_call_whose_deadline_stays_keeps_one_expiry_entry() -> None
     gw1, _ = gateways(sets)
     table.on_invite_sent("c1", gw1, now=10.0)
     assert table.on_confirmed("c1", now=11.0)
-    assert len(table._heap) == 1
+    assert [len(lane) for lane in table._lanes] == [1, 0]
     assert table.next_deadline() == 7210.0
     assert table.expire(7209.9) == []
     assert table.expire(7210.0) == ["c1"]
@@ -168,3 +168,32 @@ def test_rebind_after_reload_recounts_loads_by_duid() -> None:
     table.on_released("c3")  # its destination is gone: nothing to decrement
     table.on_released("c1")
     assert new_gw1.dlg_load == 1
+
+
+def test_calls_answered_out_of_order_expire_by_the_later_ones_deadline() -> None:
+    # The answered calls' lane is in answer order: c1 (INVITE at 0) answered after c2
+    # (INVITE at 5) expires with c2, 5 s after its own deadline -- never before it.
+    sets = build(LOAD)
+    table = CallLoadTable(sets, hash_expire=100, hash_initexpire=30)
+    gw1, _ = gateways(sets)
+    table.on_invite_sent("c1", gw1, now=0.0)
+    table.on_invite_sent("c2", gw1, now=5.0)
+    assert table.on_confirmed("c2", now=6.0)
+    assert table.on_confirmed("c1", now=10.0)
+    assert table.deadline_of(table.entry("c1")) == 100.0  # type: ignore[arg-type]
+    assert table.expire(99.9) == []
+    assert table.next_deadline() == 105.0
+    assert table.expire(105.0) == ["c2", "c1"]
+    assert gw1.dlg_load == 0 and table.next_deadline() is None
+
+
+def test_a_call_moved_to_another_destination_expires_once_from_its_new_invite() -> None:
+    sets = build(LOAD)
+    table = CallLoadTable(sets, hash_expire=7200, hash_initexpire=10)
+    gw1, gw2 = gateways(sets)
+    table.on_invite_sent("c1", gw1, now=0.0)
+    table.on_invite_sent("c1", gw2, now=4.0)  # failover: the count moves
+    assert table.next_deadline() == 14.0
+    assert table.expire(13.9) == []
+    assert table.expire(14.0) == ["c1"]
+    assert (gw1.dlg_load, gw2.dlg_load) == (0, 0)

@@ -496,7 +496,7 @@ class ClusterNode:
                 self.stats["states_applied"] += 1
         for entry in router.calls.entries():
             maxload = entry.dest.attrs.maxload if entry.dest is not None else 0
-            deadline = entry.deadline
+            deadline = router.calls.deadline_of(entry)
             ttl = deadline - now if deadline else 0.0
             if deadline is not None and ttl <= 0:
                 continue

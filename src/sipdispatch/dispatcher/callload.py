@@ -26,7 +26,7 @@ returns a hold, which :meth:`CallLoadTable.take_hold` passes on to the request's
 
 from __future__ import annotations
 
-import heapq
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,9 +44,19 @@ DEFAULT_HASH_INITEXPIRE = 7200
 """Kamailio ``ds_hash_initexpire`` default (seconds)."""
 
 
+NO_LANE = -1
+"""A call with no deadline (``hash_expire`` 0 after its answer, or both timeouts 0)."""
+INIT_LANE = 0
+"""Calls expiring ``hash_initexpire`` (or ``hash_expire``, if sooner) after their INVITE."""
+CONFIRMED_LANE = 1
+"""Answered calls whose 2xx moved their deadline to ``hash_expire`` after the INVITE."""
+
+
 @dataclass(slots=True, init=False)
 class LoadEntry:
-    """One call counted on one destination."""
+    """One call counted on one destination. Its deadline follows from ``created`` and
+    the table's two timeouts (:meth:`CallLoadTable.deadline_of`): nothing per call
+    stores it."""
 
     call_id: str
     setid: int
@@ -56,12 +66,9 @@ class LoadEntry:
     """The counted destination in the current sets (None if a reload removed it)."""
     created: float
     state: int = LOAD_INIT
-    expire_at: float | None = None
-    """``created + hash_expire``; None when that timeout is off."""
-    initexpire_at: float | None = None
-    """``created + hash_initexpire``, applies while INIT; None when off."""
-    token: int = 0
-    """Identifies this entry's live item in the deadline heap."""
+    lane: int = INIT_LANE
+    """The expiry lane holding this entry (``INIT_LANE``, ``CONFIRMED_LANE``) or
+    ``NO_LANE``."""
     shared: bool = True
     """Counted in a cluster's ledger too (algorithm 10's calls only: other calls are
     counted here for DLGLOAD and the metrics, and nothing of them goes to Redis)."""
@@ -76,9 +83,7 @@ class LoadEntry:
         dest: Destination | None,
         created: float,
         state: int = LOAD_INIT,
-        expire_at: float | None = None,
-        initexpire_at: float | None = None,
-        token: int = 0,
+        lane: int = INIT_LANE,
         shared: bool = True,
     ) -> None:
         self.call_id = call_id
@@ -87,19 +92,8 @@ class LoadEntry:
         self.dest = dest
         self.created = created
         self.state = state
-        self.expire_at = expire_at
-        self.initexpire_at = initexpire_at
-        self.token = token
+        self.lane = lane
         self.shared = shared
-
-    @property
-    def deadline(self) -> float | None:
-        """When the entry expires: the earlier of the two timeouts while INIT."""
-        first = self.expire_at
-        init = self.initexpire_at
-        if self.state == LOAD_INIT and init is not None and (first is None or init < first):
-            first = init
-        return first
 
 
 class LoadShare(Protocol):
@@ -141,9 +135,18 @@ class CallLoadTable:
         self.sets = sets
         self.hash_expire = hash_expire
         self.hash_initexpire = hash_initexpire
+        timeouts = [t for t in (hash_initexpire, hash_expire) if t > 0]
+        self._ttl: tuple[float | None, float | None] = (
+            min(timeouts) if timeouts else None,
+            hash_expire if hash_expire > 0 else None,
+        )
+        """Seconds from the INVITE to the deadline of a call in each lane."""
         self._entries: dict[str, LoadEntry] = {}
-        self._heap: list[tuple[float, int, str]] = []
-        self._token = 0
+        # Every call of a lane lives the same time from its INVITE, so a lane in the
+        # order calls enter it is in deadline order (nearly, for the answered ones:
+        # see expire): no heap, no (deadline, token, id) tuple per call. An entry
+        # released or moved stays in its lane until it reaches the front.
+        self._lanes: tuple[deque[LoadEntry], deque[LoadEntry]] = (deque(), deque())
         self.share: LoadShare | None = None
         """The cluster's ledger, when the node is in a cluster."""
         self._hold: Any = None
@@ -158,12 +161,12 @@ class CallLoadTable:
         """The entry of a call, or None."""
         return self._entries.get(call_id)
 
-    def _schedule(self, entry: LoadEntry) -> None:
-        deadline = entry.deadline
-        self._token += 1
-        entry.token = self._token
-        if deadline is not None:
-            heapq.heappush(self._heap, (deadline, self._token, entry.call_id))
+    def deadline_of(self, entry: LoadEntry) -> float | None:
+        """When ``entry`` expires: ``hash_initexpire`` (or ``hash_expire``, if sooner)
+        after its INVITE while unanswered, ``hash_expire`` after it once answered;
+        None when that timeout is off."""
+        ttl = self._ttl[INIT_LANE if entry.state == LOAD_INIT else CONFIRMED_LANE]
+        return entry.created + ttl if ttl is not None else None
 
     def on_invite_sent(
         self, call_id: str, dest: Destination, now: float, shared: bool = True
@@ -183,21 +186,18 @@ class CallLoadTable:
                 return False
             del self._entries[call_id]
             _release(old.dest)
+        ttl = self._ttl[INIT_LANE]
         entry = LoadEntry(
-            call_id=call_id, setid=dest.setid, key=key, dest=dest, created=now,
-            expire_at=now + self.hash_expire if self.hash_expire > 0 else None,
-            initexpire_at=now + self.hash_initexpire if self.hash_initexpire > 0 else None,
-            shared=shared,
+            call_id, dest.setid, key, dest, now, LOAD_INIT,
+            INIT_LANE if ttl is not None else NO_LANE, shared,
         )  # fmt: skip
         self._entries[call_id] = entry
         dest.dlg_load += 1
-        self._schedule(entry)
+        if ttl is not None:
+            self._lanes[INIT_LANE].append(entry)
         share = self.share
         if share is not None and shared:
-            deadline = entry.deadline
-            self._hold = share.reserved(
-                entry, dest.attrs.maxload, deadline - now if deadline else 0.0
-            )
+            self._hold = share.reserved(entry, dest.attrs.maxload, ttl or 0.0)
         return True
 
     def take_hold(self) -> Any:
@@ -214,19 +214,22 @@ class CallLoadTable:
         if entry is None:
             return False
         if entry.state != LOAD_CONFIRMED:
-            scheduled = entry.deadline
             entry.state = LOAD_CONFIRMED
-            if entry.deadline != scheduled:
-                # Only a deadline that moved is scheduled anew: with hash_initexpire
-                # equal to hash_expire (the defaults) the one in the heap stands, and
-                # an established call holds one heap entry, not a live and a stale one.
-                self._schedule(entry)
+            ttl = self._ttl[CONFIRMED_LANE]
+            if ttl != self._ttl[INIT_LANE]:
+                # Only a deadline that moved moves the entry: with hash_initexpire
+                # equal to hash_expire (the defaults) it stays where it is.
+                if ttl is None:
+                    entry.lane = NO_LANE
+                else:
+                    entry.lane = CONFIRMED_LANE
+                    self._lanes[CONFIRMED_LANE].append(entry)
                 # Likewise the cluster's ledger is told only when the call's expiry
                 # moved (its entry already expires at that same time otherwise).
                 share = self.share
                 if share is not None and entry.shared:
-                    expire_at = entry.expire_at
-                    share.confirmed(entry, max(expire_at - now, 0.001) if expire_at else 0.0)
+                    left = max(entry.created + ttl - now, 0.001) if ttl is not None else 0.0
+                    share.confirmed(entry, left)
         return True
 
     def on_released(self, call_id: str, tell_unknown: bool = True) -> bool:
@@ -267,31 +270,52 @@ class CallLoadTable:
         dest.dlg_load = max(load, 0)
         return True
 
+    def _front(self, lane_id: int) -> LoadEntry | None:
+        """The first live entry of a lane, dropping the stale ones before it."""
+        lane = self._lanes[lane_id]
+        entries = self._entries
+        while lane:
+            entry = lane[0]
+            if entry.lane == lane_id and entries.get(entry.call_id) is entry:
+                return entry
+            lane.popleft()  # released, moved to another lane, or counted anew
+        return None
+
     def expire(self, now: float) -> list[str]:
         """Release every call whose deadline is at or before ``now``; returns their
-        Call-IDs in deadline order."""
+        Call-IDs, each lane's in the order the calls entered it.
+
+        The answered calls' lane is in the order of their answers: a call answered
+        after a later one expires, at the latest, when that one does (later by at
+        most the difference of their set-up times, well within Kamailio's own
+        ``ds_hash_check_interval`` of 30 s)."""
         released: list[str] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, token, call_id = heapq.heappop(heap)
-            entry = self._entries.get(call_id)
-            if entry is None or entry.token != token:
-                continue  # stale: released or rescheduled meanwhile
-            del self._entries[call_id]
-            _release(entry.dest)
-            released.append(call_id)
+        for lane_id in (INIT_LANE, CONFIRMED_LANE):
+            ttl = self._ttl[lane_id]
+            if ttl is None:
+                continue
+            lane = self._lanes[lane_id]
+            while True:
+                entry = self._front(lane_id)
+                if entry is None or entry.created + ttl > now:
+                    break
+                lane.popleft()
+                del self._entries[entry.call_id]
+                _release(entry.dest)
+                released.append(entry.call_id)
         return released
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`expire` has something to do, or None."""
-        heap = self._heap
-        while heap:
-            _, token, call_id = heap[0]
-            entry = self._entries.get(call_id)
-            if entry is not None and entry.token == token:
-                return heap[0][0]
-            heapq.heappop(heap)
-        return None
+        first: float | None = None
+        for lane_id in (INIT_LANE, CONFIRMED_LANE):
+            ttl = self._ttl[lane_id]
+            entry = self._front(lane_id) if ttl is not None else None
+            if entry is not None and ttl is not None:
+                when = entry.created + ttl
+                if first is None or when < first:
+                    first = when
+        return first
 
     def rebind(self, sets: DispatcherSets) -> None:
         """Point the table at reloaded sets and recount every destination's load.
