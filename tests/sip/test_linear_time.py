@@ -13,7 +13,9 @@ Request-URI, the Call-ID, the credentials and a configured header. It is handled
 two sizes; the larger, eight times the smaller, must take at most ``SLACK`` times
 eight times as long (CPU time of this thread, the best of a few runs, so that a loaded
 machine does not make it fail; a quadratic step makes it 64 times), and at 64 KiB none
-may take more than ``BUDGET_64K`` of CPU.
+may take more than ``BUDGET_64K`` of CPU -- or, on a machine slower than the ones that
+figure was set on, ``BUDGET_RATIO`` times what an ordinary message of that size takes
+there, measured alongside.
 """
 
 from __future__ import annotations
@@ -57,8 +59,14 @@ FLOOR = 0.0002
 COMPILED = all(is_built(m) for m in compiled_packages_modules())
 BUDGET_64K = 0.005 if COMPILED else 0.020
 """Most CPU one proxy core may take to receive one input of about 64 KiB (the compiled
-build takes well under two milliseconds for the worst of these; uncompiled, with
+build takes 1 to 2.5 milliseconds for the worst of these, folded lines, on a 2-core
+machine that takes 0.2 to 0.3 for ``REFERENCE``; uncompiled, with
 SIPDISPATCH_PURE_PYTHON, about three times as long)."""
+BUDGET_RATIO = 20.0
+"""The budget on a slower or busier machine: this many times what one proxy core takes
+there, at the same time, to receive ``REFERENCE`` (the worst shape takes 5 to 8 times)."""
+REFERENCE = "many/via-lines"
+"""The ordinary message the budget is scaled by: about 64 KiB of Via lines."""
 
 CALLER = Addr("udp", "192.0.2.4", 5090)
 PROXY = ("127.0.0.1", 5060)
@@ -394,14 +402,23 @@ def test_handling_time_is_linear_in_the_size_of_the_message(
 
 
 def assert_within_budget(core: ProxyCore, data: bytes, what: str) -> None:
-    """One proxy core receives ``data`` in at most ``BUDGET_64K`` of CPU."""
+    """One proxy core receives ``data`` in at most ``BUDGET_64K`` of CPU, or
+    ``BUDGET_RATIO`` times what a fresh core takes for ``REFERENCE`` if that is more."""
 
-    def receive() -> None:
-        core.receive(data, CALLER, 0.0)
-        core.datagrams_to_send()
+    def receive_on(target: ProxyCore, message: bytes) -> Callable[[], None]:
+        def receive() -> None:
+            target.receive(message, CALLER, 0.0)
+            target.datagrams_to_send()
 
-    spent = cpu_time(receive, 5)
-    assert spent <= BUDGET_64K, f"{what}: {spent * 1e3:.2f} ms of CPU to receive {len(data)} bytes"
+        return receive
+
+    spent = cpu_time(receive_on(core, data), 5)
+    reference = cpu_time(receive_on(make_core(ALGORITHMS[0]), CASES[REFERENCE](LARGE)), 5)
+    budget = max(BUDGET_64K, BUDGET_RATIO * reference)
+    assert spent <= budget, (
+        f"{what}: {spent * 1e3:.2f} ms of CPU to receive {len(data)} bytes "
+        f"(budget {budget * 1e3:.2f} ms; {reference * 1e3:.2f} ms for {REFERENCE})"
+    )
 
 
 def test_the_stalling_datagram_is_handled_in_milliseconds(cores: list[ProxyCore]) -> None:

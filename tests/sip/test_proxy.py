@@ -12,6 +12,7 @@ from sipdispatch.sip.message import Request, Response, parse_datagram
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.router import Plan, Reject, StaticPlan, Target
 from sipdispatch.sip.timers import Timers
+from sipdispatch.sip.uri import MAX_PARAMS
 from tests.corepump import CorePump, parsed
 
 PROXY = ("127.0.0.1", 5060)
@@ -393,6 +394,18 @@ def test_malformed_request_with_usable_via_gets_400_saying_why(text: str, reason
     [(addr, resp)] = out
     assert addr == CALLER and resp.status == 400 and resp.reason.startswith(reason)
     assert h.core.stats.parse_errors == 1
+
+
+def test_a_header_of_more_parameters_than_any_peer_sends_gets_400_saying_so() -> None:
+    h = Harness(plan_to(GW1))
+    to = "To: <sip:1111111@127.0.0.1:5060>"
+    out = h.send(invite().replace(to, to + ";tag=b2" + ";p=1" * MAX_PARAMS))
+    assert [(a, m.status, m.reason) for a, m in only(out, Response)][-1] == (
+        CALLER,
+        400,
+        f"More than {MAX_PARAMS} parameters in From/To",
+    )
+    assert not only(out, Request)
 
 
 def test_garbage_is_dropped_and_counted() -> None:

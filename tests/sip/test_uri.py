@@ -8,6 +8,7 @@ from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.uri import (
     DEFAULT_SIP_PORT,
     DEFAULT_SIPS_PORT,
+    MAX_PARAMS,
     SipUri,
     parse_hostport,
     parse_params,
@@ -213,3 +214,12 @@ def test_parse_params_flags_values_and_spacing() -> None:
     assert parse_params("a=") == {"a": ""}
     # A value may itself contain '=' (only the first one separates).
     assert parse_params("x=a=b") == {"x": "a=b"}
+
+
+def test_a_uri_of_more_parameters_than_any_peer_sends_is_refused() -> None:
+    most = "sip:a@h" + ";p" * MAX_PARAMS
+    assert len(parse_uri(most).params) == 1
+    with pytest.raises(ParseError, match=f"more than {MAX_PARAMS} parameters in URI"):
+        parse_uri(most + ";q")
+    with pytest.raises(ParseError, match=f"more than {MAX_PARAMS} parameters in Via"):
+        parse_params(";".join(["a=b"] * (MAX_PARAMS + 1)), "Via")

@@ -134,19 +134,21 @@ def split_name_addr(value: str) -> tuple[str, str]:
     v = value.strip()
     i = 0
     if v.startswith('"'):
+        # The closing quote: the first one no backslash escapes. Searched for, not
+        # walked: ``quote`` is searched for again only once an escape has passed it,
+        # from there on, so each part of the name is looked at once.
         i = 1
-        n = len(v)
-        while i < n:
-            ch = v[i]
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == '"':
+        quote = v.find('"', 1)
+        while quote >= 0:
+            backslash = v.find("\\", i, quote)
+            if backslash < 0:
                 break
-            i += 1
-        else:
+            i = backslash + 2
+            if i > quote:
+                quote = v.find('"', i)
+        if quote < 0:
             raise ParseError("unterminated quoted display name")
-        i += 1
+        i = quote + 1
     lt = v.find("<", i)
     if lt >= 0:
         gt = v.find(">", lt)
@@ -244,12 +246,15 @@ def parse_via(value: str) -> Via:
                     if known is None:
                         known = parse_hostport(sent_by, "Via sent-by")
                         remember(_sent_by_cache, sent_by, known)
+                except ParseError:
+                    pass  # the careful parse below says what is wrong, as it always did
+                else:
                     host, port = known
                     params_text = params_text.strip()
+                    # (What is wrong with the parameters, the careful parse would say
+                    # the same way, after parsing them again.)
                     params = parse_params(params_text, "Via") if params_text else {}
                     return Via(upper, host, port, params)
-                except ParseError:
-                    pass  # the regex below says what is wrong, as it always did
     return _parse_via_spaced(value)
 
 

@@ -512,9 +512,6 @@ def _header_name(raw: str) -> tuple[str, str] | None:
     return sys.intern(header_key(name)), name
 
 
-_BLANKS = " \t"
-
-
 def unfold(text: str) -> str:
     """Undo line folding (RFC 3261 §7.3.1): each line break followed by white space,
     with the white space around it, becomes one space.
@@ -530,14 +527,16 @@ def unfold(text: str) -> str:
     done = 0  # text[:done] is in ``pieces`` (or replaced by a space)
     n = len(text)
     i = text.find("\n")
+    # (ord() of an index is compiled to a read of the character: no str made;
+    # 32 is a space, 9 a tab, 13 a CR.)
     while i >= 0:
         end = i + 1
-        if end < n and text[end] in _BLANKS:
-            begin = i - 1 if i > done and text[i - 1] == "\r" else i
-            while begin > done and text[begin - 1] in _BLANKS:
+        if end < n and (ord(text[end]) == 32 or ord(text[end]) == 9):
+            begin = i - 1 if i > done and ord(text[i - 1]) == 13 else i
+            while begin > done and (ord(text[begin - 1]) == 32 or ord(text[begin - 1]) == 9):
                 begin -= 1
             end += 1
-            while end < n and text[end] in _BLANKS:
+            while end < n and (ord(text[end]) == 32 or ord(text[end]) == 9):
                 end += 1
             pieces.append(text[done:begin])
             done = end

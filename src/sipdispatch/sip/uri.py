@@ -9,6 +9,7 @@ their values and the user part are kept as written.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from sipdispatch.sip.errors import ParseError
 
@@ -132,11 +133,19 @@ def _port(text: str, what: str) -> int:
     return port
 
 
+MAX_PARAMS: Final = 100
+"""Most parameters one URI or header value may have: real ones have a handful (a Via's
+branch, rport, received; a URI's transport, lr, user), and each one is parsed, copied
+and written out again, so a value of thousands is refused rather than handled."""
+
+
 def parse_params(text: str, what: str = "URI") -> dict[str, str | None]:
     """Parse ``;name[=value]`` pairs (text starts after the first ``;``)."""
     params: dict[str, str | None] = {}
     if not text or ";;" in text or text[-1] == ";":  # found before splitting a long run
         raise ParseError(f"empty parameter in {what}")
+    if text.count(";") >= MAX_PARAMS:
+        raise ParseError(f"more than {MAX_PARAMS} parameters in {what}")
     for item in text.split(";"):
         if not item:
             raise ParseError(f"empty parameter in {what}")
