@@ -128,6 +128,26 @@ def rpc(admin_port: int, method: str, *params: object) -> dict[str, object]:
     return answer
 
 
+WATCHED = ("sipdispatch_transactions_in_flight", "sipdispatch_gc_objects_pending")
+"""Gauges of /metrics reported beside RSS: what the proxy holds, and what the garbage
+collector would have to walk (climbing while the calls in flight do not is a leak)."""
+
+
+def gauges(admin_port: int) -> str:
+    """``WATCHED`` as ``name=value`` words ("" when /metrics does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{admin_port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return ""
+    found = []
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in WATCHED:
+            found.append(f"{name.removeprefix('sipdispatch_')}={float(value):.0f}")
+    return " ".join(found)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/soak.sh", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=60, help="length of the soak (60)")
@@ -289,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.monotonic() - started
             if t >= next_rss:
                 rss.append((t, status_kb(proxy.pid, "VmRSS")))
+                log(f"soak: {t:6.0f} s RSS {rss[-1][1]} KiB {gauges(admin)}")
                 next_rss += 30
             if killed is not None and t >= killed[1]:
                 start_gateway(killed[0])

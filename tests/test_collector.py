@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +68,34 @@ def test_a_safety_collection_above_the_threshold_finds_cycles_and_logs_them(
         assert "unreachable found" in line and "leak of reference cycles" in line
     finally:
         collector.stop()
+
+
+TRIMMED_BURST = """
+import sys
+from sipdispatch.collector import Collector
+
+def rss_kib():
+    with open("/proc/self/status") as status:
+        return int(next(l for l in status if l.startswith("VmRSS")).split()[1])
+
+kept = [bytes(600 + i % 900) for i in range(20_000)]
+burst = [bytes(600 + i % 900) for i in range(60_000)]  # some 60 MB, as from malloc
+tail = [bytes(600 + i % 900) for i in range(2_000)]  # made after: the heap's top stays
+del burst
+before = rss_kib()
+collector = Collector()
+assert collector.trim()
+after = rss_kib()
+print(before, after, collector.trims, collector.trim_seconds)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
+def test_memory_a_burst_freed_goes_back_to_the_system_at_the_next_trim() -> None:
+    # In a process of its own: the test runner's heap is not what is measured.
+    done = subprocess.run(
+        [sys.executable, "-c", TRIMMED_BURST], capture_output=True, text=True, check=True
+    )
+    before, after, trims, seconds = done.stdout.split()
+    assert int(before) - int(after) > 30_000, done.stdout  # KiB given back
+    assert int(trims) == 1 and float(seconds) < 1.0

@@ -414,6 +414,7 @@ class Server:
         while True:
             await asyncio.sleep(CHECK_INTERVAL)
             self.collector.check()
+            self.collector.trim()
 
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT."""

@@ -242,6 +242,16 @@ class SipdispatchCollector:
             "Unreachable objects the safety collections found (0 without a leak).",
             value=collector.collected,
         )
+        yield CounterMetricFamily(
+            _name("memory_trims"),
+            "Times the C allocator was asked to give its free memory back (every 10 s).",
+            value=collector.trims,
+        )
+        yield CounterMetricFamily(
+            _name("memory_trim_seconds"),
+            "Time those took, in all.",
+            value=collector.trim_seconds,
+        )
 
     # -- destinations ---------------------------------------------------------------------------
 
