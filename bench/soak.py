@@ -143,7 +143,7 @@ def gauges(admin_port: int) -> str:
     found = []
     for line in text.splitlines():
         name, _, value = line.partition(" ")
-        if name in WATCHED:
+        if name.partition("{")[0] in WATCHED:  # with its labels, if any
             found.append(f"{name.removeprefix('sipdispatch_')}={float(value):.0f}")
     return " ".join(found)
 

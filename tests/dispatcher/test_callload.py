@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sipdispatch.dispatcher import CallLoadTable, Destination, DispatcherSets
+from sipdispatch.dispatcher.callload import LANE_SLACK
 
 from .helpers import build, pick, uris
 
@@ -197,3 +198,27 @@ def test_a_call_moved_to_another_destination_expires_once_from_its_new_invite() 
     assert table.expire(13.9) == []
     assert table.expire(14.0) == ["c1"]
     assert (gw1.dlg_load, gw2.dlg_load) == (0, 0)
+
+
+def test_memory_a_call_that_stays_does_not_keep_the_calls_that_came_and_went_after_it() -> None:
+    # A call whose BYE never comes stays at the front of its lanes for hash_expire
+    # (two hours by default); the hundreds of thousands of calls that start and end
+    # meanwhile must not stay queued behind it.
+    sets = build(LOAD)
+    table = CallLoadTable(sets, hash_expire=7200, hash_initexpire=30)
+    gw1, gw2 = gateways(sets)
+    table.on_invite_sent("stays", gw1, now=0.0)
+    table.on_confirmed("stays", now=0.1)
+    for i in range(20_000):
+        now = 1.0 + i / 1000
+        table.on_invite_sent(f"c{i}", gw2, now)
+        table.on_confirmed(f"c{i}", now)
+        table.on_released(f"c{i}")
+        assert table.queued <= 2 * (LANE_SLACK + 8)  # two lanes, a few calls each
+    assert len(table) == 1 and (gw1.dlg_load, gw2.dlg_load) == (1, 0)
+    # What is left still expires on time, in order.
+    assert table.next_deadline() == 7200.0
+    table.on_invite_sent("late", gw2, now=30.0)
+    table.on_confirmed("late", now=30.5)
+    assert table.expire(7200.0) == ["stays"]
+    assert table.expire(7230.0) == ["late"] and table.queued == 0

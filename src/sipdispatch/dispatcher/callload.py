@@ -42,6 +42,9 @@ DEFAULT_HASH_EXPIRE = 7200
 """Kamailio ``ds_hash_expire`` default (seconds)."""
 DEFAULT_HASH_INITEXPIRE = 7200
 """Kamailio ``ds_hash_initexpire`` default (seconds)."""
+LANE_SLACK = 1024
+"""Stale entries an expiry lane may hold beyond twice the table's calls before it is
+rebuilt (so that a small table is not rebuilt at every call)."""
 
 
 NO_LANE = -1
@@ -145,7 +148,10 @@ class CallLoadTable:
         # Every call of a lane lives the same time from its INVITE, so a lane in the
         # order calls enter it is in deadline order (nearly, for the answered ones:
         # see expire): no heap, no (deadline, token, id) tuple per call. An entry
-        # released or moved stays in its lane until it reaches the front.
+        # released or moved stays in its lane until it reaches the front, or until
+        # the stale ones outnumber the calls in the table (see _queued): then the lane
+        # is rebuilt with its live entries only, so that a call that stays for hours
+        # at the front does not keep every call that came and went after it.
         self._lanes: tuple[deque[LoadEntry], deque[LoadEntry]] = (deque(), deque())
         self.share: LoadShare | None = None
         """The cluster's ledger, when the node is in a cluster."""
@@ -194,7 +200,7 @@ class CallLoadTable:
         self._entries[call_id] = entry
         dest.dlg_load += 1
         if ttl is not None:
-            self._lanes[INIT_LANE].append(entry)
+            self._queued(INIT_LANE, entry)
         share = self.share
         if share is not None and shared:
             self._hold = share.reserved(entry, dest.attrs.maxload, ttl or 0.0)
@@ -223,7 +229,7 @@ class CallLoadTable:
                     entry.lane = NO_LANE
                 else:
                     entry.lane = CONFIRMED_LANE
-                    self._lanes[CONFIRMED_LANE].append(entry)
+                    self._queued(CONFIRMED_LANE, entry)
                 # Likewise the cluster's ledger is told only when the call's expiry
                 # moved (its entry already expires at that same time otherwise).
                 share = self.share
@@ -269,6 +275,23 @@ class CallLoadTable:
             return False
         dest.dlg_load = max(load, 0)
         return True
+
+    @property
+    def queued(self) -> int:
+        """Entries the expiry lanes hold, live or stale (what the table costs beyond
+        its calls): at most twice the calls in the table, plus ``LANE_SLACK``, per lane."""
+        return len(self._lanes[INIT_LANE]) + len(self._lanes[CONFIRMED_LANE])
+
+    def _queued(self, lane_id: int, entry: LoadEntry) -> None:
+        """Put ``entry`` at the back of its lane; rebuild the lane from its live entries
+        (in their order) when the stale ones outnumber the table's calls."""
+        lane = self._lanes[lane_id]
+        lane.append(entry)
+        entries = self._entries
+        if len(lane) > 2 * len(entries) + LANE_SLACK:
+            live = [e for e in lane if e.lane == lane_id and entries.get(e.call_id) is e]
+            lane.clear()
+            lane.extend(live)
 
     def _front(self, lane_id: int) -> LoadEntry | None:
         """The first live entry of a lane, dropping the stale ones before it."""
