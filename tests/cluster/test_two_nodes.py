@@ -12,7 +12,7 @@ import pytest
 from tests.integration.conftest import GatewayFactory, ProxyFactory
 from tests.integration.gateway import GatewayThread
 from tests.integration.proxyctl import ProxyProcess, basic_config, toml_str
-from tests.integration.sippctl import free_port, run_sipp, start_sipp
+from tests.integration.sippctl import SippResult, free_port, run_sipp, start_sipp
 from tests.integration.test_admin import flags, result, rpc, wait_for
 
 from .conftest import SHARED_URL, PrivateRedis
@@ -54,6 +54,15 @@ class Cluster:
         self.cluster_extra = cluster_extra
         self.ports: dict[str, tuple[int, int]] = {}
         self.starts = 0
+
+    def call(
+        self, name: str, sipp: str, calls: int, workdir: Path, scenario: str = "uac_call.xml"
+    ) -> SippResult:
+        """``calls`` calls at 10/s from sipp (``scenario``) to node ``name``'s UDP port."""
+        return run_sipp(
+            scenario, "127.0.0.1", self.ports[name][0], calls=calls, rate=10,
+            timeout=SIPP_TIMEOUT, workdir=workdir, binary=sipp,
+        )  # fmt: skip
 
     def start(self, name: str) -> ProxyProcess:
         if name not in self.ports:
@@ -238,16 +247,7 @@ def test_calls_during_a_redis_stop_all_succeed_and_the_nodes_resync(
     assert a.log_text().count("cluster: Redis unreachable") == 1
     # A change made while Redis is away reaches the other node once it is back.
     assert result(a, "dispatcher.set_state", "dx", 1, gw2.uri)
-    calls_b = run_sipp(
-        "uac_call.xml",
-        "127.0.0.1",
-        cluster.ports["lb-b"][0],
-        calls=10,
-        rate=10,
-        timeout=SIPP_TIMEOUT,
-        workdir=tmp_path / "sipp-b",
-        binary=sipp,
-    )
+    calls_b = cluster.call("lb-b", sipp, 10, tmp_path / "sipp-b")
     assert calls_b.ok and calls_b.successful == 10, calls_b.report()
     private_redis.start()
     wait_for(lambda: metric(a, "sipdispatch_cluster_redis_up") == 1.0, 30, "A back")
@@ -266,7 +266,7 @@ def test_maxload_holds_across_nodes_and_a_bye_releases_it(
     gw = gateways("gw1")
     cluster = Cluster(tmp_path, proxy_factory, [gw], namespace, algorithm=10, attrs="maxload=2")
     a, b = cluster.start("lb-a"), cluster.start("lb-b")
-    port_a, port_b = cluster.ports["lb-a"][0], cluster.ports["lb-b"][0]
+    port_a = cluster.ports["lb-a"][0]
 
     def load(proxy: ProxyProcess) -> int:
         listing = result(proxy, "dispatcher.list")
@@ -286,31 +286,13 @@ def test_maxload_holds_across_nodes_and_a_bye_releases_it(
     ) as holder:
         wait_for(lambda: load(a) == 2, 20, "two calls up through A")
         wait_for(lambda: load(b) == 2, 20, "B sees A's two calls")
-        refused = run_sipp(
-            "uac_expect_503.xml",
-            "127.0.0.1",
-            port_b,
-            calls=2,
-            rate=10,
-            timeout=SIPP_TIMEOUT,
-            workdir=tmp_path / "sipp-refused",
-            binary=sipp,
-        )
+        refused = cluster.call("lb-b", sipp, 2, tmp_path / "sipp-refused", "uac_expect_503.xml")
         assert refused.ok and refused.successful == 2, refused.report()
         assert gw.invites == 2, gw.describe()
         held = holder.wait()
     assert held.ok and held.successful == 2, held.report()
     wait_for(lambda: load(b) == 0, 20, "the BYEs released the load on B")
-    after = run_sipp(
-        "uac_call.xml",
-        "127.0.0.1",
-        port_b,
-        calls=2,
-        rate=10,
-        timeout=SIPP_TIMEOUT,
-        workdir=tmp_path / "sipp-after",
-        binary=sipp,
-    )
+    after = cluster.call("lb-b", sipp, 2, tmp_path / "sipp-after")
     assert after.ok and after.successful == 2, after.report()
     assert metric(a, "sipdispatch_cluster_load_overbooked_total") == 0
 
@@ -331,16 +313,7 @@ def test_calls_go_on_after_load_wait_when_redis_stops_answering(
     a = cluster.start("lb-a")
     private_redis.pause()
     try:
-        outcome = run_sipp(
-            "uac_call.xml",
-            "127.0.0.1",
-            cluster.ports["lb-a"][0],
-            calls=20,
-            rate=10,
-            timeout=SIPP_TIMEOUT,
-            workdir=tmp_path / "sipp-paused",
-            binary=sipp,
-        )
+        outcome = cluster.call("lb-a", sipp, 20, tmp_path / "sipp-paused")
     finally:
         private_redis.resume()
     # Redis took the commands and never answered: the first calls waited load_wait and
