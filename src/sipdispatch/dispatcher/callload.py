@@ -287,19 +287,22 @@ class CallLoadTable:
         (in their order) when the stale ones outnumber the table's calls."""
         lane = self._lanes[lane_id]
         lane.append(entry)
-        entries = self._entries
-        if len(lane) > 2 * len(entries) + LANE_SLACK:
-            live = [e for e in lane if e.lane == lane_id and entries.get(e.call_id) is e]
+        if len(lane) > 2 * len(self._entries) + LANE_SLACK:
+            live = [e for e in lane if self._is_live(e, lane_id)]
             lane.clear()
             lane.extend(live)
+
+    def _is_live(self, entry: LoadEntry, lane_id: int) -> bool:
+        """Whether ``entry`` in lane ``lane_id`` is still that lane's entry of a call in
+        the table (not released, moved to another lane, or counted anew)."""
+        return entry.lane == lane_id and self._entries.get(entry.call_id) is entry
 
     def _front(self, lane_id: int) -> LoadEntry | None:
         """The first live entry of a lane, dropping the stale ones before it."""
         lane = self._lanes[lane_id]
-        entries = self._entries
         while lane:
             entry = lane[0]
-            if entry.lane == lane_id and entries.get(entry.call_id) is entry:
+            if self._is_live(entry, lane_id):
                 return entry
             lane.popleft()  # released, moved to another lane, or counted anew
         return None
