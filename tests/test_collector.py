@@ -71,7 +71,6 @@ def test_a_safety_collection_above_the_threshold_finds_cycles_and_logs_them(
 
 
 TRIMMED_BURST = """
-import sys
 from sipdispatch.collector import Collector
 
 def rss_kib():

