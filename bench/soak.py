@@ -20,7 +20,9 @@ the kernel and the tests hand out):
 
 It reports calls made, failed and retransmitted, every reload's result, the proxy's
 RSS every 30 s, and RSS growth from the end of warm-up (the first --warmup seconds,
-600) to the end. A BYE that was in flight to a gateway at the moment it was killed can
+600) to the end. Every second it also writes each process's CPU and each UDP socket's
+queue and drops to samples.log in the work directory (bench/soakwatch.py), and the
+report ends with the seconds around every drop: which side fell behind, and when. A BYE that was in flight to a gateway at the moment it was killed can
 only time out (a BYE is not failed over: the dialog lives on that gateway). The proxy
 answers it 408, which ends the dialog (RFC 3261 section 15.1.1): the caller's scenario
 takes it as the end of the call, and the report counts those calls apart, as "ended
@@ -50,6 +52,7 @@ from tests.integration import sippctl
 from bench.common import HOST, SIPP_DIR, BenchError, log, wait_for
 from bench.processes import Processes
 from bench.procstat import status_kb, udp_port_bound
+from bench.soakwatch import Watch
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("SOAK_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -298,6 +301,21 @@ def main(argv: list[str] | None = None) -> int:
             binary=args.sipp, limit=max(200, int(args.rate * 8)), stat_interval=10,
         )  # fmt: skip
         started = time.monotonic()
+        watch = Watch(
+            workdir / "samples.log",
+            lambda: {
+                "proxy": proxy.pid,
+                "caller": uac.proc.pid,
+                **{
+                    f"gw{gw}": g.proc.pid
+                    for gw, g in list(gateways.items())
+                    if g.proc.poll() is None
+                },
+            },
+            {"proxy": port, "caller": caller, **{f"gw{gw}": gw for gw in gw_ports}},
+            started,
+        )
+        watch.start()
         events: list[str] = []
         rss: list[tuple[float, int]] = []
         next_kill, next_reload, next_rss = args.kill_every, args.reload_every, 0.0
@@ -340,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                 next_reload += args.reload_every
             time.sleep(0.5)
         done = uac.wait()
+        watch.stop()
         if done.returncode not in (0, 1):
             log(f"soak: the caller exited with {done.returncode}: {done.stderr[-1500:]}")
         stats = done.stats
@@ -365,6 +384,11 @@ def main(argv: list[str] | None = None) -> int:
                 "failed calls by cause: "
                 + ", ".join(f"{n} {what}" for what, n in sorted(causes.items()))
             )
+        print(watch.summary())
+        drops = watch.around_drops()
+        if drops:
+            print("seconds around each drop (samples.log has every second):")
+            print("\n".join(drops))
         alive = proxy.poll() is None
         print(f"proxy alive at the end: {alive}")
         return 0 if alive else 1
