@@ -22,7 +22,9 @@ It reports calls made, failed and retransmitted, every reload's result, the prox
 RSS every 30 s, and RSS growth from the end of warm-up (the first --warmup seconds,
 600) to the end. Every second it also writes each process's CPU and each UDP socket's
 queue and drops to samples.log in the work directory (bench/soakwatch.py), and the
-report ends with the seconds around every drop: which side fell behind, and when. A BYE that was in flight to a gateway at the moment it was killed can
+report ends with the seconds around every drop: which side fell behind, and when.
+
+A BYE that was in flight to a gateway at the moment it was killed can
 only time out (a BYE is not failed over: the dialog lives on that gateway). The proxy
 answers it 408, which ends the dialog (RFC 3261 section 15.1.1): the caller's scenario
 takes it as the end of the call, and the report counts those calls apart, as "ended
