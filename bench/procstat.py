@@ -121,10 +121,34 @@ def pss_kb(pids: Sequence[int]) -> int:
     return total
 
 
+def udp_sockets(table: str) -> dict[int, tuple[int, int]]:
+    """Port -> (bytes waiting to be read, datagrams dropped so far) of a /proc/net/udp
+    (or udp6) table; the sums where several sockets share a port. A line cut short
+    still names its port (with nothing queued or dropped)."""
+    out: dict[int, tuple[int, int]] = {}
+    for line in table.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) < 2:
+            continue
+        port = int(cols[1].rsplit(":", 1)[1], 16)
+        rx = int(cols[4].split(":")[1], 16) if len(cols) > 4 else 0
+        drops = int(cols[12]) if len(cols) > 12 else 0
+        queued, dropped = out.get(port, (0, 0))
+        out[port] = (queued + rx, dropped + drops)
+    return out
+
+
 def udp_table_has_port(table: str, port: int) -> bool:
     """Whether a /proc/net/udp (or udp6) table has a socket bound to ``port``."""
-    suffix = f":{port:04X}"
-    return any(line.split()[1].endswith(suffix) for line in table.splitlines()[1:])
+    return port in udp_sockets(table)
+
+
+def machine_ticks() -> tuple[int, int, int]:
+    """(busy, steal, total) clock ticks of all CPUs from /proc/stat's ``cpu`` line."""
+    cols = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (cols + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq
+    return busy, steal, busy + steal + idle + iowait
 
 
 def udp_port_bound(port: int) -> bool:

@@ -20,31 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .procstat import CLK_TCK, cpu_pressure_us, cpu_ticks
-
-
-def udp_sockets(table: str) -> dict[int, tuple[int, int]]:
-    """Port -> (bytes waiting to be read, datagrams dropped so far) of a /proc/net/udp
-    table; the sums where several sockets share a port."""
-    out: dict[int, tuple[int, int]] = {}
-    for line in table.splitlines()[1:]:
-        cols = line.split()
-        if len(cols) < 13:
-            continue
-        port = int(cols[1].rsplit(":", 1)[1], 16)
-        rx = int(cols[4].split(":")[1], 16)
-        drops = int(cols[-1])
-        queued, dropped = out.get(port, (0, 0))
-        out[port] = (queued + rx, dropped + drops)
-    return out
-
-
-def machine_ticks() -> tuple[int, int, int]:
-    """(busy, steal, total) clock ticks of all CPUs from /proc/stat's ``cpu`` line."""
-    cols = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = (cols + [0] * 8)[:8]
-    busy = user + nice + system + irq + softirq
-    return busy, steal, busy + steal + idle + iowait
+from .procstat import CLK_TCK, cpu_pressure_us, cpu_ticks, machine_ticks, udp_sockets
 
 
 @dataclass
@@ -84,9 +60,15 @@ class Watch:
     samples: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _last: float = 0.0
+    # The previous second's readings, which each sample is the difference from.
+    _at: float = 0.0
+    _machine: tuple[int, int, int] = (0, 0, 0)
+    _pressure: int = 0
+    _ticks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _drops: dict[str, int] = field(default_factory=dict)
 
     def start(self) -> None:
+        self._at, self._machine, self._pressure = self._now()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -95,53 +77,43 @@ class Watch:
         if self._thread is not None:
             self._thread.join(5)
 
+    @staticmethod
+    def _now() -> tuple[float, tuple[int, int, int], int]:
+        return time.monotonic(), machine_ticks(), cpu_pressure_us() or 0
+
     def _run(self) -> None:
-        last_ticks: dict[str, tuple[int, int]] = {}
-        last_drops: dict[str, int] = {}
-        last_machine = machine_ticks()
-        last_pressure = cpu_pressure_us() or 0
         with self.path.open("a") as out:
             while not self._stop.wait(1.0):
                 with contextlib.suppress(OSError, ValueError):
-                    sample = self._sample(last_ticks, last_drops, last_machine, last_pressure)
-                    last_machine = machine_ticks()
-                    last_pressure = cpu_pressure_us() or 0
+                    sample = self._sample()
                     self.samples.append(sample)
                     out.write(sample.line() + "\n")
                     out.flush()
 
-    def _sample(
-        self,
-        last_ticks: dict[str, tuple[int, int]],
-        last_drops: dict[str, int],
-        last_machine: tuple[int, int, int],
-        last_pressure: int,
-    ) -> Sample:
-        now = time.monotonic()
-        busy, steal, total = machine_ticks()
-        span = max(1, total - last_machine[2])
-        pressure = cpu_pressure_us() or 0
+    def _sample(self) -> Sample:
+        now, machine, pressure = self._now()
+        last_at, last_machine, last_pressure = self._at, self._machine, self._pressure
+        self._at, self._machine, self._pressure = now, machine, pressure
+        span = max(1, machine[2] - last_machine[2])
         cpu: dict[str, float] = {}
         for name, pid in self.pids().items():
             ticks = cpu_ticks([pid])
-            before = last_ticks.get(name)
+            before = self._ticks.get(name)
             if before is not None and before[0] == pid:
-                cpu[name] = (ticks - before[1]) / CLK_TCK * 100 / max(1e-3, now - self._last)
-            last_ticks[name] = (pid, ticks)
-        self._last = now
-        table = Path("/proc/net/udp").read_text()
-        socks = udp_sockets(table)
+                cpu[name] = (ticks - before[1]) / CLK_TCK * 100 / max(1e-3, now - last_at)
+            self._ticks[name] = (pid, ticks)
+        socks = udp_sockets(Path("/proc/net/udp").read_text())
         queued: dict[str, int] = {}
         dropped: dict[str, int] = {}
         for name, port in self.ports.items():
             q, d = socks.get(port, (0, 0))
             queued[name] = q
-            dropped[name] = max(0, d - last_drops.get(name, d))
-            last_drops[name] = d
+            dropped[name] = max(0, d - self._drops.get(name, d))
+            self._drops[name] = d
         return Sample(
             t=now - self.started,
-            busy=(busy - last_machine[0]) * 100 / span,
-            steal=(steal - last_machine[1]) * 100 / span,
+            busy=(machine[0] - last_machine[0]) * 100 / span,
+            steal=(machine[1] - last_machine[1]) * 100 / span,
             pressure_ms=(pressure - last_pressure) / 1000,
             cpu=cpu,
             queued=queued,

@@ -11,7 +11,8 @@ import socket
 import time
 from pathlib import Path
 
-from bench.soakwatch import Watch, udp_sockets
+from bench.procstat import udp_sockets
+from bench.soakwatch import Watch
 
 TABLE = (
     "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
