@@ -563,3 +563,51 @@ def test_a_head_ended_by_a_bare_lf_empty_line_ends_there_though_the_body_has_crl
     assert msg.body == body
     assert msg.get("x-not-a-header") is None
     assert [h[0] for h in msg.headers][-1] == "content-length"
+
+
+def _invite_with(line: str) -> bytes:
+    return (
+        "INVITE sip:u@h SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n"
+        "From: <sip:a@h>;tag=1\r\nTo: <sip:u@h>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"
+        f"{line}\r\nContent-Length: 0\r\n\r\n"
+    ).encode("latin-1")
+
+
+@pytest.mark.parametrize("name", message.KNOWN_NAMES)
+def test_known_header_names_read_in_place_give_the_key_and_name_the_memo_gives(
+    name: str,
+) -> None:
+    """A name the scan recognises in place is read as the memo's way reads it."""
+    key = message.header_key(name)
+    if key in ("via", "from", "to", "call-id", "cseq", "content-length"):
+        return  # a second line of these is another test's matter
+    value = "70" if key == "max-forwards" else "x"
+    msg = parse_datagram(_invite_with(f"{name}: {value}"))
+    assert (key, name, value) in msg.headers
+    assert msg.to_bytes() == msg.serialize()
+
+
+@pytest.mark.parametrize(
+    "line, key, name",
+    [
+        ("call-id2: x", "call-id2", "call-id2"),  # same first letter, longer
+        ("Contacts: x", "contacts", "Contacts"),
+        ("Contac: x", "contac", "Contac"),  # a known name's prefix
+        ("CONTACT: x", "contact", "CONTACT"),  # another spelling: the memo's way
+        ("Contact : x", "contact", "Contact"),  # a blank before the colon
+        ("Xontact: x", "xontact", "Xontact"),
+        ("\xe9Contact: x", None, None),  # not a token: 400
+    ],
+)
+def test_names_like_known_ones_are_read_by_the_memo_as_written(
+    line: str, key: str | None, name: str | None
+) -> None:
+    data = _invite_with(line)
+    if key is None:
+        with pytest.raises(ParseError):
+            parse_datagram(data)
+        return
+    msg = parse_datagram(data)
+    assert (key, name, "x") in msg.headers
+    assert msg.to_bytes() == msg.serialize()

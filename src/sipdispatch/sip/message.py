@@ -499,6 +499,34 @@ time; a message of thousands of new names would only empty the memo (it is bound
 and fill it with names nobody sends again, at every parse of that message."""
 
 
+KNOWN_NAMES: Final = (
+    "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Content-Type",
+    "Content-Length", "Record-Route", "Route", "Allow", "Supported", "Require",
+    "Proxy-Require", "User-Agent", "Server", "Subject", "Expires", "Accept",
+    "Allow-Events", "Event", "Session-Expires", "Min-SE", "P-Asserted-Identity",
+    "Privacy", "Reason", "Refer-To", "Referred-By", "Content-Disposition", "Date",
+    "Organization", "Warning", "Retry-After", "Unsupported", "Authorization",
+    "WWW-Authenticate", "Proxy-Authorization", "Proxy-Authenticate", "Call-Info",
+    "Alert-Info", "Diversion", "Remote-Party-ID", "X-Call-ID",
+    "v", "f", "t", "i", "m", "l", "c", "k", "s", "e", "r", "b", "o", "u",
+)  # fmt: skip
+"""Header names as they are mostly written, which the scan recognises in place by
+their characters: no string is cut out for the name, nor hashed to look it up. Any
+other spelling (``call-id``, ``VIA``, ``Via :``) takes the memo's way, with the same
+result."""
+
+
+def _names_by_first_char(names: tuple[str, ...]) -> list[tuple[tuple[str, str], ...]]:
+    table: list[list[tuple[str, str]]] = [[] for _ in range(128)]
+    for name in names:
+        table[ord(name[0])].append((sys.intern(header_key(name)), sys.intern(name)))
+    return [tuple(entry) for entry in table]
+
+
+_BY_FIRST_CHAR: Final = _names_by_first_char(KNOWN_NAMES)
+"""(key, name) of the known names, by the code of their first character."""
+
+
 def _header_name(raw: str) -> tuple[str, str] | None:
     """(key, name) for the text before a header's colon, or None if not a token."""
     name = raw.rstrip(" \t")
@@ -654,15 +682,29 @@ def _scan_lines(
         colon = head.find(":", pos, end)
         if colon < 0:
             return None
-        name = head[pos:colon]
-        known = cache.get(name)
-        if known is None:
-            known = _header_name(name)
+        # A known name is compared in place (one search), not cut out and looked up.
+        key = ""
+        name = ""
+        first = ord(head[pos]) if colon > pos else 128
+        if first < 128:
+            size = colon - pos
+            for candidate in _BY_FIRST_CHAR[first]:
+                spelling = candidate[1]
+                if len(spelling) == size and head.find(spelling, pos, colon) == pos:
+                    key = candidate[0]
+                    name = spelling
+                    break
+        if not name:
+            raw_name = head[pos:colon]
+            known = cache.get(raw_name)
             if known is None:
-                return None
-            if learned < NEW_NAMES_PER_MESSAGE:
-                learned += 1
-                remember(cache, name, known)
+                known = _header_name(raw_name)
+                if known is None:
+                    return None
+                if learned < NEW_NAMES_PER_MESSAGE:
+                    learned += 1
+                    remember(cache, raw_name, known)
+            key, name = known
         # As the serializer writes it: no blank before the colon, one space after
         # it, the value with nothing to strip, CRLF.
         canonical = False
@@ -672,14 +714,14 @@ def _scan_lines(
             colon + 1 < end
             and ord(head[colon + 1]) == 32
             and (value_end < end or (last and crlf_end))
-            and len(known[1]) == colon - pos
+            and len(name) == colon - pos
         ):
             raw_value = head[colon + 2 : value_end]
             value = raw_value.strip()
             canonical = value is raw_value
         else:
             value = head[colon + 1 : end].strip()
-        headers.append((known[0], known[1], value))
+        headers.append((key, name, value))
         if starts is not None:
             starts.append(pos if canonical else -1)
         if last:
