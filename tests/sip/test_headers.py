@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import (
@@ -15,6 +17,7 @@ from sipdispatch.sip.headers import (
     split_name_addr,
     tag_of,
 )
+from sipdispatch.sip.uri import parse_params
 
 # -- header_key -----------------------------------------------------------------------
 
@@ -153,6 +156,39 @@ def test_malformed_name_addr_is_a_parse_error(value: str, words: str) -> None:
 )
 def test_tag_of_reads_only_the_header_tag_param(value: str, tag: str | None) -> None:
     assert tag_of(value) == tag
+
+
+def _tag_by_full_parse(value: str) -> str | None:
+    _, params = split_name_addr(value)
+    return (parse_params(params, "From/To").get("tag") or None) if params else None
+
+
+_TAG_VALUES = st.tuples(
+    st.sampled_from(["", '"B" ', "B ", '"a\\"b" ', " ", '"']),
+    st.sampled_from(["<sip:a@h>", "<sip:a@h;tag=u>", "sip:a@h", "<sip:a@h", "sip:a>", ""]),
+    st.lists(
+        st.sampled_from([";tag=", "x", ";", "=", " ", ";;", ";TAG=", ">", "<", '"', "y=1"]),
+        max_size=6,
+    ).map("".join),
+).map("".join)
+
+
+@settings(max_examples=3000, derandomize=True)
+@given(_TAG_VALUES)
+def test_tag_of_agrees_with_the_full_parse_of_the_value(value: str) -> None:
+    """The short way for ``<URI>;tag=X`` finds what splitting the value and parsing all
+    its parameters finds, and refuses what that refuses."""
+    try:
+        expected: str | type[ParseError] | None = _tag_by_full_parse(value)
+    except ParseError:
+        expected = ParseError
+    if "tag" not in value.lower():
+        expected = None  # no tag to read: the value is not parsed at all
+    try:
+        got: str | type[ParseError] | None = tag_of(value)
+    except ParseError:
+        got = ParseError
+    assert got == expected
 
 
 # -- parse_via ------------------------------------------------------------------------

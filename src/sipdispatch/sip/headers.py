@@ -168,6 +168,14 @@ def tag_of(value: str) -> str | None:
     """The ``tag`` parameter of a From or To value, or None."""
     if "tag" not in value and "TAG" not in value.upper():
         return None
+    # Mostly written ``<URI>;tag=X`` with nothing after the tag: then the tag is what
+    # follows ``;tag=``, as the full parse below would find it, without its dictionary.
+    semi = value.rfind(";tag=")
+    if semi > 0 and value.find(">") == semi - 1 and '"' not in value:
+        lt = value.find("<")
+        rest = value[semi + 5 :]
+        if 0 <= lt < semi and ";" not in rest:
+            return rest.strip() or None
     _, params = split_name_addr(value)
     if not params:
         return None
