@@ -124,13 +124,13 @@ class Context:
     __slots__ = (
         "best",
         "best_local",
+        "branch_prefix",
         "branches",
         "canceled",
         "final_sent",
         "held",
         "initial",
         "live",
-        "loop_hash",
         "plan",
         "request",
         "server_tx",
@@ -138,10 +138,11 @@ class Context:
     )
 
     def __init__(
-        self, server_tx: ServerTransaction, request: Request, src: Addr, loop_hash: int
+        self, server_tx: ServerTransaction, request: Request, src: Addr, branch_prefix: str
     ) -> None:
-        self.loop_hash = loop_hash
-        """§16.6 step 8: the loop-detection part of every branch we make for it."""
+        self.branch_prefix = branch_prefix
+        """What every branch we make for it starts with: our magic cookie and mark, and
+        the loop-detection hash (§16.6 step 8), up to the branch's own number."""
         self.live = 1
         """Transactions of this request not yet terminated (server + branches)."""
         self.server_tx = server_tx
@@ -451,7 +452,8 @@ class ProxyCore:
 
     def _new_id(self) -> str:
         self._counter += 1
-        return f"{self.settings.instance}{hex(self._counter)[2:]}"
+        # Decimal: str() of an int is compiled to a native call, hex() is not.
+        return self._settings.instance + str(self._counter)
 
     def _new_tag(self) -> str:
         return "sd" + self._new_id()
@@ -568,9 +570,9 @@ class ProxyCore:
             fwd.set("max-forwards", "Max-Forwards", number_text(hops - 1))
         else:
             fwd.prepend("max-forwards", "Max-Forwards", str(DEFAULT_MAX_FORWARDS))
-        loop_hash = self._loop_hash(req)
+        mark = f"{OUR_BRANCH}{hex(self._loop_hash(req))[2:]}."
         # §16.3 step 4: a request carrying our Via with the same loop hash is looping.
-        if self._looped(req, loop_hash):
+        if self._looped(req, mark):
             self._refuse(stx, req, src, 482, None, now)
             return
         # §16.3 step 5: an extension the proxy must support, and none is supported.
@@ -580,7 +582,7 @@ class ProxyCore:
             self._refuse(stx, req, src, 420, None, now, OUTCOME_REJECTED, extra)
             return
         popped = self._pop_our_routes(fwd)
-        ctx = Context(stx, fwd, src, loop_hash)
+        ctx = Context(stx, fwd, src, mark)
         stx.owner = ctx
         if req.to_tag is not None:
             # In-dialog: follow the route set (§16.4, §16.12); never dispatch.
@@ -626,8 +628,7 @@ class ProxyCore:
         text = f"{req.uri_text}|{get('call-id')}|{get('from')}|{get('to')}|{get('cseq')}"
         return zlib.crc32(text.encode("latin-1"))
 
-    def _looped(self, req: Request, loop_hash: int) -> bool:
-        mark = f"{OUR_BRANCH}{hex(loop_hash)[2:]}."
+    def _looped(self, req: Request, mark: str) -> bool:
         for key, _name, value in req.headers:
             if key == "via" and mark in value:
                 for v in req.values("via"):
@@ -727,7 +728,7 @@ class ProxyCore:
         transport = target.addr.transport
         if ctx.initial and self.settings.record_route and fwd.method in DIALOG_CREATING:
             self._record_route(fwd, ctx.src.transport, transport)
-        branch = f"{OUR_BRANCH}{hex(ctx.loop_hash)[2:]}.{self._new_id()}"
+        branch = ctx.branch_prefix + self._new_id()
         fwd.prepend("via", "Via", self._via_value(transport, branch))
         if fwd.method == "INVITE":
             tx: ClientTransaction = InviteClientTransaction(
