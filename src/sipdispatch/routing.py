@@ -65,7 +65,7 @@ from sipdispatch.sip.message import RELEASED, Header, Request
 from sipdispatch.sip.router import Plan, Reject, Target
 from sipdispatch.sip.uri import parse_uri
 
-log = logging.getLogger("sipdispatch.routing")
+log: Final = logging.getLogger("sipdispatch.routing")
 
 ALGORITHM_HASH_FROM: Final = HashFromUri.number
 ALGORITHM_HASH_TO: Final = HashToUri.number
@@ -284,16 +284,16 @@ class RouterSettings:
     """Successes in a row before an inactive destination is active again."""
 
 
-DEFAULT_ROUTE = RouteRule(set_id=1)
+DEFAULT_ROUTE: Final = RouteRule(set_id=1)
 """With no ``[[route]]`` at all, every request goes to set 1, round-robin (the
 reference Kamailio setup: ``ds_select_dst("1", "4")``), failing over on 5xx,
 404, 408 and timeouts and marking a failed destination ``ip``."""
 
-NO_ROUTE = Reject(404, "No route", OUTCOME_NO_ROUTE)
+NO_ROUTE: Final = Reject(404, "No route", OUTCOME_NO_ROUTE)
 """A request no ``[[route]]`` rule matches."""
-NO_DESTINATION_REASON = "No destination"
+NO_DESTINATION_REASON: Final = "No destination"
 
-_NO_SETS: frozenset[int] = frozenset()
+_NO_SETS: Final[frozenset[int]] = frozenset()
 _HOPS_KEPT: Final = 4096
 """Next-hop addresses :meth:`DispatchRouter.target` keeps before it starts afresh."""
 
@@ -335,7 +335,7 @@ def _ruri_parts(request: Request) -> tuple[str, str]:
     return uri.host, uri.user or ""
 
 
-_NO_RURI = ("", "")
+_NO_RURI: Final = ("", "")
 
 SETUP_TIME_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Upper bounds (seconds) of the call set-up time histogram (INVITE to final response):

@@ -28,30 +28,30 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.sets import DispatcherSets
 
-LOAD_INIT = 0
+LOAD_INIT: Final = 0
 """Kamailio ``DS_LOAD_INIT``: INVITE sent, no 2xx yet."""
-LOAD_CONFIRMED = 1
+LOAD_CONFIRMED: Final = 1
 """Kamailio ``DS_LOAD_CONFIRMED``: 2xx seen."""
 
 DEFAULT_HASH_EXPIRE = 7200
 """Kamailio ``ds_hash_expire`` default (seconds)."""
 DEFAULT_HASH_INITEXPIRE = 7200
 """Kamailio ``ds_hash_initexpire`` default (seconds)."""
-LANE_SLACK = 1024
+LANE_SLACK: Final = 1024
 """Stale entries an expiry lane may hold beyond twice the table's calls before it is
 rebuilt (so that a small table is not rebuilt at every call)."""
 
 
-NO_LANE = -1
+NO_LANE: Final = -1
 """A call with no deadline (``hash_expire`` 0 after its answer, or both timeouts 0)."""
-INIT_LANE = 0
+INIT_LANE: Final = 0
 """Calls expiring ``hash_initexpire`` (or ``hash_expire``, if sooner) after their INVITE."""
-CONFIRMED_LANE = 1
+CONFIRMED_LANE: Final = 1
 """Answered calls whose 2xx moved their deadline to ``hash_expire`` after the INVITE."""
 
 

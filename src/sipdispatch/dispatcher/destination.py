@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Final
 
 from sipdispatch.dispatcher.addresses import LocatedAddresses
 from sipdispatch.dispatcher.errors import AttrsError
@@ -24,12 +25,12 @@ from sipdispatch.dispatcher.states import DS_NODNSARES_DST, DS_SKIP_MASK, DS_STA
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.uri import SipUri, parse_hostport, parse_uri
 
-WEIGHT_MAX = 100
+WEIGHT_MAX: Final = 100
 """Kamailio: ``weight`` and ``rweight`` must be 1..100 (0 = not set)."""
 
-SETUP_RING = 64
+SETUP_RING: Final = 64
 """Call set-up times a destination keeps (the newest)."""
-SOCKET_PROTOS = frozenset({"udp", "tcp", "tls", "sctp", "ws", "wss"})
+SOCKET_PROTOS: Final = frozenset({"udp", "tcp", "tls", "sctp", "ws", "wss"})
 """Protocols Kamailio's ``parse_phostport`` accepts in ``socket=proto:host:port``."""
 
 
@@ -242,7 +243,7 @@ class Attrs:
         return out if out or user is not None else None
 
 
-EMPTY_ATTRS = Attrs()
+EMPTY_ATTRS: Final = Attrs()
 """Attrs of a destination that has none."""
 
 

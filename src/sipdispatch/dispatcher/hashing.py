@@ -28,17 +28,18 @@ Keys, as Kamailio's ``ds_hash_*`` functions:
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.memo import remember
 from sipdispatch.sip.uri import DEFAULT_SIP_PORT, DEFAULT_SIPS_PORT, parse_uri
 
-_MASK = 0xFFFFFFFF
-_TRIM = " \t\r\n"
+_MASK: Final = 0xFFFFFFFF
+_TRIM: Final = " \t\r\n"
 """Kamailio ``trim()``: spaces, tabs, CR, LF."""
 
 
-_WORDS: dict[int, struct.Struct] = {}
+_WORDS: Final[dict[int, struct.Struct]] = {}
 """Precompiled big-endian unpackers by word count (no format parsing per call)."""
 
 
@@ -129,7 +130,7 @@ def uri_hash_keys(uri: str, *, user_only: bool = False) -> tuple[str | None, str
     return parsed.user, host
 
 
-_uri_hashes: tuple[dict[str, int | None], dict[str, int | None]] = ({}, {})
+_uri_hashes: Final[tuple[dict[str, int | None], dict[str, int | None]]] = ({}, {})
 """Memos of :func:`hash_uri`, without and with ``user_only``."""
 
 

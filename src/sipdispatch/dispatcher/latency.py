@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 
-DEFAULT_ALPHA_PERMILLE = 900
+DEFAULT_ALPHA_PERMILLE: Final = 900
 """Kamailio ``ds_latency_estimator_alpha`` default (per mille)."""
 
-TRAINING_COUNT = 10000
+TRAINING_COUNT: Final = 10000
 """Kamailio: sample count at which the estimator counts as trained; also the
 count given to stats seeded from a ``latency=`` attribute."""
 
-WEIGHTED_AVERAGE_COUNT = 2097152
+WEIGHTED_AVERAGE_COUNT: Final = 2097152
 """Kamailio: after 2^21 samples (about 24 days at one ping a second) the mean
 turns into a weighted average (the count stops growing, M2 decays)."""
 
-TIMEOUT_CODE = 408
+TIMEOUT_CODE: Final = 408
 """A ping that timed out: counted in ``timeout``, not used as a sample."""
 
-_INT32_MAX = 2**32 - 1
+_INT32_MAX: Final = 2**32 - 1
 
 
 def alpha_from_permille(permille: int) -> float:

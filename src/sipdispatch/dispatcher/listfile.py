@@ -18,6 +18,7 @@ Loading is all-or-nothing: the first bad line raises
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from sipdispatch.dispatcher.addresses import LocatedAddresses
 from sipdispatch.dispatcher.destination import Attrs, Destination
@@ -32,7 +33,7 @@ Locate = Callable[[Destination], LocatedAddresses]
 """``locate(dest)``: the addresses of a destination located by DNS (``dest.by_dns``);
 raises when its host does not resolve."""
 
-_WS = " \t\r\n"
+_WS: Final = " \t\r\n"
 
 
 def parse_destination_uri(text: str) -> tuple[str, SipUri]:

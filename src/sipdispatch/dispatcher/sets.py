@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Final
 
 from sipdispatch.dispatcher.congestion import record_ping
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.states import DS_SKIP_MASK, DS_STATES_ALL
 
-TABLE_SIZE = 100
+TABLE_SIZE: Final = 100
 """Slots of Kamailio's ``wlist``/``rwlist`` (weights are percentages)."""
 
 

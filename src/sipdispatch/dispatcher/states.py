@@ -8,22 +8,24 @@ initial state. The two letters are those ``dispatcher.list`` (RPC) prints.
 
 from __future__ import annotations
 
-DS_INACTIVE_DST = 1
+from typing import Final
+
+DS_INACTIVE_DST: Final = 1
 """Inactive: gets no calls (letter ``I``); set by probing after the threshold."""
-DS_TRYING_DST = 2
+DS_TRYING_DST: Final = 2
 """Trying: missed pings, not yet at the probing threshold (letter ``T``); still usable."""
-DS_DISABLED_DST = 4
+DS_DISABLED_DST: Final = 4
 """Administratively disabled (letter ``D``); gets no calls and no pings."""
-DS_PROBING_DST = 8
+DS_PROBING_DST: Final = 8
 """Probing: OPTIONS keepalives are sent (second letter ``P``, else ``X``)."""
-DS_NODNSARES_DST = 16
+DS_NODNSARES_DST: Final = 16
 """Do not resolve the host at load time (no address; not pinged)."""
-DS_NOPING_DST = 32
+DS_NOPING_DST: Final = 32
 """Never ping this destination."""
-DS_STATES_ALL = 63
+DS_STATES_ALL: Final = 63
 """Every state bit; Kamailio clears these before setting a new state."""
 
-DS_SKIP_MASK = DS_INACTIVE_DST | DS_DISABLED_DST
+DS_SKIP_MASK: Final = DS_INACTIVE_DST | DS_DISABLED_DST
 """Kamailio's ``ds_skip_dst()``: a destination with one of these bits gets no calls."""
 
 
@@ -45,7 +47,7 @@ def flags_text(state: int) -> str:
     return first + ("P" if state & DS_PROBING_DST else "X")
 
 
-_FIRST_LETTER_BITS = {
+_FIRST_LETTER_BITS: Final = {
     "0": DS_INACTIVE_DST,
     "i": DS_INACTIVE_DST,
     "1": 0,

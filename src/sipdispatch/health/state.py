@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Final
 
 from sipdispatch.dispatcher.states import (
     DS_DISABLED_DST,
@@ -36,29 +37,29 @@ from sipdispatch.dispatcher.states import (
 
 ORIGIN_PROBE = "probe"
 """A state change made by a ping's result."""
-ORIGIN_CALL = "call"
+ORIGIN_CALL: Final = "call"
 """A state change made by a failed call (``mark_failed``, Kamailio's ``ds_mark_dst``)."""
-ORIGIN_ADMIN = "admin"
+ORIGIN_ADMIN: Final = "admin"
 """A state change an operator made (``dispatcher.set_state``, ``set_duid_state``)."""
 ORIGIN_DNS = "dns"
 """A state change made by resolving the destination's host (or failing to) at start."""
-ORIGIN_CLUSTER = "cluster"
+ORIGIN_CLUSTER: Final = "cluster"
 """A state change made on another node of the cluster, applied here (never sent back)."""
 
-PROBE_NONE = 0
+PROBE_NONE: Final = 0
 """``ds_probing_mode`` 0 (Kamailio ``DS_PROBE_NONE``): ping only destinations with
 the probing bit; a ping result clears the bit (one probe, then stop)."""
-PROBE_ALL = 1
+PROBE_ALL: Final = 1
 """``ds_probing_mode`` 1 (``DS_PROBE_ALL``): ping every destination that is not
 disabled; results keep (or set) the probing bit."""
-PROBE_INACTIVE = 2
+PROBE_INACTIVE: Final = 2
 """``ds_probing_mode`` 2 (``DS_PROBE_INACTIVE``): ping only inactive destinations
 with the probing bit, until they are back."""
-PROBE_ONLYFLAGGED = 3
+PROBE_ONLYFLAGGED: Final = 3
 """``ds_probing_mode`` 3 (``DS_PROBE_ONLYFLAGGED``): ping destinations with the
 probing bit, continually; results never add or remove the bit."""
 
-PROBING_MODES = (PROBE_NONE, PROBE_ALL, PROBE_INACTIVE, PROBE_ONLYFLAGGED)
+PROBING_MODES: Final = (PROBE_NONE, PROBE_ALL, PROBE_INACTIVE, PROBE_ONLYFLAGGED)
 
 
 def is_ping_reply_alive(code: int, codes: Collection[int], classes: Collection[int]) -> bool:
@@ -67,7 +68,7 @@ def is_ping_reply_alive(code: int, codes: Collection[int], classes: Collection[i
     return 200 <= code <= 299 or code in codes or code // 100 in classes
 
 
-_NEVER_PINGED = DS_DISABLED_DST | DS_NOPING_DST | DS_NODNSARES_DST
+_NEVER_PINGED: Final = DS_DISABLED_DST | DS_NOPING_DST | DS_NODNSARES_DST
 """``ds_ping_set`` skips disabled, no-ping and no-DNS destinations in every mode."""
 
 

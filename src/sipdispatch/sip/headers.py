@@ -7,12 +7,13 @@ header (§7.3.3), so every header carries a *key*: its long name lower-cased.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.memo import remember
 from sipdispatch.sip.uri import HOST_CHARS, IPV6_CHARS, parse_hostport, parse_params
 
-COMPACT_FORMS: dict[str, str] = {
+COMPACT_FORMS: Final[dict[str, str]] = {
     "i": "call-id",
     "m": "contact",
     "e": "content-encoding",
@@ -37,7 +38,7 @@ COMPACT_FORMS: dict[str, str] = {
 """Compact header forms: RFC 3261 §7.3.3 and the extensions that define one."""
 
 
-BRANCH_COOKIE = "z9hG4bK"
+BRANCH_COOKIE: Final = "z9hG4bK"
 """RFC 3261 §8.1.1.7: the magic cookie that starts every RFC 3261 branch."""
 
 
@@ -225,13 +226,15 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.sent_by}{params}"
 
 
-_TRANSPORT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
-_SENT_BY_CHARS = HOST_CHARS | {":"}
-_KNOWN_TRANSPORTS: dict[str, str] = {
+_TRANSPORT_CHARS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
+)
+_SENT_BY_CHARS: Final = HOST_CHARS | {":"}
+_KNOWN_TRANSPORTS: Final[dict[str, str]] = {
     t: t.upper() for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls")
 }
 """The transports peers write, as written -> upper case (no character check needed)."""
-_sent_by_cache: dict[str, tuple[str, int | None]] = {}
+_sent_by_cache: Final[dict[str, tuple[str, int | None]]] = {}
 """Parsed sent-by values: the same few peers write every Via."""
 
 
@@ -362,7 +365,7 @@ def _parse_via_spaced(value: str) -> Via:
     return Via(transport.upper(), host, port, params)
 
 
-_cseqs: dict[str, tuple[int, str]] = {}
+_cseqs: Final[dict[str, tuple[int, str]]] = {}
 """What :func:`parse_cseq` made of each value it accepted: ``1 INVITE``, ``2 BYE``...
 come in call after call, and it is read several times per message."""
 

@@ -10,11 +10,11 @@ gigabyte, and such keys are never the common ones).
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Final, TypeVar
 
-MEMO_ENTRIES = 4096
+MEMO_ENTRIES: Final = 4096
 """Entries a memo holds before it is emptied."""
-MEMO_KEY_LENGTH = 256
+MEMO_KEY_LENGTH: Final = 256
 """Longest key kept, in characters."""
 
 V = TypeVar("V")

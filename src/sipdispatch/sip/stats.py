@@ -7,7 +7,9 @@ instead of parsing key names back.
 
 from __future__ import annotations
 
-KNOWN_METHODS = frozenset(
+from typing import Final
+
+KNOWN_METHODS: Final = frozenset(
     (
         "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
         "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
@@ -15,7 +17,7 @@ KNOWN_METHODS = frozenset(
 )  # fmt: skip
 """Methods of RFC 3261 and its extensions, counted one by one; any other method is
 counted as ``other`` (a peer inventing methods cannot grow the table)."""
-OTHER_METHOD = "other"
+OTHER_METHOD: Final = "other"
 
 
 class ProxyStats:

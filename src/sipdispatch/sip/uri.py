@@ -13,16 +13,16 @@ from typing import Final
 
 from sipdispatch.sip.errors import ParseError
 
-DEFAULT_SIP_PORT = 5060
+DEFAULT_SIP_PORT: Final = 5060
 """RFC 3261 §19.1.2: port when a sip: URI names none (UDP/TCP)."""
-DEFAULT_SIPS_PORT = 5061
+DEFAULT_SIPS_PORT: Final = 5061
 """RFC 3261 §19.1.2 / §26.2: port when a sips: URI (TLS) names none."""
 
-HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
 """Characters of a host name or IPv4 address (IPv6 references are bracketed)."""
-MAX_IPV6_TEXT = 45
+MAX_IPV6_TEXT: Final = 45
 """Longest IPv6 address in text form (RFC 4291 §2.2: eight groups with an IPv4 tail)."""
-IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+IPV6_CHARS: Final = frozenset("0123456789abcdefABCDEF:.")
 """Characters of an IPv6 reference between its brackets (hex digits, colons, and the
 dots of an embedded IPv4 address)."""
 

@@ -21,14 +21,17 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from sipdispatch.sip.memo import remember
 
-log = logging.getLogger("sipdispatch.security")
+log: Final = logging.getLogger("sipdispatch.security")
 
-ADMIT, REJECT, DROP = 0, 1, 2
+ADMIT: Final = 0
+REJECT: Final = 1
+DROP: Final = 2
 """What happens to a request: it goes on, it gets 403, it is dropped."""
-LOG_INTERVAL = 10.0
+LOG_INTERVAL: Final = 10.0
 """Seconds between two log lines about refused or dropped requests, at most."""
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -23,7 +23,7 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.errors import ParseError
@@ -33,34 +33,34 @@ from sipdispatch.sip.proxy import ProxyCore
 from sipdispatch.transport.guard import ADMIT, REJECT, SourceGuard
 from sipdispatch.transport.tls import TlsContexts
 
-log = logging.getLogger("sipdispatch.transport")
+log: Final = logging.getLogger("sipdispatch.transport")
 
-DNS_CACHE_SECONDS = 60.0
+DNS_CACHE_SECONDS: Final = 60.0
 """How long a resolved host name is reused."""
-TCP_CONNECT_TIMEOUT = 10.0
+TCP_CONNECT_TIMEOUT: Final = 10.0
 """Seconds to wait for an outgoing TCP connection before failing its messages."""
-TCP_SWEEP_INTERVAL = 1.0
+TCP_SWEEP_INTERVAL: Final = 1.0
 """Seconds between two looks for TCP connections to close (see ``TcpLimits``)."""
-FD_RESERVE = 128
+FD_RESERVE: Final = 128
 """File descriptors kept free of accepted SIP connections: the admin listener, the
 database, DNS and the connections the proxy opens to its destinations still get
 theirs when a flood of connections fills the rest."""
-TCP_MAX_BUFFERED = 1 << 20
+TCP_MAX_BUFFERED: Final = 1 << 20
 """A peer whose unsent output exceeds this many bytes is disconnected."""
-TLS_BACKLOG = 1024
+TLS_BACKLOG: Final = 1024
 """Pending connections the kernel queues on a ``tls:`` listener."""
-TLS_ACCEPTS_PER_WAKEUP = 64
+TLS_ACCEPTS_PER_WAKEUP: Final = 64
 """Connections a ``tls:`` listener accepts per wake-up of the event loop, so that a
 burst of them cannot hold the loop."""
-TIMER_RESOLUTION = 0.01
+TIMER_RESOLUTION: Final = 0.01
 """Seconds: the core's timers run on a 10 ms grid (a deadline is rounded up to it), so
 one wake-up runs every timer of its slot. SIP timers are 500 ms and more; at 500
 calls/s the transactions' timers would otherwise wake the process thousands of times
 a second, one timer each (Kamailio's transaction timers tick at a coarser grid)."""
-LATE_TIMER = 0.02
+LATE_TIMER: Final = 0.02
 """A wake-up this late (seconds) means the loop stalled: the responses waiting in the
 sockets are read before the timers run (see :meth:`SipShell._on_timer`)."""
-LATE_READ_MAX = 0.25
+LATE_READ_MAX: Final = 0.25
 """Longest time (seconds) the timers of a stalled loop wait for that reading."""
 
 
@@ -71,7 +71,7 @@ a 64 KiB message takes a few milliseconds; one that takes this long held every o
 message, ping and RPC waiting, and the operator should hear of it."""
 SLOW_MESSAGE_LOG_INTERVAL = 10.0
 """Seconds: at most one log line per interval about slow messages (the count has all)."""
-CPU_MARK_INTERVAL = 0.01
+CPU_MARK_INTERVAL: Final = 0.01
 """Seconds of wall time between two readings of the thread's CPU clock (see SlowGuard)."""
 
 
@@ -200,7 +200,7 @@ class ShellStats:
         handshake, or none within ``TcpLimits.message_timeout``)."""
 
 
-REFUSAL_LOG_INTERVAL = 10.0
+REFUSAL_LOG_INTERVAL: Final = 10.0
 """Seconds: at most one log line per interval about refused TCP connections."""
 
 
@@ -220,7 +220,7 @@ def _descriptors_for_connections() -> int:
 NAME, USABLE_IP, FORBIDDEN_IP = 0, 1, 2
 """What a destination host is: a name to resolve, an IP address to send to, or an IP
 address nothing is ever sent to."""
-_kinds: dict[str, int] = {}
+_kinds: Final[dict[str, int]] = {}
 
 
 def address_kind(host: str) -> int:

@@ -22,14 +22,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.errors import UnknownAlgorithmError
 from sipdispatch.dispatcher.sets import DestinationSet
 from sipdispatch.dispatcher.states import DS_SKIP_MASK
 
-UNLIMITED = 0xFFFFFFFF
+UNLIMITED: Final = 0xFFFFFFFF
 """Kamailio: a ``limit`` of 0 means unlimited (it uses 0xffffffff)."""
 
 
@@ -110,7 +110,7 @@ class Selection:
         return bool(self.targets)
 
 
-EMPTY_SELECTION = Selection()
+EMPTY_SELECTION: Final = Selection()
 """Nothing usable / no such set / the key could not be computed."""
 
 
@@ -157,9 +157,9 @@ class Algorithm:
         raise NotImplementedError
 
 
-REGISTRY: dict[int, Algorithm] = {}
+REGISTRY: Final[dict[int, Algorithm]] = {}
 """Algorithms by number."""
-_BY_NAME: dict[str, Algorithm] = {}
+_BY_NAME: Final[dict[str, Algorithm]] = {}
 
 
 def register(cls: type[Algorithm]) -> None:

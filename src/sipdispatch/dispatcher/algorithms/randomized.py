@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from sipdispatch.dispatcher.algorithms.base import (
     Algorithm,
     SelectContext,
@@ -12,7 +14,7 @@ from sipdispatch.dispatcher.algorithms.base import (
 )
 from sipdispatch.dispatcher.sets import DestinationSet
 
-RAND_BITS = 31
+RAND_BITS: Final = 31
 """Kamailio uses its ``rand()`` (0..RAND_MAX = 2**31-1 on glibc); we draw as many bits."""
 
 
