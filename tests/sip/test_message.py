@@ -533,11 +533,13 @@ def test_more_header_lines_than_the_limit_is_a_400_with_the_first_ones_read() ->
     assert len(parse_datagram(within).headers) < MAX_HEADER_LINES
 
 
-def test_small_numbers_read_and_written_by_lookup_equal_int_and_str() -> None:
-    for n in (0, 1, 69, 70, 255, 1023, 1024, 5000, 65535, 10**9):
+def test_numbers_read_digit_by_digit_and_written_by_lookup_equal_int_and_str() -> None:
+    for n in [*range(1100), 5000, 65535, 10**9]:
         assert number(str(n)) == n
         assert number_text(n) == str(n)
-    assert number("007") == 7 and number_text(-1) == "-1"
+    for text in ("00", "07", "007", "099", "0001"):
+        assert number(text) == int(text)
+    assert number_text(-1) == "-1"
 
 
 def test_a_max_forwards_of_1000_is_refused_and_a_content_length_of_1500_is_read() -> None:

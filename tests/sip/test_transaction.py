@@ -593,6 +593,26 @@ def test_17_1_2_2_timer_e_fires_every_t2_in_proceeding() -> None:
     assert net.times() == [0.0, 0.25, 0.75, 2.75, 4.75, 6.75]
 
 
+def test_a_transactions_timers_run_in_order_with_others_and_let_go_of_it_once_done() -> None:
+    # A transaction's timers call it back by kind (no bound method per timer): they
+    # run in deadline order among the queue's other timers, and a timer that ran or
+    # was cancelled no longer holds the transaction.
+    net, _user, tx, req = non_invite_client()
+    retrans, timeout = tx._retrans, tx._timeout
+    assert retrans is not None and timeout is not None
+    assert retrans.target is tx and timeout.target is tx and retrans.kind != timeout.kind
+    seen: list[tuple[float, int]] = []  # (now, requests sent by then) of another timer
+    net.tq.call_at(T1, lambda now: seen.append((now, len(net.sent))))
+    net.run_until(T1)
+    # Timer E, due at T1 too and scheduled first, ran first: the retransmission is out.
+    assert net.times() == [0.0, T1] and seen == [(T1, 2)]
+    assert retrans.cancelled and retrans.target is None
+    assert tx._retrans is not None and tx._retrans.target is tx
+    tx.receive(reply(req, 200), net.now)
+    assert timeout.cancelled and timeout.target is None
+    assert tx._timeout is not None and tx._timeout.target is tx  # timer K
+
+
 def test_17_1_2_2_timer_e_not_started_over_a_reliable_transport() -> None:
     net, _user, _tx, _ = non_invite_client(TCP)
     net.run_until(FR - 0.01)

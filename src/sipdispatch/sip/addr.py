@@ -21,4 +21,10 @@ class Addr(NamedTuple):
     @property
     def reliable(self) -> bool:
         """True for stream transports, which do their own retransmission."""
-        return self.transport != "udp"
+        return is_reliable(self)
+
+
+def is_reliable(addr: Addr) -> bool:
+    """``addr.reliable``, as a function: compiled, it is a direct call where the
+    property is looked up by name."""
+    return addr.transport != "udp"

@@ -31,8 +31,8 @@ from sipdispatch.sip.headers import (
 from sipdispatch.sip.memo import remember
 from sipdispatch.sip.uri import SipUri, parse_uri
 
-SIP_VERSION = "SIP/2.0"
-DEFAULT_MAX_FORWARDS = 70
+SIP_VERSION: Final = "SIP/2.0"
+DEFAULT_MAX_FORWARDS: Final = 70
 """RFC 3261 §8.1.1.6 / §16.6 step 3: the Max-Forwards a request starts with (and the
 one a proxy adds when a request has none)."""
 MAX_HEADER_LINES: Final = 512
@@ -44,9 +44,11 @@ DEFAULT_MAX_MESSAGE_SIZE = 65535
 
 Header = tuple[str, str, str]
 
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+_TOKEN_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+)
 
-REASON_PHRASES: dict[int, str] = {
+REASON_PHRASES: Final[dict[int, str]] = {
     100: "Trying",
     180: "Ringing",
     200: "OK",
@@ -452,7 +454,7 @@ class Response(Message):
 
 # -- parsing ----------------------------------------------------------------------
 
-REQUIRED_REQUEST_HEADERS = (
+REQUIRED_REQUEST_HEADERS: Final = (
     ("via", "Via"),
     ("to", "To"),
     ("from", "From"),
@@ -489,7 +491,7 @@ def _find_head_end_text(text: str) -> tuple[int, int]:
     return -1, -1
 
 
-_name_cache: dict[str, tuple[str, str]] = {}
+_name_cache: Final[dict[str, tuple[str, str]]] = {}
 """(key, name) of each header name as written before its colon: the same few names
 come in every message, so the token check and the compact-form lookup run once per
 distinct spelling."""
@@ -756,7 +758,7 @@ def _parse_lines_checked(start: str, lines: list[str]) -> list[Header]:
     return headers
 
 
-_start_lines: dict[str, tuple[str, str] | tuple[int, str]] = {}
+_start_lines: Final[dict[str, tuple[str, str] | tuple[int, str]]] = {}
 """What :func:`parse_start_line` made of each start line it accepted: the same status
 lines (``SIP/2.0 200 OK``) and Request-URIs (a gateway's Contact, our service URI)
 come in every call, and a lookup costs less than the split and the checks."""
@@ -877,7 +879,6 @@ def content_length_of(headers: list[Header]) -> int | None:
 
 NUMBER_TEXT: Final = tuple(str(i) for i in range(1024))
 """``str(i)`` for the small numbers (Max-Forwards, Content-Length) the proxy writes."""
-_NUMBERS: Final[dict[str, int]] = {text: i for i, text in enumerate(NUMBER_TEXT)}
 
 
 def number_text(n: int) -> str:
@@ -886,10 +887,18 @@ def number_text(n: int) -> str:
 
 
 def number(digits: str) -> int:
-    """``int(digits)`` of a checked string of ASCII digits; the small ones by a lookup
-    (cheaper than parsing, and they are most of what comes: Max-Forwards, short bodies)."""
-    known = _NUMBERS.get(digits)
-    return known if known is not None else int(digits)
+    """``int(digits)`` of a checked string of ASCII digits; the short ones read digit
+    by digit (cheaper than parsing, or than hashing the string for a lookup, and they
+    are most of what comes: Max-Forwards, short bodies)."""
+    # (ord() of an index is compiled to a read of the character; 48 is "0".)
+    size = len(digits)
+    if size == 2:
+        return (ord(digits[0]) - 48) * 10 + ord(digits[1]) - 48
+    if size == 1:
+        return ord(digits[0]) - 48
+    if size == 3:
+        return (ord(digits[0]) - 48) * 100 + (ord(digits[1]) - 48) * 10 + ord(digits[2]) - 48
+    return int(digits)
 
 
 def is_keepalive(data: bytes) -> bool:
@@ -899,7 +908,7 @@ def is_keepalive(data: bytes) -> bool:
     return not data.strip(b"\r\n\x00 \t")
 
 
-_KEEPALIVE_BYTES = frozenset(b"\r\n\x00 \t")
+_KEEPALIVE_BYTES: Final = frozenset(b"\r\n\x00 \t")
 
 
 def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Request | Response:
@@ -1058,14 +1067,14 @@ def _lacks_tag(to_value: str) -> bool:
         return False
 
 
-RELEASED = Request("RELEASED", "", [])
+RELEASED: Final = Request("RELEASED", "", [])
 """Put in place of a request that its holder no longer needs (a transaction after its
 final response, a call's context once it has answered upstream), so that the parsed
 message -- a list and a tuple per header -- is freed then, not when the transaction
 ends (``wait_timer`` later). Fewer objects per call in flight mean shorter pauses of
 the garbage collector, which walks them all."""
 
-_RESPONSE_COPIES = frozenset(("via", "from", "to", "call-id", "cseq"))
+_RESPONSE_COPIES: Final = frozenset(("via", "from", "to", "call-id", "cseq"))
 """§8.2.6.2: the headers a response copies from its request."""
 
 

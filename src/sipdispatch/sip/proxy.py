@@ -17,9 +17,9 @@ import logging
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from sipdispatch.sip.addr import Addr
+from sipdispatch.sip.addr import Addr, is_reliable
 from sipdispatch.sip.calls import (
     OUTCOME_NOT_HERE,
     OUTCOME_REJECTED,
@@ -59,14 +59,14 @@ from sipdispatch.sip.transaction import (
 )
 from sipdispatch.sip.uri import DEFAULT_SIP_PORT, SipUri, parse_uri
 
-log = logging.getLogger("sipdispatch.proxy")
+log: Final = logging.getLogger("sipdispatch.proxy")
 
-OUR_BRANCH = BRANCH_COOKIE + "sd"
+OUR_BRANCH: Final = BRANCH_COOKIE + "sd"
 """Our branches start with this; what follows up to the dot is the loop hash."""
-DIALOG_CREATING = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
+DIALOG_CREATING: Final = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
 """Methods whose out-of-dialog requests get our Record-Route."""
-SUPPORTED_URI_SCHEMES = frozenset(("sip", "sips", "tel"))
-DRAIN_RETRY_AFTER = 10
+SUPPORTED_URI_SCHEMES: Final = frozenset(("sip", "sips", "tel"))
+DRAIN_RETRY_AFTER: Final = 10
 """Seconds a caller refused while the proxy stops is told to wait (Retry-After)."""
 
 
@@ -179,7 +179,7 @@ class Origin:
 def response_addr(via: Via, src: Addr | None) -> Addr:
     """Where a response to a request with this top Via goes (RFC 3261 §18.2.2, RFC 3581)."""
     transport = via.transport.lower()
-    if src is not None and src.reliable and src.transport == transport:
+    if src is not None and is_reliable(src) and src.transport == transport:
         return src  # §18.2.2: reliable transport -> the connection it came on
     host = via.params.get("received") or via.host
     rport = via.params.get("rport")

@@ -10,7 +10,7 @@ import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 T1_DEFAULT = 0.5
 """RFC 3261 §17.1.1.1: RTT estimate, 500 ms (Kamailio tm ``retr_timer1``)."""
@@ -64,19 +64,34 @@ class Timers:
         return max(32.0, 64 * self.t1) if wait is None else wait
 
 
-COMPACT_MIN_CANCELLED = 1024
+COMPACT_MIN_CANCELLED: Final = 1024
 """The queue is rebuilt without its cancelled entries once there are at least this many
 and they are more than half of it (asyncio's rule): an answered INVITE leaves its
 fr_inv_timer (120 s by default) cancelled in the queue, which would otherwise hold
 tens of thousands of dead entries at a few hundred calls a second."""
-MAX_LANES = 16
+MAX_LANES: Final = 16
 """Distinct delays :meth:`TimerQueue.call_later` keeps a lane for; others go to the heap."""
+
+
+class TimerTarget:
+    """An object whose timers are told apart by a number (:meth:`TimerQueue.call_later_on`):
+    when one is due, :meth:`on_timer` is called with that number -- a direct call, with
+    no bound method made for each timer scheduled, nor an argument tuple when it runs."""
+
+    def on_timer(self, kind: int, now: float) -> None:
+        raise NotImplementedError
+
+
+def _on_target(*args: Any) -> None:
+    """The ``callback`` of a timer that calls a :class:`TimerTarget` (it is never
+    called: it only marks the timer live, as any callback does)."""
+    raise AssertionError("a target's timer is run through its target")
 
 
 class TimerHandle:
     """A scheduled call; ``cancel()`` makes it a no-op (lazy removal)."""
 
-    __slots__ = ("args", "callback", "queue", "seq", "when")
+    __slots__ = ("args", "callback", "kind", "queue", "seq", "target", "when")
 
     def __init__(
         self,
@@ -85,6 +100,8 @@ class TimerHandle:
         args: tuple[Any, ...],
         queue: TimerQueue | None = None,
         seq: int = 0,
+        target: TimerTarget | None = None,
+        kind: int = 0,
     ):
         self.when = when
         self.callback = callback
@@ -92,12 +109,16 @@ class TimerHandle:
         self.queue = queue
         self.seq = seq
         """Order of scheduling: of two timers due at the same time, the earlier runs first."""
+        self.target = target
+        """Told ``on_timer(kind, now)`` when due, instead of ``callback`` (then a marker)."""
+        self.kind = kind
 
     def cancel(self) -> None:
         """Do not run this timer."""
         if self.callback is not None:
             self.callback = None
             self.args = ()
+            self.target = None
             queue = self.queue
             if queue is not None:
                 self.queue = None
@@ -115,9 +136,11 @@ class _Lane:
     """The timers of one delay, in the order they were scheduled -- which, time never
     going back, is their deadline order: a list appended to and read from its head."""
 
-    __slots__ = ("head", "items", "last")
+    __slots__ = ("delay", "head", "items", "last")
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        """The delay its timers were scheduled with."""
         self.items: list[TimerHandle] = []
         self.head = 0
         """``items[:head]`` have run (or were cancelled) and are gone."""
@@ -160,11 +183,10 @@ class TimerQueue:
     append and no heap is reordered), and a heap for :meth:`call_at`. Both run in
     one order, by deadline, then by when they were scheduled."""
 
-    __slots__ = ("_heap", "_lane_list", "_lanes", "_seq", "cancelled")
+    __slots__ = ("_heap", "_lane_list", "_seq", "cancelled")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerHandle]] = []
-        self._lanes: dict[float, _Lane] = {}
         self._lane_list: list[_Lane] = []
         self._seq = 0
         self.cancelled = 0
@@ -183,16 +205,37 @@ class TimerQueue:
         """Run ``callback(*args, now)`` at ``now + delay``: :meth:`call_at` for a delay
         that recurs, which is cheaper to schedule."""
         when = now + delay
-        lane = self._lanes.get(delay)
+        return self._later(when, delay, TimerHandle(when, callback, args, self))
+
+    def call_later_on(
+        self, now: float, delay: float, target: TimerTarget, kind: int
+    ) -> TimerHandle:
+        """Call ``target.on_timer(kind, now)`` at ``now + delay``, as :meth:`call_later`
+        schedules a callback."""
+        when = now + delay
+        return self._later(when, delay, TimerHandle(when, _on_target, (), self, 0, target, kind))
+
+    def _later(self, when: float, delay: float, handle: TimerHandle) -> TimerHandle:
+        """Queue ``handle`` (due at ``when``) in the lane of ``delay``, or in the heap."""
+        # The lanes are few: compared as floats in a short list, a delay is found
+        # without the float object and hash a dictionary lookup would make.
+        lane: _Lane | None = None
+        for candidate in self._lane_list:
+            if candidate.delay == delay:
+                lane = candidate
+                break
+        self._seq += 1
+        handle.seq = self._seq
         if lane is None:
             if len(self._lane_list) >= MAX_LANES:
-                return self.call_at(when, callback, *args)
-            lane = self._lanes[delay] = _Lane()
+                heapq.heappush(self._heap, (when, self._seq, handle))
+                return handle
+            lane = _Lane(delay)
             self._lane_list.append(lane)
         elif when < lane.last:
-            return self.call_at(when, callback, *args)  # time went back: out of order
-        self._seq += 1
-        handle = TimerHandle(when, callback, args, self, self._seq)
+            # Time went back: out of the lane's order, so into the heap.
+            heapq.heappush(self._heap, (when, self._seq, handle))
+            return handle
         lane.items.append(handle)
         lane.last = when
         return handle
@@ -255,11 +298,16 @@ class TimerQueue:
             callback = handle.callback
             if callback is None:
                 continue  # not reached: _next returns live timers only
-            args = handle.args
             handle.callback = None
-            handle.args = ()
             handle.queue = None
-            callback(*args, now)
+            target = handle.target
+            if target is not None:
+                handle.target = None
+                target.on_timer(handle.kind, now)
+            else:
+                args = handle.args
+                handle.args = ()
+                callback(*args, now)
             ran += 1
 
     def __len__(self) -> int:

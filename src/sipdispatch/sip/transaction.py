@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, ClassVar, Protocol
+from typing import Any, Final, Protocol
 
-from sipdispatch.sip.addr import Addr
+from sipdispatch.sip.addr import Addr, is_reliable
 from sipdispatch.sip.headers import BRANCH_COOKIE, split_first
 from sipdispatch.sip.message import DEFAULT_MAX_FORWARDS, RELEASED, Request, Response
-from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers
+from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers, TimerTarget
 
 SendFn = Callable[[Addr, bytes, Any], None]
 """``send(addr, data, owner)``: hand bytes to the transport; ``owner`` (the client
@@ -68,9 +68,20 @@ class ServerUser(Protocol):
 # -- client side -------------------------------------------------------------------
 
 
-class _Timed:
+_RETRANSMIT: Final = 0
+"""Timer kinds, for :meth:`TimerTarget.on_timer`: the retransmission timer (A, E, G)."""
+_TIMEOUT: Final = 1
+"""fr_timer / fr_inv_timer (B, F, C), in a client transaction."""
+_END: Final = 2
+"""The end of a finished transaction (D, J, K, L, M, and 64*T1 after giving up)."""
+_TIMER_H: Final = 3
+"""Timer H: no ACK for an INVITE's final response."""
+
+
+class _Timed(TimerTarget):
     """The two timers every transaction has: a retransmission timer (A, E or G,
-    with its current interval) and one that ends a state (fr_timer, D, H, J, K, L, M)."""
+    with its current interval) and one that ends a state (fr_timer, D, H, J, K, L, M).
+    They call :meth:`on_timer` with their kind (no bound method made for each)."""
 
     __slots__ = ("_retrans", "_retrans_interval", "_timeout")
 
@@ -141,19 +152,28 @@ class ClientTransaction(_Timed):
             self.state = State.TERMINATED
             self.user.on_terminated(self)
 
-    initial_state: ClassVar[State]
-    """Calling for INVITE, Trying for the others."""
+    def _initial_state(self) -> State:
+        """Calling for INVITE, Trying for the others."""
+        raise NotImplementedError
 
     def start(self, data: bytes, now: float) -> None:
         """Send the request; start the retransmission timer (A or E, unreliable
         transports only) and the fr_timer (standing in for B or F)."""
         self.data = data
-        self.state = self.initial_state
+        self.state = self._initial_state()
         self.send(self.addr, data, self)
-        if not self.addr.reliable:
+        if not is_reliable(self.addr):
             self._retrans_interval = self.timers.t1
-            self._retrans = self.tq.call_later(now, self.timers.t1, self._retransmit)
-        self._timeout = self.tq.call_later(now, self.timers.fr_timer, self._on_timeout)
+            self._retrans = self.tq.call_later_on(now, self.timers.t1, self, _RETRANSMIT)
+        self._timeout = self.tq.call_later_on(now, self.timers.fr_timer, self, _TIMEOUT)
+
+    def on_timer(self, kind: int, now: float) -> None:
+        if kind == _RETRANSMIT:
+            self._retransmit(now)
+        elif kind == _TIMEOUT:
+            self._on_timeout(now)
+        else:
+            self._on_end(now)
 
     def _on_timeout(self, now: float) -> None:
         raise NotImplementedError
@@ -163,6 +183,9 @@ class ClientTransaction(_Timed):
         raise NotImplementedError
 
     def _retransmit(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _on_end(self, now: float) -> None:
         raise NotImplementedError
 
     def transport_error(self, now: float) -> None:
@@ -178,14 +201,16 @@ class InviteClientTransaction(ClientTransaction):
     """RFC 3261 §17.1.1 with RFC 6026 §7.2 (Accepted state, timer M)."""
 
     __slots__ = ()
-    initial_state = State.CALLING
+
+    def _initial_state(self) -> State:
+        return State.CALLING
 
     def _retransmit(self, now: float) -> None:
         # §17.1.1.2: timer A fires -> retransmit, reset A to twice its value.
         if self.state is State.CALLING:
             self.send(self.addr, self.data, self)
             self._retrans_interval *= 2
-            self._retrans = self.tq.call_later(now, self._retrans_interval, self._retransmit)
+            self._retrans = self.tq.call_later_on(now, self._retrans_interval, self, _RETRANSMIT)
 
     def _on_timeout(self, now: float) -> None:
         self._timeout = None
@@ -202,7 +227,7 @@ class InviteClientTransaction(ClientTransaction):
             self._gave_up = True
             self.user.on_timeout(self, now, self.replied)
             if self.state is State.PROCEEDING:
-                self._timeout = self.tq.call_later(now, self.timers.timer_64t1, self._on_end)
+                self._timeout = self.tq.call_later_on(now, self.timers.timer_64t1, self, _END)
 
     def receive(self, response: Response, now: float) -> None:
         """Feed a response matched to this transaction."""
@@ -221,16 +246,16 @@ class InviteClientTransaction(ClientTransaction):
                     # The first provisional switches fr_timer for fr_inv_timer.
                     if self._timeout is not None:
                         self._timeout.cancel()
-                    self._timeout = self.tq.call_later(
-                        now, self.timers.fr_inv_timer, self._on_timeout
+                    self._timeout = self.tq.call_later_on(
+                        now, self.timers.fr_inv_timer, self, _TIMEOUT
                     )
                 elif status > 100 and self._timeout is not None and not self._gave_up:
                     # §16.7 step 2: "if the response is a provisional response with
                     # status codes 101 to 199 inclusive (i.e., anything but 100), the
                     # proxy MUST reset timer C for that client transaction."
                     self._timeout.cancel()
-                    self._timeout = self.tq.call_later(
-                        now, self.timers.fr_inv_timer, self._on_timeout
+                    self._timeout = self.tq.call_later_on(
+                        now, self.timers.fr_inv_timer, self, _TIMEOUT
                     )
                 self.replied = True
                 if not self._gave_up:  # after on_timeout only a 2xx still matters
@@ -241,7 +266,7 @@ class InviteClientTransaction(ClientTransaction):
                 self._cancel_timers()
                 self.replied = True
                 self.state = State.ACCEPTED
-                self._timeout = self.tq.call_later(now, self.timers.timer_wait, self._on_end)
+                self._timeout = self.tq.call_later_on(now, self.timers.timer_wait, self, _END)
                 self.user.on_response(self, response, now)
                 self.request = RELEASED  # a 2xx is ACKed end to end, not by us
             else:
@@ -250,8 +275,8 @@ class InviteClientTransaction(ClientTransaction):
                 self.state = State.COMPLETED
                 self._send_ack(response)
                 # §17.1.1.2: timer D is at least 32 s for unreliable transports, 0 else.
-                wait = 0.0 if self.addr.reliable else self.timers.timer_d
-                self._timeout = self.tq.call_later(now, wait, self._on_end)
+                wait = 0.0 if is_reliable(self.addr) else self.timers.timer_d
+                self._timeout = self.tq.call_later_on(now, wait, self, _END)
                 if not self._gave_up:  # the 487 to our CANCEL after timer C: absorbed
                     self.user.on_response(self, response, now)
         elif state is State.COMPLETED:
@@ -274,7 +299,9 @@ class NonInviteClientTransaction(ClientTransaction):
     """RFC 3261 §17.1.2 (timers E, F, K)."""
 
     __slots__ = ()
-    initial_state = State.TRYING
+
+    def _initial_state(self) -> State:
+        return State.TRYING
 
     def _retransmit(self, now: float) -> None:
         # §17.1.2.2: E doubles up to T2 in Trying; in Proceeding it fires every T2.
@@ -285,7 +312,7 @@ class NonInviteClientTransaction(ClientTransaction):
         else:
             return
         self.send(self.addr, self.data, self)
-        self._retrans = self.tq.call_later(now, self._retrans_interval, self._retransmit)
+        self._retrans = self.tq.call_later_on(now, self._retrans_interval, self, _RETRANSMIT)
 
     def _on_timeout(self, now: float) -> None:
         self._timeout = None
@@ -306,8 +333,8 @@ class NonInviteClientTransaction(ClientTransaction):
         self._cancel_timers()
         self.state = State.COMPLETED
         self.data = b""  # no retransmission in Completed
-        wait = 0.0 if self.addr.reliable else self.timers.t4  # timer K
-        self._timeout = self.tq.call_later(now, wait, self._on_end)
+        wait = 0.0 if is_reliable(self.addr) else self.timers.t4  # timer K
+        self._timeout = self.tq.call_later_on(now, wait, self, _END)
         self.user.on_response(self, response, now)
         self.request = RELEASED  # Completed only absorbs retransmitted finals
 
@@ -387,11 +414,26 @@ class ServerTransaction(_Timed):
         self.user = user
         self.owner: Any = None
         self.last_response: bytes | None = None
-        self.state = self.initial_state
+        self.state = self._initial_state()
         _Timed.__init__(self)
 
-    initial_state: ClassVar[State] = State.PROCEEDING
-    """Proceeding for INVITE (the TU answers 100 at once), Trying for the others."""
+    def _initial_state(self) -> State:
+        """Proceeding for INVITE (the TU answers 100 at once), Trying for the others."""
+        return State.PROCEEDING
+
+    def on_timer(self, kind: int, now: float) -> None:
+        if kind == _END:
+            self._on_end(now)
+        elif kind == _RETRANSMIT:
+            self._retransmit(now)
+        else:
+            self._on_timer_h(now)
+
+    def _retransmit(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _on_timer_h(self, now: float) -> None:
+        raise NotImplementedError
 
     def _terminate(self, now: float, ack_timeout: bool = False) -> None:
         self._cancel_timers()
@@ -441,8 +483,8 @@ class InviteServerTransaction(ServerTransaction):
                 if self._timeout is not None:
                     self._timeout.cancel()
                 self.state = State.CONFIRMED
-                wait = 0.0 if self.addr.reliable else self.timers.t4
-                self._timeout = self.tq.call_later(now, wait, self._on_end)
+                wait = 0.0 if is_reliable(self.addr) else self.timers.t4
+                self._timeout = self.tq.call_later_on(now, wait, self, _END)
                 return True
             # An ACK in Accepted is for a 2xx: the proxy relays it (RFC 6026 §7.1).
             return state is State.CONFIRMED
@@ -468,13 +510,13 @@ class InviteServerTransaction(ServerTransaction):
                 # answer (the 2xx is retransmitted end to end): nothing to keep.
                 self.last_response = None
                 self.state = State.ACCEPTED
-                self._timeout = self.tq.call_later(now, self.timers.timer_wait, self._on_end)
+                self._timeout = self.tq.call_later_on(now, self.timers.timer_wait, self, _END)
                 return
             self.state = State.COMPLETED
-            if not self.addr.reliable:
+            if not is_reliable(self.addr):
                 self._retrans_interval = self.timers.t1
-                self._retrans = self.tq.call_later(now, self.timers.t1, self._retransmit)
-            self._timeout = self.tq.call_later(now, self.timers.timer_64t1, self._on_timer_h)
+                self._retrans = self.tq.call_later_on(now, self.timers.t1, self, _RETRANSMIT)
+            self._timeout = self.tq.call_later_on(now, self.timers.timer_64t1, self, _TIMER_H)
         elif state is State.ACCEPTED and 200 <= status < 300:
             # RFC 6026 §7.1: 2xx from the TU in Accepted go to the transport.
             self.send(self.addr, data, None)
@@ -484,7 +526,7 @@ class InviteServerTransaction(ServerTransaction):
         if self.state is State.COMPLETED and self.last_response is not None:
             self.send(self.addr, self.last_response, None)
             self._retrans_interval = min(2 * self._retrans_interval, self.timers.t2)
-            self._retrans = self.tq.call_later(now, self._retrans_interval, self._retransmit)
+            self._retrans = self.tq.call_later_on(now, self._retrans_interval, self, _RETRANSMIT)
 
     def _on_timer_h(self, now: float) -> None:
         self._timeout = None
@@ -496,7 +538,9 @@ class NonInviteServerTransaction(ServerTransaction):
     """RFC 3261 §17.2.2 (timer J)."""
 
     __slots__ = ()
-    initial_state = State.TRYING
+
+    def _initial_state(self) -> State:
+        return State.TRYING
 
     def receive_request(self, request: Request, now: float) -> bool:
         """A retransmission of our request: resend the last response, if any."""
@@ -516,11 +560,11 @@ class NonInviteServerTransaction(ServerTransaction):
             return
         self.state = State.COMPLETED
         self.request = RELEASED  # retransmissions get last_response
-        wait = 0.0 if self.addr.reliable else self.timers.timer_wait  # timer J
-        self._timeout = self.tq.call_later(now, wait, self._on_end)
+        wait = 0.0 if is_reliable(self.addr) else self.timers.timer_wait  # timer J
+        self._timeout = self.tq.call_later_on(now, wait, self, _END)
 
 
-_PORT_TEXT: dict[int, str] = {}
+_PORT_TEXT: Final[dict[int, str]] = {}
 """``str(port)`` of the sent-by ports seen (at most one per port number)."""
 
 
