@@ -460,14 +460,14 @@ class DispatchPlan:
 
     def first(self) -> list[Target]:
         """The selected destination, or every one for parallel forking (algorithm 12)."""
-        target = self.router.target
+        router = self.router
         if self.parallel:
-            return [target(d, self.rule, self.request, self.hook) for d in self.dests]
+            return [router.target(d, self.rule, self.request, self.hook) for d in self.dests]
         dest = self.dests[0]
         if dest.located is not None and not dest.located.single:
             first = self._first_address(dest)
         else:
-            first = target(dest, self.rule, self.request, self.hook)
+            first = router.target(dest, self.rule, self.request, self.hook)
         hold = self.hold
         if hold is not None:
             self.hold = None

@@ -16,6 +16,7 @@ from sipdispatch.sip.message import (
     Request,
     Response,
     StreamParser,
+    digits_value,
     find_head_end,
     is_keepalive,
     make_response,
@@ -540,6 +541,26 @@ def test_numbers_read_digit_by_digit_and_written_by_lookup_equal_int_and_str() -
     for text in ("00", "07", "007", "099", "0001"):
         assert number(text) == int(text)
     assert number_text(-1) == "-1"
+
+
+def test_digits_value_is_the_number_of_ascii_digits_and_minus_one_for_anything_else() -> None:
+    samples = [str(n) for n in range(1100)] + ["00", "007", "0255", "65535", "123456789"]
+    samples += ["", " ", "1 ", " 1", "+1", "-1", "1a", "a", "\u00b2", "1\u00b2", "\u0663", "1.0"]
+    for text in samples:
+        expected = int(text) if text.isascii() and text.isdigit() else -1
+        assert digits_value(text) == expected, text
+
+
+def test_max_forwards_and_content_length_written_with_non_ascii_digits_are_refused() -> None:
+    head = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:a@b>\r\n"
+    head += "From: <sip:c@d>;tag=1\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n"
+    for bad in ("\u00b2", "7\u00b2", "+7", "-1", "0x1"):
+        with pytest.raises(ParseError, match="malformed Max-Forwards"):
+            parse_datagram((head + f"Max-Forwards: {bad}\r\n\r\n").encode("latin-1"))
+        with pytest.raises(ParseError, match="malformed Content-Length"):
+            parse_datagram((head + f"Content-Length: {bad}\r\n\r\n").encode("latin-1"))
+    msg = parse_datagram((head + "Max-Forwards: 255\r\nContent-Length: 0\r\n\r\n").encode())
+    assert msg.get("max-forwards") == "255"
 
 
 def test_a_max_forwards_of_1000_is_refused_and_a_content_length_of_1500_is_read() -> None:

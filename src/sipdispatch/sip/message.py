@@ -837,7 +837,7 @@ def build_message(start: str, headers: list[Header], body: bytes) -> Request | R
         # §8.2.2 / §20.16: the CSeq method MUST match the request method.
         if cseq_method != first:
             raise ParseError("CSeq method does not match request method")
-        if mf is not None and (not mf.isascii() or not mf.isdigit() or number(mf) > 255):
+        if mf is not None and not 0 <= digits_value(mf) <= 255:
             raise ParseError("malformed Max-Forwards header")
     return msg
 
@@ -872,9 +872,10 @@ def content_length_of(headers: list[Header]) -> int | None:
             value = h[2]
     if value is None:
         return None
-    if not value.isascii() or not value.isdigit() or len(value) > 9:
+    length = digits_value(value) if len(value) <= 9 else -1
+    if length < 0:
         raise ParseError("malformed Content-Length header")
-    return number(value)
+    return length
 
 
 NUMBER_TEXT: Final = tuple(str(i) for i in range(1024))
@@ -901,6 +902,24 @@ def number(digits: str) -> int:
     return int(digits)
 
 
+def digits_value(text: str) -> int:
+    """The number a string of ASCII digits writes; -1 for any other string (empty, a
+    sign, a blank, or a digit outside ASCII such as '²', which ``str.isdigit()``
+    accepts and ``int()`` does not). The short ones -- Max-Forwards, most
+    Content-Lengths -- are read digit by digit, with no method called."""
+    size = len(text)
+    if 0 < size <= 3:
+        value = 0
+        for i in range(size):
+            # (ord() of an index is compiled to a read of the character; 48 is "0".)
+            digit = ord(text[i]) - 48
+            if digit < 0 or digit > 9:
+                return -1
+            value = value * 10 + digit
+        return value
+    return int(text) if size and text.isascii() and text.isdigit() else -1
+
+
 def is_keepalive(data: bytes) -> bool:
     """True for a keep-alive datagram: CRLFs only (RFC 5626 §3.5.1) or NULs."""
     if data and data[0] not in _KEEPALIVE_BYTES:
@@ -917,7 +936,8 @@ def parse_datagram(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Req
     Raises :class:`ParseError` with the status for a reply: 513 when larger than
     ``max_size``, 400 (or 505) with a reason saying what is wrong otherwise.
     """
-    data = data.lstrip(b"\r\n")  # §7.5: CRLFs before a start line are ignored
+    if data and (data[0] == 13 or data[0] == 10):
+        data = data.lstrip(b"\r\n")  # §7.5: CRLFs before a start line are ignored
     if len(data) > max_size:
         err = ParseError("message too large", 513)
         # Read the head anyway (bounded) so a usable Via still gets the 513.

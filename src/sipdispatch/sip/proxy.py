@@ -52,6 +52,7 @@ from sipdispatch.sip.transaction import (
     InviteServerTransaction,
     NonInviteClientTransaction,
     NonInviteServerTransaction,
+    SendFn,
     ServerTransaction,
     State,
     build_hop_request,
@@ -60,6 +61,9 @@ from sipdispatch.sip.transaction import (
 from sipdispatch.sip.uri import DEFAULT_SIP_PORT, SipUri, parse_uri
 
 log: Final = logging.getLogger("sipdispatch.proxy")
+_crc32: Final = zlib.crc32
+"""Read once: compiled, a Final is a C static, where ``zlib.crc32`` is two lookups
+by name at every call."""
 
 OUR_BRANCH: Final = BRANCH_COOKIE + "sd"
 """Our branches start with this; what follows up to the dot is the loop hash."""
@@ -229,6 +233,8 @@ class ProxyCore:
         """Told of every INVITE the core rejects itself (the router's plans report
         the calls they route); None: no record is made."""
         self._counter = 0
+        self._send: SendFn = self._emit
+        """``_emit``, made a bound method once: each transaction is given it."""
 
     @property
     def settings(self) -> ProxySettings:
@@ -437,7 +443,7 @@ class ProxyCore:
         branch = f"{BRANCH_COOKIE}sdo.{self._new_id()}"
         request.prepend("via", "Via", self._via_value(addr.transport, branch))
         tx = NonInviteClientTransaction(
-            request, branch, addr, self.timers, self._tq, self._emit, self
+            request, branch, addr, self.timers, self._tq, self._send, self
         )
         tx.owner = Origin(callback)
         self.client_txs[tx.key] = tx
@@ -503,11 +509,11 @@ class ProxyCore:
         addr = response_addr(fixed, src)
         if method == "INVITE":
             stx: ServerTransaction = InviteServerTransaction(
-                req, key, addr, self.timers, self._tq, self._emit, self
+                req, key, addr, self.timers, self._tq, self._send, self
             )
         else:
             stx = NonInviteServerTransaction(
-                req, key, addr, self.timers, self._tq, self._emit, self
+                req, key, addr, self.timers, self._tq, self._send, self
             )
         self.server_txs[key] = stx
         if method == "INVITE":
@@ -570,7 +576,7 @@ class ProxyCore:
             fwd.set("max-forwards", "Max-Forwards", number_text(hops - 1))
         else:
             fwd.prepend("max-forwards", "Max-Forwards", str(DEFAULT_MAX_FORWARDS))
-        mark = f"{OUR_BRANCH}{hex(self._loop_hash(req))[2:]}."
+        mark = f"{OUR_BRANCH}{self._loop_hash(req):x}."
         # §16.3 step 4: a request carrying our Via with the same loop hash is looping.
         if self._looped(req, mark):
             self._refuse(stx, req, src, 482, None, now)
@@ -624,9 +630,11 @@ class ProxyCore:
         # §16.6 step 8: what a loop leaves unchanged. The From and To values as
         # written stand in for their tags (no proxy rewrites them) and spare
         # parsing them on every request.
-        get = req.get
-        text = f"{req.uri_text}|{get('call-id')}|{get('from')}|{get('to')}|{get('cseq')}"
-        return zlib.crc32(text.encode("latin-1"))
+        text = (
+            f"{req.uri_text}|{req.get('call-id')}|{req.get('from')}|{req.get('to')}"
+            f"|{req.get('cseq')}"
+        )
+        return _crc32(text.encode("latin-1"))
 
     def _looped(self, req: Request, mark: str) -> bool:
         for key, _name, value in req.headers:
@@ -732,11 +740,11 @@ class ProxyCore:
         fwd.prepend("via", "Via", self._via_value(transport, branch))
         if fwd.method == "INVITE":
             tx: ClientTransaction = InviteClientTransaction(
-                fwd, branch, target.addr, self.timers, self._tq, self._emit, self
+                fwd, branch, target.addr, self.timers, self._tq, self._send, self
             )
         else:
             tx = NonInviteClientTransaction(
-                fwd, branch, target.addr, self.timers, self._tq, self._emit, self
+                fwd, branch, target.addr, self.timers, self._tq, self._send, self
             )
         b = Branch(ctx, target, tx)
         tx.owner = b
@@ -768,7 +776,7 @@ class ProxyCore:
         self.router.in_dialog(fwd, now)
         # §16.11: a stateless branch must be the same for retransmissions: derive it.
         top = req.top_via.branch or ""
-        branch = f"{BRANCH_COOKIE}sl{hex(zlib.crc32(top.encode('latin-1')))[2:]}"
+        branch = f"{BRANCH_COOKIE}sl{_crc32(top.encode('latin-1')):x}"
         fwd.prepend("via", "Via", self._via_value(target.addr.transport, branch))
         self.stats.tx_requests += 1
         self._emit(target.addr, fwd.to_bytes())
@@ -778,7 +786,7 @@ class ProxyCore:
         key = server_key(req)
         invite_key = (*key[:-1], "INVITE")
         stx = NonInviteServerTransaction(
-            req, key, response_addr(req.top_via, src), self.timers, self._tq, self._emit, self
+            req, key, response_addr(req.top_via, src), self.timers, self._tq, self._send, self
         )
         self.server_txs[key] = stx
         inv = self.server_txs.get(invite_key)
@@ -816,7 +824,7 @@ class ProxyCore:
         data = build_hop_request(invite, "CANCEL", invite.get("to") or "")
         cancel = Request("CANCEL", invite.uri_text, [])
         ctx = NonInviteClientTransaction(
-            cancel, tx.branch, tx.addr, self.timers, self._tq, self._emit, self
+            cancel, tx.branch, tx.addr, self.timers, self._tq, self._send, self
         )
         self.client_txs[ctx.key] = ctx
         self.stats.tx_requests += 1
