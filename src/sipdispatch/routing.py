@@ -62,7 +62,7 @@ from sipdispatch.sip.calls import (
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.headers import header_key, split_name_addr
 from sipdispatch.sip.message import RELEASED, Header, Request
-from sipdispatch.sip.router import Plan, Reject, Target
+from sipdispatch.sip.router import NativePlan, NativeRouter, Plan, Reject, Target
 from sipdispatch.sip.uri import parse_uri
 
 log: Final = logging.getLogger("sipdispatch.routing")
@@ -370,7 +370,7 @@ class SetupTimes:
         return sum(self.counts)
 
 
-class DispatchPlan:
+class DispatchPlan(NativePlan):
     """One request's destinations: failover along the selection (``ds_next_dst``),
     marking failed destinations (``ds_mark_dst``), and algorithm 10's call load.
 
@@ -639,7 +639,7 @@ class DispatchPlan:
         )  # fmt: skip
 
 
-class DispatchRouter:
+class DispatchRouter(NativeRouter):
     """Routes requests by the ``[[route]]`` rules over the dispatcher sets.
 
     Pure: no store, clock, DNS or event loop. Its randomness (algorithms 6, 9, 11,

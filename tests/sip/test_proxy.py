@@ -10,8 +10,9 @@ import pytest
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.message import Request, Response, parse_datagram
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
-from sipdispatch.sip.router import Plan, Reject, StaticPlan, Target
+from sipdispatch.sip.router import NativePlan, Plan, Reject, StaticPlan, Target
 from sipdispatch.sip.timers import Timers
+from sipdispatch.sip.transaction import NativeUser
 from sipdispatch.sip.uri import MAX_PARAMS
 from tests.corepump import CorePump, parsed
 
@@ -174,6 +175,53 @@ def test_responses_relayed_in_order_and_2xx_ends_the_call_setup() -> None:
         assert addr == CALLER
         assert [v.branch for v in m.vias()] == ["z9hG4bKcaller1"]
         assert m.get_all("record-route") == ["<sip:127.0.0.1:5060;lr>"]
+
+
+class RecordingPlan:
+    """A plan written in Python (not derived from the compiled NativePlan): the core
+    calls it by name."""
+
+    parallel = False
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.calls: list[tuple[str, Any]] = []
+
+    def first(self) -> list[Target]:
+        self.calls.append(("first", None))
+        return [self.target]
+
+    def next_target(self, failed: Target, status: int, timeout: bool, now: float) -> Target | None:
+        return None
+
+    def refused(self, target: Target, now: float) -> Target | None:
+        return None
+
+    def answered(self, target: Target, now: float) -> None:
+        self.calls.append(("answered", target.addr))
+
+    def finished(self, status: int, now: float) -> None:
+        self.calls.append(("finished", status))
+
+    def cancelled(self, now: float) -> None:
+        self.calls.append(("cancelled", None))
+
+
+def test_plans_and_routers_not_compiled_with_the_core_are_called_by_name_alike() -> None:
+    """The core calls a router, plan and transaction user derived from the native
+    bases directly; any other object with the same methods gets the same calls."""
+    assert isinstance(Harness(plan_to(GW1)).core, NativeUser)
+    assert isinstance(StaticPlan([]), NativePlan)
+    recorded = RecordingPlan(Target(GW1))
+    outs = []
+    for plan in (plan_to(GW1), lambda: recorded):
+        h = Harness(plan)
+        fwd = only(h.send(invite()), Request)[0][1]
+        out = h.send(reply(fwd, 200, "OK"), GW1)
+        h.send(routed_bye("z9hG4bKbye1"))
+        outs.append(([(a, m.status) for a, m in only(out, Response)], h.router.in_dialog_seen))
+    assert outs[0] == outs[1] == ([(CALLER, 200)], ["BYE"])
+    assert recorded.calls == [("first", None), ("answered", GW1), ("finished", 200)]
 
 
 def test_a_workers_via_names_its_own_port_and_record_route_the_shared_one() -> None:

@@ -43,13 +43,22 @@ from sipdispatch.sip.message import (
     parse_datagram,
     trying_bytes,
 )
-from sipdispatch.sip.router import Plan, Reject, Router, StaticPlan, Target
+from sipdispatch.sip.router import (
+    NativePlan,
+    NativeRouter,
+    Plan,
+    Reject,
+    Router,
+    StaticPlan,
+    Target,
+)
 from sipdispatch.sip.stats import ProxyStats
 from sipdispatch.sip.timers import TimerHandle, TimerQueue, Timers
 from sipdispatch.sip.transaction import (
     ClientTransaction,
     InviteClientTransaction,
     InviteServerTransaction,
+    NativeUser,
     NonInviteClientTransaction,
     NonInviteServerTransaction,
     SendFn,
@@ -207,7 +216,30 @@ def uri_addr(uri: SipUri) -> Addr:
     return Addr(uri.transport, host, uri.effective_port)
 
 
-class ProxyCore:
+def _plan_first(plan: Plan) -> list[Target]:
+    if isinstance(plan, NativePlan):
+        native: NativePlan = plan  # a direct call, not one by name
+        return native.first()
+    return plan.first()
+
+
+def _plan_answered(plan: Plan, target: Target, now: float) -> None:
+    if isinstance(plan, NativePlan):
+        native: NativePlan = plan
+        native.answered(target, now)
+    else:
+        plan.answered(target, now)
+
+
+def _plan_finished(plan: Plan, status: int, now: float) -> None:
+    if isinstance(plan, NativePlan):
+        native: NativePlan = plan
+        native.finished(status, now)
+    else:
+        plan.finished(status, now)
+
+
+class ProxyCore(NativeUser):
     """The stateful proxy: transactions, forwarding, response selection, CANCEL."""
 
     def __init__(self, settings: ProxySettings, router: Router, timers: Timers) -> None:
@@ -219,6 +251,8 @@ class ProxyCore:
         """Next hop of a Request-URI, by its text (in-dialog requests reuse a few)."""
         self.settings = settings
         self.router = router
+        self._native_router = router if isinstance(router, NativeRouter) else None
+        """The router when it is compiled with the core (called directly), else None."""
         self.timers = timers
         self._tq = TimerQueue()
         self._outbox: list[tuple[Addr, bytes, Any]] = []
@@ -595,7 +629,7 @@ class ProxyCore:
             if not popped:
                 self._refuse(stx, req, src, 404, "Not here", now, OUTCOME_NOT_HERE)
                 return
-            self.router.in_dialog(fwd, now)
+            self._in_dialog(fwd, now)
             target = self._next_hop(fwd)
             if target is None:
                 self._reply(stx, 400, "Bad Route", now)
@@ -614,12 +648,16 @@ class ProxyCore:
         if scheme not in SUPPORTED_URI_SCHEMES:
             self._refuse(stx, req, src, 416, None, now)
             return
-        decision = self.router.route(fwd, src, now)
+        native = self._native_router
+        if native is not None:
+            decision = native.route(fwd, src, now)
+        else:
+            decision = self.router.route(fwd, src, now)
         if isinstance(decision, Reject):
             self._refuse(stx, req, src, decision.status, decision.reason, now, decision.outcome)
             return
         ctx.plan = decision
-        targets = decision.first()
+        targets = _plan_first(decision)
         if not targets:
             self._refuse(stx, req, src, 503, None, now)
             return
@@ -671,6 +709,13 @@ class ProxyCore:
         if count:
             req.drop_values("route", count)
         return count > 0
+
+    def _in_dialog(self, fwd: Request, now: float) -> None:
+        native = self._native_router
+        if native is not None:
+            native.in_dialog(fwd, now)
+        else:
+            self.router.in_dialog(fwd, now)
 
     def _next_hop(self, req: Request) -> Target | None:
         """Next hop of a request along its route set, else its Request-URI (§16.6 6-7)."""
@@ -773,7 +818,7 @@ class ProxyCore:
         if target is None:
             self.stats.dropped += 1
             return
-        self.router.in_dialog(fwd, now)
+        self._in_dialog(fwd, now)
         # §16.11: a stateless branch must be the same for retransmissions: derive it.
         top = req.top_via.branch or ""
         branch = f"{BRANCH_COOKIE}sl{_crc32(top.encode('latin-1')):x}"
@@ -901,7 +946,7 @@ class ProxyCore:
             if not b.final:
                 b.final = status
                 if ctx.plan is not None:
-                    ctx.plan.answered(b.target, now)
+                    _plan_answered(ctx.plan, b.target, now)
             # §16.7 step 5: every 2xx to INVITE is forwarded at once -- even after
             # we gave up on the branch and answered 408 (the server transaction then
             # cannot send it, so it goes out directly).
@@ -915,7 +960,7 @@ class ProxyCore:
                 ctx.request = RELEASED  # no branch is started after the final
                 self.stats.relayed_2xx += 1
                 if ctx.plan is not None:
-                    ctx.plan.finished(status, now)
+                    _plan_finished(ctx.plan, status, now)
                 # §16.7 step 10: cancel the branches still pending.
                 for other in ctx.branches:
                     if other is not b:
@@ -1011,7 +1056,7 @@ class ProxyCore:
         stx = ctx.server_tx
         best = ctx.best
         if ctx.plan is not None:
-            ctx.plan.finished(ctx.best_status or 408, now)
+            _plan_finished(ctx.plan, ctx.best_status or 408, now)
         if best is None:
             status = ctx.best_local or 408
             self._reply(stx, status, None, now)

@@ -98,7 +98,45 @@ class Router(Protocol):
         """Told of every in-dialog request relayed (BYE releases call load)."""
 
 
-class StaticPlan:
+class NativePlan:
+    """A base for plans compiled with the core: the proxy calls the methods of a plan
+    derived from it directly, and those of any other :class:`Plan` (a test's) by name.
+    The methods are :class:`Plan`'s; a subclass defines them all."""
+
+    __slots__ = ()
+
+    def first(self) -> list[Target]:
+        raise NotImplementedError
+
+    def next_target(self, failed: Target, status: int, timeout: bool, now: float) -> Target | None:
+        raise NotImplementedError
+
+    def refused(self, target: Target, now: float) -> Target | None:
+        raise NotImplementedError
+
+    def answered(self, target: Target, now: float) -> None:
+        raise NotImplementedError
+
+    def finished(self, status: int, now: float) -> None:
+        raise NotImplementedError
+
+    def cancelled(self, now: float) -> None:
+        raise NotImplementedError
+
+
+class NativeRouter:
+    """A base for routers compiled with the core, as :class:`NativePlan` is for plans."""
+
+    __slots__ = ()
+
+    def route(self, request: Request, source: Addr, now: float) -> Plan | Reject:
+        raise NotImplementedError
+
+    def in_dialog(self, request: Request, now: float) -> None:
+        raise NotImplementedError
+
+
+class StaticPlan(NativePlan):
     """A plan over a fixed list of targets: serial failover on the given codes."""
 
     def __init__(

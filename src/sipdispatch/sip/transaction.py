@@ -65,6 +65,61 @@ class ServerUser(Protocol):
         """The transaction is over; ``ack_timeout`` when timer H fired (no ACK)."""
 
 
+class NativeUser:
+    """A base for transaction users compiled with the transactions (the proxy core):
+    a transaction calls the methods of a user derived from it directly, and those of
+    any other :class:`ClientUser` or :class:`ServerUser` (a test's) by name. A
+    subclass defines the methods of the protocols it serves."""
+
+    __slots__ = ()
+
+    def on_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
+        raise NotImplementedError
+
+    def on_timeout(self, tx: ClientTransaction, now: float, replied: bool) -> None:
+        raise NotImplementedError
+
+    def on_terminated(self, tx: ClientTransaction) -> None:
+        raise NotImplementedError
+
+    def on_server_terminated(self, tx: ServerTransaction, now: float, ack_timeout: bool) -> None:
+        raise NotImplementedError
+
+
+def _tell_response(user: ClientUser, tx: ClientTransaction, response: Response, now: float) -> None:
+    if isinstance(user, NativeUser):
+        native: NativeUser = user
+        native.on_response(tx, response, now)
+    else:
+        user.on_response(tx, response, now)
+
+
+def _tell_timeout(user: ClientUser, tx: ClientTransaction, now: float, replied: bool) -> None:
+    if isinstance(user, NativeUser):
+        native: NativeUser = user
+        native.on_timeout(tx, now, replied)
+    else:
+        user.on_timeout(tx, now, replied)
+
+
+def _tell_terminated(user: ClientUser, tx: ClientTransaction) -> None:
+    if isinstance(user, NativeUser):
+        native: NativeUser = user
+        native.on_terminated(tx)
+    else:
+        user.on_terminated(tx)
+
+
+def _tell_server_terminated(
+    user: ServerUser, tx: ServerTransaction, now: float, ack_timeout: bool
+) -> None:
+    if isinstance(user, NativeUser):
+        native: NativeUser = user
+        native.on_server_terminated(tx, now, ack_timeout)
+    else:
+        user.on_server_terminated(tx, now, ack_timeout)
+
+
 # -- client side -------------------------------------------------------------------
 
 
@@ -150,7 +205,7 @@ class ClientTransaction(_Timed):
         self._cancel_timers()
         if self.state is not State.TERMINATED:
             self.state = State.TERMINATED
-            self.user.on_terminated(self)
+            _tell_terminated(self.user, self)
 
     def _initial_state(self) -> State:
         """Calling for INVITE, Trying for the others."""
@@ -193,7 +248,7 @@ class ClientTransaction(_Timed):
         if self.state in (State.CALLING, State.TRYING, State.PROCEEDING):
             self._cancel_timers()
             if not self._gave_up:  # the user was already told when fr_inv_timer fired
-                self.user.on_timeout(self, now, self.replied)
+                _tell_timeout(self.user, self, now, self.replied)
             self._terminate()
 
 
@@ -215,7 +270,7 @@ class InviteClientTransaction(ClientTransaction):
     def _on_timeout(self, now: float) -> None:
         self._timeout = None
         if self.state is State.CALLING:
-            self.user.on_timeout(self, now, self.replied)
+            _tell_timeout(self.user, self, now, self.replied)
             self._terminate()
         elif self.state is State.PROCEEDING and not self._gave_up:
             # §16.8: timer C after a provisional -> the user CANCELs the branch.
@@ -225,7 +280,7 @@ class InviteClientTransaction(ClientTransaction):
             # client SHOULD then consider the original transaction cancelled and
             # SHOULD destroy the client transaction".
             self._gave_up = True
-            self.user.on_timeout(self, now, self.replied)
+            _tell_timeout(self.user, self, now, self.replied)
             if self.state is State.PROCEEDING:
                 self._timeout = self.tq.call_later_on(now, self.timers.timer_64t1, self, _END)
 
@@ -259,7 +314,7 @@ class InviteClientTransaction(ClientTransaction):
                     )
                 self.replied = True
                 if not self._gave_up:  # after on_timeout only a 2xx still matters
-                    self.user.on_response(self, response, now)
+                    _tell_response(self.user, self, response, now)
             elif status < 300:
                 # RFC 6026 §7.2: a 2xx moves to Accepted (timer M), not Terminated,
                 # so retransmitted 2xx still reach the user.
@@ -267,7 +322,7 @@ class InviteClientTransaction(ClientTransaction):
                 self.replied = True
                 self.state = State.ACCEPTED
                 self._timeout = self.tq.call_later_on(now, self.timers.timer_wait, self, _END)
-                self.user.on_response(self, response, now)
+                _tell_response(self.user, self, response, now)
                 self.request = RELEASED  # a 2xx is ACKed end to end, not by us
             else:
                 self._cancel_timers()
@@ -278,14 +333,14 @@ class InviteClientTransaction(ClientTransaction):
                 wait = 0.0 if is_reliable(self.addr) else self.timers.timer_d
                 self._timeout = self.tq.call_later_on(now, wait, self, _END)
                 if not self._gave_up:  # the 487 to our CANCEL after timer C: absorbed
-                    self.user.on_response(self, response, now)
+                    _tell_response(self.user, self, response, now)
         elif state is State.COMPLETED:
             if status >= 300:
                 # §17.1.1.2: retransmitted final -> ACK again, not passed up.
                 self._send_ack(response)
         elif state is State.ACCEPTED and 200 <= status < 300:
             # RFC 6026 §7.2: 2xx in Accepted are passed to the TU.
-            self.user.on_response(self, response, now)
+            _tell_response(self.user, self, response, now)
 
     def _send_ack(self, response: Response) -> None:
         self.send(self.addr, build_ack(self.request, response), self)
@@ -317,7 +372,7 @@ class NonInviteClientTransaction(ClientTransaction):
     def _on_timeout(self, now: float) -> None:
         self._timeout = None
         if self.state in (State.TRYING, State.PROCEEDING):
-            self.user.on_timeout(self, now, self.replied)
+            _tell_timeout(self.user, self, now, self.replied)
             self._terminate()
 
     def receive(self, response: Response, now: float) -> None:
@@ -328,14 +383,14 @@ class NonInviteClientTransaction(ClientTransaction):
         self.replied = True
         if response.status < 200:
             self.state = State.PROCEEDING
-            self.user.on_response(self, response, now)
+            _tell_response(self.user, self, response, now)
             return
         self._cancel_timers()
         self.state = State.COMPLETED
         self.data = b""  # no retransmission in Completed
         wait = 0.0 if is_reliable(self.addr) else self.timers.t4  # timer K
         self._timeout = self.tq.call_later_on(now, wait, self, _END)
-        self.user.on_response(self, response, now)
+        _tell_response(self.user, self, response, now)
         self.request = RELEASED  # Completed only absorbs retransmitted finals
 
     def _on_end(self, now: float) -> None:
@@ -439,7 +494,7 @@ class ServerTransaction(_Timed):
         self._cancel_timers()
         if self.state is not State.TERMINATED:
             self.state = State.TERMINATED
-            self.user.on_server_terminated(self, now, ack_timeout)
+            _tell_server_terminated(self.user, self, now, ack_timeout)
 
     def _on_end(self, now: float) -> None:
         self._timeout = None
