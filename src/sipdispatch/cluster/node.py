@@ -449,7 +449,7 @@ class ClusterNode:
                 with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
                     await writer
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _beat(self) -> None:
         redis = self.redis
