@@ -166,7 +166,10 @@ def test_the_workers_split_the_pings_and_each_gets_its_replies(
     gateways: GatewayFactory,
     namespace: str,
 ) -> None:
-    gws = [gateways(f"gw{i}") for i in range(6)]
+    # Which worker pings a gateway hashes the worker's id (with the proxy's port) and the
+    # gateway's URI (an ephemeral port): with 6 gateways all would go to one worker in 1
+    # run of 32, with 12 in 1 of 2 048.
+    gws = [gateways(f"gw{i}") for i in range(12)]
     proxy = start_workers(tmp_path, proxy_factory, gws, namespace, ping_interval=1)
     nodes = result(proxy, "cluster.nodes")["NODES"]
     probes = [set(n["PROBES"]) for n in nodes]
