@@ -14,6 +14,10 @@ import pytest
 
 from sipdispatch.dispatcher.addresses import DnsAddress
 from sipdispatch.locator import (
+    NXDOMAIN,
+    REFUSED,
+    SERVFAIL,
+    TIMEOUT,
     TTL_CAP,
     TTL_FLOOR,
     DnsCache,
@@ -21,6 +25,9 @@ from sipdispatch.locator import (
     Records,
     locate,
 )
+
+SILENT = "silent"
+"""A query nobody answers (it waits until the lookup's timeout)."""
 
 
 class Zone:
@@ -31,14 +38,29 @@ class Zone:
         self.records: dict[tuple[str, str], tuple[list[str], float]] = {}
         self.asked: list[tuple[str, str]] = []
         self.down = False
+        self.fail: dict[tuple[str, str], str] = {}
+        """Queries that fail: REFUSED, SERVFAIL, or SILENT (never answered)."""
+        self.hold: dict[tuple[str, str], tuple[str, str]] = {}
+        """A query answered only once another has been asked (proof they run at once)."""
+        self._asked_now = asyncio.Event()
 
     def add(self, name: str, rdtype: str, ttl: float, *texts: str) -> None:
         self.records[(name, rdtype)] = (list(texts), ttl)
 
     async def query(self, name: str, rdtype: str) -> Records:
         self.asked.append((name, rdtype))
+        self._asked_now.set()
         if self.down:
             raise DnsError(f"{rdtype} {name}: timed out")
+        waits_for = self.hold.get((name, rdtype))
+        while waits_for is not None and waits_for not in self.asked:
+            self._asked_now.clear()
+            await self._asked_now.wait()
+        failure = self.fail.get((name, rdtype))
+        if failure == SILENT:
+            await asyncio.Event().wait()
+        if failure is not None:
+            raise DnsError(f"{rdtype} {name}: answered {failure}", failure)
         found = self.records.get((name, rdtype))
         if found is None:
             return Records((), None)
@@ -127,6 +149,129 @@ def test_rfc3263_without_srv_the_host_a_records_on_port_5060() -> None:
 def test_a_host_with_no_record_at_all_is_an_error() -> None:
     with pytest.raises(DnsError, match=r"no NAPTR, SRV or A/AAAA record for nothing\.test"):
         run(locate(Zone().query, "nothing.test", "udp", False))
+
+
+def refused_aaaa_zone() -> Zone:
+    """A carrier on NAPTR -> SRV -> A whose server refuses every AAAA query."""
+    zone = Zone()
+    zone.add("carrier.test", "NAPTR", 300, '10 50 "s" "SIP+D2U" "" _sip._udp.carrier.test.')
+    zone.add("_sip._udp.carrier.test", "SRV", 120, "10 0 5070 gw1.carrier.test.")
+    zone.add("gw1.carrier.test", "A", 100, "192.0.2.10")
+    zone.fail[("gw1.carrier.test", "AAAA")] = REFUSED
+    zone.fail[("carrier.test", "AAAA")] = REFUSED
+    return zone
+
+
+def test_a_refused_aaaa_keeps_the_a_answer_and_is_noted_as_a_problem() -> None:
+    answer = run(locate(refused_aaaa_zone().query, "carrier.test", "udp", False))
+    assert answer.how == "NAPTR+SRV"
+    assert [a.addr for a in answer.addresses] == [("192.0.2.10", 5070)]
+    assert answer.problems == ("AAAA gw1.carrier.test: answered REFUSED",)
+
+
+@pytest.mark.parametrize("failure", [REFUSED, SERVFAIL])
+def test_a_failed_a_query_keeps_the_aaaa_answer(failure: str) -> None:
+    zone = Zone()
+    zone.add("_sip._udp.v6.test", "SRV", 60, "10 0 5070 gw.v6.test.")
+    zone.add("gw.v6.test", "AAAA", 60, "2001:db8::7")
+    zone.fail[("gw.v6.test", "A")] = failure
+    answer = run(locate(zone.query, "v6.test", "udp", True))
+    assert [a.addr for a in answer.addresses] == [("2001:db8::7", 5070)]
+    assert answer.problems == (f"A gw.v6.test: answered {failure}",)
+
+
+def test_an_aaaa_query_nobody_answers_costs_one_timeout_and_keeps_the_a_answer() -> None:
+    zone = refused_aaaa_zone()
+    zone.fail[("gw1.carrier.test", "AAAA")] = SILENT
+    zone.fail[("carrier.test", "NAPTR")] = SILENT
+    answer = run(locate(zone.query, "carrier.test", "udp", False, timeout=0.5))
+    # The NAPTR was never answered: the SRV asked meanwhile gives the answer.
+    assert answer.how == "SRV"
+    assert [a.addr for a in answer.addresses] == [("192.0.2.10", 5070)]
+    assert answer.problems == (
+        "NAPTR carrier.test: no answer within 0.5 s (timeout)",
+        "AAAA gw1.carrier.test: no answer within 0.5 s (timeout)",
+    )
+
+
+def test_the_queries_of_one_name_run_at_once() -> None:
+    zone = refused_aaaa_zone()
+    zone.fail.pop(("gw1.carrier.test", "AAAA"))
+    zone.add("gw2.carrier.test", "A", 100, "192.0.2.20")
+    zone.add("_sip._udp.carrier.test", "SRV", 120, "10 0 5070 gw1.carrier.test.",
+             "20 0 5070 gw2.carrier.test.")  # fmt: skip
+    # Each answer waits for a query a one-at-a-time lookup would only ask after it.
+    zone.hold[("carrier.test", "NAPTR")] = ("carrier.test", "AAAA")
+    zone.hold[("gw1.carrier.test", "A")] = ("gw1.carrier.test", "AAAA")
+    zone.hold[("gw1.carrier.test", "AAAA")] = ("gw2.carrier.test", "AAAA")
+    answer = run(locate(zone.query, "carrier.test", "udp", False, timeout=5))
+    assert [a.ip for a in answer.addresses] == ["192.0.2.10", "192.0.2.20"]
+    assert answer.problems == ()
+
+
+def test_a_name_without_an_address_in_either_family_names_both_failures() -> None:
+    zone = refused_aaaa_zone()
+    del zone.records[("gw1.carrier.test", "A")]
+    with pytest.raises(DnsError) as caught:
+        run(locate(zone.query, "carrier.test", "udp", True))
+    text = str(caught.value)
+    assert text.startswith("no address for carrier.test ("), text
+    assert "A gw1.carrier.test: no A record (NODATA)" in text
+    assert "AAAA gw1.carrier.test: answered REFUSED" in text
+    assert caught.value.kind == REFUSED
+
+
+def test_nxdomain_nodata_refused_servfail_and_timeout_are_told_apart() -> None:
+    zone = Zone()
+    zone.add("_sip._udp.mixed.test", "SRV", 60, "1 0 5070 gone.mixed.test.",
+             "2 0 5070 refused.mixed.test.", "3 0 5070 broken.mixed.test.",
+             "4 0 5070 silent.mixed.test.")  # fmt: skip
+    zone.records[("gone.mixed.test", "AAAA")] = ([], 60)
+    zone.fail[("refused.mixed.test", "A")] = REFUSED
+    zone.fail[("broken.mixed.test", "A")] = SERVFAIL
+    zone.fail[("silent.mixed.test", "A")] = SILENT
+
+    async def nxdomain_too(name: str, rdtype: str) -> Records:
+        if name == "gone.mixed.test" and rdtype == "A":
+            return Records((), None, NXDOMAIN)
+        return await zone.query(name, rdtype)
+
+    with pytest.raises(DnsError) as caught:
+        run(locate(nxdomain_too, "mixed.test", "udp", True, timeout=0.5))
+    text = str(caught.value)
+    for part in (
+        "A gone.mixed.test: no such name (NXDOMAIN)",
+        "AAAA gone.mixed.test: no AAAA record (NODATA)",
+        "A refused.mixed.test: answered REFUSED",
+        "A broken.mixed.test: answered SERVFAIL",
+        "A silent.mixed.test: no answer within 0.5 s (timeout)",
+    ):
+        assert part in text, text
+    assert TIMEOUT in text
+
+
+def test_a_first_srv_target_without_address_leaves_the_second() -> None:
+    zone = Zone()
+    zone.add("_sip._udp.carrier.test", "SRV", 60, "10 0 5070 gw1.carrier.test.",
+             "20 0 5071 gw2.carrier.test.")  # fmt: skip
+    zone.fail[("gw1.carrier.test", "A")] = REFUSED
+    zone.fail[("gw1.carrier.test", "AAAA")] = REFUSED
+    zone.add("gw2.carrier.test", "A", 60, "192.0.2.22")
+    answer = run(locate(zone.query, "carrier.test", "udp", True))
+    assert [a.addr for a in answer.addresses] == [("192.0.2.22", 5071)]
+    assert answer.problems == (
+        "A gw1.carrier.test: answered REFUSED",
+        "AAAA gw1.carrier.test: answered REFUSED",
+    )
+
+
+def test_a_refused_naptr_goes_on_to_srv() -> None:
+    zone = refused_aaaa_zone()
+    del zone.records[("carrier.test", "NAPTR")]
+    zone.fail[("carrier.test", "NAPTR")] = REFUSED
+    answer = run(locate(zone.query, "carrier.test", "udp", False))
+    assert answer.how == "SRV"
+    assert answer.problems[0] == "NAPTR carrier.test: answered REFUSED"
 
 
 def test_an_srv_target_of_dot_means_no_service_there() -> None:
@@ -223,6 +368,31 @@ def test_a_failed_or_empty_refresh_keeps_the_last_good_answer_logged_once(
     clock.now += 10
     run(cache.refresh_due())
     assert any("answers again" in r.message for r in caplog.records)
+
+
+def test_a_failing_family_is_logged_once_while_it_fails_and_once_when_it_answers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    zone, clock = refused_aaaa_zone(), Clock()
+    cache = DnsCache(zone.query, clock)
+    caplog.set_level(logging.INFO, logger="sipdispatch.dns")
+    key = ("carrier.test", "udp", False)
+    run(cache.resolve(key))
+    for _ in range(3):
+        clock.now += 300
+        run(cache.refresh_due())
+    warned = [r.message for r in caplog.records if "AAAA gw1.carrier.test" in r.message]
+    assert warned == [
+        "DNS lookup of carrier.test: AAAA gw1.carrier.test: answered REFUSED; "
+        "using what answered (udp:192.0.2.10:5070)"
+    ]
+    zone.fail.pop(("gw1.carrier.test", "AAAA"))
+    for _ in range(2):
+        clock.now += 300
+        run(cache.refresh_due())
+    again = [r.message for r in caplog.records if "every query answers again" in r.message]
+    assert again == ["DNS lookup of carrier.test: every query answers again"]
+    assert cache.stats["refresh_failures"] == 0
 
 
 def test_a_failed_refresh_is_tried_again_soon_not_at_every_look() -> None:

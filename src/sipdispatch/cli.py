@@ -281,17 +281,13 @@ def _warn_unresolvable(uri: str, flags: int, config_path: str | None = None) -> 
 def _locate_now(dest: Destination, config_path: str | None) -> None:
     """Locate ``dest`` by DNS as the proxy would; raises when it does not resolve."""
     from sipdispatch.config import DnsConfig
-    from sipdispatch.locator import DnsCache, nameserver_query, system_addresses
+    from sipdispatch.locator import DnsCache
 
     try:
         dns = _load(config_path).dns
     except ConfigError:
         dns = DnsConfig()
-    servers = dns.servers
-    cache = DnsCache(
-        nameserver_query(servers, dns.timeout), fallback=None if servers else system_addresses
-    )
-    cache.locate_blocking(dest)
+    DnsCache.for_config(dns).locate_blocking(dest)
 
 
 def _dispatcher_store_action(args: argparse.Namespace, where: str) -> int:

@@ -33,7 +33,7 @@ from sipdispatch.dispatcher.states import (
 from sipdispatch.health.state import ORIGIN_DNS, StateChange
 from sipdispatch.health.statelog import StateLog
 from sipdispatch.hooks import HookLoader, HookLoadError
-from sipdispatch.locator import DnsCache, Key, nameserver_query, system_addresses
+from sipdispatch.locator import DnsCache, Key
 from sipdispatch.routing import DispatchRouter, HookFn, RouteMatch, RouterSettings, RouteRule
 from sipdispatch.store import Store, load_and_resolve, open_store, resolve_each, resolve_host
 
@@ -156,11 +156,7 @@ class DispatcherService:
         d = config.dispatcher
         store = open_store(list_file=d.list_file, db_url=d.db_url, table_name=d.table_name)
         rng = random.Random()  # seeded from the system's entropy
-        servers = config.dns.servers
-        dns = DnsCache(
-            nameserver_query(servers, config.dns.timeout),
-            fallback=None if servers else system_addresses,
-        )
+        dns = DnsCache.for_config(config.dns)
         dests = store.load()
         failed = resolve_each(dests, locate=dns.locate_blocking)
         sets = DispatcherSets(dests, rng)

@@ -4,15 +4,22 @@ NAPTR and A records a test gives it (nothing else: no upstream, no /etc/hosts).
 ``server = Dnsmasq(port, records); server.start()``; ``server.restart(new_records)``
 changes what it answers (same port); ``server.pause()`` / ``resume()`` make it stop and
 start answering (SIGSTOP / SIGCONT: queries then time out); ``server.stop()``.
+
+``authoritative=False`` makes it answer as many corporate and carrier servers do: a name
+or a type it has no record for is ``REFUSED`` (the AAAA of an IPv4-only host among
+them), not ``NXDOMAIN``/``NODATA``. ``DropAAAA(server)`` is a firewall in front of it
+that lets every query through but AAAA ones, which nobody ever answers.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,10 +66,19 @@ def _answers(port: int) -> bool:
 class Dnsmasq:
     """One dnsmasq process answering ``records`` (dnsmasq options) on ``port``."""
 
-    def __init__(self, port: int, records: Sequence[str], workdir: Path, ttl: int = 5) -> None:
+    def __init__(
+        self,
+        port: int,
+        records: Sequence[str],
+        workdir: Path,
+        ttl: int = 5,
+        authoritative: bool = True,
+    ) -> None:
         self.port = port
         self.records = list(records)
         self.workdir = workdir
+        self.authoritative = authoritative
+        """Authoritative for ``.test`` (empty answers); else REFUSED for what it lacks."""
         self.ttl = ttl
         """TTL of every answer (``--local-ttl``)."""
         self.proc: subprocess.Popen[bytes] | None = None
@@ -82,8 +98,8 @@ class Dnsmasq:
             "--listen-address=127.0.0.1",
             "--bind-interfaces",
             # Authoritative for .test: a name or type it has no record for is NXDOMAIN or
-            # no data, not REFUSED (it has no upstream server).
-            "--local=/test/",
+            # no data; without it REFUSED (it has no upstream server to ask).
+            *(["--local=/test/"] if self.authoritative else []),
             f"--pid-file={self.workdir / 'dnsmasq.pid'}",
             f"--local-ttl={self.ttl}",
             "--log-queries",
@@ -142,3 +158,62 @@ class Dnsmasq:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+AAAA = 28
+"""The AAAA query type (RFC 3596)."""
+
+
+def query_type(packet: bytes) -> int | None:
+    """The type of a DNS query's first question, None when it cannot be read."""
+    at = 12
+    try:
+        while packet[at]:
+            at += packet[at] + 1
+        return int.from_bytes(packet[at + 1 : at + 3], "big")
+    except IndexError:
+        return None
+
+
+class DropAAAA:
+    """A UDP relay on a free loopback port in front of ``server``: every query goes
+    through and its answer back, but AAAA queries are dropped (``dropped`` counts them),
+    as a firewall that lets no AAAA through does."""
+
+    def __init__(self, server: Dnsmasq) -> None:
+        self.server = server
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drop-aaaa", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        upstream.bind(("127.0.0.1", 0))
+        clients: dict[bytes, tuple[str, int]] = {}
+        """Who asked, by query id."""
+        try:
+            while not self._stop.is_set():
+                ready, _, _ = select.select([self.sock, upstream], [], [], 0.2)
+                if self.sock in ready:
+                    packet, client = self.sock.recvfrom(4096)
+                    if query_type(packet) == AAAA:
+                        self.dropped += 1
+                        continue
+                    clients[packet[:2]] = client
+                    upstream.sendto(packet, ("127.0.0.1", self.server.port))
+                if upstream in ready:
+                    packet, _ = upstream.recvfrom(4096)
+                    client = clients.pop(packet[:2], None)
+                    if client is not None:
+                        self.sock.sendto(packet, client)
+        finally:
+            upstream.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.sock.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from .conftest import ProxyFactory, in_ci
-from .dnsmasq import Dnsmasq, dnsmasq_path, host, naptr, srv
+from .dnsmasq import Dnsmasq, DropAAAA, dnsmasq_path, host, naptr, srv
 from .proxyctl import ProxyProcess, basic_config, write_list_file
 from .sippctl import SippProcess, SippTransport, free_port, run_sipp, start_sipp_uas
 from .test_admin import dests, result, rpc, wait_for
@@ -96,6 +96,7 @@ def start(
     lines: list[str],
     *,
     ping_interval: int = 1,
+    nameserver_port: int | None = None,
 ) -> ProxyProcess:
     port, admin = free_port(), free_port("tcp")
     list_file = write_list_file(tmp_path / "dispatcher.list", lines)
@@ -107,7 +108,8 @@ def start(
         ping_interval=ping_interval,
         fr_timer=2000,
         fr_inv_timer=10000,
-        extra=f'\n[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 1.0\n',
+        extra=f'\n[dns]\nnameservers = ["127.0.0.1:{nameserver_port or dns.port}"]\n'
+        "timeout = 1.0\n",
     )
     # Every destination is pinged (probing_mode 1), every ping_interval.
     toml = toml.replace("[dispatcher]\n", "[dispatcher]\nprobing_mode = 1\n", 1)
@@ -372,3 +374,71 @@ def test_dispatcher_add_locates_a_name_by_dns_with_the_configured_nameservers(
     ), warning
     text = list_file.read_text()
     assert CARRIER in text and "sip:missing.test" in text
+
+
+# -- a server that refuses or drops AAAA ----------------------------------------------
+
+
+def carrier_records(gw1: Gateway, dead_port: int) -> list[str]:
+    """carrier.test on NAPTR -> SRV -> A, IPv4 only: its first SRV target has no address
+    at all, its second is gw1; nowhere.test's only target has no address either."""
+    return [
+        naptr("carrier.test", 10, 10, "SIP+D2U", "_sip._udp.carrier.test"),
+        srv("_sip._udp.carrier.test", "gw0.carrier.test", dead_port, 10, 0),
+        srv("_sip._udp.carrier.test", "gw1.carrier.test", gw1.port, 20, 0),
+        host("gw1.carrier.test"),
+        naptr("nowhere.test", 10, 10, "SIP+D2U", "_sip._udp.nowhere.test"),
+        srv("_sip._udp.nowhere.test", "gw9.nowhere.test", dead_port, 10, 0),
+    ]
+
+
+def test_a_carrier_whose_server_refuses_aaaa_is_reached_on_its_ipv4_srv_target(
+    tmp_path: Path, proxy_factory: ProxyFactory, sipp_gateways: Any
+) -> None:
+    if dnsmasq_path() is None:
+        pytest.skip("dnsmasq is not installed (apt-get install dnsmasq-base)")
+    gw1 = sipp_gateways("gw1")
+    # Not authoritative: every AAAA (and gw0's and gw9's A) is answered REFUSED.
+    server = Dnsmasq(free_port("udp"), [], tmp_path / "dnsmasq", authoritative=False)
+    server.records = carrier_records(gw1, free_port("udp"))
+    server.start()
+    try:
+        proxy = start(tmp_path, proxy_factory, server, [f"1 {CARRIER}", "2 sip:nowhere.test"])
+        # The first SRV target has no address: the second is the destination's one.
+        assert [a[:3] for a in addresses(proxy)] == [("gw1.carrier.test", gw1.port, "udp")]
+        wait_for(lambda: all_up(proxy), SETTLE, "carrier.test pinged up (active)")
+        assert carrier(proxy)["FLAGS"][0] == "A"
+        calls(proxy, tmp_path, 3, "calls")
+        assert gw1.invites() == 3
+        # A name with no address in either family: IP, the reason naming both failures.
+        [nowhere] = dests(result(proxy, "dispatcher.list"), 2)
+        assert nowhere["FLAGS"] == "IP"
+        assert "A gw9.nowhere.test: answered REFUSED" in nowhere["REASON"], nowhere
+        assert "AAAA gw9.nowhere.test: answered REFUSED" in nowhere["REASON"], nowhere
+        # The refused AAAA is said once, not at every refresh (the TTL is 5 s).
+        wait_for(lambda: metric(proxy, "sipdispatch_dns_refreshes_total") >= 2, SETTLE,
+                 "two refreshes")  # fmt: skip
+        log = proxy.log_text()
+        assert log.count("AAAA gw1.carrier.test: answered REFUSED") == 1, log[-3000:]
+    finally:
+        server.stop()
+
+
+def test_a_carrier_whose_server_never_answers_aaaa_is_reached_on_its_ipv4_address(
+    tmp_path: Path, proxy_factory: ProxyFactory, dnsmasq: Dnsmasq, sipp_gateways: Any
+) -> None:
+    gw1 = sipp_gateways("gw1")
+    dnsmasq.records = carrier_records(gw1, free_port("udp"))
+    dnsmasq.start()
+    firewall = DropAAAA(dnsmasq)
+    try:
+        proxy = start(tmp_path, proxy_factory, dnsmasq, [f"1 {CARRIER}"],
+                      nameserver_port=firewall.port)  # fmt: skip
+        wait_for(lambda: all_up(proxy), SETTLE, "carrier.test pinged up (active)")
+        assert [a[:2] for a in addresses(proxy)] == [("gw1.carrier.test", gw1.port)]
+        calls(proxy, tmp_path, 3, "calls")
+        assert gw1.invites() == 3
+        assert firewall.dropped >= 2  # gw0's and gw1's AAAA, at least
+        assert "AAAA gw1.carrier.test: no answer within 1 s (timeout)" in proxy.log_text()
+    finally:
+        firewall.stop()

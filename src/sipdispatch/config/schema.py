@@ -1128,8 +1128,10 @@ class DnsConfig:
             kamailio="core `dns_retr_time`",
         ),
     ] = 2.0
-    """Seconds one lookup may take, retries included; a lookup that takes longer fails
-    (a refresh then keeps the last good answer)."""
+    """Seconds the lookups of one name may take together (its NAPTR, SRV, A and AAAA
+    queries run at once, retries included); a query not answered by then counts as
+    failed: the name resolves with what did answer, and fails only when nothing gave an
+    address (a refresh then keeps the last good answer)."""
 
     @property
     def servers(self) -> tuple[tuple[str, int], ...]:
