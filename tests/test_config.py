@@ -334,9 +334,9 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("server.advertise", {"server": {"advertise": 5}}),
     ("server.record_route", {"server": {"record_route": "yes"}}),
     ("server.record_route", {"server": {"record_route": 1}}),
-    ("server.workers", {"server": {"workers": 0}}),
+    ("server.workers", {"server": {"workers": -1}}),
     ("server.workers", {"server": {"workers": 2.0}}),
-    ("server.workers", {"server": {"workers": 2}}),  # without cluster.redis_url
+    ("server.workers", {"server": {"workers": 257}}),
     ("server.log_level", {"server": {"log_level": "trace"}}),
     ("server.max_message_size", {"server": {"max_message_size": 100}}),
     ("server.max_message_size", {"server": {"max_message_size": 1 << 30}}),
@@ -497,13 +497,13 @@ def test_long_values_are_shortened_in_messages() -> None:
 
 def test_source_is_named_in_messages() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"server": {"workers": 0}}, source="/etc/sipdispatch.toml")
-    assert str(info.value).startswith("config: /etc/sipdispatch.toml: server.workers = 0:")
+        parse_config({"server": {"workers": -1}}, source="/etc/sipdispatch.toml")
+    assert str(info.value).startswith("config: /etc/sipdispatch.toml: server.workers = -1:")
     assert info.value.source == "/etc/sipdispatch.toml"
 
 
 def test_first_error_wins_in_document_order_of_sections() -> None:
-    data = {"dispatcher": {"probing_mode": 9}, "server": {"workers": 0}}
+    data = {"dispatcher": {"probing_mode": 9}, "server": {"workers": -1}}
     assert error_for(data).key == "server.workers"
 
 

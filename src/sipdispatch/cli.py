@@ -57,19 +57,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     path = args.config
     if path is None and os.path.exists(DEFAULT_CONFIG_FILE):
         path = DEFAULT_CONFIG_FILE
-    worker: int | None = args.worker
-    if worker is None:
-        if config.server.workers > 1:
-            from sipdispatch.workers import supervise
+    workers = config.server.worker_count
+    if args.standby:
+        from sipdispatch.logs import tag_lines
+        from sipdispatch.workers import await_assignment
 
-            return supervise(config, path)
-        return run(config, path)
-    if not 0 <= worker < config.server.workers:
-        return _fail("run", f"--worker {worker}: server.workers is {config.server.workers}")
-    from sipdispatch.logs import tag_lines
+        worker, sockets = await_assignment()
+        tag_lines(f"w{worker}")
+        return run(config, path, worker, sockets)
+    if workers > 1:
+        from sipdispatch.workers import supervise
 
-    tag_lines(f"w{worker}")
-    return run(config, path, worker)
+        return supervise(config, path, workers)
+    return run(config, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -532,8 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", metavar="PATH", help=f"TOML config file (default ./{DEFAULT_CONFIG_FILE})"
     )
-    # Set by the supervisor of `server.workers > 1` for each worker it starts.
-    run.add_argument("--worker", type=int, metavar="K", help=argparse.SUPPRESS)
+    # The supervisor of `server.workers > 1` starts its worker processes so: each waits
+    # for its index and sockets.
+    run.add_argument("--standby", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=_cmd_run)
     _add_dispatcher_parser(sub)
     _add_rpc_parser(sub)

@@ -809,12 +809,12 @@ class DispatchRouter(NativeRouter):
         return change
 
     def adopt_state(
-        self, setid: int, uri: str, bits: int, why: str, now: float
+        self, setid: int, uri: str, bits: int, why: str, now: float, origin: str = ORIGIN_CLUSTER
     ) -> StateChange | None:
-        """A state another node of the cluster gave a destination: applied as given
-        (as :meth:`set_state`) and recorded with origin ``cluster``, so the cluster
-        does not send it back. None when the destination is not here or already in
-        that state."""
+        """A state another node of the cluster (or another worker process) gave a
+        destination: applied as given (as :meth:`set_state`) and recorded with
+        ``origin`` (``cluster`` or ``worker``), so it is not sent back. None when the
+        destination is not here or already in that state."""
         dest = self.sets.find(setid, uri)
         if dest is None:
             return None
@@ -823,7 +823,7 @@ class DispatchRouter(NativeRouter):
         if dest.state == old:
             return None
         dest.probing_count = 0
-        change = StateChange(dest.setid, dest.uri, old, dest.state, why, now, origin=ORIGIN_CLUSTER)
+        change = StateChange(dest.setid, dest.uri, old, dest.state, why, now, origin=origin)
         self.state_log.record(change)
         return change
 

@@ -8,7 +8,8 @@ import os
 import signal
 import socket
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
@@ -26,10 +27,13 @@ from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
 from sipdispatch.systemd import notify
 from sipdispatch.transport.guard import GuardSettings, SourceGuard
+from sipdispatch.transport.handoff import Handoff, owner_of
 from sipdispatch.transport.shell import SipShell, TcpLimits
 from sipdispatch.transport.tls import TlsContexts, TlsFileError, TlsSettings, make_contexts
 
 if TYPE_CHECKING:
+    from sipdispatch.admin.figures import OwnFigures
+    from sipdispatch.cluster.link import WorkerLink
     from sipdispatch.cluster.node import ClusterNode
 
 log = logging.getLogger("sipdispatch.server")
@@ -48,6 +52,20 @@ DNS_MAX_SLEEP = 30.0
 UNRESOLVED_RETRY = 10.0
 """Seconds between two tries of a host that did not resolve, when pings are off
 (``ping_interval = 0``); Kamailio's ``ds_ping_interval`` example value."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSockets:
+    """What one worker of several inherits from its supervisor: its share of every
+    SIP listener (bound with ``SO_REUSEPORT`` to the listening address, so whatever it
+    sends leaves from there), its ends of the hand-off pairs to the other workers, and
+    its connection to the supervisor's hub."""
+
+    listen: tuple[socket.socket, ...]
+    """One per ``server.listen`` entry, in order."""
+    peers: dict[int, socket.socket]
+    """The hand-off pair to each other worker, by its index."""
+    hub: socket.socket
 
 
 def timers_from(config: Config) -> Timers:
@@ -76,13 +94,23 @@ class Server:
     """
 
     def __init__(
-        self, config: Config, config_path: str | None = None, worker: int | None = None
+        self,
+        config: Config,
+        config_path: str | None = None,
+        worker: int | None = None,
+        sockets: WorkerSockets | None = None,
     ) -> None:
         self.config = config
         self.worker = worker
         """This process's index among ``server.workers`` worker processes (None: the
-        only process). Workers share the SIP listeners (``SO_REUSEPORT``), each sends
-        from a UDP port of its own, and only worker 0 serves the admin listener."""
+        only process). Workers share the SIP listeners (``SO_REUSEPORT``, bound by the
+        supervisor), hand each message to the worker of its Call-ID, and only worker 0
+        serves the admin listener."""
+        self.sockets = sockets
+        """A worker's inherited sockets (None: the process binds its own)."""
+        self.link: WorkerLink | None = None
+        """A worker's connection to the other workers, through the supervisor's hub."""
+        self._figures: OwnFigures | None = None
         self.stopping = asyncio.Event()
         self.state_log = StateLog()
         """Every destination state change (pings, failed calls, the admin API)."""
@@ -162,16 +190,35 @@ class Server:
         if core is None or shell is None:
             return None
         servers, clients = core.transactions_in_flight()
+        handoff = shell.handoff.stats if shell.handoff is not None else None
         return Traffic(
             core.stats, shell.stats, servers, clients, core.branch_handles(), self.collector,
-            core.pending_branch_handles(),
+            core.pending_branch_handles(), handoff,
         )  # fmt: skip
 
-    def _settings(
-        self, bound: list[tuple[str, str, int]], sending: dict[str, int] | None = None
-    ) -> ProxySettings:
-        """Who the core is, from the bound listeners; ``sending``: per transport, the
-        port of this worker's own sending socket (its Via names it)."""
+    @property
+    def workers(self) -> WorkerLink | None:
+        """This worker's link to the others (None for the only process)."""
+        return self.link
+
+    async def fan_out(self, method: str, params: list[Any], who: str) -> list[dict[str, Any]]:
+        """Run an RPC method on every other worker (one of several workers), each
+        one's ``{"worker", "ok", "error"}``; [] for the only process."""
+        link = self.link
+        if link is None:
+            return []
+        return await link.fan_out(method, params, who)
+
+    async def gather(self, kind: str) -> list[dict[str, Any]]:
+        """Every other worker's figures of ``kind`` (``{"worker", "ok", "data"}``); []
+        for the only process."""
+        link = self.link
+        if link is None:
+            return []
+        return await link.gather(kind)
+
+    def _settings(self, bound: list[tuple[str, str, int]]) -> ProxySettings:
+        """Who the core is, from the bound listeners."""
         server = self.config.server
         local: dict[str, tuple[str, int]] = {}
         aliases: set[tuple[str, int]] = set()
@@ -191,10 +238,8 @@ class Server:
             local.setdefault(proto, (shown, shown_port))
             aliases.add((host.lower(), port))
             aliases.add((shown.lower(), shown_port))
-        via = {proto: (local[proto][0], port) for proto, port in (sending or {}).items()}
         return ProxySettings(
             local=local,
-            via=via,
             aliases=aliases,
             record_route=server.record_route,
             max_message_size=server.max_message_size,
@@ -235,25 +280,19 @@ class Server:
             )  # fmt: skip
         self.core, self.shell = core, shell
         self._start_call_log(core)
-        bound: list[tuple[str, str, int]] = []
-        for addr in self.config.server.listen:
-            try:
-                if addr.proto == "udp":
-                    host, port = await shell.listen_udp(addr.host, addr.port)
-                elif addr.proto == "tls":
-                    host, port = await shell.listen_tls(addr.host, addr.port)
-                else:
-                    host, port = await shell.listen_tcp(addr.host, addr.port)
-            except OSError as e:
-                await shell.close()
-                raise OSError(e.errno, f"cannot listen on {addr}: {bind_reason(e)}") from e
-            if not addr.port_given:
-                log.info("listening on %s: no port given in server.listen, took %d",
-                         f"{addr.proto}:{addr.host}", port)  # fmt: skip
-            bound.append((addr.proto, host, port))
-        sending = await self._open_sending(shell, bound)
+        sockets = self.sockets
+        if sockets is not None and self.worker is not None:
+            peers = [sockets.peers.get(k) for k in range(len(sockets.peers) + 1)]
+            shell.handoff = Handoff(self.worker, peers, loop, shell.take)
+        if sockets is None:
+            bound = await self._listen(shell, None)
+        else:
+            # A worker's sockets are bound already (and may hold what came for it while
+            # it was down): who the core is comes first, their reading last.
+            listen = zip(self.config.server.listen, sockets.listen, strict=True)
+            bound = [(a.proto, *sock.getsockname()[:2]) for a, sock in listen]
         # The real addresses are known only now (a port may have been 0).
-        core.settings = self._settings(bound, sending)
+        core.settings = self._settings(bound)
         self.started = time.time()
         if not self.worker:  # the only process, or worker 0
             admin = AdminServer(self)
@@ -271,38 +310,50 @@ class Server:
             flush=shell.flush,
             clock=loop.time,
         )
+        handoff = shell.handoff
+        if handoff is not None:
+            index, workers = handoff.index, handoff.workers
+            self.prober.keeps_call_id = lambda cid: owner_of(cid.encode(), workers) == index
+        if sockets is not None and self.worker is not None:
+            await self._join_workers(sockets.hub)
+            await self._listen(shell, sockets)
         self.prober.start(loop.time())
         if self.config.cluster.redis_url:
             await self._join_cluster(bound)
+        if handoff is not None:
+            handoff.start()
         shown = ", ".join(f"{p}:{h}:{port}" for p, h, port in bound)
         if self.worker is None:
             announce(log, f"{READY_LINE}: SIP on {shown}")
         else:
-            own = ", ".join(f"{p}:{port}" for p, port in sending.items())
             admin_part = ", admin" if self.admin is not None else ""
-            announce(log, f"worker {self.worker} up: SIP on {shown}, sending from {own}"
-                          f"{admin_part}")  # fmt: skip
+            announce(log, f"worker {self.worker} up: SIP on {shown}{admin_part}")
         notify("READY=1")
         if core_build() != "compiled":
             log.warning("SIP core runs as pure Python (installed without mypyc): slower")
 
-    async def _open_sending(
-        self, shell: SipShell, bound: list[tuple[str, str, int]]
-    ) -> dict[str, int]:
-        """A worker's own UDP socket, on the host of its first UDP listener, which its
-        requests leave from; the port by transport (empty for the only process, and
-        without a UDP listener: TCP and TLS connections are each worker's own anyway)."""
-        if self.worker is None:
-            return {}
-        for proto, host, _port in bound:
-            if proto == "udp":
-                try:
-                    _, port = await shell.open_udp_out(host)
-                except OSError as e:
-                    await shell.close()
-                    raise OSError(e.errno, f"cannot open a sending socket on {host}: {e}") from e
-                return {"udp": port}
-        return {}
+    async def _listen(
+        self, shell: SipShell, sockets: WorkerSockets | None
+    ) -> list[tuple[str, str, int]]:
+        """Bind every listener (or take a worker's sockets); the bound addresses."""
+        bound: list[tuple[str, str, int]] = []
+        for i, addr in enumerate(self.config.server.listen):
+            given = sockets.listen[i] if sockets is not None else None
+            try:
+                if addr.proto == "udp":
+                    host, port = await shell.listen_udp(addr.host, addr.port, given)
+                elif addr.proto == "tls":
+                    host, port = await shell.listen_tls(addr.host, addr.port, given)
+                else:
+                    host, port = await shell.listen_tcp(addr.host, addr.port, given)
+            except OSError as e:
+                await shell.close()
+                raise OSError(e.errno, f"cannot listen on {addr}: {bind_reason(e)}") from e
+            if not addr.port_given and sockets is None:
+                log.info("listening on %s: no port given in server.listen, took %d",
+                         f"{addr.proto}:{addr.host}", port)  # fmt: skip
+            bound.append((addr.proto, host, port))
+        return bound
 
     def _tls(self) -> TlsContexts | None:
         """The TLS contexts of ``[tls]`` (None without the table)."""
@@ -333,6 +384,43 @@ class Server:
         self.router.call_log = sink
         self.router.log_all = calls == "all"
 
+    async def _join_workers(self, hub: socket.socket) -> None:
+        """Connect to the supervisor's hub: the shared state of the workers (unless the
+        cluster's Redis shares it), and the admin worker's requests."""
+        from sipdispatch.cluster.link import WorkerLink
+
+        assert self.worker is not None
+        link = WorkerLink(
+            self.worker,
+            hub,
+            self.dispatcher,
+            self.state_log,
+            self.prober,
+            self.now,
+            shares_state=not self.config.cluster.redis_url,
+        )
+        rpc = self.admin.rpc if self.admin is not None else None
+        if rpc is None:
+            from sipdispatch.admin.rpc import Rpc
+
+            rpc = Rpc(self)
+
+        async def run(method: str, params: list[Any], who: str) -> object:
+            return await rpc.call(method, params, who=who, local=True)
+
+        link.run = run
+        link.collect = self._collect
+        await link.start()
+        self.link = link
+
+    async def _collect(self, kind: str) -> object:
+        """This worker's figures of ``kind``, for the admin worker."""
+        from sipdispatch.admin.figures import OwnFigures
+
+        if self._figures is None:
+            self._figures = OwnFigures(self)
+        return self._figures.collect(kind)
+
     async def _join_cluster(self, bound: list[tuple[str, str, int]]) -> None:
         # Imported here: a standalone node does not load the cluster code nor redis.
         from sipdispatch.cluster.node import ClusterNode
@@ -359,6 +447,8 @@ class Server:
         """Close listeners and connections."""
         if self.cluster is not None:
             await self.cluster.stop()
+        if self.link is not None:
+            await self.link.stop()
         if self.admin is not None:
             await self.admin.stop()
         if self.prober is not None:
@@ -442,14 +532,20 @@ class Server:
         await self.stop()
 
 
-def run(config: Config, config_path: str | None = None, worker: int | None = None) -> int:
+def run(
+    config: Config,
+    config_path: str | None = None,
+    worker: int | None = None,
+    sockets: WorkerSockets | None = None,
+) -> int:
     """Run the proxy in the foreground; return the exit status. ``config_path``: the
     file ``config`` was read from (hook modules are looked for next to it too);
-    ``worker``: this process's index when it is one of ``server.workers``."""
+    ``worker``: this process's index when it is one of ``server.workers``, with the
+    ``sockets`` its supervisor handed it."""
     factory = install_uvloop()
 
     async def main() -> None:
-        await Server(config, config_path, worker).serve()
+        await Server(config, config_path, worker, sockets).serve()
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from sipdispatch.admin.console import LOGIN_FAILURES, LOGIN_WINDOW, LoginLimit, _count, recent
+from sipdispatch.admin.console import LOGIN_FAILURES, LOGIN_WINDOW, LoginLimit
+from sipdispatch.admin.figures import _count, recent
 from sipdispatch.dispatcher.destination import SETUP_RING
 from sipdispatch.dispatcher.listfile import make_destination
 

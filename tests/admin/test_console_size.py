@@ -9,7 +9,8 @@ import asyncio
 import json
 import random
 
-from sipdispatch.admin.console import HISTORY, STATIC, Console, _asset
+from sipdispatch.admin.console import STATIC, Console, _asset
+from sipdispatch.admin.figures import HISTORY
 from sipdispatch.admin.rpc import Rpc
 
 from .conftest import ServerFactory
@@ -58,7 +59,7 @@ def test_page_and_one_snapshot_for_2_sets_of_10_destinations_stay_small(
         return event(first), event(await console.snapshot(seq))
 
     first, steady = asyncio.run(two_minutes())
-    assert all(len(sample.history) == HISTORY for sample in console._samples.values())
+    assert all(len(sample.history) == HISTORY for sample in console.figures._samples.values())
     page = {
         "index.html": len(_asset("index.html").encode()),
         **{name: len(_asset(name).encode()) for name in STATIC},

@@ -36,13 +36,21 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
 
 from aiohttp import web
 
 from sipdispatch import __version__
+from sipdispatch.admin.figures import (
+    WINDOW,
+    CallFigures,
+    dest_key,
+    in_progress_of,
+    merge_rows,
+    setup_summary,
+)
 from sipdispatch.admin.protocol import AdminTarget, cluster_of
 from sipdispatch.admin.rpc import (
     ADD_FAILED,
@@ -54,9 +62,9 @@ from sipdispatch.admin.rpc import (
     list_sets,
 )
 from sipdispatch.config.values import is_loopback
-from sipdispatch.dispatcher.destination import SETUP_RING, Destination
 from sipdispatch.dispatcher.errors import DispatcherError
 from sipdispatch.dispatcher.listfile import parse_destination_uri
+from sipdispatch.health.state import ORIGIN_WORKER
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.store import StoreError
 
@@ -74,8 +82,6 @@ TICK: Final = 1.0
 """Seconds between two snapshots on the event stream."""
 COALESCE: Final = 0.05
 """After a state change, wait this long for the changes that come with it."""
-HISTORY: Final = 120
-"""Latency samples kept per destination (one per second at most)."""
 EVENTS_SHOWN: Final = 30
 """State log entries in a snapshot (the newest)."""
 STATIC: Final = {
@@ -95,10 +101,6 @@ SECURITY_HEADERS: Final = {
 }
 
 ACTIONS: Final = ("drain", "enable", "probe", "reload", "add", "remove")
-WINDOW: Final = 60.0
-"""Seconds of "recent" call outcomes and set-up times."""
-CPS_WINDOW: Final = 10.0
-"""Seconds over which calls per second are averaged."""
 LOGIN_FAILURES: Final = 5
 """Wrong tokens from one address within :data:`LOGIN_WINDOW` before it is refused."""
 LOGIN_WINDOW: Final = 60.0
@@ -111,70 +113,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _asset(name: str) -> str:
     return resources.files("sipdispatch.admin").joinpath("static", name).read_text("utf-8")
-
-
-@dataclass(frozen=True, slots=True)
-class _Count:
-    """A destination's counters at one moment (the console's window of recent calls)."""
-
-    at: float
-    dispatched: int
-    answered: int
-    rejected: int
-    timeout: int
-    setups: int
-
-
-@dataclass
-class _Sample:
-    """What the console remembers of one destination between two snapshots."""
-
-    history: deque[float | None] = field(default_factory=lambda: deque(maxlen=HISTORY))
-    counts: deque[_Count] = field(default_factory=deque)
-    """One a second, the oldest at most :data:`WINDOW` old."""
-    cps: float = 0.0
-
-
-def _count(dest: Destination, now: float) -> _Count:
-    return _Count(
-        now,
-        dest.dispatched,
-        dest.calls_answered,
-        sum(dest.calls_rejected),
-        dest.calls_timeout,
-        dest.setup_count,
-    )
-
-
-def _percentile(ordered: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of a sorted, non-empty list."""
-    rank = max(1, -(-len(ordered) * fraction // 1))
-    return ordered[int(rank) - 1]
-
-
-def recent(dest: Destination, counts: deque[_Count]) -> dict[str, Any]:
-    """Calls answered, rejected and timed out over the window, and the median and 90th
-    percentile set-up time (ms) of those answered or rejected (the newest
-    :data:`SETUP_RING` at most)."""
-    now = _count(dest, 0.0)
-    base = counts[0] if counts else now
-    setups = min(now.setups - base.setups, SETUP_RING)
-    ring = dest.setup_times
-    times = sorted(ring[(now.setups - 1 - i) % SETUP_RING] for i in range(setups))
-    return {
-        "answered": now.answered - base.answered,
-        "rejected": now.rejected - base.rejected,
-        "timeout": now.timeout - base.timeout,
-        "setup": (
-            {
-                "n": setups,
-                "p50": round(_percentile(times, 0.5) * 1000, 1),
-                "p90": round(_percentile(times, 0.9) * 1000, 1),
-            }
-            if times
-            else None
-        ),
-    }
 
 
 class LoginLimit:
@@ -255,10 +193,8 @@ class Console:
         self._csrf = secrets.token_urlsafe(32)
         """The CSRF token when there is no login (one per listener)."""
         self._sessions: dict[str, _Session] = {}
-        self._samples: dict[tuple[int, str], _Sample] = {}
-        self._sampled_at: float | None = None
-        self._seq = 0
-        """Samples taken so far (a stream sends each page only the newest points)."""
+        self.figures = CallFigures()
+        """Each destination's recent calls and latency, as this process saw them."""
         self._streams: set[asyncio.Event] = set()
         self._closing = False
         self.limit = LoginLimit()
@@ -480,45 +416,11 @@ class Console:
             self._streams.discard(wake)
         return response
 
-    def _sample(self, dests: list[Destination]) -> None:
-        """Once a second at most: each destination's latency estimate and calls per
-        second since the last sample."""
-        now = self.target.now()
-        last = self._sampled_at
-        if last is not None and now - last < TICK * 0.9:
-            return
-        self._sampled_at = now
-        self._seq += 1
-        seen: set[tuple[int, str]] = set()
-        for dest in dests:
-            key = (dest.setid, dest.uri)
-            if key in seen:
-                continue
-            seen.add(key)
-            sample = self._samples.get(key)
-            if sample is None:
-                sample = self._samples[key] = _Sample()
-            counts = sample.counts
-            counts.append(_count(dest, now))
-            while len(counts) > 1 and counts[1].at <= now - WINDOW:
-                counts.popleft()
-            # calls per second: from the newest count at least CPS_WINDOW old
-            base = counts[0]
-            for old in reversed(counts):
-                if old.at <= now - CPS_WINDOW:
-                    base = old
-                    break
-            if now > base.at:
-                sample.cps = max(0, dest.dispatched - base.dispatched) / (now - base.at)
-            stats = dest.latency
-            sample.history.append(round(stats.estimate, 1) if stats.count else None)
-        for key in [k for k in self._samples if k not in seen]:
-            del self._samples[key]
-
     async def snapshot(self, since: int | None = None) -> dict[str, Any]:
         """What the page shows, as JSON. Each destination's latency chart is its whole
         ``history``, or with ``since`` (the ``seq`` of a snapshot the page has) only
-        the points sampled after it, as ``tail``."""
+        the points sampled after it, as ``tail``. The calls are the whole proxy's:
+        with several worker processes, every worker's added up."""
         target = self.target
         router = target.dispatcher.router
         now = target.now()
@@ -526,20 +428,21 @@ class Console:
         sets = router.sets
         listing = list_sets(sets, LIST_FULL, latency=True, runtime=True)
         dests = [dest for dset in sets for dest in dset.dests]
-        self._sample(dests)
-        in_progress: dict[int, int] = {}
-        traffic = target.traffic()
-        for handle in traffic.pending_branch_handles if traffic is not None else ():
-            if isinstance(handle, Destination):
-                in_progress[id(handle)] = in_progress.get(id(handle), 0) + 1
+        figures = self.figures
+        figures.sample(dests, now)
+        others = await target.gather("console")
+        rows = merge_rows(
+            figures.rows(dests, in_progress_of(target)),
+            [o["data"] for o in others if o.get("ok")],
+        )
         out_sets: list[dict[str, Any]] = []
         for dset, record in zip(sets, listing["RECORDS"], strict=True):
-            rows: list[dict[str, Any]] = []
+            out: list[dict[str, Any]] = []
             for dest, entry in zip(dset.dests, record["SET"]["TARGETS"], strict=True):
                 listed = entry["DEST"]
                 latency = listed["LATENCY"]
-                sample = self._samples.get((dest.setid, dest.uri), _Sample())
-                rows.append(
+                row = rows[dest_key(dest)]
+                out.append(
                     {
                         "uri": listed["URI"],
                         "flags": listed["FLAGS"],
@@ -555,15 +458,20 @@ class Console:
                             "timeouts": latency["TIMEOUT"],
                             "samples": dest.latency.count,
                         },
-                        **self._chart(sample, since),
-                        "in_progress": in_progress.get(id(dest), 0),
+                        **self._chart(figures.of(dest).history, since),
+                        "in_progress": row["in_progress"],
                         "load": listed["RUNTIME"]["DLGLOAD"],
-                        "dispatched": dest.dispatched,
-                        "cps": round(sample.cps, 2),
-                        "recent": recent(dest, sample.counts),
+                        "dispatched": row["dispatched"],
+                        "cps": round(row["cps"], 2),
+                        "recent": {
+                            "answered": row["answered"],
+                            "rejected": row["rejected"],
+                            "timeout": row["timeout"],
+                            "setup": setup_summary(row["setups"]),
+                        },
                     }
                 )
-            out_sets.append({"id": record["SET"]["ID"], "dests": rows})
+            out_sets.append({"id": record["SET"]["ID"], "dests": out})
         wall = time.time()
         events = [
             {
@@ -576,6 +484,7 @@ class Console:
                 "origin": change.origin,
             }
             for change in list(target.state_log.events)[-EVENTS_SHOWN:]
+            if change.origin != ORIGIN_WORKER
         ]
         events.reverse()
         return {
@@ -587,16 +496,18 @@ class Console:
             "busy": target.dispatcher.busy,
             "sets": out_sets,
             "events": events,
-            "seq": self._seq,
+            "seq": figures.seq,
             "window": WINDOW,
             "cluster": self._cluster(),
         }
 
-    def _chart(self, sample: _Sample, since: int | None) -> dict[str, list[float | None]]:
-        history = sample.history
-        if since is None or self._seq - since >= len(history):
+    def _chart(
+        self, history: deque[float | None], since: int | None
+    ) -> dict[str, list[float | None]]:
+        seq = self.figures.seq
+        if since is None or seq - since >= len(history):
             return {"history": list(history)}
-        new = self._seq - since
+        new = seq - since
         return {"tail": list(history)[len(history) - new :] if new else []}
 
     def _cluster(self) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sipdispatch.admin.console import Console
+from sipdispatch.admin.figures import merge_metrics
 from sipdispatch.admin.health import health
 from sipdispatch.admin.metrics import build_registry
 from sipdispatch.admin.protocol import AdminTarget
@@ -174,6 +175,10 @@ class AdminServer:
         # Collected here, on the event loop, so that the proxy's tables are read
         # between two packets: a consistent snapshot and no locking on the hot path.
         body = generate_latest(self.registry)
+        others = await self.target.gather("metrics")
+        if others:  # several workers: the whole proxy's
+            texts = [str(o["data"]) for o in others if o.get("ok")]
+            body = merge_metrics(body.decode(), texts)
         response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response

@@ -106,17 +106,9 @@ class SipdispatchCollector:
         info = InfoMetricFamily(_name("build"), "sipdispatch version.")
         info.add_metric([], {"version": __version__})
         yield info
-        workers = self.target.config.server.workers
+        workers = self.target.config.server.worker_count
         if workers > 1:
-            # The admin listener of several workers is worker 0's: say whose counters these are.
-            served = InfoMetricFamily(
-                _name("worker"),
-                "Which of the node's worker processes (server.workers) serves these metrics: "
-                "the SIP and admin counters are its own; destination states and call load "
-                "are the whole cluster's.",
-            )
-            served.add_metric([], {"worker": "0", "workers": str(workers)})
-            yield served
+            yield from self._workers(workers)
         started = self.target.started
         if started is not None:
             yield GaugeMetricFamily(
@@ -129,6 +121,50 @@ class SipdispatchCollector:
                 "Seconds since the proxy started.",
                 value=max(0.0, time.time() - started),
             )
+
+    def _workers(self, workers: int) -> Iterator[Metric]:
+        """This worker's share, labelled with its index (``/metrics`` of several workers
+        shows every worker's, and sums the rest)."""
+        link = self.target.workers
+        live = len(link.live) if link is not None else 1
+        gauge = GaugeMetricFamily(
+            _name("workers"),
+            "Worker processes of this proxy (server.workers): configured, and live now.",
+            labels=["state"],
+        )
+        gauge.add_metric(["configured"], workers)
+        gauge.add_metric(["live"], live)
+        yield gauge
+        traffic = self.target.traffic()
+        if link is None or traffic is None:
+            return
+        worker = str(link.index)
+        requests = CounterMetricFamily(
+            _name("worker_requests_received"),
+            "SIP requests each worker handled (its own Call-IDs), by method.",
+            labels=["worker", "method"],
+        )
+        for method, value in sorted(traffic.proxy.requests_by_method.items()):
+            requests.add_metric([worker, method], value)
+        yield requests
+        handoff = traffic.handoff
+        if handoff is not None:
+            handed = CounterMetricFamily(
+                _name("worker_handoffs"),
+                "Messages a worker handed to the worker of their Call-ID (out) and took "
+                "from the others (in).",
+                labels=["worker", "direction"],
+            )
+            handed.add_metric([worker, "out"], handoff.handed)
+            handed.add_metric([worker, "in"], handoff.taken)
+            yield handed
+            drops = CounterMetricFamily(
+                _name("worker_handoff_drops"),
+                "Messages not handed over: the other worker's queue was full.",
+                labels=["worker"],
+            )
+            drops.add_metric([worker], handoff.dropped)
+            yield drops
 
     # -- SIP core -----------------------------------------------------------------------------
 

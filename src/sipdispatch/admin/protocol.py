@@ -20,6 +20,7 @@ from sipdispatch.health.statelog import StateLog
 from sipdispatch.service import DispatcherService
 from sipdispatch.sip.stats import ProxyStats
 from sipdispatch.transport.guard import SourceGuard
+from sipdispatch.transport.handoff import HandoffStats
 from sipdispatch.transport.shell import ShellStats
 
 
@@ -41,6 +42,20 @@ class Traffic:
     """The garbage collector's watch."""
     pending_branch_handles: Iterable[Any] = ()
     """The handle of each branch still waiting for its final response."""
+    handoff: HandoffStats | None = None
+    """One worker of several: what it handed to the others and took from them."""
+
+
+class WorkersView(Protocol):
+    """This process as one of several worker processes (``[server] workers``)."""
+
+    @property
+    def index(self) -> int:
+        """This worker's index."""
+
+    @property
+    def live(self) -> tuple[int, ...]:
+        """The live workers' indexes."""
 
 
 class AdminTarget(Protocol):
@@ -71,6 +86,10 @@ class AdminTarget(Protocol):
         """The source ACL and flood limit, when configured and started."""
 
     @property
+    def workers(self) -> WorkersView | None:
+        """This process's place among several worker processes; None for the only one."""
+
+    @property
     def draining(self) -> bool:
         """SIGTERM came: new calls are refused while those in flight finish."""
 
@@ -79,6 +98,15 @@ class AdminTarget(Protocol):
 
     def traffic(self) -> Traffic | None:
         """The proxy's counters and tables, None before it started."""
+
+    async def fan_out(self, method: str, params: list[Any], who: str) -> list[dict[str, Any]]:
+        """With several worker processes: run an RPC method on every other worker and
+        return each one's ``{"worker", "ok", "error"}``; [] for a single process."""
+
+    async def gather(self, kind: str) -> list[dict[str, Any]]:
+        """With several worker processes: every other worker's figures of ``kind``
+        (``metrics``, ``console``) as ``{"worker", "ok", "data"}``; [] for a single
+        process."""
 
 
 class ClusterView(Protocol):

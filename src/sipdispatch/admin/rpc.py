@@ -652,23 +652,26 @@ class RpcMethod:
     """Parameters, for messages: ``STATE GROUP ADDRESS|all``."""
     doc: str
     """One sentence for ``system.methodHelp``."""
+    every_worker: bool = False
+    """It changes the running proxy: with several worker processes, every worker runs
+    it too before the call answers."""
 
 
 _TABLE: Final = (
     RpcMethod("dispatcher.list", dispatcher_list, "[short|full]",
               "Return the content of dispatcher sets."),
     RpcMethod("dispatcher.reload", dispatcher_reload, "",
-              "Reload dispatcher destination sets from the list file or database."),
+              "Reload dispatcher destination sets from the list file or database.", True),
     RpcMethod("dispatcher.set_state", dispatcher_set_state, "STATE GROUP ADDRESS|all",
-              "Set the state of a destination by address."),
+              "Set the state of a destination by address.", True),
     RpcMethod("dispatcher.set_duid_state", dispatcher_set_duid_state, "STATE GROUP DUID|all",
-              "Set the state of a destination by duid."),
+              "Set the state of a destination by duid.", True),
     RpcMethod("dispatcher.ping_active", dispatcher_ping_active, "[0|1]",
-              "Manage setting on/off the pinging (keepalive) of destinations."),
+              "Manage setting on/off the pinging (keepalive) of destinations.", True),
     RpcMethod("dispatcher.add", dispatcher_add, "GROUP ADDRESS [FLAGS [PRIORITY [ATTRS]]]",
-              "Add a destination address in memory."),
+              "Add a destination address in memory.", True),
     RpcMethod("dispatcher.remove", dispatcher_remove, "GROUP ADDRESS",
-              "Remove a destination address from memory."),
+              "Remove a destination address from memory.", True),
     RpcMethod("dispatcher.ping", dispatcher_ping, "GROUP ADDRESS",
               "Ping one destination now and return the reply code and latency."),
     RpcMethod("dispatcher.hash", dispatcher_hash, "NSLOTS VAL1 [VAL2]",
@@ -708,15 +711,29 @@ class Rpc:
         self.calls: Counter[str] = Counter()
         """RPC calls by method name (unknown names counted as ``unknown``)."""
 
-    async def call(self, name: str, params: Sequence[object] = (), *, who: str = "") -> object:
+    async def call(
+        self, name: str, params: Sequence[object] = (), *, who: str = "", local: bool = False
+    ) -> object:
         """Run method ``name`` with positional ``params``; return its result or raise
-        :class:`RpcError`. ``who`` names the caller in the state log (``console``)."""
+        :class:`RpcError`. ``who`` names the caller in the state log (``console``).
+
+        A method that changes the running proxy is run by every other worker process
+        too (when there are several) before this returns, unless ``local`` (this is one
+        worker's share of such a call): a worker that could not is an error naming it."""
         method = METHODS.get(name)
         if method is None:
             self.calls["unknown"] += 1
             raise RpcError(METHOD_NOT_FOUND, f"Method Not Found: {name} (see system.listMethods)")
         self.calls[name] += 1
-        return await method.handler(self.target, Params(method, params, who))
+        result = await method.handler(self.target, Params(method, params, who))
+        if method.every_worker and not local:
+            answers = await self.target.fan_out(name, list(params), who)
+            failed = [a for a in answers if not a.get("ok")]
+            if failed:
+                shown = "; ".join(f"worker {a['worker']}: {a.get('error')}" for a in failed)
+                log.error("%s done by this worker but not by every other: %s", name, shown)
+                raise fault(f"{name} not applied by every worker", shown)
+        return result
 
     async def handle_payload(self, payload: object) -> dict[str, Any] | None:
         """Answer one decoded JSON-RPC 2.0 request; None for a notification (no ``id``).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 from collections.abc import Callable, Mapping
 from typing import Annotated, Final, Literal, get_args
 
@@ -343,11 +344,20 @@ class ServerConfig:
     """Add a Record-Route header with `;lr` to dialog-creating requests, so in-dialog requests
     come back through the proxy."""
     workers: Annotated[
-        StrictInt, Field(ge=1), Key(unit="processes", kamailio="core `children`")
+        StrictInt, Field(ge=0, le=256), Key(unit="processes", kamailio="core `children`")
     ] = 1
-    """Worker processes sharing the SIP sockets (`SO_REUSEPORT`: the kernel keeps each
-    source on one worker). More than 1 needs `[cluster] redis_url`: the workers are cluster
-    nodes sharing destination state and call load through Redis (docs/cluster.md)."""
+    """Worker processes acting as one proxy (`0` = one per core). Every message of one
+    Call-ID is handled by one worker, whatever its source (one SBC's calls spread over
+    every worker), every datagram leaves from the listening address and port, and the
+    workers share destination state, probing, call load and every admin change through
+    their supervisor (no Redis needed; with `[cluster]` they also join the cluster).
+    See docs/workers.md."""
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, with 0 taken as the number of CPUs."""
+        return self.workers or os.cpu_count() or 1
+
     log_level: Annotated[
         LogLevel, _any_case(LogLevel), Key(kamailio="core `debug` (numeric levels)")
     ] = "info"
@@ -1204,19 +1214,6 @@ class Config:
                     at=("server", "listen", i),
                     value=str(addr),
                 )
-        return self
-
-    @model_validator(mode="after")
-    def _workers_share_through_redis(self) -> Config:
-        """Several workers are cluster nodes: they need Redis."""
-        workers = self.server.workers
-        if workers > 1 and not self.cluster.redis_url:
-            raise Invalid(
-                "more than 1 needs cluster.redis_url set (the workers share destination "
-                "state and call load through Redis)",
-                at=("server", "workers"),
-                value=workers,
-            )
         return self
 
     @model_validator(mode="after")

@@ -128,6 +128,10 @@ class Prober:
         self.owns: Callable[[Destination], bool] | None = None
         """In a cluster that splits probing: whether this node pings a destination
         (asked at the start of every round); None = every destination."""
+        self.keeps_call_id: Callable[[str], bool] | None = None
+        """One worker of several: whether a Call-ID is this worker's (the answer to a
+        ping comes back to the worker its Call-ID names); a ping takes the next serial
+        until it is. None: any Call-ID."""
         self.on_sample: Callable[[Destination, int, int], None] | None = None
         """Told of every latency sample recorded (destination, code, ms): a cluster
         that splits probing replays them on the nodes that do not ping it."""
@@ -265,15 +269,20 @@ class Prober:
         dconf = self.dconf
         method = dconf.ping_method
         ping_from = dest.attrs.ping_from or dconf.ping_from
-        self._counter += 1
-        serial = f"{self._prefix}{self._counter:x}"
+        keeps = self.keeps_call_id
+        while True:
+            self._counter += 1
+            serial = f"{self._prefix}{self._counter:x}"
+            call_id = f"ds-{serial}@sipdispatch"
+            if keeps is None or keeps(call_id):
+                break
         return Request(
             method,
             dest.uri,
             [
                 ("from", "From", f"<{ping_from}>;tag=ds{serial}"),
                 ("to", "To", f"<{dest.uri}>"),
-                ("call-id", "Call-ID", f"ds-{serial}@sipdispatch"),
+                ("call-id", "Call-ID", call_id),
                 ("cseq", "CSeq", f"{PING_CSEQ} {method}"),
                 ("max-forwards", "Max-Forwards", str(DEFAULT_MAX_FORWARDS)),
                 ("content-length", "Content-Length", "0"),

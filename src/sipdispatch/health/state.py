@@ -45,6 +45,9 @@ ORIGIN_DNS = "dns"
 """A state change made by resolving the destination's host (or failing to) at start."""
 ORIGIN_CLUSTER: Final = "cluster"
 """A state change made on another node of the cluster, applied here (never sent back)."""
+ORIGIN_WORKER: Final = "worker"
+"""A state change made by another worker process of this proxy, applied here (never
+sent back; logged at debug level: the worker that made it logged it)."""
 
 PROBE_NONE: Final = 0
 """``ds_probing_mode`` 0 (Kamailio ``DS_PROBE_NONE``): ping only destinations with

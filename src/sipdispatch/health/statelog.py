@@ -13,7 +13,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from sipdispatch.health.state import StateChange
+from sipdispatch.health.state import ORIGIN_WORKER, StateChange
 
 log = logging.getLogger("sipdispatch.health")
 
@@ -54,7 +54,10 @@ class StateLog:
 
     def record(self, change: StateChange) -> None:
         """Log, count and keep ``change``, then tell the subscribers."""
-        level = logging.WARNING if change.went_down else logging.INFO
+        if change.origin == ORIGIN_WORKER:
+            level = logging.DEBUG  # the worker that made it wrote the line
+        else:
+            level = logging.WARNING if change.went_down else logging.INFO
         log.log(level, "%s", change.describe())
         self.changes += 1
         letters = change.new

@@ -3,10 +3,14 @@
 It owns the sockets and the clock and does nothing clever: every datagram or
 framed stream message goes to the core with ``loop.time()``, then the core's
 outbox is written out and one ``call_at`` is kept armed for the core's next
-deadline. UDP replies leave from the listening socket, and so do requests unless a
-worker opened a sending socket of its own (``open_udp_out``); TCP and TLS destinations are
-reached over a pooled connection, reused for both directions (RFC 3261 §18). A TLS
-destination is only ever reached over TLS: without ``[tls]`` its messages fail.
+deadline. Every UDP datagram leaves from the listening socket; TCP and TLS
+destinations are reached over a pooled connection, reused for both directions (RFC 3261
+§18). A TLS destination is only ever reached over TLS: without ``[tls]`` its messages
+fail.
+
+One of several worker processes (``[server] workers``) hands what it receives to the
+worker that owns its Call-ID (:mod:`sipdispatch.transport.handoff`), and takes over
+what the others hand it as if it had received it itself.
 """
 
 from __future__ import annotations
@@ -28,9 +32,16 @@ from typing import Any, Final, cast
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.memo import remember
-from sipdispatch.sip.message import Request, Response, StreamParser, is_keepalive
+from sipdispatch.sip.message import (
+    Request,
+    Response,
+    StreamParser,
+    is_keepalive,
+    parse_datagram,
+)
 from sipdispatch.sip.proxy import ProxyCore
 from sipdispatch.transport.guard import ADMIT, REJECT, SourceGuard
+from sipdispatch.transport.handoff import MESSAGE, WRITE, Handoff, frame
 from sipdispatch.transport.tls import TlsContexts
 
 log: Final = logging.getLogger("sipdispatch.transport")
@@ -48,7 +59,8 @@ theirs when a flood of connections fills the rest."""
 TCP_MAX_BUFFERED: Final = 1 << 20
 """A peer whose unsent output exceeds this many bytes is disconnected."""
 TLS_BACKLOG: Final = 1024
-"""Pending connections the kernel queues on a ``tls:`` listener."""
+"""Pending connections the kernel queues on a ``tls:`` listener (and on any listener
+the supervisor of several workers binds)."""
 TLS_ACCEPTS_PER_WAKEUP: Final = 64
 """Connections a ``tls:`` listener accepts per wake-up of the event loop, so that a
 burst of them cannot hold the loop."""
@@ -245,6 +257,28 @@ def address_kind(host: str) -> int:
     return kind
 
 
+def listening_socket(host: str, port: int, kind: int, reuse_port: bool) -> socket.socket:
+    """A socket bound to ``host:port`` (``kind``: ``SOCK_DGRAM`` or ``SOCK_STREAM``, the
+    latter listening), with ``SO_REUSEPORT`` when several workers share the port.
+    Raises OSError."""
+    info = socket.getaddrinfo(host, port, type=kind, flags=socket.AI_PASSIVE)
+    family, _, _, _, sockaddr = info[0]
+    sock = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # workers share the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(sockaddr)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(TLS_BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class UdpProtocol(asyncio.DatagramProtocol):
     """One UDP listening socket."""
 
@@ -253,7 +287,12 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        dgram = cast(asyncio.DatagramTransport, transport)
+        self.transport = dgram
+        # Known to the shell at once: datagrams waiting on a worker's inherited socket
+        # are read (and answered) before the listener's set-up returns.
+        family = transport.get_extra_info("socket").family
+        self.shell.udp.setdefault(family, dgram)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         shell = self.shell
@@ -268,6 +307,12 @@ class UdpProtocol(asyncio.DatagramProtocol):
                 if verdict == REJECT:
                     shell.core.refuse(data, src, shell.loop.time())
                     shell.flush()
+                return
+        handoff = shell.handoff
+        if handoff is not None:
+            owner = handoff.owner(data)
+            if owner != handoff.index:
+                handoff.send(owner, frame(MESSAGE, src, data))
                 return
         shell.core.receive(data, src, shell.loop.time())
         shell.flush()
@@ -352,6 +397,7 @@ class TcpConnection(asyncio.Protocol):
         elif self.parser.buffered and self.waiting_since is None:
             self.waiting_since = now
         sources = shell.sources
+        handoff = shell.handoff
         for item in items:
             if isinstance(item, ParseError):
                 core.bad_message(item, src, now)
@@ -365,6 +411,11 @@ class TcpConnection(asyncio.Protocol):
             else:
                 if isinstance(item, Response) and 200 <= item.status < 300:
                     self.dialog = self.dialog or _answers_invite(item)
+                if handoff is not None:
+                    owner = handoff.owner_of_call(item.call_id)
+                    if owner != handoff.index:
+                        handoff.send(owner, frame(MESSAGE, src, item.to_bytes()))
+                        continue
                 core.receive_message(item, src, now)
         shell.flush()
 
@@ -414,10 +465,8 @@ class SipShell:
         self._accepted = 0
         self.loop = loop or asyncio.get_running_loop()
         self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
-        self.udp_out: dict[int, asyncio.DatagramTransport] = {}
-        """By address family: the socket requests leave from when it is not the listening
-        one (a worker's own port, see :meth:`open_udp_out`); responses always leave from
-        the listening socket, where the peer sent its request."""
+        self.handoff: Handoff | None = None
+        """One worker of several: the messages of other workers' Call-IDs go to them."""
         self.servers: list[asyncio.Server] = []
         self._tls_listeners: list[socket.socket] = []
         self.conns: dict[int, TcpConnection] = {}
@@ -443,34 +492,30 @@ class SipShell:
 
     # -- listeners -----------------------------------------------------------------
 
-    async def listen_udp(self, host: str, port: int) -> tuple[str, int]:
-        """Bind a UDP socket; return the bound address."""
+    async def listen_udp(
+        self, host: str, port: int, sock: socket.socket | None = None
+    ) -> tuple[str, int]:
+        """Bind a UDP socket (or take ``sock``, bound already: a worker's share of the
+        listener); return the bound address."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        transport = await self._udp_socket(host, port, family, self.reuse_port)
-        self.udp.setdefault(family, transport)
-        bound = transport.get_extra_info("sockname")
-        return bound[0], bound[1]
-
-    async def open_udp_out(self, host: str) -> tuple[str, int]:
-        """Bind a UDP socket of this process alone on ``host`` (a port the kernel picks)
-        for the requests it sends: their Via names that port, so the responses come back
-        to this process and not to another worker sharing the listening port. It
-        receives like a listener. Return the bound address."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        transport = await self._udp_socket(host, 0, family, False)
-        self.udp_out[family] = transport
+        transport = await self._udp_socket(host, port, family, self.reuse_port, sock)
         bound = transport.get_extra_info("sockname")
         return bound[0], bound[1]
 
     async def _udp_socket(
-        self, host: str, port: int, family: int, reuse_port: bool
+        self, host: str, port: int, family: int, reuse_port: bool, sock: socket.socket | None
     ) -> asyncio.DatagramTransport:
-        transport, _ = await self.loop.create_datagram_endpoint(
-            lambda: UdpProtocol(self),
-            local_addr=(host, port),
-            family=family,
-            reuse_port=reuse_port,
-        )
+        if sock is not None:
+            transport, _ = await self.loop.create_datagram_endpoint(
+                lambda: UdpProtocol(self), sock=sock
+            )
+        else:
+            transport, _ = await self.loop.create_datagram_endpoint(
+                lambda: UdpProtocol(self),
+                local_addr=(host, port),
+                family=family,
+                reuse_port=reuse_port,
+            )
         sock = transport.get_extra_info("socket")
         # Large buffers absorb bursts (Kamailio raises them as well).
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
@@ -478,38 +523,41 @@ class SipShell:
                 sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
         return transport
 
-    async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
-        """Start a TCP listener; return the bound address."""
-        server = await self.loop.create_server(
-            lambda: TcpConnection(self, self._new_conn_id(), True),
-            host,
-            port,
-            reuse_address=True,
-            reuse_port=self.reuse_port,
-        )
+    async def listen_tcp(
+        self, host: str, port: int, sock: socket.socket | None = None
+    ) -> tuple[str, int]:
+        """Start a TCP listener (on ``sock`` when given: listening already); return the
+        bound address."""
+        if sock is not None:
+            server = await self.loop.create_server(
+                lambda: TcpConnection(self, self._new_conn_id(), True), sock=sock
+            )
+        else:
+            server = await self.loop.create_server(
+                lambda: TcpConnection(self, self._new_conn_id(), True),
+                host,
+                port,
+                reuse_address=True,
+                reuse_port=self.reuse_port,
+            )
         return self._serving(server)
 
-    async def listen_tls(self, host: str, port: int) -> tuple[str, int]:
-        """Start a TLS listener (needs ``tls.server``); return the bound address.
-        A handshake has ``TcpLimits.message_timeout`` to complete."""
+    async def listen_tls(
+        self, host: str, port: int, sock: socket.socket | None = None
+    ) -> tuple[str, int]:
+        """Start a TLS listener (needs ``tls.server``; on ``sock`` when given: listening
+        already); return the bound address. A handshake has
+        ``TcpLimits.message_timeout`` to complete."""
         if self.tls is None or self.tls.server is None:
             raise ValueError("a tls: listener needs [tls] certificate")
         # The listening socket is ours: each connection is admitted (and counted)
         # against the connection limits when it is accepted, before its handshake, so
         # that connections that never finish one cannot hold descriptors beyond them.
-        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, sockaddr = info[0]
-        lsock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.reuse_port:  # workers share the port; the kernel spreads connections
-                lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            lsock.bind(sockaddr)
-            lsock.listen(TLS_BACKLOG)
+        if sock is not None:
+            lsock = sock
             lsock.setblocking(False)
-        except OSError:
-            lsock.close()
-            raise
+        else:
+            lsock = listening_socket(host, port, socket.SOCK_STREAM, self.reuse_port)
         self._tls_listeners.append(lsock)
         self.loop.add_reader(lsock.fileno(), self._accept_tls, lsock)
         self._start_sweep()
@@ -577,8 +625,13 @@ class SipShell:
             self._idle_task = self.loop.create_task(self._close_idle())
 
     def _new_conn_id(self) -> int:
+        """A new connection's id; with workers, ``id % workers`` is this worker's index
+        (:func:`~sipdispatch.transport.handoff.holder_of`)."""
         self._next_conn += 1
-        return self._next_conn
+        handoff = self.handoff
+        if handoff is None:
+            return self._next_conn
+        return self._next_conn * handoff.workers + handoff.index
 
     def admit(self, conn: TcpConnection) -> bool:
         """Whether an accepted connection may stay (``TcpLimits``); counts a refusal."""
@@ -680,7 +733,9 @@ class SipShell:
                 conn.transport.close()
         for server in self.servers:
             await server.wait_closed()
-        for transport in (*self.udp.values(), *self.udp_out.values()):
+        if self.handoff is not None:
+            self.handoff.close()
+        for transport in self.udp.values():
             transport.close()
 
     # -- output ----------------------------------------------------------------------
@@ -759,11 +814,7 @@ class SipShell:
                 return
         if addr.transport == "udp":
             family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-            transport = None
-            if self.udp_out and not data.startswith(b"SIP/"):
-                transport = self.udp_out.get(family)  # a request: from our own port
-            if transport is None:
-                transport = self.udp.get(family)
+            transport = self.udp.get(family)
             if transport is None:
                 self._fail(owner)
                 return
@@ -775,6 +826,33 @@ class SipShell:
         if owner is not None:
             self.core.send_failed(owner, self.loop.time())
 
+    def take(self, kind: int, addr: Addr, data: bytes) -> None:
+        """A frame another worker handed over: a message of one of this worker's
+        Call-IDs, handled as if received here (the source ACL and the flood limit were
+        applied where it came in), or bytes to write on a connection held here."""
+        if kind == WRITE:
+            conn = self.conns.get(addr.conn) if addr.conn is not None else None
+            if conn is None or conn.proto != addr.transport or not conn.write(data):
+                # Gone meanwhile: to the peer's address, as a new message would go.
+                peer = Addr(addr.transport, addr.host, addr.port)
+                self._send_stream(peer, data, None, addr.host)
+            self.flush()
+            return
+        if kind != MESSAGE:
+            return
+        core = self.core
+        now = self.loop.time()
+        if addr.transport == "udp":
+            core.receive(data, addr, now)
+        else:
+            try:
+                message = parse_datagram(data, core.settings.max_message_size)
+            except ParseError as e:
+                core.bad_message(e, addr, now)
+            else:
+                core.receive_message(message, addr, now)
+        self.flush()
+
     def _send_stream(self, addr: Addr, data: bytes, owner: Any, server_name: str) -> None:
         proto = addr.transport
         if proto == "tls" and self.tls is None:
@@ -782,6 +860,14 @@ class SipShell:
             self._no_tls(addr)
             self._fail(owner)
             return
+        handoff = self.handoff
+        if addr.conn is not None and handoff is not None:
+            holder = handoff.holder(addr.conn)
+            if holder != handoff.index:
+                # Another worker holds that connection: it writes (RFC 3261 §18.2.2:
+                # a response goes back over the connection its request came on).
+                handoff.send(holder, frame(WRITE, addr, data))
+                return
         conn = self.conns.get(addr.conn) if addr.conn is not None else None
         if conn is None or conn.proto != proto:
             conn = self.conn_by_peer.get((proto, addr.host, addr.port))
