@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -173,6 +174,10 @@ class Server:
         if left:
             log.warning("drain: %d requests still without a final response after %g s", left,
                         limit)  # fmt: skip
+        elif self.link is not None:
+            # The other workers may still wait for answers that arrive on our sockets.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.link.drained(), max(deadline - loop.time(), 0.1))
         self.stopping.set()
 
     @property

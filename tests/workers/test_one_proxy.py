@@ -345,3 +345,104 @@ def _zombie(pid: int) -> bool:
             return f.read().split(") ", 1)[1].startswith("Z")
     except OSError:
         return True
+
+
+def test_sigterm_to_every_process_at_once_still_drains(
+    tmp_path: Path, proxy_factory: ProxyFactory, gateways: GatewayFactory, sipp: str
+) -> None:
+    """systemd's default KillMode (and ``kill`` of the group) sends SIGTERM to the
+    supervisor and to every worker: the supervisor must not add a second one, which
+    would stop the workers at once and lose the call being set up."""
+    gw = gateways("gw1", reject=404, answer_delay_ms=3000)
+    proxy = start_workers(tmp_path, proxy_factory, [gw], failover_on=())
+    pids = worker_pids(proxy)
+    with start_sipp(
+        "uac_expect_404", "127.0.0.1", proxy.port, calls=1, timeout=SIPP_TIMEOUT,
+        workdir=tmp_path / "sipp", binary=sipp,
+    ) as caller:  # fmt: skip
+        wait_for(lambda: gw.invites == 1, 20, "the INVITE at the gateway")
+        for pid in pids.values():
+            os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: proxy.log_text().count("SIGTERM: new calls get 503") == 2, 20, "drain")
+        os.kill(proxy.pid, signal.SIGTERM)
+        outcome = caller.wait()
+    # The 404 came 3 s later, through the draining worker.
+    assert outcome.ok and outcome.successful == 1, outcome.report()
+    assert proxy.proc.wait(60) == 0, proxy.log_text()  # of itself, once drained
+    log = proxy.log_text()
+    assert "SIGTERM again" not in log
+    assert log.count("w0: SIGTERM: new calls get 503") == 1
+    assert log.count("w1: SIGTERM: new calls get 503") == 1
+
+
+def test_systemd_hears_ready_once_every_worker_is_up(
+    tmp_path: Path,
+    proxy_factory: ProxyFactory,
+    gateways: GatewayFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gw = gateways("gw1")
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(30)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        proxy = start_workers(tmp_path, proxy_factory, [gw])
+        ready = sock.recv(1000).decode()
+        assert ready.splitlines()[0] == "READY=1" and f"MAINPID={proxy.pid}" in ready, ready
+        log = proxy.log_text()
+        # Both workers were up (each told the supervisor, not systemd) before it.
+        assert log.count(" up: SIP on ") == 2
+        assert log.index("sipdispatch ready") > max(
+            log.index("w0: worker 0 up"), log.index("w1: worker 1 up")
+        )
+        proxy.proc.send_signal(signal.SIGTERM)
+        assert sock.recv(1000) == b"STOPPING=1"  # the supervisor's only; none of a worker
+        assert proxy.proc.wait(60) == 0
+
+
+def test_a_killed_supervisor_leaves_no_worker_nor_standby_behind(
+    tmp_path: Path, proxy_factory: ProxyFactory, gateways: GatewayFactory
+) -> None:
+    gw = gateways("gw1")
+    proxy = start_workers(tmp_path, proxy_factory, [gw])
+    children = _children(proxy.pid)
+    assert len(children) == 3, children  # two workers and the standby
+    proxy.kill()
+    for pid in children:
+        wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}") or _zombie(pid), 30,
+                 f"process {pid} gone")  # fmt: skip
+
+
+def test_a_worker_that_cannot_start_fails_the_start(
+    tmp_path: Path, proxy_factory: ProxyFactory, gateways: GatewayFactory
+) -> None:
+    gw = gateways("gw1")
+    port, admin = free_port(), free_port("tcp")
+    list_file = tmp_path / "dispatcher.list"
+    list_file.write_text(f"1 {gw.uri} 0 0\n")
+    # The route's hook is imported by each worker as it starts: none can.
+    toml = workers_config(port, admin, list_file).replace(
+        "[[route]]\n", '[[route]]\npython = "no_such_hooks_module:route"\n', 1
+    )
+    with pytest.raises(ProxyStartError) as info:
+        proxy_factory(toml, port=port, admin_port=admin)
+    text = str(info.value)
+    assert "no_such_hooks_module" in text, text
+    assert "before every worker was up; stopping" in text, text
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().split(") ", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found

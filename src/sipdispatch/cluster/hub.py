@@ -84,6 +84,10 @@ class Hub:
         self.stats: Counter[str] = Counter()
         """``frames``, ``states``, ``reserved``, ``refused``, ``released``, ``expired``,
         ``released_dead`` (a dead worker's unanswered calls), ``fanouts``, ``gathers``."""
+        self.drained: set[int] = set()
+        """Workers draining (SIGTERM) with nothing left in flight: they stop together,
+        once every live worker is there (until then each still hands the others what
+        arrives on its sockets)."""
         self._asks: dict[int, _Ask] = {}
         self._ids = itertools.count(1)
         self._sweeper: asyncio.Task[None] | None = None
@@ -148,6 +152,8 @@ class Hub:
         (their INVITE transactions died with it; an answered call is released by its
         BYE, which reaches the worker started in its place), the others are told."""
         self.writers.pop(index, None)
+        self.drained.discard(index)
+        self._maybe_stop()
         for call_id, entry in list(self.calls.items()):
             if entry.worker == index and not entry.confirmed:
                 self._drop(call_id, entry, "released_dead")
@@ -186,12 +192,19 @@ class Hub:
             found = self.calls.get(call_id)
             if found is not None:
                 self._drop(call_id, found, "released")
+        elif kind == "drained":
+            self.drained.add(index)
+            self._maybe_stop()
         elif kind in ("fanout", "gather"):
             self._ask(index, m)
         elif kind == "reply":
             self._reply(index, m)
         else:
             raise ValueError(f"unknown frame type {kind!r}")
+
+    def _maybe_stop(self) -> None:
+        if self.drained and set(self.writers) <= self.drained:
+            self._broadcast({"t": "stop"})
 
     def _deadline(self, ttl: float) -> float | None:
         return self.clock() + ttl if ttl > 0 else None

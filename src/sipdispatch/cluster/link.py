@@ -93,6 +93,7 @@ class WorkerLink:
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._welcome: asyncio.Future[dict[str, Any]] | None = None
+        self._stop: asyncio.Event = asyncio.Event()
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         """Answers awaited from the hub, by request id (reservations, fan-outs, gathers)."""
@@ -195,8 +196,17 @@ class WorkerLink:
             ))  # fmt: skip
         elif kind == "collect":
             self._spawn(self._run_collect(int(m["id"]), str(m["kind"])))
+        elif kind == "stop":
+            self._stop.set()
         elif kind == "welcome" and self._welcome is not None and not self._welcome.done():
             self._welcome.set_result(m)
+
+    async def drained(self) -> None:
+        """This worker drained (nothing left in flight): wait until every live worker
+        has, so that each keeps handing the others what arrives on its sockets (the
+        answer to a call being set up on another worker may come in here)."""
+        self._send({"t": "drained"})
+        await self._stop.wait()
 
     # -- membership and the probing split -------------------------------------------
 
