@@ -104,16 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=int,
-        default=1,
-        help="sipdispatch server.workers (1); more than 1 joins them through --redis-url in a "
-        "namespace of the run's own, and the caller then sends each call from a port of its "
-        "own (see --caller-sockets)",
+        type=_worker_counts,
+        default=[1],
+        help="sipdispatch server.workers (1); a list such as 1,2 measures each, interleaved, "
+        "as sipdispatch-1w, sipdispatch-2w (with the calls each worker handled)",
     )
     p.add_argument(
         "--redis-url",
         default="redis://127.0.0.1:6379/0",
-        help="Redis of the workers' cluster, with --workers above 1 (redis://127.0.0.1:6379/0)",
+        help="Redis of the cluster with --cluster (redis://127.0.0.1:6379/0)",
     )
     p.add_argument(
         "--cluster",
@@ -130,10 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--caller-sockets",
         choices=("one", "per-call"),
-        help="the sipp caller's UDP sockets: 'one' (all calls from one port: the kernel gives "
-        "them all to one worker) or 'per-call' (sipp -t un: the calls spread over the "
-        "workers); default 'one' with one worker, 'per-call' with more. Compare 1 and 2 "
-        "workers with the same value",
+        help="the sipp caller's UDP sockets: 'one' (the default: all calls from one port, as "
+        "an SBC sends them) or 'per-call' (sipp -t un)",
     )
     p.add_argument(
         "--no-capture",
@@ -171,6 +168,16 @@ def terminating_signals() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number, or numbers with commas") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: each at least 1")
+    return counts
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,29 @@ FLOOR = "floor"
 """bench/floor.py, the bare stateless forwarder (--floor): fixed-rate runs only."""
 DIRECT = "direct"
 """The caller straight to one gateway: the latency baseline."""
+WORKERS_SUFFIX = "w"
+"""``sipdispatch-2w``: sipdispatch with ``server.workers = 2`` (``--workers 1,2``)."""
+
+
+def workers_of(name: str) -> int:
+    """The ``server.workers`` of a measured name (1 for plain ``sipdispatch``)."""
+    base, _, count = name.partition("-")
+    if base == "sipdispatch" and count.endswith(WORKERS_SUFFIX) and count[:-1].isdigit():
+        return int(count[:-1])
+    return 1
+
+
+def base_of(name: str) -> str:
+    """The proxy a measured name runs (``sipdispatch-2w`` -> ``sipdispatch``)."""
+    return name.partition("-")[0] if name.startswith("sipdispatch-") else name
+
+
+def ordered(names: Sequence[str]) -> list[str]:
+    """Measured names in report order: sipdispatch (by workers), Kamailio, the floor,
+    direct."""
+    rank = {n: i for i, n in enumerate((*PROXIES, FLOOR, DIRECT))}
+    unique = list(dict.fromkeys(names))
+    return sorted(unique, key=lambda n: (rank.get(base_of(n), 99), workers_of(n)))
 
 
 def log(msg: str) -> None:

@@ -11,7 +11,7 @@ defers to timers, such as freeing finished transactions.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import loopcap
 from .common import DIRECT, FLOOR, log
@@ -46,6 +46,9 @@ class CpuRun:
     """Start and end of the caller's run on the monotonic clock."""
     gc: list[tuple[int, float, float]] | None = None
     """sipdispatch's garbage collections (generation, start, seconds) with --gc-stats."""
+    split: dict[str, float] = field(default_factory=dict)
+    """With several workers: the INVITEs each worker handled, by its index (from the
+    proxy's /metrics at the end of the run)."""
     pressure: float = float("nan")
     """Share of the run's wall time in which some task on the machine waited for a CPU
     (PSI "some"): how busy the machine was."""
@@ -129,6 +132,8 @@ def cpu_run(
                 time.sleep(settle)
                 run.settle_s = settle
                 run.settle_cpu_s = (cpu_ticks(pids) - after) / CLK_TCK
+            if isinstance(proxy, Sipdispatch) and proxy.workers > 1:
+                run.split = proxy.invites_by_worker()
             if not proxy.alive():
                 run.died = proxy.exit_reason()
                 log(f"  {name} was gone after the run ({run.died}); last lines of its log:")

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from . import loopcap
-from .common import FLOOR, PROXIES, BenchError
+from .common import FLOOR, PROXIES, WORKERS_SUFFIX, BenchError, base_of, workers_of
 from .processes import Processes
 from .proxies import Floor, Kamailio, Proxy, Sipdispatch
 from .traffic import Sipp
@@ -31,7 +31,7 @@ class Bench:
         self.gateways = [base + 11, base + 12]
         self.admin_port = base + 20
         self.caller_port = base + 30
-        sockets = args.caller_sockets or ("per-call" if args.workers > 1 else "one")
+        sockets = args.caller_sockets or "one"
         self.sipp = Sipp(args.sipp, procs, self.caller_port, per_call=sockets == "per-call")
         self.kamailio: str | None = args.kamailio_bin
         self.python: str = args.python
@@ -45,6 +45,10 @@ class Bench:
         names = [self.args.only] if self.args.only else list(PROXIES)
         if "kamailio" in names and self.kamailio is None:
             names.remove("kamailio")
+        counts: list[int] = self.args.workers
+        if "sipdispatch" in names and counts != [1]:
+            at = names.index("sipdispatch")
+            names[at : at + 1] = [f"sipdispatch-{n}{WORKERS_SUFFIX}" for n in counts]
         return names
 
     def start_gateways(self) -> None:
@@ -60,7 +64,7 @@ class Bench:
     def make_proxy(self, name: str, workdir: Path) -> Proxy:
         if name == FLOOR:
             return Floor(self.procs, self.floor_port, workdir, self.python, self.gateways)
-        if name == "sipdispatch":
+        if base_of(name) == "sipdispatch":
             return Sipdispatch(
                 self.procs,
                 self.sd_port,
@@ -68,7 +72,7 @@ class Bench:
                 self.python,
                 self.gateways,
                 self.admin_port,
-                self.args.workers,
+                workers_of(name),
                 self.args.redis_url,
                 self.args.gc_stats,
                 cluster=self.args.cluster,

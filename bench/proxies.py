@@ -133,8 +133,8 @@ class Sipdispatch(Proxy):
         algorithm: str = "round-robin",
     ) -> None:
         super().__init__(procs, port, workdir)
-        self.clustered = cluster or workers > 1
-        """In a cluster of the run's own (several workers always are)."""
+        self.clustered = cluster
+        """In a cluster of the run's own (--cluster)."""
         self.algorithm = algorithm
         self.python = python
         self.gateways = gateways
@@ -180,8 +180,25 @@ failover_on = ["5xx", "404", "408"]
 mark_failed = "ip"
 {self.cluster()}"""
 
+    def invites_by_worker(self) -> dict[str, float]:
+        """The INVITEs each worker handled, from the proxy's /metrics ({} when it does
+        not answer)."""
+        import re
+        import urllib.request
+
+        url = f"http://{HOST}:{self.admin_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return {}
+        pattern = (
+            r'^sipdispatch_worker_requests_received_total\{method="INVITE",worker="(\d+)"\} (\S+)$'
+        )
+        return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text, re.M)}
+
     def cluster(self) -> str:
-        """With several workers (or --cluster): the ``[cluster]`` of the run's own."""
+        """With --cluster: the ``[cluster]`` of the run's own."""
         if not self.clustered:
             return ""
         return f"""

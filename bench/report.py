@@ -7,7 +7,7 @@ import datetime as dt
 import statistics
 from typing import IO
 
-from .common import BENCHMARKS_MD, DIRECT, FLOOR, PROXIES, log
+from .common import BENCHMARKS_MD, DIRECT, log, ordered
 from .fixedrate import CpuRun, Options
 from .maxrate import MaxRate
 from .memory import MemoryRun
@@ -54,11 +54,12 @@ def cpu_table(runs: list[CpuRun], opts: Options) -> Table:
     if opts.settle:
         head += [f"CPU µs/call incl. {opts.settle:g} s after", "ratio"]
     head += ["kernel share", "failed/calls", "machine CPU pressure"]
+    split = any(r.split for r in runs)
+    if split:
+        head.append("calls per worker")
     rows: list[list[str]] = []
-    for name in (*PROXIES, FLOOR):
-        rs = by.get(name)
-        if not rs:
-            continue
+    for name in ordered([n for n in by if n != DIRECT]):
+        rs = by[name]
         cpu = Spread([r.us_per_call for r in rs])
         row = [name, cpu.show(), _ratio(cpu.median, kam)]
         if opts.settle:
@@ -77,8 +78,22 @@ def cpu_table(runs: list[CpuRun], opts: Options) -> Table:
             fail_txt,
             Spread([100 * r.pressure for r in rs]).show() + " %",
         ]
+        if split:
+            row.append(_split(rs))
         rows.append(row)
     return head, rows
+
+
+def _split(rs: list[CpuRun]) -> str:
+    """Each worker's share of the INVITEs, over the runs: ``48 / 52 %``."""
+    totals: dict[str, float] = {}
+    for r in rs:
+        for worker, n in r.split.items():
+            totals[worker] = totals.get(worker, 0.0) + n
+    whole = sum(totals.values())
+    if not whole:
+        return "-"
+    return " / ".join(f"{100 * totals[w] / whole:.0f}" for w in sorted(totals)) + " %"
 
 
 def latency_table(runs: list[CpuRun]) -> Table:
@@ -114,10 +129,8 @@ def latency_table(runs: list[CpuRun]) -> Table:
     if use_cap:
         head += ["proxy transit p50 µs", "p99 µs", "sipp rtd p50/p99 ms"]
     rows: list[list[str]] = []
-    for name in [*PROXIES, FLOOR, DIRECT]:
-        rs = by.get(name)
-        if not rs:
-            continue
+    for name in ordered(list(by)):
+        rs = by[name]
         is_direct = name == DIRECT
         row = [
             "direct (baseline)" if is_direct else name,
@@ -179,7 +192,7 @@ def max_rate_table(results: list[MaxRate]) -> Table:
         "caller / gateways CPU at max",
     ]
     rows = []
-    names = [n for n in PROXIES if any(r.proxy == n for r in results)]
+    names = ordered([r.proxy for r in results])
     for name in names:
         rs = [r for r in results if r.proxy == name]
         goods = Spread([float(r.good) if r.good is not None else float("nan") for r in rs])
@@ -217,10 +230,8 @@ def memory_table(results: list[MemoryRun], settle: float) -> Table:
     if settle:
         head.append(f"bytes/call {settle:g} s later")
     rows = []
-    for name in PROXIES:
+    for name in ordered([r.proxy for r in results]):
         rs = [r for r in results if r.proxy == name]
-        if not rs:
-            continue
         # A Kamailio process's VmRSS says little: its calls live in the shared pool.
         keys = ["shm", "pss"] if name == "kamailio" else ["rss"]
         for key in keys:

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 import pytest
-from bench import report
+from bench import common, report
 from bench.fixedrate import CpuRun, Options, describe_run
 from bench.spread import Spread, percentile
 from bench.traffic import UacResult
@@ -90,6 +90,25 @@ def test_the_cpu_row_has_the_ratio_to_kamailio_and_the_failures() -> None:
     assert rows[1][:3] == ["kamailio", "900", "1.00"]
     assert len(rows) == 2  # the direct calls have no CPU row
     assert describe_run(runs[0]).startswith("ok=500 failed=0 retrans=0 achieved=0/s cpu=0.40s")
+
+
+def test_workers_runs_have_a_row_each_in_order_with_each_workers_share_of_the_calls() -> None:
+    one = _run("sipdispatch-1w", 0.40, 500)
+    two = _run("sipdispatch-2w", 0.44, 500)
+    two.split = {"0": 240.0, "1": 260.0}
+    again = _run("sipdispatch-2w", 0.46, 500)
+    again.split = {"0": 260.0, "1": 240.0}
+    runs = [two, _run("kamailio", 0.45, 500), one, again]
+    head, rows = report.cpu_table(runs, Options(500, 500, 2, 0.0, False))
+    assert head[-1] == "calls per worker"
+    assert [r[0] for r in rows] == ["sipdispatch-1w", "sipdispatch-2w", "kamailio"]
+    assert rows[1][-1] == "50 / 50 %"
+    assert rows[0][-1] == "-"  # one worker: no split
+    assert (common.workers_of("sipdispatch-2w"), common.base_of("sipdispatch-2w")) == (
+        2,
+        "sipdispatch",
+    )
+    assert common.workers_of("kamailio") == 1
 
 
 def test_write_appends_one_block_to_benchmarks_md(

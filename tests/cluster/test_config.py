@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sipdispatch.config import ConfigError, default_config, parse_config
@@ -63,8 +65,9 @@ def test_several_workers_are_read_with_a_redis_url() -> None:
     assert config.server.workers == 4
 
 
-def test_several_workers_without_redis_name_both_keys() -> None:
+def test_several_workers_need_no_redis_and_zero_is_one_per_core() -> None:
+    assert parse_config({"server": {"workers": 2}}).server.worker_count == 2
+    assert parse_config({"server": {"workers": 0}}).server.worker_count == (os.cpu_count() or 1)
     with pytest.raises(ConfigError) as info:
-        parse_config({"server": {"workers": 2}})
+        parse_config({"server": {"workers": -1}})
     assert info.value.key == "server.workers"
-    assert "cluster.redis_url" in str(info.value)

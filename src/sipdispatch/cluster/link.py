@@ -164,6 +164,7 @@ class WorkerLink:
                 message = None
             if message is None:
                 log.error("worker %d: the supervisor's hub went away", self.index)
+                self._stop.set()  # no other worker to wait for when draining
                 for fut in self._waiting.values():
                     if not fut.done():
                         fut.set_exception(ConnectionError("the hub went away"))
