@@ -30,7 +30,7 @@ OUTCOME_NO_DESTINATION: Final = "no_destination"
 OUTCOME_NO_ROUTE: Final = "no_route"
 """No ``[[route]]`` rule matched."""
 OUTCOME_NOT_HERE: Final = "not_here"
-"""An in-dialog request whose route set does not name us (404 Not here)."""
+"""An in-dialog request without a route set (404 Not here)."""
 
 
 @dataclass(frozen=True, slots=True)

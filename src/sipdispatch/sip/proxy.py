@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sipdispatch.sip.addr import Addr, is_reliable
+from sipdispatch.sip.addr import Addr, is_forbidden_ip, is_reliable
 from sipdispatch.sip.calls import (
     OUTCOME_NOT_HERE,
     OUTCOME_REJECTED,
@@ -27,7 +27,7 @@ from sipdispatch.sip.calls import (
     CallSink,
 )
 from sipdispatch.sip.errors import ParseError
-from sipdispatch.sip.headers import BRANCH_COOKIE, Via, parse_via, split_name_addr
+from sipdispatch.sip.headers import BRANCH_COOKIE, Via, parse_via, split_commas, split_name_addr
 from sipdispatch.sip.memo import remember
 from sipdispatch.sip.message import (
     DEFAULT_MAX_FORWARDS,
@@ -604,6 +604,11 @@ class ProxyCore(NativeUser):
             sink(CallRecord(req.call_id, src, req.uri_text, status, outcome, reason=reason))
 
     def _process_new(self, req: Request, stx: ServerTransaction, src: Addr, now: float) -> None:
+        # §16.3 step 1: what the proxy cannot relay as written.
+        unusable = _unusable(req)
+        if unusable is not None:
+            self._refuse(stx, req, src, 400, unusable, now)
+            return
         fwd = req.copy()
         # §16.3 step 3: Max-Forwards of zero -> 483.
         mf = fwd.get("max-forwards")
@@ -630,8 +635,11 @@ class ProxyCore(NativeUser):
         ctx = Context(stx, fwd, src, mark)
         stx.owner = ctx
         if req.to_tag is not None:
-            # In-dialog: follow the route set (§16.4, §16.12); never dispatch.
-            if not popped:
+            # In-dialog: follow the route set (§16.4, §16.12); never dispatch. A route set
+            # that does not start with us is followed all the same (Kamailio's
+            # loose_route() is true whenever there is a Route); none at all, and the
+            # request was not meant for us.
+            if not popped and not fwd.has("route"):
                 self._refuse(stx, req, src, 404, "Not here", now, OUTCOME_NOT_HERE)
                 return
             self._in_dialog(fwd, now)
@@ -809,8 +817,11 @@ class ProxyCore(NativeUser):
         if req.to_tag is None:
             self.stats.dropped += 1
             return
+        if _unusable(req) is not None:
+            self.stats.dropped += 1
+            return
         fwd = req.copy()
-        if not self._pop_our_routes(fwd):
+        if not self._pop_our_routes(fwd) and not fwd.has("route"):
             self.stats.dropped += 1
             return
         mf = fwd.get("max-forwards")
@@ -1097,3 +1108,40 @@ def _via_prefix(host: str, port: int, transport: str) -> str:
 def _rr_value(host: str, port: int, transport: str) -> str:
     t = "" if transport == "udp" else f";transport={transport}"
     return f"<sip:{_hostport(host, port)}{t};lr>"
+
+
+def _unusable(req: Request) -> str | None:
+    """Why a request cannot be relayed as written, or None (the reason of its 400).
+
+    RFC 3261 §19.1.1: a Request-URI carries no headers (RFC 4475's ``escruri``: the
+    ``?Route=...`` of a URI copied from a header or a web page). RFC 4475's ``bcast``:
+    a Via or a Request-URI naming a broadcast, multicast or unspecified address asks
+    the proxy to send there -- the request, or its responses further down.
+    """
+    uri_text = req.uri_text
+    if "?" in uri_text:
+        return "Request-URI carries headers"
+    if is_forbidden_ip(req.top_via.host):
+        return "Via names a broadcast or multicast address"
+    first = True
+    for key, _name, value in req.headers:
+        if key == "via":
+            if first:
+                first = False
+                if "," not in value:
+                    continue
+                rest = split_commas(value)[1:]
+            else:
+                rest = split_commas(value)
+            for text in rest:
+                if is_forbidden_ip(parse_via(text).host):
+                    return "Via names a broadcast or multicast address"
+    scheme = uri_text[:4].lower()
+    if scheme == "sip:" or scheme == "sips":
+        try:
+            host = req.uri.host
+        except ParseError:
+            return None  # answered on its own later (416, 400)
+        if is_forbidden_ip(host):
+            return "Request-URI names a broadcast or multicast address"
+    return None

@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from sipdispatch.sip.addr import Addr
+from sipdispatch.sip.addr import Addr, is_forbidden_ip
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.memo import remember
 from sipdispatch.sip.message import (
@@ -246,13 +246,11 @@ def address_kind(host: str) -> int:
     kind = _kinds.get(host)
     if kind is None:
         try:
-            ip = ipaddress.ip_address(host)
+            ipaddress.ip_address(host)
         except ValueError:
             kind = NAME
         else:
-            broadcast = ip.version == 4 and int(ip) == 0xFFFFFFFF
-            forbidden = broadcast or ip.is_multicast or ip.is_unspecified
-            kind = FORBIDDEN_IP if forbidden else USABLE_IP
+            kind = FORBIDDEN_IP if is_forbidden_ip(host) else USABLE_IP
         remember(_kinds, host, kind)
     return kind
 
