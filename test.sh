@@ -15,6 +15,10 @@ command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
 # free loopback port. dnsmasq-base is the binary alone: no system service is installed
 # or started (the dnsmasq package would start one on port 53).
 [ -x /usr/sbin/dnsmasq ] || packages+=(dnsmasq-base)
+# sngrep reads the proxy's HEP copies as an independent collector; tshark reads the pcap
+# it writes.
+command -v sngrep >/dev/null 2>&1 || packages+=(sngrep)
+command -v tshark >/dev/null 2>&1 || packages+=(tshark)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}") >/dev/null

@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         "as sipdispatch-1w, sipdispatch-2w (with the calls each worker handled)",
     )
     p.add_argument(
+        "--hep",
+        action="store_true",
+        help="also measure sipdispatch-hep: sipdispatch with [capture] hep copying every "
+        "message to a local UDP sink, interleaved with plain sipdispatch",
+    )
+    p.add_argument(
         "--redis-url",
         default="redis://127.0.0.1:6379/0",
         help="Redis of the cluster with --cluster (redis://127.0.0.1:6379/0)",

@@ -16,6 +16,8 @@ KAMAILIO_TEMPLATE = HERE / "kamailio" / "kamailio.cfg.in"
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 
 HOST = "127.0.0.1"
+HEP_VARIANT = "sipdispatch-hep"
+"""sipdispatch with [capture] hep on (--hep)."""
 READY_TIMEOUT = 20.0
 """Seconds a proxy or gateway may take to start listening."""
 

@@ -5,10 +5,20 @@ profiling) runs on it."""
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 
 from . import loopcap
-from .common import FLOOR, PROXIES, WORKERS_SUFFIX, BenchError, base_of, workers_of
+from .common import (
+    FLOOR,
+    HEP_VARIANT,
+    HOST,
+    PROXIES,
+    WORKERS_SUFFIX,
+    BenchError,
+    base_of,
+    workers_of,
+)
 from .processes import Processes
 from .proxies import Floor, Kamailio, Proxy, Sipdispatch
 from .traffic import Sipp
@@ -40,6 +50,7 @@ class Bench:
             self.capture_why = loopcap.available()
         self._seq = 0
         self.gateway_pids: list[int] = []
+        self._hep_sink: socket.socket | None = None
 
     def proxies(self) -> list[str]:
         names = [self.args.only] if self.args.only else list(PROXIES)
@@ -49,7 +60,18 @@ class Bench:
         if "sipdispatch" in names and counts != [1]:
             at = names.index("sipdispatch")
             names[at : at + 1] = [f"sipdispatch-{n}{WORKERS_SUFFIX}" for n in counts]
+        if getattr(self.args, "hep", False) and "sipdispatch" in names:
+            names.insert(names.index("sipdispatch") + 1, HEP_VARIANT)
         return names
+
+    def hep_sink(self) -> int:
+        """The port of a UDP socket that takes the HEP copies and never reads them (the
+        kernel drops what its buffer cannot hold): the proxy's side of the cost only."""
+        if self._hep_sink is None:
+            sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sink.bind((HOST, 0))
+            self._hep_sink = sink
+        return int(self._hep_sink.getsockname()[1])
 
     def start_gateways(self) -> None:
         self.gateway_pids = [self.sipp.gateway(gw, self.workdir).proc.pid for gw in self.gateways]
@@ -77,6 +99,7 @@ class Bench:
                 self.args.gc_stats,
                 cluster=self.args.cluster,
                 algorithm=self.args.algorithm,
+                hep=self.hep_sink() if name == HEP_VARIANT else None,
             )
         assert self.kamailio is not None
         return Kamailio(

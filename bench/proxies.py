@@ -131,8 +131,11 @@ class Sipdispatch(Proxy):
         *,
         cluster: bool = False,
         algorithm: str = "round-robin",
+        hep: int | None = None,
     ) -> None:
         super().__init__(procs, port, workdir)
+        self.hep = hep
+        """The port of a local HEP sink: [capture] hep on (sipdispatch-hep)."""
         self.clustered = cluster
         """In a cluster of the run's own (--cluster)."""
         self.algorithm = algorithm
@@ -178,7 +181,7 @@ set = 1
 algorithm = "{self.algorithm}"
 failover_on = ["5xx", "404", "408"]
 mark_failed = "ip"
-{self.cluster()}"""
+{self.cluster()}{self.capture()}"""
 
     def invites_by_worker(self) -> dict[str, float]:
         """The INVITEs each worker handled, from the proxy's /metrics ({} when it does
@@ -196,6 +199,15 @@ mark_failed = "ip"
             r'^sipdispatch_worker_requests_received_total\{method="INVITE",worker="(\d+)"\} (\S+)$'
         )
         return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text, re.M)}
+
+    def capture(self) -> str:
+        """With --hep, for sipdispatch-hep: the ``[capture]`` copying to the sink."""
+        if self.hep is None:
+            return ""
+        return f"""
+[capture]
+hep = "udp:{HOST}:{self.hep}"
+"""
 
     def cluster(self) -> str:
         """With --cluster: the ``[cluster]`` of the run's own."""

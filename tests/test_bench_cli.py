@@ -19,6 +19,7 @@ OPTIONS = {
     "--compare",
     "--floor",
     "--gc-stats",
+    "--hep",
     "--help",
     "--kamailio",
     "--kamailio-modules",

@@ -29,6 +29,7 @@ from sipdispatch.sip.timers import Timers
 from sipdispatch.systemd import notify
 from sipdispatch.transport.guard import GuardSettings, SourceGuard
 from sipdispatch.transport.handoff import Handoff, owner_of
+from sipdispatch.transport.hep import HepSender
 from sipdispatch.transport.shell import SipShell, TcpLimits
 from sipdispatch.transport.tls import TlsContexts, TlsFileError, TlsSettings, make_contexts
 
@@ -196,9 +197,10 @@ class Server:
             return None
         servers, clients = core.transactions_in_flight()
         handoff = shell.handoff.stats if shell.handoff is not None else None
+        hep = shell.hep.stats if shell.hep is not None else None
         return Traffic(
             core.stats, shell.stats, servers, clients, core.branch_handles(), self.collector,
-            core.pending_branch_handles(), handoff,
+            core.pending_branch_handles(), handoff, hep,
         )  # fmt: skip
 
     @property
@@ -284,6 +286,19 @@ class Server:
                 limits.max_connections, shell.max_accepted,
             )  # fmt: skip
         self.core, self.shell = core, shell
+        capture = self.config.capture
+        collector = capture.collector
+        if collector is not None:
+            try:
+                shell.hep = HepSender(collector, capture.hep_id, capture.hep_password,
+                                      capture.capture_pings)  # fmt: skip
+            except OSError as exc:
+                raise OSError(
+                    exc.errno, f"capture.hep: cannot send to {capture.hep}: {exc}"
+                ) from exc
+            pings = ", pings included" if capture.capture_pings else ""
+            log.info("HEPv3 copies of every SIP message go to %s (agent id %d%s)",
+                     capture.hep, capture.hep_id, pings)  # fmt: skip
         self._start_call_log(core)
         sockets = self.sockets
         if sockets is not None and self.worker is not None:

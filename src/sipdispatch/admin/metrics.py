@@ -209,6 +209,16 @@ class SipdispatchCollector:
             yield CounterMetricFamily(_name(suffix), doc, value=getattr(stats, field))
         for field, (suffix, doc) in SHELL_COUNTERS.items():
             yield CounterMetricFamily(_name(suffix), doc, value=getattr(traffic.shell, field))
+        hep = traffic.hep
+        yield CounterMetricFamily(
+            _name("hep_sent"), "HEPv3 copies sent to the capture server ([capture] hep).",
+            value=hep.sent if hep is not None else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            _name("hep_dropped"),
+            "HEPv3 copies not sent: the socket was full or the capture server unreachable.",
+            value=hep.dropped if hep is not None else 0,
+        )
 
         in_flight = GaugeMetricFamily(
             _name("transactions_in_flight"),

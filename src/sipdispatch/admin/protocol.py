@@ -21,6 +21,7 @@ from sipdispatch.service import DispatcherService
 from sipdispatch.sip.stats import ProxyStats
 from sipdispatch.transport.guard import SourceGuard
 from sipdispatch.transport.handoff import HandoffStats
+from sipdispatch.transport.hep import HepStats
 from sipdispatch.transport.shell import ShellStats
 
 
@@ -44,6 +45,8 @@ class Traffic:
     """The handle of each branch still waiting for its final response."""
     handoff: HandoffStats | None = None
     """One worker of several: what it handed to the others and took from them."""
+    hep: HepStats | None = None
+    """``[capture] hep`` on: the copies sent to the collector and those dropped."""
 
 
 class WorkersView(Protocol):

@@ -21,6 +21,7 @@ from sipdispatch.config.loader import (
 )
 from sipdispatch.config.schema import (
     AdminConfig,
+    CaptureConfig,
     ClusterConfig,
     Config,
     DispatcherConfig,
@@ -40,6 +41,7 @@ __all__ = [
     "ALGORITHM_NAMES",
     "DEFAULT_CONFIG_FILE",
     "AdminConfig",
+    "CaptureConfig",
     "ClusterConfig",
     "Config",
     "ConfigError",

@@ -1153,6 +1153,70 @@ class DnsConfig:
         return tuple(out)
 
 
+# --------------------------------------------------------------------------------------------
+# [capture]
+# --------------------------------------------------------------------------------------------
+
+HEP_ALLOWED: Final = '"" (off) or udp:HOST:PORT, e.g. "udp:10.0.0.5:9060"'
+HEP_DEFAULT_PORT: Final = 9060
+
+
+def _hep(value: object) -> object:
+    """``hep``: ``udp:HOST:PORT`` (``udp:`` and the port may be left out), kept as
+    ``udp:HOST:PORT``."""
+    if not isinstance(value, str):
+        raise Invalid(HEP_ALLOWED)
+    text = value.strip()
+    if not text:
+        return ""
+    proto, sep, rest = text.partition(":")
+    if sep and proto.lower() in ("udp", "tcp", "tls", "sctp"):
+        if proto.lower() != "udp":
+            raise Invalid(HEP_ALLOWED + " (HEP goes over UDP)")
+        text = rest
+    try:
+        host, port = parse_host_port(text, "HEP collector")
+    except ValueError as exc:
+        raise Invalid(f"{HEP_ALLOWED}: {exc}") from None
+    if port == 0:
+        raise Invalid(HEP_ALLOWED)
+    return f"udp:{bracket(host)}:{port or HEP_DEFAULT_PORT}"
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class CaptureConfig:
+    """``[capture]``: copies of the SIP messages, for Homer (HEPv3; docs/capture.md)."""
+
+    hep: Annotated[
+        str,
+        BeforeValidator(_hep),
+        Key(allowed=HEP_ALLOWED, kamailio="siptrace `duplicate_uri` with `hep_mode_on`"),
+    ] = ""
+    """Where every SIP message received and sent is copied as HEPv3 (Homer,
+    heplify-server): `udp:HOST:PORT`. Empty = no copies. Each copy is sent and forgotten:
+    a slow or absent collector never delays the SIP; copies that cannot be sent are
+    counted (`sipdispatch_hep_dropped_total`)."""
+    hep_id: Annotated[
+        int,
+        Field(ge=0, le=4294967295),
+        Key(allowed="0..4294967295", kamailio="siptrace `hep_capture_id`"),
+    ] = 1
+    """The capture agent id written in each copy (Homer shows it as the node)."""
+    hep_password: Annotated[str, Key(allowed="a string", kamailio="siptrace `auth_key`")] = ""
+    """Sent in each copy when set (the collector's HEP password); empty = none."""
+    capture_pings: Annotated[bool, Key(kamailio="none")] = False
+    """*(sipdispatch addition)* Copy the proxy's own OPTIONS pings and their answers too
+    (off: a destination pinged every few seconds would fill the collector)."""
+
+    @property
+    def collector(self) -> tuple[str, int] | None:
+        """``hep`` as ``(host, port)``; None when off."""
+        if not self.hep:
+            return None
+        host, _, port = self.hep[4:].rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class Config:
     """The whole configuration of one sipdispatch process."""
@@ -1175,6 +1239,8 @@ class Config:
     """Sharing state with other nodes through Redis."""
     dns: DnsConfig = DnsConfig()
     """How destinations given by host name alone are located."""
+    capture: CaptureConfig = CaptureConfig()
+    """Copies of the SIP messages for a capture server (Homer)."""
     routes: Annotated[
         tuple[RouteRule, ...],
         BeforeValidator(_routes),

@@ -42,6 +42,7 @@ from sipdispatch.sip.message import (
 from sipdispatch.sip.proxy import ProxyCore
 from sipdispatch.transport.guard import ADMIT, REJECT, SourceGuard
 from sipdispatch.transport.handoff import MESSAGE, WRITE, Handoff, frame
+from sipdispatch.transport.hep import HepSender
 from sipdispatch.transport.tls import TlsContexts
 
 log: Final = logging.getLogger("sipdispatch.transport")
@@ -283,10 +284,15 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, shell: SipShell) -> None:
         self.shell = shell
         self.transport: asyncio.DatagramTransport | None = None
+        self.local: tuple[str, int] = ("", 0)
+        """The address the socket is bound to (what a capture names as ours)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         dgram = cast(asyncio.DatagramTransport, transport)
         self.transport = dgram
+        bound = transport.get_extra_info("sockname")
+        self.local = (bound[0], bound[1])
+        self.shell.udp_local.setdefault(transport.get_extra_info("socket").family, self.local)
         # Known to the shell at once: datagrams waiting on a worker's inherited socket
         # are read (and answered) before the listener's set-up returns.
         family = transport.get_extra_info("socket").family
@@ -297,6 +303,9 @@ class UdpProtocol(asyncio.DatagramProtocol):
         guard = shell.slow
         started = guard.start()
         src = Addr("udp", addr[0], addr[1])
+        hep = shell.hep
+        if hep is not None:
+            hep.copy("udp", (src.host, src.port), self.local, data, time.time())
         sources = shell.sources
         if sources is not None and not data.startswith(b"SIP/") and not is_keepalive(data):
             # A request (or garbage): the source ACL and the flood limit first.
@@ -343,6 +352,7 @@ class TcpConnection(asyncio.Protocol):
         self.parser = StreamParser(shell.core.settings.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
         now = shell.loop.time()
         self.last_activity = now
         self.waiting_since: float | None = now if accepted else None
@@ -358,6 +368,8 @@ class TcpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        bound = transport.get_extra_info("sockname")
+        self.local = (bound[0], bound[1])
         if self.accepted and not self.counted and not self.shell.admit(self):
             self.transport = None
             cast(asyncio.Transport, transport).abort()
@@ -396,10 +408,14 @@ class TcpConnection(asyncio.Protocol):
             self.waiting_since = now
         sources = shell.sources
         handoff = shell.handoff
+        hep = shell.hep
         for item in items:
             if isinstance(item, ParseError):
                 core.bad_message(item, src, now)
-            elif (
+                continue
+            if hep is not None:
+                hep.copy(self.proto, self.peer, self.local, item.to_bytes(), time.time())
+            if (
                 isinstance(item, Request)
                 and sources is not None
                 and (verdict := sources.check_request(src.host, now)) != ADMIT
@@ -430,6 +446,9 @@ class TcpConnection(asyncio.Protocol):
             t.abort()
             return False
         t.write(data)
+        hep = self.shell.hep
+        if hep is not None:
+            hep.copy(self.proto, self.local, self.peer, data, time.time())
         self.last_activity = self.shell.loop.time()
         if not self.dialog and data.startswith(b"SIP/2.0 2") and b" INVITE\r\n" in data:
             self.dialog = True  # a 2xx to an INVITE: a call goes on over this connection
@@ -463,6 +482,10 @@ class SipShell:
         self._accepted = 0
         self.loop = loop or asyncio.get_running_loop()
         self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
+        self.udp_local: dict[int, tuple[str, int]] = {}
+        """The address of the UDP socket each family sends from."""
+        self.hep: HepSender | None = None
+        """``[capture] hep``: a HEPv3 copy of every message received and sent."""
         self.handoff: Handoff | None = None
         """One worker of several: the messages of other workers' Call-IDs go to them."""
         self.servers: list[asyncio.Server] = []
@@ -817,6 +840,9 @@ class SipShell:
                 self._fail(owner)
                 return
             transport.sendto(data, (addr.host, addr.port))
+            hep = self.hep
+            if hep is not None:
+                hep.copy("udp", self.udp_local[family], (addr.host, addr.port), data, time.time())
             return
         self._send_stream(addr, data, owner, server_name or addr.host)
 

@@ -1,0 +1,47 @@
+"""``[capture]``: where HEPv3 copies of the SIP messages go."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sipdispatch.config import ConfigError, parse_config
+
+
+def test_capture_is_off_by_default() -> None:
+    capture = parse_config({}).capture
+    assert (capture.hep, capture.collector, capture.hep_id) == ("", None, 1)
+    assert capture.capture_pings is False and capture.hep_password == ""
+
+
+@pytest.mark.parametrize(
+    ("written", "kept", "collector"),
+    [
+        ("udp:10.0.0.5:9060", "udp:10.0.0.5:9060", ("10.0.0.5", 9060)),
+        ("10.0.0.5", "udp:10.0.0.5:9060", ("10.0.0.5", 9060)),
+        ("UDP:homer.example.com:9061", "udp:homer.example.com:9061", ("homer.example.com", 9061)),
+        ("udp:[2001:db8::5]:9060", "udp:[2001:db8::5]:9060", ("2001:db8::5", 9060)),
+    ],
+)
+def test_hep_takes_udp_host_port(written: str, kept: str, collector: tuple[str, int]) -> None:
+    capture = parse_config({"capture": {"hep": written, "hep_id": 2001}}).capture
+    assert (capture.hep, capture.collector, capture.hep_id) == (kept, collector, 2001)
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ({"hep": "tcp:10.0.0.5:9060"}, "capture.hep"),
+        ({"hep": "udp:10.0.0.5:0"}, "capture.hep"),
+        ({"hep": "udp:10.0.0.5:70000"}, "capture.hep"),
+        ({"hep": 9060}, "capture.hep"),
+        ({"hep_id": -1}, "capture.hep_id"),
+        ({"capture_pings": "sometimes"}, "capture.capture_pings"),
+        ({"hep_dir": "/tmp"}, "capture.hep_dir"),
+    ],
+)
+def test_a_bad_capture_key_is_named_with_what_is_allowed(table: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"capture": table})
+    assert info.value.key == key, str(info.value)
