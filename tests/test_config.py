@@ -402,6 +402,8 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("route[0].set", route(set=True)),
     ("route[1].set", {"route": [{"set": 1}, {"set": 1.5}]}),
     ("route[0].algorithm", route(algorithm=16)),
+    ("route[0].algorithm", route(algorithm=113)),
+    ("route[0].algorithm_written", route(algorithm_written="14")),
     ("route[0].algorithm", route(algorithm=-1)),
     ("route[0].algorithm", route(algorithm="fastest")),
     ("route[0].algorithm", route(algorithm="4")),
@@ -739,15 +741,15 @@ def test_algorithm_name_maps_to_kamailio_number(name: str, number: int) -> None:
     assert parse_config(data).routes[0].algorithm == number
 
 
-def test_algorithm_names_cover_all_sixteen_numbers() -> None:
-    assert sorted(ALGORITHM_NAMES.values()) == list(range(16))
+def test_algorithm_names_cover_kamailios_0_to_15_and_our_114_115() -> None:
+    assert sorted(ALGORITHM_NAMES.values()) == [*range(16), 114, 115]
 
 
 def test_algorithm_names_are_case_insensitive() -> None:
     assert parse_config(route(algorithm="Weight")).routes[0].algorithm == 9
 
 
-@pytest.mark.parametrize("number", [n for n in range(16) if n != 7])
+@pytest.mark.parametrize("number", [n for n in [*range(16), 114, 115] if n != 7])
 def test_algorithm_number_is_kept(number: int) -> None:
     assert parse_config(route(algorithm=number)).routes[0].algorithm == number
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sipdispatch.checks import bind_reason, load_warnings, probing_warnings
+from sipdispatch.checks import algorithm_warnings, bind_reason, load_warnings, probing_warnings
 from sipdispatch.config import ListenAddr, parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
 from sipdispatch.health.statelog import StateLog
@@ -116,3 +116,71 @@ def test_probing_settings_that_keep_probing_marked_destinations_give_no_warning(
     mode: int, interval: int, marks: list[str]
 ) -> None:
     assert probing_warnings(mode, interval, marks) == []
+
+
+def route_warnings(*algorithms: object) -> list[str]:
+    """The algorithm warnings of a file whose [[route]] rules (sets 1, 2...) have these."""
+    routes = [{"set": i + 1, "algorithm": a} for i, a in enumerate(algorithms)]
+    config = parse_config({"route": [*routes, {"set": 9}]})
+    return algorithm_warnings((r.set_id, r.algorithm_written) for r in config.routes)
+
+
+def test_algorithm_14_by_number_warns_that_it_is_now_kamailios_and_where_ours_went() -> None:
+    [line] = route_warnings(14)
+    assert line == (
+        "route[0] (set 1): algorithm = 14 changed meaning in this release: it is now "
+        "Kamailio's algorithm 14 (round-robin-or-serial: round-robin when every destination "
+        "of the set has the same priority above 0, else serial); sipdispatch's former 14 is "
+        'algorithm = 114 or "round-robin-tiers"'
+    )
+
+
+def test_algorithm_15_by_number_warns_and_names_115() -> None:
+    [line] = route_warnings(4, 15)
+    assert line.startswith("route[1] (set 2): algorithm = 15 changed meaning in this release")
+    assert "Kamailio's algorithm 15 (priority-weight: " in line
+    assert line.endswith('sipdispatch\'s former 15 is algorithm = 115 or "srv"')
+
+
+@pytest.mark.parametrize("written", ["priority-weight", "Priority-Weight"])
+def test_the_name_priority_weight_warns_it_now_reaches_kamailios_15(written: str) -> None:
+    [line] = route_warnings(written)
+    assert line.startswith(f'route[0] (set 1): algorithm = "{written}" changed meaning')
+    assert "Kamailio's algorithm 15" in line
+    assert line.endswith('sipdispatch\'s former "priority-weight" is algorithm = 115 or "srv"')
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["round-robin-or-serial", "rr-or-serial", 114, 115, "round-robin-serial", "srv", 4, 13],
+)
+def test_algorithms_chosen_by_their_current_name_or_another_number_give_no_warning(
+    written: object,
+) -> None:
+    assert route_warnings(written) == []
+
+
+def test_rules_built_in_python_give_no_algorithm_warning() -> None:
+    from sipdispatch.config import RouteRule as ConfigRule
+
+    rule = ConfigRule(set_id=1, algorithm=14)
+    assert algorithm_warnings([(rule.set_id, rule.algorithm_written)]) == []
+
+
+def test_the_algorithm_warning_is_logged_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sipdispatch.config import load_config
+    from sipdispatch.server import Server
+
+    list_file = tmp_path / "dispatcher.list"
+    list_file.write_text("1 sip:127.0.0.1:5071 0 5\n1 sip:127.0.0.1:5072 0 5\n")
+    config = tmp_path / "sipdispatch.toml"
+    config.write_text(
+        f'[dispatcher]\nlist_file = "{list_file}"\nping_interval = 0\n'
+        "[[route]]\nset = 1\nalgorithm = 14\n"
+    )
+    caplog.set_level(logging.WARNING, "sipdispatch.server")
+    Server(load_config(config), str(config))
+    [message] = [r.message for r in caplog.records if "changed meaning" in r.message]
+    assert message.startswith("route[0] (set 1): algorithm = 14 changed meaning in this release")

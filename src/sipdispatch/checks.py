@@ -8,10 +8,14 @@ wrong); these are the mistakes that load fine and surprise later.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 from collections.abc import Iterable
+from typing import Final
 
-from sipdispatch.dispatcher.algorithms.weighted import Weight
+from sipdispatch.dispatcher.algorithms.base import Algorithm
+from sipdispatch.dispatcher.algorithms.roundrobin import RoundRobinOrSerial, RoundRobinTiers
+from sipdispatch.dispatcher.algorithms.weighted import PriorityWeight, SrvOrder, Weight
 from sipdispatch.dispatcher.sets import DispatcherSets
 from sipdispatch.routing import RouteRule
 
@@ -105,6 +109,54 @@ def probing_warnings(
         "dispatcher.set_state; set dispatcher.probing_mode = 1 to keep pinging it until "
         "it answers"
     ]
+
+
+CHANGED_ALGORITHMS: Final[dict[int, tuple[type[Algorithm], str, type[Algorithm]]]] = {
+    RoundRobinOrSerial.number: (
+        RoundRobinOrSerial,
+        "round-robin when every destination of the set has the same priority above 0, else serial",
+        RoundRobinTiers,
+    ),
+    PriorityWeight.number: (
+        PriorityWeight,
+        "the active destinations of the lowest priority value share the calls by weight",
+        SrvOrder,
+    ),
+}
+"""The numbers that were sipdispatch's own and are now Kamailio's: (Kamailio's algorithm,
+what it does, where sipdispatch's former one is now)."""
+
+CHANGED_NAMES: Final[dict[str, int]] = {"priority-weight": PriorityWeight.number}
+"""Names that reached sipdispatch's former algorithm and now reach Kamailio's."""
+
+
+def algorithm_warnings(routes: Iterable[tuple[int, str]]) -> list[str]:
+    """What ``[[route]]`` rules, each ``(set, algorithm as the file wrote it)`` in file
+    order, may not mean any more: algorithm 14 or 15 by number, or a name that changed
+    meaning, reached sipdispatch's own algorithm before this release and reaches
+    Kamailio's now. A name given today chooses its meaning: no warning for it."""
+    found: list[str] = []
+    for i, (set_id, written) in enumerate(routes):
+        if written.isascii() and written.isdigit():
+            number = int(written)
+            former = f"former {number}"
+        elif written.startswith('"'):
+            name = str(json.loads(written)).lower()
+            if name not in CHANGED_NAMES:
+                continue
+            number = CHANGED_NAMES[name]
+            former = f"former {json.dumps(name)}"
+        else:
+            continue
+        if number not in CHANGED_ALGORITHMS:
+            continue
+        kamailio, what, own = CHANGED_ALGORITHMS[number]
+        found.append(
+            f"route[{i}] (set {set_id}): algorithm = {written} changed meaning in this "
+            f"release: it is now Kamailio's algorithm {number} ({kamailio.name}: {what}); "
+            f"sipdispatch's {former} is algorithm = {own.number} or {json.dumps(own.name)}"
+        )
+    return found
 
 
 def warn_at_load(

@@ -230,7 +230,7 @@ class RouteRule:
     match: RouteMatch = RouteMatch()
     """Conditions; the empty match fits every request."""
     algorithm: int = RoundRobin.number
-    """Algorithm number, as the algorithm registry knows it (Kamailio's 0..13, ours 14, 15)."""
+    """Algorithm number, as the algorithm registry knows it (Kamailio's 0..15, ours 114, 115)."""
     mode: RouteMode = "dst"
     """``dst`` = ds_select_dst (R-URI kept), ``domain`` = ds_select_domain (host rewritten)."""
     limit: int = 0
@@ -643,7 +643,7 @@ class DispatchRouter(NativeRouter):
     """Routes requests by the ``[[route]]`` rules over the dispatcher sets.
 
     Pure: no store, clock, DNS or event loop. Its randomness (algorithms 6, 9, 11,
-    15) comes from the ``rng`` given; state changes it makes go to ``state_log``.
+    15, 115) comes from the ``rng`` given; state changes it makes go to ``state_log``.
     The shell-side dispatcher service loads destination lists and hands them over
     (:meth:`replace`, :meth:`install`).
     """

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sipdispatch import core_build
 from sipdispatch.admin.http import AdminServer
 from sipdispatch.admin.protocol import Traffic
-from sipdispatch.checks import bind_reason, probing_warnings
+from sipdispatch.checks import algorithm_warnings, bind_reason, probing_warnings
 from sipdispatch.collector import CHECK_INTERVAL, Collector
 from sipdispatch.config import Config, ConfigError
 from sipdispatch.eventloop import install_uvloop
@@ -125,6 +125,8 @@ class Server:
             config.dispatcher.ping_interval,
             [r.mark_failed for r in config.routes],
         ):
+            log.warning("%s", line)
+        for line in algorithm_warnings((r.set_id, r.algorithm_written) for r in config.routes):
             log.warning("%s", line)
         self.core: ProxyCore | None = None
         self.shell: SipShell | None = None

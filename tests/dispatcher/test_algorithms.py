@@ -50,8 +50,10 @@ def call_id_for_index(index: int, n: int) -> str:
 # --- registry --------------------------------------------------------------
 
 
-def test_registry_has_algorithms_0_to_15() -> None:
-    assert sorted(REGISTRY) == list(range(16))
+def test_registry_has_kamailios_0_to_15_and_our_114_115() -> None:
+    assert sorted(REGISTRY) == [*range(16), 114, 115]
+    assert all(REGISTRY[n].kamailio for n in range(16))
+    assert not REGISTRY[114].kamailio and not REGISTRY[115].kamailio
 
 
 def test_algorithms_are_found_by_number_numeric_string_or_name() -> None:
@@ -65,6 +67,23 @@ def test_algorithms_are_found_by_number_numeric_string_or_name() -> None:
         get_algorithm("fastest")
     with pytest.raises(UnknownAlgorithmError):
         get_algorithm("\u00b9")  # str.isdigit() says yes, int() does not
+
+
+@pytest.mark.parametrize(
+    ("name", "number"),
+    [
+        ("round-robin-or-serial", 14),
+        ("rr-or-serial", 14),
+        ("priority-weight", 15),
+        ("round-robin-tiers", 114),
+        ("round-robin-serial", 114),
+        ("rr-serial", 114),
+        ("srv", 115),
+        ("srv-random", 115),
+    ],
+)
+def test_names_of_14_15_and_the_former_ones_now_at_114_115(name: str, number: int) -> None:
+    assert get_algorithm(name).number == number
 
 
 def test_unknown_setid_gives_empty_selection() -> None:
@@ -126,7 +145,7 @@ def test_no_usable_destination_gives_empty_selection() -> None:
     sets = build(FOUR)
     for uri in ABCD:
         mark(sets, uri, DS_INACTIVE_DST)
-    for alg in range(16):
+    for alg in sorted(REGISTRY):
         assert not pick(sets, 1, alg, hash_header="X-Key"), alg
 
 
@@ -417,7 +436,139 @@ def test_latency_uses_default_when_nothing_else_is_usable() -> None:
         assert uris(pick(sets, 1, 13, use_default=True)) == ["sip:d:5060"]
 
 
-# --- 14: round-robin within priority, serial across ------------------------
+# --- 14: round-robin or serial, decided per set (Kamailio) -----------------
+
+SAME5 = """\
+1 sip:d:5060 0 5
+1 sip:c:5060 0 5
+1 sip:b:5060 0 5
+1 sip:a:5060 0 5
+"""
+"""Four destinations of priority 5; order a, b, c, d."""
+
+
+def twice(text: str, alg: int, other: int, calls: int) -> tuple[list[list[str]], list[list[str]]]:
+    """The failover lists of ``calls`` selections by ``alg`` and by ``other``, each on its
+    own copy of the same list."""
+    first, second = build(text), build(text)
+    return (
+        [uris(pick(first, 1, alg)) for _ in range(calls)],
+        [uris(pick(second, 1, other)) for _ in range(calls)],
+    )
+
+
+def test_14_is_round_robin_when_every_priority_is_the_same_and_above_0() -> None:
+    got, round_robin = twice(SAME5, 14, 4, 4)
+    assert got == round_robin
+    assert [g[0] for g in got] == ABCD
+    assert got[1] == ["sip:b:5060", "sip:c:5060", "sip:d:5060", "sip:a:5060"]
+
+
+def test_14_is_serial_when_every_priority_is_0() -> None:
+    got, serial = twice(FOUR, 14, 8, 4)
+    assert got == serial
+    assert got == [ABCD] * 4
+
+
+def test_14_is_serial_when_priorities_differ() -> None:
+    got, serial = twice(PRIO, 14, 8, 3)
+    assert got == serial
+    assert got == [["sip:mg1:5060", "sip:mg2:5060", "sip:mg3:5060"]] * 3
+
+
+@pytest.mark.parametrize(("text", "same_as"), [(SAME5, 4), (FOUR, 8)])
+def test_14_steps_over_a_down_first_destination_as_4_and_8_do(text: str, same_as: int) -> None:
+    first, second = build(text), build(text)
+    for sets in (first, second):
+        mark(sets, "sip:a:5060", DS_INACTIVE_DST)
+    got = [uris(pick(first, 1, 14)) for _ in range(4)]
+    assert got == [uris(pick(second, 1, same_as)) for _ in range(4)]
+    assert got[0][0] == "sip:b:5060"
+    assert "sip:a:5060" not in {u for g in got for u in g}
+
+
+def test_14_decides_at_load_from_the_priorities() -> None:
+    assert [dset.rrserial for dset in build(SAME5)] == [5]
+    assert [dset.rrserial for dset in build(FOUR)] == [0]
+    assert [dset.rrserial for dset in build(PRIO)] == [0]
+    assert [dset.rrserial for dset in build("1 sip:a:5060 0 5\n1 sip:b:5060 0 0\n")] == [0]
+
+
+# --- 15: best (lowest) priority, then weight (Kamailio) ----------------------
+
+KAMAILIO_15 = """\
+1 sip:p10a:5060 0 10 weight=70
+1 sip:p10b:5060 0 10 weight=30
+1 sip:p20a:5060 0 20 weight=50
+1 sip:p20b:5060 0 20 weight=50
+"""
+"""Kamailio's example for algorithm 15: priority 10 is the best (lowest value)."""
+
+
+def test_15_shares_the_lowest_priority_value_by_weight_exactly_every_100_calls() -> None:
+    counts = spread(build(KAMAILIO_15), 1, 15, 100)
+    assert counts == {"sip:p10a:5060": 70, "sip:p10b:5060": 30}
+
+
+def test_15_goes_to_the_next_priority_by_weight_when_the_best_is_down() -> None:
+    sets = build(KAMAILIO_15)
+    spread(sets, 1, 15, 37)  # anywhere in the table
+    mark(sets, "sip:p10a:5060", DS_INACTIVE_DST)
+    mark(sets, "sip:p10b:5060", DS_DISABLED_DST)
+    assert spread(sets, 1, 15, 100) == {"sip:p20a:5060": 50, "sip:p20b:5060": 50}
+    mark(sets, "sip:p10a:5060", 0)
+    assert spread(sets, 1, 15, 100) == {"sip:p10a:5060": 100}
+
+
+def test_15_table_is_rebuilt_with_the_rweight_tables() -> None:
+    sets = build(KAMAILIO_15)
+    for uri in ("sip:p10a:5060", "sip:p10b:5060"):
+        dest = sets.find(1, uri)
+        assert dest is not None
+        dest.state = DS_INACTIVE_DST  # not through set_state: nothing rebuilt yet
+    # Their slots fall through to the next usable in set order (p20b, p20a, p10b, p10a).
+    assert spread(sets, 1, 15, 100) == {"sip:p20b:5060": 100}
+    sets.rebuild_rweights(1)
+    assert spread(sets, 1, 15, 100) == {"sip:p20a:5060": 50, "sip:p20b:5060": 50}
+
+
+def test_15_without_weights_shares_equally_the_last_getting_what_is_left() -> None:
+    sets = build("1 sip:c:5060 0 1\n1 sip:b:5060 0 1\n1 sip:a:5060 0 1\n1 sip:z:5060 0 2\n")
+    dset = sets.get(1)
+    assert dset is not None
+    assert [d.uri for d in dset.dests] == ["sip:z:5060", "sip:a:5060", "sip:b:5060", "sip:c:5060"]
+    counts = spread(sets, 1, 15, 100)
+    assert counts == {"sip:a:5060": 33, "sip:b:5060": 33, "sip:c:5060": 34}
+
+
+def test_15_weights_that_do_not_make_100_leave_the_rest_to_the_last_written() -> None:
+    counts = spread(build("1 sip:b:5060 0 1 weight=1\n1 sip:a:5060 0 1 weight=2\n"), 1, 15, 100)
+    assert counts == {"sip:a:5060": 66, "sip:b:5060": 34}  # 2*100//3, 1*100//3 + 1
+
+
+def test_15_with_nothing_usable_gives_empty_selection() -> None:
+    sets = build(KAMAILIO_15)
+    for dest in sets.destinations():
+        sets.set_state(dest, DS_INACTIVE_DST)
+    assert not pick(sets, 1, 15)
+    dset = sets.get(1)
+    assert dset is not None
+    assert dset.pwlist == [0] * 100
+
+
+def test_15_failover_list_and_use_default_are_the_common_ones() -> None:
+    sets = build(KAMAILIO_15)  # order p20b, p20a, p10b, p10a: p10a is the default
+    for sel in (pick(sets, 1, 15, use_default=True) for _ in range(20)):
+        assert uris(sel)[-1] == "sip:p10a:5060"
+        assert uris(sel)[0] != "sip:p10a:5060"
+        assert len(uris(sel)) == 4
+    for uri in ("sip:p20a:5060", "sip:p20b:5060", "sip:p10b:5060"):
+        mark(sets, uri, DS_INACTIVE_DST)
+    assert uris(pick(sets, 1, 15, use_default=True)) == ["sip:p10a:5060"]
+    assert uris(pick(sets, 1, 15)) == ["sip:p10a:5060"]
+
+
+# --- 114: round-robin within priority, serial across (ours) -----------------
 
 TIERS = """\
 1 sip:b1:5060 0 1
@@ -426,23 +577,23 @@ TIERS = """\
 """
 
 
-def test_rr_or_serial_round_robins_the_top_priority_then_fails_over_down() -> None:
+def test_114_round_robins_the_top_priority_then_fails_over_down() -> None:
     sets = build(TIERS)
-    got = [uris(pick(sets, 1, 14)) for _ in range(3)]
+    got = [uris(pick(sets, 1, 114)) for _ in range(3)]
     assert got[0] == ["sip:a1:5060", "sip:a2:5060", "sip:b1:5060"]
     assert got[1] == ["sip:a2:5060", "sip:a1:5060", "sip:b1:5060"]
     assert got[2] == got[0]
     mark(sets, "sip:a1:5060", DS_INACTIVE_DST)
     mark(sets, "sip:a2:5060", DS_INACTIVE_DST)
-    assert uris(pick(sets, 1, 14)) == ["sip:b1:5060"]
+    assert uris(pick(sets, 1, 114)) == ["sip:b1:5060"]
 
 
-def test_rr_or_serial_with_equal_priorities_is_round_robin() -> None:
+def test_114_with_equal_priorities_is_round_robin() -> None:
     sets = build(FOUR)
-    assert [uris(pick(sets, 1, 14))[0] for _ in range(5)] == [*ABCD, ABCD[0]]
+    assert [uris(pick(sets, 1, 114))[0] for _ in range(5)] == [*ABCD, ABCD[0]]
 
 
-# --- 15: priority + weight (SRV-like) --------------------------------------
+# --- 115: priority + weight (SRV-like, ours) --------------------------------
 
 SRV = """\
 1 sip:backup:5060 0 1 weight=100
@@ -451,21 +602,21 @@ SRV = """\
 """
 
 
-def test_priority_weight_uses_top_priority_by_weight_and_lower_as_failover() -> None:
+def test_115_uses_top_priority_by_weight_and_lower_as_failover() -> None:
     sets = build(SRV)
-    counts = spread(sets, 1, 15, 400, seed=4)
+    counts = spread(sets, 1, 115, 400, seed=4)
     assert set(counts) == {"sip:big:5060", "sip:small:5060"}
     assert abs(counts["sip:big:5060"] - 320) <= 30
-    sel = pick(sets, 1, 15)
+    sel = pick(sets, 1, 115)
     assert uris(sel)[-1] == "sip:backup:5060"
     assert sorted(uris(sel)[:2]) == ["sip:big:5060", "sip:small:5060"]
 
 
-def test_priority_weight_falls_to_lower_priority_when_top_is_down() -> None:
+def test_115_falls_to_lower_priority_when_top_is_down() -> None:
     sets = build(SRV)
     mark(sets, "sip:big:5060", DS_INACTIVE_DST)
     mark(sets, "sip:small:5060", DS_DISABLED_DST)
-    assert uris(pick(sets, 1, 15)) == ["sip:backup:5060"]
+    assert uris(pick(sets, 1, 115)) == ["sip:backup:5060"]
 
 
 # --- purity ------------------------------------------------------------------
@@ -474,7 +625,7 @@ def test_priority_weight_falls_to_lower_priority_when_top_is_down() -> None:
 def test_selection_uses_only_the_injected_rng() -> None:
     state = random.getstate()
     sets = build(SRV)
-    for alg in (6, 15):
+    for alg in (6, 15, 115):
         pick(sets, 1, alg)
     assert random.getstate() == state
 

@@ -584,7 +584,7 @@ class ClusterNode:
 
     def _replay_sample(self, setid: int, uri: str, code: int, ms: int) -> None:
         """Another node's ping of a destination this one does not ping: the same
-        sample through the same estimator, so latency statistics (algorithm 14) agree."""
+        sample through the same estimator, so latency statistics (algorithm 13) agree."""
         prober = self.prober
         if prober is None or not prober.dconf.ping_latency_stats:
             return

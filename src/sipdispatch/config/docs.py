@@ -47,9 +47,12 @@ ALGORITHM_SUMMARIES: Final[dict[int, str]] = {
     11: "`rweight` attribute, among active destinations",
     12: "all destinations of the set at once (parallel forking)",
     13: "latency-optimised (`cc` attribute, ping latency)",
-    14: "round-robin among the usable destinations of the highest priority; lower "
-    "priorities are the failover, in set order",
-    15: "priority, then weight within a priority (SRV-like)",
+    14: "round-robin (4) when every destination of the set has the same priority above 0, "
+    "else serial (8)",
+    15: "`weight` attribute, among the active destinations of the lowest priority value",
+    114: "round-robin among the usable destinations of the highest priority; lower "
+    "priorities are the failover, in set order (was 14)",
+    115: "priority, then weight within a priority (SRV-like; was 15)",
 }
 """What each algorithm selects by, for the table of names (the registry has the numbers and
 names; compiled classes keep no docstrings to take this from)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Annotated, Final, Literal, get_args
@@ -778,6 +779,15 @@ class RouteMatch:
     """The request comes from a destination of this set."""
 
 
+def _as_written(value: object, info: ValidationInfo) -> str:
+    """A number or string of a file as TOML writes it (``14``, ``"srv"``); else ``""``."""
+    if not _from_file(info) or isinstance(value, bool):
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else ""
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class RouteRule:
     """One ``[[route]]`` rule; the first rule whose `match` fits a request routes it."""
@@ -810,6 +820,12 @@ class RouteRule:
         ),
     ] = DEFAULT_ALGORITHM
     """Algorithm number or name (table below, any case)."""
+    algorithm_written: Annotated[
+        StrictStr, BeforeValidator(_as_written), Field(validation_alias="algorithm")
+    ] = dataclasses.field(default="", compare=False, repr=False)
+    """`algorithm` as the file wrote it (`14`, `"priority-weight"`), for the warnings at
+    start about algorithms whose meaning changed; `""` when the file does not give it or
+    the rule is built in Python."""
     mode: Annotated[
         RouteMode,
         _any_case(RouteMode),

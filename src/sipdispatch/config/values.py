@@ -271,10 +271,20 @@ _ACCEPTED_NAMES: Final = _accepted_names()
 
 
 def _numbers(numbers: Iterable[int]) -> str:
-    ordered = sorted(numbers)
-    if ordered == list(range(ordered[0], ordered[-1] + 1)):
-        return f"{ordered[0]}..{ordered[-1]}"
-    return ", ".join(map(str, ordered))
+    """``0..15, 114, 115``: runs of three or more written as ranges."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    parts: list[str] = []
+    for run in runs:
+        if len(run) >= 3:
+            parts.append(f"{run[0]}..{run[-1]}")
+        else:
+            parts.extend(map(str, run))
+    return ", ".join(parts)
 
 
 ALGORITHM_ALLOWED: Final = (

@@ -3,7 +3,7 @@
 Destinations and their attrs (:mod:`.destination`), ``dispatcher.list`` parsing
 and resolution (:mod:`.listfile`), sets ordered as Kamailio orders them with
 their weight tables (:mod:`.sets`), Kamailio's hash (:mod:`.hashing`), the
-algorithms 0-15 (:mod:`.algorithms`), call load accounting (:mod:`.callload`),
+algorithms 0-15 and 114, 115 (:mod:`.algorithms`), call load accounting (:mod:`.callload`),
 latency statistics and congestion control (:mod:`.latency`).
 
 Nothing here does I/O, reads the clock or uses the global random state: time

@@ -7,10 +7,10 @@ priority, inserting each new destination after those of lower or equal
 priority, then copies it backwards into an array.
 
 Per set we also build Kamailio's 100-slot tables: ``wlist`` for algorithm 9
-(``dp_init_weights``) and ``rwlist`` for algorithm 11
-(``dp_init_relative_weights``), each filled then shuffled. Kamailio shuffles with
-its own ``rand()``; we use the injected :class:`random.Random`, so a seeded one
-gives reproducible tables.
+(``dp_init_weights``), ``rwlist`` for algorithm 11 (``dp_init_relative_weights``)
+and ``pwlist`` for algorithm 15 (``dp_init_priority_weights``), each filled then
+shuffled. Kamailio shuffles with its own ``rand()``; we use the injected
+:class:`random.Random`, so a seeded one gives reproducible tables.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.states import DS_SKIP_MASK, DS_STATES_ALL
 
 TABLE_SIZE: Final = 100
-"""Slots of Kamailio's ``wlist``/``rwlist`` (weights are percentages)."""
+"""Slots of Kamailio's ``wlist``/``rwlist``/``pwlist`` (weights are percentages)."""
 
 
 def shuffle_table(table: list[int], rng: random.Random) -> None:
@@ -95,6 +95,54 @@ def rweight_table(
     return table
 
 
+def priority_weight_table(dests: Sequence[Destination], rng: random.Random) -> list[int]:
+    """Algorithm 15's 100 slots (Kamailio's ``dp_init_priority_weights``).
+
+    Only usable destinations count. The best priority is the *lowest* value among
+    them (the SRV convention, the opposite of the set order); the destinations at
+    that priority share the slots by ``weight``: each gets ``weight * 100 // sum``
+    slots in set order and the slots left over go to the index written last (index 0
+    when none was). When their weights sum to 0 they share equally: ``100 // count``
+    each, the last one what is left. Nothing usable: every slot is index 0.
+    """
+    table = [0] * TABLE_SIZE
+    usable = [index for index, dest in enumerate(dests) if not dest.state & DS_SKIP_MASK]
+    if not usable:
+        return table
+    best = min(dests[index].priority for index in usable)
+    members = [index for index in usable if dests[index].priority == best]
+    total = sum(dests[index].attrs.weight for index in members)
+    count = len(members)
+    t = 0
+    for k, index in enumerate(members):
+        if total == 0:
+            slots = TABLE_SIZE - t if k == count - 1 else TABLE_SIZE // count
+        else:
+            slots = dests[index].attrs.weight * TABLE_SIZE // total
+        for _ in range(min(slots, TABLE_SIZE - t)):
+            table[t] = index
+            t += 1
+    fill = table[t - 1] if t > 0 else 0
+    while t < TABLE_SIZE:
+        table[t] = fill
+        t += 1
+    if count > 1:  # one destination's table is the same shuffled: keep the rng's draws
+        shuffle_table(table, rng)
+    return table
+
+
+def same_positive_priority(dests: Sequence[Destination]) -> int:
+    """Algorithm 14's choice, made at load (Kamailio's ``rrserial``): the priority every
+    destination of the set has when they all have the same one and it is above 0,
+    else 0 (then 14 is serial, algorithm 8)."""
+    if not dests:
+        return 0
+    first = dests[0].priority
+    if first <= 0 or any(d.priority != first for d in dests):
+        return 0
+    return first
+
+
 def kamailio_order(dests: Iterable[Destination]) -> list[Destination]:
     """Order destinations of one set as Kamailio does: priority descending, ties
     in reverse load order."""
@@ -112,7 +160,10 @@ class DestinationSet:
         "by_uri",
         "dests",
         "last",
+        "pwlast",
+        "pwlist",
         "rr_tiers",
+        "rrserial",
         "rwlast",
         "rwlist",
         "setid",
@@ -132,8 +183,15 @@ class DestinationSet:
         """Next slot of ``wlist`` (Kamailio ``wlast``)."""
         self.rwlast = 0
         """Next slot of ``rwlist`` (Kamailio ``rwlast``)."""
+        self.pwlast = 0
+        """Next slot of ``pwlist`` (Kamailio ``pwlast``)."""
         self.wlist = weight_table(self.dests, rng)
         self.rwlist = rweight_table(self.dests, rng)
+        self.pwlist = priority_weight_table(self.dests, rng)
+        """Algorithm 15's table, rebuilt with ``rwlist`` and when a destination's
+        usability changes."""
+        self.rrserial = same_positive_priority(self.dests)
+        """Algorithm 14: the set's common priority (> 0: round-robin), or 0 (serial)."""
         self.by_uri: dict[str, Destination] = {}
         self.by_key: dict[str, Destination] = {}
         for dest in self.dests:
@@ -152,9 +210,9 @@ class DestinationSet:
             tuple(sorted(range(a, b), key=lambda j: self.dests[j].attrs.weight != 0))
             for a, b in tiers
         )
-        """Per tier, indexes with weight-0 ones first (RFC 2782 order, algorithm 15)."""
+        """Per tier, indexes with weight-0 ones first (RFC 2782 order, algorithm 115)."""
         self.rr_tiers: dict[int, int] = {}
-        """Per-tier round-robin position for algorithm 14 (keyed by tier start)."""
+        """Per-tier round-robin position for algorithm 114 (keyed by tier start)."""
 
     def __len__(self) -> int:
         return len(self.dests)
@@ -176,10 +234,15 @@ class DestinationSet:
         return [d for d in self.dests if d.attrs.duid is not None and d.attrs.duid.lower() == low]
 
     def rebuild_rweights(self, rng: random.Random) -> None:
-        """Rebuild ``rwlist`` after a usability or rweight change (Kamailio does it
-        on state changes of destinations with an rweight and after congestion
-        control changes)."""
+        """Rebuild ``rwlist`` and ``pwlist`` after a usability or rweight change
+        (Kamailio rebuilds both on state changes of destinations with an rweight and
+        after congestion control changes)."""
         self.rwlist = rweight_table(self.dests, rng, self.rwlist)
+        self.pwlist = priority_weight_table(self.dests, rng)
+
+    def rebuild_priority_weights(self, rng: random.Random) -> None:
+        """Rebuild ``pwlist`` alone (a destination without rweight changed usability)."""
+        self.pwlist = priority_weight_table(self.dests, rng)
 
 
 class DispatcherSets:
@@ -230,9 +293,10 @@ class DispatcherSets:
     def set_state(self, dest: Destination, state: int) -> int:
         """Replace ``dest``'s state bits (Kamailio ``ds_reinit_state``); returns the old.
 
-        Rebuilds the set's rweight table when the destination has an rweight and
-        its usability changed, as Kamailio does. Every state change should come
-        through here (or call :meth:`state_changed`).
+        When the destination's usability changed: rebuilds the set's rweight table
+        if it has an rweight, as Kamailio does, and the priority-weight table
+        (algorithm 15) in any case (Kamailio only with an rweight). Every state
+        change should come through here (or call :meth:`state_changed`).
         """
         old = dest.state
         dest.state = (old & ~DS_STATES_ALL) | (state & DS_STATES_ALL)
@@ -241,13 +305,18 @@ class DispatcherSets:
 
     def state_changed(self, dest: Destination, old_state: int) -> None:
         """Tell the sets that ``dest.state`` was changed from ``old_state``."""
-        if dest.rweight > 0 and bool(old_state & DS_SKIP_MASK) != bool(dest.state & DS_SKIP_MASK):
-            dset = self._sets.get(dest.setid)
-            if dset is not None:
-                dset.rebuild_rweights(self.rng)
+        if bool(old_state & DS_SKIP_MASK) == bool(dest.state & DS_SKIP_MASK):
+            return
+        dset = self._sets.get(dest.setid)
+        if dset is None:
+            return
+        if dest.rweight > 0:
+            dset.rebuild_rweights(self.rng)
+        else:
+            dset.rebuild_priority_weights(self.rng)
 
     def rebuild_rweights(self, setid: int) -> None:
-        """Rebuild one set's rweight table."""
+        """Rebuild one set's rweight and priority-weight tables."""
         dset = self._sets.get(setid)
         if dset is not None:
             dset.rebuild_rweights(self.rng)
@@ -297,8 +366,8 @@ def carry_runtime_state(old: DispatcherSets, new: DispatcherSets) -> int:
     sipdispatch's ``keep_state_on_reload`` (Kamailio resets state on reload and
     only optionally keeps latency stats): a destination with the same set, URI,
     flags, priority and attrs keeps its state bits, probing count, latency stats,
-    call load and run-time rweight. Rebuilds the rweight tables. Returns how many
-    destinations were carried over.
+    call load and run-time rweight. Rebuilds the rweight and priority-weight tables.
+    Returns how many destinations were carried over.
     """
     carried = 0
     for dset in new:

@@ -1,9 +1,10 @@
-"""Dispatching algorithms 0-15, registered by number and name.
+"""Dispatching algorithms 0-15 and 114, 115, registered by number and name.
 
-Kamailio numbers 0-13 with Kamailio's semantics; 14 and 15 are sipdispatch's
-own (Kamailio has no such numbers: it treats any unknown number as "first
-entry"). One small class per algorithm, grouped by family in the modules of
-this package; :func:`select` is the entry point the proxy calls per request.
+Numbers 0-15 are Kamailio's, with Kamailio's semantics; 114 and 115 are
+sipdispatch's own, at numbers Kamailio does not use (they were 14 and 15 before
+Kamailio defined those). One small class per algorithm, grouped by family in the
+modules of this package; :func:`select` is the entry point the proxy calls per
+request.
 """
 
 from __future__ import annotations

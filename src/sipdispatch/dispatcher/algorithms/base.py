@@ -137,7 +137,7 @@ class SelectOptions:
         self.hash_header = hash_header
         """Header whose value algorithm 7 hashes (Kamailio ``hash_pvar``)."""
         self.rng = rng
-        """Randomness for algorithms 6 and 15."""
+        """Randomness for algorithms 6 and 115."""
 
 
 class Algorithm:
@@ -150,7 +150,7 @@ class Algorithm:
     aliases: ClassVar[tuple[str, ...]] = ()
     """Other accepted names."""
     kamailio: ClassVar[bool] = True
-    """False for sipdispatch's own algorithms (Kamailio has no 14, 15)."""
+    """False for sipdispatch's own algorithms (114, 115: numbers Kamailio does not use)."""
 
     def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
         """Select from a non-empty set."""

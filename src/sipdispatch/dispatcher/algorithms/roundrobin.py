@@ -1,7 +1,9 @@
-"""Round-robin: 4 (Kamailio) and 14 (sipdispatch: round-robin within the best
-priority, serial across priorities)."""
+"""Round-robin: 4 and 14 (Kamailio: round-robin or serial, decided per set at load)
+and 114 (sipdispatch: round-robin within the best priority, serial across priorities)."""
 
 from __future__ import annotations
+
+from typing import Final
 
 from sipdispatch.dispatcher.algorithms.base import (
     EMPTY_SELECTION,
@@ -13,6 +15,7 @@ from sipdispatch.dispatcher.algorithms.base import (
     next_round_robin,
     register,
 )
+from sipdispatch.dispatcher.algorithms.serial import Serial
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.sets import DestinationSet
 from sipdispatch.dispatcher.states import DS_SKIP_MASK
@@ -30,14 +33,30 @@ class RoundRobin(Algorithm):
 
 
 class RoundRobinOrSerial(Algorithm):
-    """14 (sipdispatch, not in Kamailio): round-robin among the usable destinations
-    of the highest priority that has any; lower priorities are the failover, in
-    set order. All equal priorities: plain round-robin. All different: serial (8).
-    """
+    """14: round-robin (4) when every destination of the set has the same priority
+    and it is above 0, otherwise serial (8). Decided when the set is loaded
+    (``DestinationSet.rrserial``); each call is then exactly 4's or 8's."""
 
     number = 14
-    name = "round-robin-serial"
-    aliases = ("round-robin-or-serial", "rr-serial")
+    name = "round-robin-or-serial"
+    aliases = ("rr-or-serial",)
+
+    def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
+        if dset.rrserial:
+            return _ROUND_ROBIN.select(dset, ctx, opts)
+        return _SERIAL.select(dset, ctx, opts)
+
+
+class RoundRobinTiers(Algorithm):
+    """114 (sipdispatch's own): round-robin among the usable destinations of the
+    highest priority that has any; lower priorities are the failover, in set order.
+    All equal priorities: plain round-robin. All different: serial (8). It was
+    number 14 before Kamailio gave 14 a meaning.
+    """
+
+    number = 114
+    name = "round-robin-tiers"
+    aliases = ("round-robin-serial", "rr-serial")
     kamailio = False
 
     def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
@@ -85,5 +104,9 @@ class RoundRobinOrSerial(Algorithm):
         return Selection(tuple(out))
 
 
+_ROUND_ROBIN: Final = RoundRobin()
+_SERIAL: Final = Serial()
+
 register(RoundRobin)
 register(RoundRobinOrSerial)
+register(RoundRobinTiers)

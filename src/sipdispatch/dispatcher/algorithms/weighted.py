@@ -1,4 +1,5 @@
-"""Weights: 9 weight, 11 relative weight (Kamailio), 15 priority+weight (sipdispatch)."""
+"""Weights: 9 weight, 11 relative weight, 15 priority then weight (Kamailio), and 115
+SRV-like priority then weighted order (sipdispatch)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,26 @@ class RelativeWeight(Algorithm):
 
 
 class PriorityWeight(Algorithm):
-    """15 (sipdispatch, not in Kamailio): SRV-like (RFC 2782 §"Usage rules").
+    """15: the next slot of the set's priority-weight table.
+
+    The table shares 100 slots among the usable destinations of the best priority,
+    the *lowest* value (SRV convention), by ``weight`` (equally when none has one);
+    it is rebuilt when a destination changes usability and with ``rwlist``. A slot
+    whose destination is down falls through to the next usable one in set order.
+    """
+
+    number = 15
+    name = "priority-weight"
+
+    def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
+        number = dset.pwlist[dset.pwlast]
+        dset.pwlast = (dset.pwlast + 1) % TABLE_SIZE
+        return finish(dset, number, opts)
+
+
+class SrvOrder(Algorithm):
+    """115 (sipdispatch's own): SRV-like (RFC 2782 §"Usage rules"); it was number 15
+    before Kamailio gave 15 a meaning.
 
     Destinations are tried by priority, highest first (Kamailio's order); within
     one priority they are ordered by a weighted random draw on ``weight``: those
@@ -61,9 +81,9 @@ class PriorityWeight(Algorithm):
     across all priorities.
     """
 
-    number = 15
-    name = "priority-weight"
-    aliases = ("srv",)
+    number = 115
+    name = "srv"
+    aliases = ("srv-random",)
     kamailio = False
 
     def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
@@ -104,3 +124,4 @@ class PriorityWeight(Algorithm):
 register(Weight)
 register(RelativeWeight)
 register(PriorityWeight)
+register(SrvOrder)
