@@ -470,7 +470,9 @@ def test_unknown_key_is_error_naming_it_and_listing_allowed_keys() -> None:
 def test_unknown_top_level_table_is_error_listing_tables() -> None:
     message = str(error_for({"dispatch": {"ping_interval": 5}}))
     assert message.startswith("config: dispatch = ")
-    tables = "server, transaction, admin, dispatcher, security, tls, log, cluster, dns, capture, route"
+    tables = (
+        "server, transaction, admin, dispatcher, security, tls, log, cluster, dns, capture, route"
+    )
     assert tables in message
 
 
