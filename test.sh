@@ -5,8 +5,8 @@
 # loopback integration with sipp). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
-# The independent peers: sipp (sip-tester), Kamailio with its TLS module, dnsmasq; Chromium
-# for the web console's browser tests (Playwright drives Debian's build).
+# The independent peers: sipp (sip-tester), Kamailio with its TLS module, dnsmasq, promtool;
+# Chromium for the web console's browser tests (Playwright drives Debian's build).
 packages=()
 command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
@@ -19,6 +19,9 @@ command -v sipp >/dev/null 2>&1 || packages+=(sip-tester)
 # it writes.
 command -v sngrep >/dev/null 2>&1 || packages+=(sngrep)
 command -v tshark >/dev/null 2>&1 || packages+=(tshark)
+# promtool (Debian ships it in the prometheus package) checks and unit-tests the alert rules
+# of examples/prometheus; the tests run no Prometheus server.
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}") >/dev/null
