@@ -418,7 +418,7 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("route[0].failover_on[0]", route(failover_on=["200"])),
     ("route[0].failover_on[0]", route(failover_on=["4040"])),
     ("route[0].failover_on[0]", route(failover_on=["busy"])),
-    ("route[0].mark_failed", route(mark_failed="i")),
+    ("route[0].mark_failed", route(mark_failed="tx")),
     ("route[0].mark_failed", route(mark_failed="down")),
     ("route[0].mark_failed", route(mark_failed=False)),
     ("route[0].no_destination", route(no_destination=200)),
@@ -788,7 +788,7 @@ def test_empty_failover_on_never_fails_over() -> None:
     assert not any(is_failover(rule, code) for code in range(300, 700))
 
 
-@pytest.mark.parametrize(("given", "stored"), [("IP", "ip"), ("dx", "dx"), ("Ax", "ax"), ("", "")])
+@pytest.mark.parametrize(("given", "stored"), [("IP", "ip"), ("D", "d"), ("Ap", "ap"), ("", "")])
 def test_mark_failed_is_case_insensitive(given: str, stored: str) -> None:
     assert parse_config(route(mark_failed=given)).routes[0].mark_failed == stored
 
@@ -943,3 +943,15 @@ def test_wait_timer_sets_the_cores_timers_d_j_l_m() -> None:
     timers = timers_from(parse_config({"transaction": {"wait_timer": 2500}}))
     assert timers.timer_wait == timers.timer_d == 2.5
     assert timers.timer_64t1 == 32.0  # timer H and the CANCEL wait stay 64*T1
+
+
+@pytest.mark.parametrize("letters", ["i", "t", "tp", "ip", "a", "ap", "d", "pi", "IP"])
+def test_mark_failed_takes_every_ds_mark_dst_letter_combination(letters: str) -> None:
+    assert parse_config(route(mark_failed=letters)).routes[0].mark_failed == letters.lower()
+
+
+def test_mark_failed_x_is_not_a_ds_mark_dst_letter_and_the_error_says_what_to_write() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(route(mark_failed="tx"))
+    assert info.value.key == "route[0].mark_failed"
+    assert 'write "t"' in str(info.value), str(info.value)

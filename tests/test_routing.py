@@ -356,10 +356,14 @@ def test_limit_shortens_the_failover_list() -> None:
 
 
 @pytest.mark.parametrize(
-    ("letters", "flags"), [("ip", "IP"), ("dx", "DX"), ("tx", "IX"), ("ap", "AP"), ("", "AX")]
-)
-def test_mark_failed_sets_the_state_of_the_failed_destination(letters: str, flags: str) -> None:
-    # probing_threshold 1 (default): one "tx" mark is enough to make it inactive.
+    ("letters", "flags"),
+    [
+        ("ip", "IP"), ("i", "IX"), ("d", "DX"), ("t", "IX"), ("tp", "IP"), ("a", "AX"),
+        ("ap", "AP"), ("IP", "IP"), ("pi", "IP"), ("ipa", "AX"), ("", "AX"),
+    ],
+)  # fmt: skip
+def test_mark_failed_takes_kamailios_ds_mark_dst_letters(letters: str, flags: str) -> None:
+    # probing_threshold 1 (default): one "t" mark is enough to make it inactive.
     r = router(SERIAL, [{"set": 1, "algorithm": 8, "mark_failed": letters}])
     plan = plan_for(r)
     plan.next_target(plan.first()[0], 503, False, 0.0)
@@ -369,8 +373,8 @@ def test_mark_failed_sets_the_state_of_the_failed_destination(letters: str, flag
         assert first_uri(r, request(call_id="next")) == MG2  # no more calls for MG1
 
 
-def test_mark_tx_counts_up_to_the_probing_threshold_as_kamailio() -> None:
-    r = router(SERIAL, [{"set": 1, "algorithm": 8, "mark_failed": "tx"}], probing_threshold=2)
+def test_mark_t_counts_up_to_the_probing_threshold_as_kamailio() -> None:
+    r = router(SERIAL, [{"set": 1, "algorithm": 8, "mark_failed": "t"}], probing_threshold=2)
     mg1 = dest(r, MG1)
     for i, expected in enumerate(["TX", "IX"]):
         plan = plan_for(r, request(call_id=f"c{i}"))
@@ -380,9 +384,9 @@ def test_mark_tx_counts_up_to_the_probing_threshold_as_kamailio() -> None:
     assert first_uri(r, request(call_id="c9")) == MG2
 
 
-def test_mark_tx_keeps_an_inactive_destination_inactive() -> None:
+def test_mark_t_keeps_an_inactive_destination_inactive() -> None:
     r = router(f"1 {MG1} 9 0\n")  # flags 9: IP
-    change = r.mark(dest(r, MG1), "tx", "test")
+    change = r.mark(dest(r, MG1), "t", "test")
     # Not trying: Kamailio keeps it inactive (the probing bit goes, as requested).
     assert change is not None and (change.old, change.new) == ("IP", "IX")
 

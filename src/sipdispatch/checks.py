@@ -17,6 +17,12 @@ from sipdispatch.dispatcher.algorithms.base import Algorithm
 from sipdispatch.dispatcher.algorithms.roundrobin import RoundRobinOrSerial, RoundRobinTiers
 from sipdispatch.dispatcher.algorithms.weighted import PriorityWeight, SrvOrder, Weight
 from sipdispatch.dispatcher.sets import DispatcherSets
+from sipdispatch.dispatcher.states import (
+    DS_INACTIVE_DST,
+    DS_PROBING_DST,
+    DS_TRYING_DST,
+    parse_mark_letters,
+)
 from sipdispatch.routing import RouteRule
 
 log = logging.getLogger("sipdispatch.dispatcher")
@@ -99,7 +105,7 @@ def probing_warnings(
     ``probing_mode = 0`` a destination marked ``IP`` after a failed call is pinged,
     but its first missed ping leaves it ``IX`` (inactive, no longer pinged), as in
     Kamailio's mode 0; it gets no calls again until a reload or ``set_state``."""
-    marks = sorted({m.lower() for m in mark_failed if m.lower() in ("ip", "tp")})
+    marks = sorted({m.lower() for m in mark_failed if _marks_probing(m)})
     if probing_mode != 0 or ping_interval <= 0 or not marks:
         return []
     return [
@@ -109,6 +115,15 @@ def probing_warnings(
         "dispatcher.set_state; set dispatcher.probing_mode = 1 to keep pinging it until "
         "it answers"
     ]
+
+
+def _marks_probing(letters: str) -> bool:
+    """Whether ``mark_failed`` leaves a failed destination inactive or trying, probing."""
+    try:
+        bits = parse_mark_letters(letters) if letters else 0
+    except ValueError:
+        return False
+    return bool(bits & DS_PROBING_DST) and bool(bits & (DS_INACTIVE_DST | DS_TRYING_DST))
 
 
 CHANGED_ALGORITHMS: Final[dict[int, tuple[type[Algorithm], str, type[Algorithm]]]] = {

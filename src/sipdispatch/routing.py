@@ -37,7 +37,7 @@ from sipdispatch.dispatcher.algorithms.roundrobin import RoundRobin
 from sipdispatch.dispatcher.callload import CallLoadTable
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.sets import DispatcherSets, carry_runtime_state
-from sipdispatch.dispatcher.states import DS_DISABLED_DST, DS_SKIP_MASK, parse_state_letters
+from sipdispatch.dispatcher.states import DS_DISABLED_DST, DS_SKIP_MASK, parse_mark_letters
 from sipdispatch.health.state import (
     ORIGIN_ADMIN,
     ORIGIN_CALL,
@@ -764,7 +764,7 @@ class DispatchRouter(NativeRouter):
         now: float = 0.0,
         generation: int | None = None,
     ) -> StateChange | None:
-        """Set a destination's state as ``ds_mark_dst`` does (``ip``, ``tx``, ...).
+        """Set a destination's state as ``ds_mark_dst`` does (``ip``, ``t``, ``tp``...).
 
         The thresholds apply as in Kamailio (:func:`sipdispatch.health.state.update_state`):
         ``tx`` counts a miss and makes the destination inactive at
@@ -781,7 +781,7 @@ class DispatchRouter(NativeRouter):
         transition = update_state(
             old,
             target.probing_count,
-            parse_state_letters(letters),
+            parse_mark_letters(letters),
             probing_threshold=settings.probing_threshold,
             inactive_threshold=settings.inactive_threshold,
         )

@@ -63,6 +63,7 @@ from sipdispatch.config.values import (
     parse_sql_identifier,
     show_db_url,
 )
+from sipdispatch.dispatcher.states import MARK_LETTERS_ALLOWED, parse_mark_letters
 from sipdispatch.sip.uri import DEFAULT_SIP_PORT, DEFAULT_SIPS_PORT
 
 __all__ = [
@@ -123,9 +124,7 @@ _LISTEN_PROTOS: Final[dict[str, ListenProto]] = {"udp": "udp", "tcp": "tcp", "tl
 StoreKind = Literal["list", "db"]
 RouteMode = Literal["dst", "domain"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-MarkFailed = Literal["", "ip", "tx", "dx", "ap", "ax"]
 ConsoleMode = Literal["read-write", "read-only", "off"]
-"""States ``ds_mark_dst`` accepts: first letter a/i/d/t, second p (probing) or x (not)."""
 
 # --------------------------------------------------------------------------------------------
 # How a field appears in the file
@@ -788,6 +787,20 @@ def _as_written(value: object, info: ValidationInfo) -> str:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else ""
 
 
+def _mark_letters(value: object) -> object:
+    """``mark_failed``: Kamailio's ``ds_mark_dst`` letters, kept lower-case."""
+    if not isinstance(value, str):
+        raise Invalid(MARK_LETTERS_ALLOWED)
+    text = value.strip().lower()
+    if text:
+        try:
+            parse_mark_letters(text)
+        except ValueError as exc:
+            hint = f'; write "{text.replace("x", "")}"' if "x" in text and text != "x" else ""
+            raise Invalid(f"{exc}{hint}; allowed: {MARK_LETTERS_ALLOWED}") from None
+    return text
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class RouteRule:
     """One ``[[route]]`` rule; the first rule whose `match` fits a request routes it."""
@@ -864,10 +877,14 @@ class RouteRule:
     ] = frozenset({5})
     """Final response classes (5 = 5xx) that make the call try the next destination."""
     mark_failed: Annotated[
-        MarkFailed, _any_case(MarkFailed), Key(kamailio='`ds_mark_dst("ip")`')
+        str,
+        BeforeValidator(_mark_letters),
+        Key(allowed=MARK_LETTERS_ALLOWED, kamailio='`ds_mark_dst("ip")`'),
     ] = "ip"
-    """State given to a destination that failed a call (`ds_mark_dst`), any case; `""` =
-    leave its state alone."""
+    """State given to a destination that failed a call, with the letters and meaning of
+    Kamailio's `ds_mark_dst("...")`: `i` inactive, `t` trying (inactive after
+    `probing_threshold` failures in a row), `d` disabled, `p` probing, `a` active (clears
+    what comes before it); `"ip"`, `"tp"`, `"t"`... `""` = leave its state alone."""
     no_destination: Annotated[
         StrictInt,
         Field(ge=300, le=699),

@@ -76,3 +76,34 @@ def parse_state_letters(text: str) -> int:
     if bits != DS_DISABLED_DST and len(text) > 1 and text[1] in "pP":
         bits |= DS_PROBING_DST
     return bits
+
+
+_MARK_BITS: Final = {"i": DS_INACTIVE_DST, "d": DS_DISABLED_DST, "t": DS_TRYING_DST,
+                     "p": DS_PROBING_DST}  # fmt: skip
+MARK_LETTERS_ALLOWED: Final = (
+    "letters of a (active), i (inactive), d (disabled), t (trying), p (probing), any case, "
+    'as Kamailio\'s ds_mark_dst: "ip", "tp", "i", "t", "a", "ap"...; "" = leave the state alone'
+)
+
+
+def parse_mark_letters(text: str) -> int:
+    """State bits from the argument of Kamailio's ``ds_mark_dst("...")``.
+
+    Read left to right, any case: ``a`` clears every state bit (active), ``i``, ``d``,
+    ``t`` and ``p`` add inactive, disabled, trying and probing. So ``"ip"`` is inactive
+    and probing, ``"tp"`` trying and probing, ``"ap"`` active and probing, ``"pa"`` active.
+    Raises ValueError naming the first other character (``x`` included: it is the
+    RPC's "not probing", not a ``ds_mark_dst`` letter) or for an empty string.
+    """
+    if not text:
+        raise ValueError("empty state")
+    bits = 0
+    for ch in text.lower():
+        if ch == "a":
+            bits &= ~DS_STATES_ALL
+        else:
+            bit = _MARK_BITS.get(ch)
+            if bit is None:
+                raise ValueError(f"{ch!r} in {text!r} is not a ds_mark_dst letter")
+            bits |= bit
+    return bits
