@@ -87,7 +87,7 @@ def test_destination_disabled_during_a_ping_is_left_disabled() -> None:
     net = Net(f"1 {GW1}", probing_mode=1, fr_timer=2.0)
     net.gw(GW1).code = None
     net.advance(10.5)  # ping sent at 10, times out at 12
-    net.router.mark(net.dest(GW1), "dx", "operator")
+    net.router.mark(net.dest(GW1), "d", "operator")
     net.advance(5)
     assert net.letters(GW1) == "DX"
     assert net.prober.stats["state_changes"] == 0
