@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         "message to a local UDP sink, interleaved with plain sipdispatch",
     )
     p.add_argument(
+        "--ladder",
+        action="store_true",
+        help="also measure sipdispatch-noladder: sipdispatch with [capture] ladder = 0, "
+        "interleaved with plain sipdispatch (whose ladder of failed calls is on)",
+    )
+    p.add_argument(
         "--redis-url",
         default="redis://127.0.0.1:6379/0",
         help="Redis of the cluster with --cluster (redis://127.0.0.1:6379/0)",

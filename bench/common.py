@@ -18,6 +18,9 @@ BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 HOST = "127.0.0.1"
 HEP_VARIANT = "sipdispatch-hep"
 """sipdispatch with [capture] hep on (--hep)."""
+NO_LADDER_VARIANT = "sipdispatch-noladder"
+"""sipdispatch with ``[capture] ladder = 0`` (--ladder): what keeping the messages of
+calls in progress for the console's ladder costs, against plain sipdispatch."""
 READY_TIMEOUT = 20.0
 """Seconds a proxy or gateway may take to start listening."""
 

@@ -13,6 +13,7 @@ from .common import (
     FLOOR,
     HEP_VARIANT,
     HOST,
+    NO_LADDER_VARIANT,
     PROXIES,
     WORKERS_SUFFIX,
     BenchError,
@@ -62,6 +63,8 @@ class Bench:
             names[at : at + 1] = [f"sipdispatch-{n}{WORKERS_SUFFIX}" for n in counts]
         if getattr(self.args, "hep", False) and "sipdispatch" in names:
             names.insert(names.index("sipdispatch") + 1, HEP_VARIANT)
+        if getattr(self.args, "ladder", False) and "sipdispatch" in names:
+            names.insert(names.index("sipdispatch") + 1, NO_LADDER_VARIANT)
         return names
 
     def hep_sink(self) -> int:
@@ -100,6 +103,7 @@ class Bench:
                 cluster=self.args.cluster,
                 algorithm=self.args.algorithm,
                 hep=self.hep_sink() if name == HEP_VARIANT else None,
+                ladder=name != NO_LADDER_VARIANT,
             )
         assert self.kamailio is not None
         return Kamailio(

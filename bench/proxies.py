@@ -132,8 +132,11 @@ class Sipdispatch(Proxy):
         cluster: bool = False,
         algorithm: str = "round-robin",
         hep: int | None = None,
+        ladder: bool = True,
     ) -> None:
         super().__init__(procs, port, workdir)
+        self.ladder = ladder
+        """``[capture] ladder`` left on (its default); off for sipdispatch-noladder."""
         self.hep = hep
         """The port of a local HEP sink: [capture] hep on (sipdispatch-hep)."""
         self.clustered = cluster
@@ -201,13 +204,16 @@ mark_failed = "ip"
         return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text, re.M)}
 
     def capture(self) -> str:
-        """With --hep, for sipdispatch-hep: the ``[capture]`` copying to the sink."""
-        if self.hep is None:
+        """With --hep, for sipdispatch-hep: the ``[capture]`` copying to the sink; with
+        --ladder, for sipdispatch-noladder: the ladder of failed calls off."""
+        lines = []
+        if self.hep is not None:
+            lines.append(f'hep = "udp:{HOST}:{self.hep}"')
+        if not self.ladder:
+            lines.append("ladder = 0")
+        if not lines:
             return ""
-        return f"""
-[capture]
-hep = "udp:{HOST}:{self.hep}"
-"""
+        return "\n[capture]\n" + "\n".join(lines) + "\n"
 
     def cluster(self) -> str:
         """With --cluster: the ``[cluster]`` of the run's own."""

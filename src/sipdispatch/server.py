@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sipdispatch import core_build
@@ -24,9 +26,11 @@ from sipdispatch.health.statelog import StateLog
 from sipdispatch.logs import CallLog, announce
 from sipdispatch.routing import DispatchRouter
 from sipdispatch.service import DispatcherService
+from sipdispatch.sip.calls import CallRecord, CallSink
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.timers import Timers
 from sipdispatch.systemd import notify
+from sipdispatch.transport.capture import Capture, Ladder, Tap, call_ladder, call_summary
 from sipdispatch.transport.guard import GuardSettings, SourceGuard
 from sipdispatch.transport.handoff import Handoff, owner_of
 from sipdispatch.transport.hep import HepSender
@@ -68,6 +72,15 @@ class WorkerSockets:
     peers: dict[int, socket.socket]
     """The hand-off pair to each other worker, by its index."""
     hub: socket.socket
+
+
+def _ladder_only(ladder: Ladder, record: CallRecord) -> None:
+    ladder.record(record, time.time())
+
+
+def _log_and_ladder(calls: CallLog, ladder: Ladder, record: CallRecord) -> None:
+    calls(record)
+    ladder.record(record, time.time())
 
 
 def timers_from(config: Config) -> Timers:
@@ -130,6 +143,9 @@ class Server:
             log.warning("%s", line)
         self.core: ProxyCore | None = None
         self.shell: SipShell | None = None
+        self.capture: Capture | None = None
+        """``[capture]``: pcap captures, the ladder of failed calls, HEP copies."""
+        self.hep: HepSender | None = None
         self.admin: AdminServer | None = None
         """The admin HTTP listener (JSON-RPC and metrics), once started."""
         self.started: float | None = None
@@ -199,7 +215,7 @@ class Server:
             return None
         servers, clients = core.transactions_in_flight()
         handoff = shell.handoff.stats if shell.handoff is not None else None
-        hep = shell.hep.stats if shell.hep is not None else None
+        hep = self.hep.stats if self.hep is not None else None
         return Traffic(
             core.stats, shell.stats, servers, clients, core.branch_handles(), self.collector,
             core.pending_branch_handles(), handoff, hep,
@@ -288,19 +304,7 @@ class Server:
                 limits.max_connections, shell.max_accepted,
             )  # fmt: skip
         self.core, self.shell = core, shell
-        capture = self.config.capture
-        collector = capture.collector
-        if collector is not None:
-            try:
-                shell.hep = HepSender(collector, capture.hep_id, capture.hep_password,
-                                      capture.capture_pings)  # fmt: skip
-            except OSError as exc:
-                raise OSError(
-                    exc.errno, f"capture.hep: cannot send to {capture.hep}: {exc}"
-                ) from exc
-            pings = ", pings included" if capture.capture_pings else ""
-            log.info("HEPv3 copies of every SIP message go to %s (agent id %d%s)",
-                     capture.hep, capture.hep_id, pings)  # fmt: skip
+        self._start_capture(shell)
         self._start_call_log(core)
         sockets = self.sockets
         if sockets is not None and self.worker is not None:
@@ -395,13 +399,60 @@ class Server:
         except TlsFileError as exc:
             raise ConfigError(str(exc), key=exc.key) from None
 
+    def _start_capture(self, shell: SipShell) -> None:
+        """``[capture]``: HEP copies, the pcap captures an operator starts and the
+        ladder of the last failed calls; the shell copies to them."""
+        capture = self.config.capture
+        collector = capture.collector
+        hep = None
+        if collector is not None:
+            try:
+                hep = HepSender(collector, capture.hep_id, capture.hep_password,
+                                capture.capture_pings)  # fmt: skip
+            except OSError as exc:
+                raise OSError(
+                    exc.errno, f"capture.hep: cannot send to {capture.hep}: {exc}"
+                ) from exc
+            pings = ", pings included" if capture.capture_pings else ""
+            log.info("HEPv3 copies of every SIP message go to %s (agent id %d%s)",
+                     capture.hep, capture.hep_id, pings)  # fmt: skip
+        self.hep = hep
+        ladder = Ladder(capture.ladder) if capture.ladder > 0 else None
+        suffix = f".w{self.worker}" if self.worker is not None else ""
+
+        def on_change(tap: Tap | None) -> None:
+            shell.tap = tap
+
+        self.capture = Capture(
+            Path(capture.dir), capture.max_bytes, capture.max_seconds, hep, ladder, suffix,
+            on_change,
+        )  # fmt: skip
+        self._capture_timer()
+
+    def _capture_timer(self) -> None:
+        """End the captures whose time is up, once a second."""
+        capture = self.capture
+        if capture is None:
+            return
+        capture.expire(time.time())
+        asyncio.get_running_loop().call_later(1.0, self._capture_timer)
+
     def _start_call_log(self, core: ProxyCore) -> None:
         """``[log] calls``: the core and the router hand their call records to the call
-        log; with ``"none"`` no record is made at all."""
+        log (and to the ladder of failed calls); with ``"none"`` no record is made at
+        all."""
         calls = self.config.log.calls
-        if calls == "none":
+        ladder = self.capture.ladder if self.capture is not None else None
+        if calls == "none" and ladder is None:
             return
-        sink = CallLog()
+        sink: CallSink
+        if calls == "none":
+            assert ladder is not None
+            sink = functools.partial(_ladder_only, ladder)
+        elif ladder is not None:
+            sink = functools.partial(_log_and_ladder, CallLog(), ladder)
+        else:
+            sink = CallLog()
         core.call_log = sink
         self.router.call_log = sink
         self.router.log_all = calls == "all"
@@ -439,9 +490,23 @@ class Server:
         """This worker's figures of ``kind``, for the admin worker."""
         from sipdispatch.admin.figures import OwnFigures
 
+        if kind.startswith("ladder"):
+            return self._ladder(kind.partition(":")[2])
+
         if self._figures is None:
             self._figures = OwnFigures(self)
         return self._figures.collect(kind)
+
+    def _ladder(self, call_id: str) -> object:
+        """The failed calls this worker keeps (``call_id`` empty), or one of them with
+        its messages (None when it is not here)."""
+        ladder = self.capture.ladder if self.capture is not None else None
+        if ladder is None:
+            return [] if not call_id else None
+        if not call_id:
+            return [call_summary(k) for k in ladder.calls()]
+        kept = ladder.find(call_id)
+        return call_ladder(kept) if kept is not None else None
 
     async def _join_cluster(self, bound: list[tuple[str, str, int]]) -> None:
         # Imported here: a standalone node does not load the cluster code nor redis.
@@ -477,6 +542,9 @@ class Server:
             self.prober.stop()
         if self.shell is not None:
             await self.shell.close()
+        if self.capture is not None:
+            self.capture.close()
+            self.capture = None
 
     def _reload_on_hup(self) -> None:
         """SIGHUP: ``dispatcher.reload`` (in a cluster, every node follows)."""

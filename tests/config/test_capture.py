@@ -39,9 +39,26 @@ def test_hep_takes_udp_host_port(written: str, kept: str, collector: tuple[str, 
         ({"hep_id": -1}, "capture.hep_id"),
         ({"capture_pings": "sometimes"}, "capture.capture_pings"),
         ({"hep_dir": "/tmp"}, "capture.hep_dir"),
+        ({"dir": 5}, "capture.dir"),
+        ({"max_bytes": 100}, "capture.max_bytes"),
+        ({"max_seconds": 0}, "capture.max_seconds"),
+        ({"max_seconds": 100_000}, "capture.max_seconds"),
+        ({"ladder": -1}, "capture.ladder"),
+        ({"ladder": 5000}, "capture.ladder"),
     ],
 )
 def test_a_bad_capture_key_is_named_with_what_is_allowed(table: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"capture": table})
     assert info.value.key == key, str(info.value)
+
+
+def test_pcap_captures_and_the_ladder_have_their_defaults_and_take_values() -> None:
+    capture = parse_config({}).capture
+    assert (capture.dir, capture.max_bytes, capture.max_seconds, capture.ladder) == (
+        "capture", 50_000_000, 3600, 50)  # fmt: skip
+    given = {"dir": "/var/lib/sipdispatch/pcap", "max_bytes": 10_000, "max_seconds": 60,
+             "ladder": 0}  # fmt: skip
+    capture = parse_config({"capture": given}).capture
+    assert (capture.dir, capture.max_bytes, capture.max_seconds, capture.ladder) == (
+        "/var/lib/sipdispatch/pcap", 10_000, 60, 0)  # fmt: skip

@@ -127,7 +127,8 @@ def test_sngrep_reads_the_copies_and_tshark_sees_the_call_in_its_pcap(
             sngrep.kill()
             sngrep.wait(10)
     out = subprocess.run(
-        ["tshark", "-r", str(pcap), "-T", "fields", "-e", "sip.Method", "-e", "sip.Status-Code",
+        ["tshark", "-r", str(pcap), "-d", f"udp.port=={proxy.port},sip", "-T", "fields",
+         "-e", "sip.Method", "-e", "sip.Status-Code",
          "-e", "udp.srcport", "-e", "udp.dstport", "-e", "sip.Call-ID"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip

@@ -241,7 +241,7 @@ def test_refused_reload_shows_its_reason_and_the_running_list_stays(
     playwright_api.expect(message).to_contain_text("the running list is unchanged")
     playwright_api.expect(message).to_have_class(re.compile(r"\berror\b"))
     expect_state(page, mg1, "AP")
-    assert page.locator("tbody tr").count() == 1
+    assert page.locator("#sets tbody tr").count() == 1
     screenshot(page, "reload-refused")
 
 
@@ -739,3 +739,65 @@ def test_five_wrong_tokens_from_one_address_then_logins_are_refused_with_429_and
     assert metric_value(proxy, 'sipdispatch_console_logins_total{result="limited"}') == 1
     assert metric_value(proxy, 'sipdispatch_console_logins_total{result="ok"}') == 0
     assert "too many wrong tokens from 127.0.0.1" in proxy.log_text()
+
+
+# -- the SIP of failed calls and the captures ------------------------------------------------
+
+
+def test_a_failed_over_call_shows_as_a_ladder_with_the_404_from_one_gateway_and_the_200(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    from .sippctl import run_sipp
+
+    mg1, mg2 = gateways("mg1", reject=404), gateways("mg2")
+    proxy = start(tmp_path, proxy_factory, [mg1, mg2])
+    for k in range(2):  # whichever round-robin starts with, one call meets mg1's 404
+        res = run_sipp(
+            "uac_call", "127.0.0.1", proxy.port, calls=1, timeout=60,
+            workdir=tmp_path / f"c{k}", extra_args=["-cid_str", f"ladder-{k}@test"],
+        )  # fmt: skip
+        assert res.ok and res.successful == 1, res.report()
+    page.goto(proxy.admin_url + "/")
+    rows = page.locator("#calls tbody tr[data-call]")
+    playwright_api.expect(rows).to_have_count(1, timeout=WAIT_MS)
+    playwright_api.expect(rows.locator("td.outcome")).to_have_text("failed_over")
+    rows.locator("button.show-ladder").click()
+    ladder = page.locator("#ladder svg.ladder-svg")
+    playwright_api.expect(ladder).to_be_visible()
+    parties = ladder.locator("text.party").all_text_contents()
+    assert f"127.0.0.1:{mg1.port}" in parties and f"127.0.0.1:{mg2.port}" in parties, parties
+    labels = ladder.locator("g.msg text").all_text_contents()
+    assert any(t.startswith("404 Not Found") for t in labels), labels
+    assert any(t.startswith("200 OK") for t in labels), labels
+    ladder.locator("g.msg", has_text="404 Not Found").click()
+    playwright_api.expect(page.locator("#ladder-message")).to_contain_text("SIP/2.0 404")
+    screenshot(page, "ladder")
+
+
+def test_a_capture_started_on_the_page_stops_there_and_downloads_as_a_pcap(
+    tmp_path: Path, gateways: GatewayFactory, proxy_factory: ProxyFactory, page: Any
+) -> None:
+    from .sippctl import run_sipp
+
+    mg1 = gateways("mg1")
+    proxy = start(tmp_path, proxy_factory, [mg1])
+    page.goto(proxy.admin_url + "/")
+    form = page.locator("form#capture")
+    form.locator('input[name="filter"]').fill("all")
+    form.locator('input[name="seconds"]').fill("120")
+    form.locator('button[type="submit"]').click()
+    playwright_api.expect(page.locator("#message")).to_contain_text("started (all)")
+    row_ = page.locator("#captures tbody tr[data-capture]")
+    playwright_api.expect(row_.locator("td.state")).to_contain_text("running", timeout=WAIT_MS)
+    res = run_sipp("uac_call", "127.0.0.1", proxy.port, calls=1, timeout=60,
+                   workdir=tmp_path / "call")  # fmt: skip
+    assert res.ok and res.successful == 1, res.report()
+    row_.locator("td.state button").click()
+    playwright_api.expect(page.locator("#message")).to_contain_text("ended:")
+    playwright_api.expect(row_.locator("td.state")).to_have_text("stopped", timeout=WAIT_MS)
+    with page.expect_download() as info:
+        row_.locator("a").click()
+    data = Path(info.value.path()).read_bytes()
+    assert data[:4] == bytes.fromhex("d4c3b2a1") and b"INVITE sip:" in data
+    name = row_.get_attribute("data-capture")
+    assert data == (tmp_path / "proxy" / "capture" / f"sipdispatch-{name}.pcap").read_bytes()

@@ -446,3 +446,55 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(entry))
     return found
+
+
+def test_a_capture_runs_on_every_worker_and_downloads_as_one_pcap_with_every_message(
+    tmp_path: Path, proxy_factory: ProxyFactory, gateways: GatewayFactory, sipp: str
+) -> None:
+    from sipdispatch.transport.pcap import read_records
+
+    gw1 = gateways("gw1")
+    capture_dir = tmp_path / "pcap"
+    proxy = start_workers(
+        tmp_path, proxy_factory, [gw1], extra=f'\n[capture]\ndir = "{capture_dir}"\n'
+    )
+    started = result(proxy, "capture.start", "all", 120, "both")
+    assert started["FILE"].endswith("sipdispatch-both.w0.pcap"), started
+    calls(proxy, tmp_path, sipp, "sipp", 20)
+    stopped = result(proxy, "capture.stop", "both")
+    assert stopped[0]["STATE"] == "stopped"
+    [listed] = result(proxy, "capture.list")
+    assert sorted(Path(f).name for f in listed["FILES"]) == [
+        "sipdispatch-both.w0.pcap", "sipdispatch-both.w1.pcap"]  # fmt: skip
+    assert all(Path(f).stat().st_size > 24 for f in listed["FILES"])  # both had calls
+    url = f"{proxy.admin_url}/console/capture/both.pcap"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        merged = read_records(resp.read())
+    times = [(s, u) for s, u, _ in merged]
+    assert times == sorted(times)
+    # Each of the 20 calls: INVITE, 100, 180, 200, ACK, BYE, 200 on both legs (the
+    # 100 only upstream, the gateway's own 100 too): every message once.
+    invites = [p for _, _, p in merged if p[28:].startswith(b"INVITE ")]
+    assert len(invites) == 40, len(invites)
+    byes = [p for _, _, p in merged if p[28:].startswith(b"BYE ")]
+    assert len(byes) == 40, len(byes)
+
+
+def test_the_admin_worker_shows_failed_calls_kept_by_every_worker(
+    tmp_path: Path, proxy_factory: ProxyFactory, gateways: GatewayFactory, sipp: str
+) -> None:
+    gw1 = gateways("gw1", reject=486)
+    proxy = start_workers(tmp_path, proxy_factory, [gw1])
+    outcome = run_sipp(
+        "uac_call", "127.0.0.1", proxy.port, calls=12, rate=20, timeout=SIPP_TIMEOUT,
+        workdir=tmp_path / "busy", binary=sipp, extra_args=["-t", "u1"],
+    )  # fmt: skip
+    assert outcome.failed == 12, outcome.report()  # every call answered 486
+    kept = result(proxy, "capture.calls")
+    assert len(kept) == 12 and {c["status"] for c in kept} == {486}, kept
+    by_worker = invites_by_worker(proxy)
+    assert by_worker[0] > 0 and by_worker[1] > 0, by_worker  # both held some
+    for call in kept:
+        ladder = result(proxy, "capture.ladder", call["call_id"])
+        firsts = [m["first"] for m in ladder["messages"]]
+        assert firsts[0].startswith("INVITE ") and "SIP/2.0 486 Busy Here" in firsts, firsts

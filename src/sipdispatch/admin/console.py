@@ -67,6 +67,7 @@ from sipdispatch.dispatcher.listfile import parse_destination_uri
 from sipdispatch.health.state import ORIGIN_WORKER
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.store import StoreError
+from sipdispatch.transport.capture import read_capture
 
 log = logging.getLogger("sipdispatch.admin")
 
@@ -100,7 +101,9 @@ SECURITY_HEADERS: Final = {
     "Cache-Control": "no-store",
 }
 
-ACTIONS: Final = ("drain", "enable", "probe", "reload", "add", "remove")
+ACTIONS: Final = (
+    "drain", "enable", "probe", "reload", "add", "remove", "capture_start", "capture_stop",
+)  # fmt: skip
 LOGIN_FAILURES: Final = 5
 """Wrong tokens from one address within :data:`LOGIN_WINDOW` before it is refused."""
 LOGIN_WINDOW: Final = 60.0
@@ -220,6 +223,10 @@ class Console:
             ("GET", "/console/state", self._state),
             ("GET", "/console/events", self._events),
             ("POST", "/console/action", self._action),
+            ("GET", "/console/calls", self._calls),
+            ("GET", "/console/ladder", self._ladder),
+            ("GET", "/console/captures", self._captures),
+            ("GET", "/console/capture/{name}.pcap", self._download),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, self._guarded(handler))
@@ -530,6 +537,52 @@ class Console:
             ],
         }
 
+    # -- the SIP of failed calls and the captures ------------------------------------------
+
+    async def _read(self, request: web.Request, method: str, *params: object) -> web.Response:
+        """An RPC's result as JSON for the page (the failed calls, a ladder, the
+        captures); its error as a 404 with the reason."""
+        if self._session(request) is None:
+            return self._refused(401, "log in first (/console/login)")
+        try:
+            result = await self.rpc.call(method, list(params), who=WHO)
+        except RpcError as exc:
+            return web.json_response(
+                {"ok": False, "error": exc.message}, status=404, headers=SECURITY_HEADERS
+            )
+        return web.json_response(result, headers=SECURITY_HEADERS)
+
+    async def _calls(self, request: web.Request) -> web.StreamResponse:
+        return await self._read(request, "capture.calls")
+
+    async def _ladder(self, request: web.Request) -> web.StreamResponse:
+        return await self._read(request, "capture.ladder", request.query.get("call_id", ""))
+
+    async def _captures(self, request: web.Request) -> web.StreamResponse:
+        return await self._read(request, "capture.list")
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """A capture's pcap file (its workers' files merged in time order)."""
+        if self._session(request) is None:
+            return self._refused(401, "log in first (/console/login)")
+        name = request.match_info["name"]
+        capture = getattr(self.target, "capture", None)
+        if capture is None:
+            raise web.HTTPNotFound()
+        data = await asyncio.get_running_loop().run_in_executor(
+            None, read_capture, capture.directory, name
+        )
+        if data is None:
+            raise web.HTTPNotFound(text=f"no capture named {name}")
+        return web.Response(
+            body=data,
+            content_type="application/vnd.tcpdump.pcap",
+            headers={
+                **SECURITY_HEADERS,
+                "Content-Disposition": f'attachment; filename="{name}.pcap"',
+            },
+        )
+
     # -- actions -----------------------------------------------------------------------------
 
     async def _action(self, request: web.Request) -> web.StreamResponse:
@@ -583,7 +636,31 @@ class Console:
             return lambda: self._store_add(body)
         if action == "remove":
             return lambda: self._store_remove(group, uri)
+        if action == "capture_start":
+            seconds = body.get("seconds")
+            return lambda: self._capture_start(str(body.get("filter") or "all"), seconds)
+        if action == "capture_stop":
+            return lambda: self._capture_stop(str(body.get("name") or "all"))
         return None
+
+    async def _capture_stop(self, name: str) -> str:
+        stopped = await self.rpc.call("capture.stop", [name], who=WHO)
+        assert isinstance(stopped, list)
+        if not stopped:
+            return "No capture was running."
+        return " ".join(
+            f"Capture {c['NAME']} ended: {c['PACKETS']} packets, {c['BYTES']} bytes."
+            for c in stopped
+        )
+
+    async def _capture_start(self, what: str, seconds: object) -> str:
+        params: list[object] = [what] if seconds in (None, "") else [what, seconds]
+        started = await self.rpc.call("capture.start", params, who=WHO)
+        assert isinstance(started, dict)
+        return (
+            f"Capture {started['NAME']} started ({started['FILTER']}) until "
+            f"{time.strftime('%H:%M:%S', time.localtime(started['UNTIL']))}."
+        )
 
     async def _probe(self, group: object, uri: object) -> str | _Failed:
         result = await self.rpc.call("dispatcher.ping", [group, uri], who=WHO)

@@ -41,6 +41,14 @@ from sipdispatch.service import Busy
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.message import Response
 from sipdispatch.store import StoreError
+from sipdispatch.transport.capture import (
+    FILTER_ALL,
+    Capture,
+    CaptureError,
+    call_ladder,
+    call_summary,
+    list_captures,
+)
 
 log = logging.getLogger("sipdispatch.admin")
 
@@ -125,6 +133,9 @@ class Params:
         self.who = who
         """Who called, for the state log and the log (``console``); empty for /RPC."""
         self._next = 0
+        self.fan_out: list[object] | None = None
+        """Set by a method run by every worker whose share for the others differs from
+        what it was given (``capture.start`` names the capture it started)."""
 
     @property
     def by(self) -> str:
@@ -657,6 +668,85 @@ class RpcMethod:
     it too before the call answers."""
 
 
+# --------------------------------------------------------------------------------------------
+# capture.* (ours: pcap on demand and the ladder of failed calls; docs/capture.md)
+# --------------------------------------------------------------------------------------------
+
+CAPTURE_FAILED: Final = "Capture Failed"
+DEFAULT_CAPTURE_SECONDS: Final = 60
+
+
+def _capture(target: AdminTarget) -> Capture:
+    capture: Capture | None = getattr(target, "capture", None)
+    if capture is None:
+        raise fault(CAPTURE_FAILED, "the proxy is not running yet")
+    return capture
+
+
+async def capture_start(target: AdminTarget, params: Params) -> object:
+    """``capture.start [all|CALL-ID|IP[:PORT] [SECONDS [NAME]]]``: write the messages
+    that match to a new pcap file under ``[capture] dir``."""
+    what = params.opt_str("FILTER") or "all"
+    seconds = params.opt_int("SECONDS")
+    name = params.opt_str("NAME")
+    params.done()
+    capture = _capture(target)
+    if seconds is None:
+        seconds = min(DEFAULT_CAPTURE_SECONDS, int(capture.max_seconds))
+    try:
+        rec = capture.start(what, seconds, name)
+    except CaptureError as exc:
+        raise fault(CAPTURE_FAILED, str(exc)) from None
+    params.fan_out = [what, seconds, rec.name]
+    return rec.describe()
+
+
+async def capture_stop(target: AdminTarget, params: Params) -> object:
+    """``capture.stop [NAME|all]``: end captures now; what each one wrote."""
+    name = params.opt_str("NAME")
+    params.done()
+    capture = _capture(target)
+    if name not in (None, FILTER_ALL) and name not in capture.running:
+        ended = capture.ended.get(name)
+        if ended is None:
+            raise fault(CAPTURE_FAILED, f"no capture named {name} (see capture.list)")
+        return [ended.describe()]  # it ended on its own meanwhile
+    return [rec.describe() for rec in capture.stop(name)]
+
+
+async def capture_list(target: AdminTarget, params: Params) -> object:
+    """``capture.list``: the pcap files under ``[capture] dir``, newest first, each
+    capture once (with several workers, one file per worker)."""
+    params.done()
+    return list_captures(_capture(target))
+
+
+async def capture_calls(target: AdminTarget, params: Params) -> object:
+    """``capture.calls``: the failed calls whose messages are kept, newest first."""
+    params.done()
+    ladder = _capture(target).ladder
+    mine = [call_summary(k) for k in ladder.calls()] if ladder is not None else []
+    for answer in await target.gather("ladder"):
+        if answer.get("ok") and isinstance(answer.get("data"), list):
+            mine.extend(answer["data"])
+    mine.sort(key=lambda c: -float(c.get("at", 0)))
+    return mine
+
+
+async def capture_ladder(target: AdminTarget, params: Params) -> object:
+    """``capture.ladder CALL-ID``: one kept call's messages, oldest first."""
+    call_id = params.req_str("CALL-ID")
+    params.done()
+    ladder = _capture(target).ladder
+    kept = ladder.find(call_id) if ladder is not None else None
+    if kept is not None:
+        return call_ladder(kept)
+    for answer in await target.gather(f"ladder:{call_id}"):
+        if answer.get("ok") and isinstance(answer.get("data"), dict):
+            return answer["data"]
+    raise fault(CAPTURE_FAILED, f"no failed call {call_id!r} is kept (see capture.calls)")
+
+
 _TABLE: Final = (
     RpcMethod("dispatcher.list", dispatcher_list, "[short|full]",
               "Return the content of dispatcher sets."),
@@ -676,6 +766,15 @@ _TABLE: Final = (
               "Ping one destination now and return the reply code and latency."),
     RpcMethod("dispatcher.hash", dispatcher_hash, "NSLOTS VAL1 [VAL2]",
               "Compute the hash of the values."),
+    RpcMethod("capture.start", capture_start, "[all|CALL-ID|IP[:PORT] [SECONDS [NAME]]]",
+              "Write the SIP messages that match to a pcap file under [capture] dir.", True),
+    RpcMethod("capture.stop", capture_stop, "[NAME|all]",
+              "Stop captures and return what each one wrote.", True),
+    RpcMethod("capture.list", capture_list, "", "Lists the pcap files of the captures."),
+    RpcMethod("capture.calls", capture_calls, "",
+              "Lists the last failed calls whose messages are kept for the ladder."),
+    RpcMethod("capture.ladder", capture_ladder, "CALL-ID",
+              "Returns the messages of one kept failed call, oldest first."),
     RpcMethod("pike.top", pike_top, "[LIMIT]",
               "Lists the sources whose requests are dropped over the flood limit."),
     RpcMethod("stats.get_statistics", stats_get_statistics, "all|GROUP:|NAME ...",
@@ -725,9 +824,11 @@ class Rpc:
             self.calls["unknown"] += 1
             raise RpcError(METHOD_NOT_FOUND, f"Method Not Found: {name} (see system.listMethods)")
         self.calls[name] += 1
-        result = await method.handler(self.target, Params(method, params, who))
+        given = Params(method, params, who)
+        result = await method.handler(self.target, given)
         if method.every_worker and not local:
-            answers = await self.target.fan_out(name, list(params), who)
+            shared = given.fan_out if given.fan_out is not None else list(params)
+            answers = await self.target.fan_out(name, shared, who)
             failed = [a for a in answers if not a.get("ok")]
             if failed:
                 shown = "; ".join(f"worker {a['worker']}: {a.get('error')}" for a in failed)

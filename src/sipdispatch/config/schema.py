@@ -1240,6 +1240,33 @@ class CaptureConfig:
     capture_pings: Annotated[bool, Key(kamailio="none")] = False
     """*(sipdispatch addition)* Copy the proxy's own OPTIONS pings and their answers too
     (off: a destination pinged every few seconds would fill the collector)."""
+    dir: Annotated[
+        StrictStr,
+        Key(allowed="a directory path", kamailio="sipdump `folder`"),
+    ] = "capture"
+    """Where `capture.start` writes its pcap files (relative to the working directory;
+    made when the first capture starts)."""
+    max_bytes: Annotated[
+        StrictInt,
+        Field(ge=10_000, le=2_000_000_000),
+        Key(unit="bytes", allowed="10000..2000000000", kamailio="none"),
+    ] = 50_000_000
+    """A capture's file ends at this size."""
+    max_seconds: Annotated[
+        StrictInt,
+        Field(ge=1, le=86_400),
+        Key(unit="seconds", allowed="1..86400", kamailio="none"),
+    ] = 3600
+    """A capture runs at most this long (`capture.start` asks for 60 s when it names
+    no time)."""
+    ladder: Annotated[
+        StrictInt,
+        Field(ge=0, le=1000),
+        Key(unit="calls, 0 = off", allowed="0..1000", kamailio="none"),
+    ] = 50
+    """*(sipdispatch addition)* The console keeps the messages of this many of the last
+    failed calls (rejected, timed out, cancelled or failed over) and shows each as a
+    ladder."""
 
     @property
     def collector(self) -> tuple[str, int] | None:

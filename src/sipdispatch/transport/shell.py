@@ -40,9 +40,9 @@ from sipdispatch.sip.message import (
     parse_datagram,
 )
 from sipdispatch.sip.proxy import ProxyCore
+from sipdispatch.transport.capture import Tap
 from sipdispatch.transport.guard import ADMIT, REJECT, SourceGuard
 from sipdispatch.transport.handoff import MESSAGE, WRITE, Handoff, frame
-from sipdispatch.transport.hep import HepSender
 from sipdispatch.transport.tls import TlsContexts
 
 log: Final = logging.getLogger("sipdispatch.transport")
@@ -303,14 +303,14 @@ class UdpProtocol(asyncio.DatagramProtocol):
         guard = shell.slow
         started = guard.start()
         src = Addr("udp", addr[0], addr[1])
-        hep = shell.hep
-        if hep is not None:
-            hep.copy("udp", (src.host, src.port), self.local, data, time.time())
+        tap = shell.tap
         sources = shell.sources
         if sources is not None and not data.startswith(b"SIP/") and not is_keepalive(data):
             # A request (or garbage): the source ACL and the flood limit first.
             verdict = sources.check_request(src.host, shell.loop.time())
             if verdict != ADMIT:
+                if tap is not None:
+                    tap.copy("udp", (src.host, src.port), self.local, data, time.time())
                 if verdict == REJECT:
                     shell.core.refuse(data, src, shell.loop.time())
                     shell.flush()
@@ -320,7 +320,9 @@ class UdpProtocol(asyncio.DatagramProtocol):
             owner = handoff.owner(data)
             if owner != handoff.index:
                 handoff.send(owner, frame(MESSAGE, src, data))
-                return
+                return  # copied by its owner
+        if tap is not None:
+            tap.copy("udp", (src.host, src.port), self.local, data, time.time())
         shell.core.receive(data, src, shell.loop.time())
         shell.flush()
         if guard.done(started, len(data), src):
@@ -408,18 +410,18 @@ class TcpConnection(asyncio.Protocol):
             self.waiting_since = now
         sources = shell.sources
         handoff = shell.handoff
-        hep = shell.hep
+        tap = shell.tap
         for item in items:
             if isinstance(item, ParseError):
                 core.bad_message(item, src, now)
                 continue
-            if hep is not None:
-                hep.copy(self.proto, self.peer, self.local, item.to_bytes(), time.time())
             if (
                 isinstance(item, Request)
                 and sources is not None
                 and (verdict := sources.check_request(src.host, now)) != ADMIT
             ):
+                if tap is not None:
+                    tap.copy(self.proto, self.peer, self.local, item.to_bytes(), time.time())
                 if verdict == REJECT:
                     core.refuse(item, src, now)
             else:
@@ -429,7 +431,9 @@ class TcpConnection(asyncio.Protocol):
                     owner = handoff.owner_of_call(item.call_id)
                     if owner != handoff.index:
                         handoff.send(owner, frame(MESSAGE, src, item.to_bytes()))
-                        continue
+                        continue  # copied by its owner
+                if tap is not None:
+                    tap.copy(self.proto, self.peer, self.local, item.to_bytes(), time.time())
                 core.receive_message(item, src, now)
         shell.flush()
 
@@ -446,9 +450,9 @@ class TcpConnection(asyncio.Protocol):
             t.abort()
             return False
         t.write(data)
-        hep = self.shell.hep
-        if hep is not None:
-            hep.copy(self.proto, self.local, self.peer, data, time.time())
+        tap = self.shell.tap
+        if tap is not None:
+            tap.copy(self.proto, self.local, self.peer, data, time.time())
         self.last_activity = self.shell.loop.time()
         if not self.dialog and data.startswith(b"SIP/2.0 2") and b" INVITE\r\n" in data:
             self.dialog = True  # a 2xx to an INVITE: a call goes on over this connection
@@ -484,8 +488,10 @@ class SipShell:
         self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
         self.udp_local: dict[int, tuple[str, int]] = {}
         """The address of the UDP socket each family sends from."""
-        self.hep: HepSender | None = None
-        """``[capture] hep``: a HEPv3 copy of every message received and sent."""
+        self.tap: Tap | None = None
+        """A copy of every message received and sent goes here when set: HEPv3 to a
+        collector, pcap captures, the ladder of failed calls
+        (:class:`~sipdispatch.transport.capture.Capture`)."""
         self.handoff: Handoff | None = None
         """One worker of several: the messages of other workers' Call-IDs go to them."""
         self.servers: list[asyncio.Server] = []
@@ -840,9 +846,9 @@ class SipShell:
                 self._fail(owner)
                 return
             transport.sendto(data, (addr.host, addr.port))
-            hep = self.hep
-            if hep is not None:
-                hep.copy("udp", self.udp_local[family], (addr.host, addr.port), data, time.time())
+            tap = self.tap
+            if tap is not None:
+                tap.copy("udp", self.udp_local[family], (addr.host, addr.port), data, time.time())
             return
         self._send_stream(addr, data, owner, server_name or addr.host)
 
@@ -866,6 +872,13 @@ class SipShell:
             return
         core = self.core
         now = self.loop.time()
+        tap = self.tap
+        if tap is not None:
+            family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+            # A connection another worker holds was accepted on the listening port
+            # too (the UDP socket's address, as `server.listen` usually gives both).
+            local = self.udp_local.get(family, ("0.0.0.0", 0))
+            tap.copy(addr.transport, (addr.host, addr.port), local, data, time.time())
         if addr.transport == "udp":
             core.receive(data, addr, now)
         else:

@@ -272,6 +272,167 @@ function render(snapshot) {
   document.body.dataset.updated = snapshot.time;
 }
 
+// -- failed calls, their ladders and the captures ------------------------------------------
+
+let shownCalls = "";
+let shownCaptures = "";
+let ladderCall = null;
+
+async function getJson(path) {
+  const response = await fetch(path, { credentials: "same-origin" });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+function clock(seconds) {
+  return new Date(seconds * 1000).toTimeString().slice(0, 8);
+}
+
+async function refreshCalls() {
+  let calls;
+  try { calls = await getJson("/console/calls"); } catch (error) { return; }
+  const key = JSON.stringify(calls);
+  if (key === shownCalls) return;
+  shownCalls = key;
+  const body = document.querySelector("#calls tbody");
+  if (!calls.length) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "note",
+      text: "No failed call yet." })));
+    return;
+  }
+  body.replaceChildren(...calls.map((c) => {
+    const show = el("button", { type: "button", class: "show-ladder", text: c.call_id,
+      title: `the ${c.messages} messages of this call as a ladder` });
+    show.addEventListener("click", () => showLadder(c.call_id));
+    const tried = c.attempts.map((a) =>
+      `${a.destination} ${a.timeout ? "timeout" : a.status || "-"}`).join(", ");
+    return el("tr", { "data-call": c.call_id },
+      el("td", { class: "num", text: clock(c.at) }),
+      el("td", { class: "call-id" }, show),
+      el("td", { class: "uri", text: c.ruri }),
+      el("td", { class: "outcome", text: c.outcome }),
+      el("td", { class: "num status", text: String(c.status) }),
+      el("td", { class: "tried", text: tried }));
+  }));
+}
+
+function svgEl(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  return node;
+}
+
+function drawLadder(call) {
+  const parties = [];
+  for (const m of call.messages) {
+    for (const where of [m.src, m.dst]) if (!parties.includes(where)) parties.push(where);
+  }
+  const column = 230, row = 30, top = 48;
+  const width = Math.max(parties.length, 2) * column;
+  const height = top + call.messages.length * row + 20;
+  const svg = svgEl("svg", { class: "ladder-svg", width, height,
+    viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": `ladder of call ${call.call_id}` });
+  const x = (where) => parties.indexOf(where) * column + column / 2;
+  const first = call.messages[0];
+  const role = (where) => {
+    if (first && where === first.src) return "caller";
+    if (first && where === first.dst) return "sipdispatch";
+    const tried = call.attempts.find((a) => a.destination.includes(where));
+    return tried ? tried.destination : "";
+  };
+  for (const where of parties) {
+    const label = svgEl("text", { x: x(where), y: 14, "text-anchor": "middle", class: "party" });
+    label.textContent = where;
+    const sub = svgEl("text", { x: x(where), y: 28, "text-anchor": "middle", class: "role" });
+    sub.textContent = role(where);
+    svg.append(label, sub, svgEl("line", { x1: x(where), y1: 34, x2: x(where), y2: height,
+      class: "lifeline" }));
+  }
+  const t0 = call.messages.length ? call.messages[0].at : 0;
+  call.messages.forEach((m, index) => {
+    const y = top + index * row + 14;
+    const x1 = x(m.src), x2 = x(m.dst);
+    const group = svgEl("g", { class: "msg", tabindex: "0", "data-index": String(index) });
+    const failed = /^SIP\/2\.0 [3-6]/.test(m.first);
+    group.append(svgEl("line", { x1, y1: y, x2, y2: y, class: failed ? "arrow failed" : "arrow" }));
+    const dir = x2 > x1 ? -1 : 1;
+    group.append(svgEl("polygon", { class: failed ? "head failed" : "head",
+      points: `${x2},${y} ${x2 + dir * 8},${y - 4} ${x2 + dir * 8},${y + 4}` }));
+    const label = svgEl("text", { x: (x1 + x2) / 2, y: y - 5, "text-anchor": "middle" });
+    const what = m.first.startsWith("SIP/2.0 ") ? m.first.slice(8) : m.first.split(" ")[0];
+    label.textContent = `${what} (+${Math.round((m.at - t0) * 1000)} ms, ${m.transport})`;
+    const title = svgEl("title", {});
+    title.textContent = `${m.first}\n${m.src} → ${m.dst}`;
+    group.append(label, title);
+    const pick = () => {
+      document.getElementById("ladder-message").textContent = m.text;
+      for (const g of svg.querySelectorAll("g.msg")) g.classList.remove("picked");
+      group.classList.add("picked");
+    };
+    group.addEventListener("click", pick);
+    group.addEventListener("keydown", (event) => { if (event.key === "Enter") pick(); });
+    svg.append(group);
+  });
+  return svg;
+}
+
+async function showLadder(callId) {
+  const box = document.getElementById("ladder");
+  let call;
+  try {
+    call = await getJson(`/console/ladder?call_id=${encodeURIComponent(callId)}`);
+  } catch (error) {
+    showMessage(String(error.message || error), false);
+    return;
+  }
+  ladderCall = callId;
+  box.hidden = false;
+  document.getElementById("ladder-title").textContent =
+    `${call.call_id}: ${call.outcome} ${call.status} (${call.messages.length} messages)`;
+  document.getElementById("ladder-drawing").replaceChildren(drawLadder(call));
+  document.getElementById("ladder-message").textContent =
+    call.messages.length ? "Choose a message to read it whole." : "No message was kept.";
+}
+
+function fileSize(bytes) {
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(1)} kB`;
+  return `${bytes} B`;
+}
+
+async function refreshCaptures() {
+  let captures;
+  try { captures = await getJson("/console/captures"); } catch (error) { return; }
+  const key = JSON.stringify(captures);
+  if (key === shownCaptures) return;
+  shownCaptures = key;
+  const body = document.querySelector("#captures tbody");
+  if (!captures.length) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: "5", class: "note",
+      text: "No capture yet." })));
+    return;
+  }
+  body.replaceChildren(...captures.map((c) => {
+    const link = el("a", { href: `/console/capture/${encodeURIComponent(c.NAME)}.pcap`,
+      download: `${c.NAME}.pcap`, text: `${c.NAME}.pcap` });
+    const state = el("td", { class: "state", text: c.STATE });
+    if (c.STATE === "running" && writable) {
+      const stop = el("button", { type: "button", class: "write", text: "Stop" });
+      stop.addEventListener("click", () => act({ action: "capture_stop", name: c.NAME })
+        .then(refreshCaptures));
+      state.append(" ", stop);
+    }
+    return el("tr", { "data-capture": c.NAME },
+      el("td", { text: c.NAME }),
+      el("td", { text: c.FILTER || "" }),
+      state,
+      el("td", { class: "num", text: fileSize(c.BYTES) }),
+      el("td", {}, link));
+  }));
+}
+
 function connect() {
   const status = document.getElementById("connection");
   const source = new EventSource("/console/events");
@@ -313,7 +474,20 @@ function start() {
     await fetch("/console/logout", { method: "POST", headers: { "X-CSRF-Token": csrf } });
     window.location.assign("/console/login");
   });
+  document.getElementById("capture").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    const seconds = String(form.get("seconds") || "").trim();
+    act({ action: "capture_start", filter: String(form.get("filter") || "all").trim(),
+      seconds: seconds ? Number(seconds) : null }).then(refreshCaptures);
+  });
+  document.getElementById("capture-stop").addEventListener("click", () =>
+    act({ action: "capture_stop", name: "all" }).then(refreshCaptures));
   connect();
+  refreshCalls();
+  refreshCaptures();
+  setInterval(refreshCalls, 3000);
+  setInterval(refreshCaptures, 3000);
 }
 
 start();
