@@ -237,7 +237,7 @@ class RouteRule:
     mode: RouteMode = "dst"
     """``dst`` = ds_select_dst (R-URI kept), ``domain`` = ds_select_domain (host rewritten)."""
     limit: int = 0
-    """Length of the failover list, 0 = the whole set."""
+    """Length of the failover list, fallback sets included; 0 = no limit."""
     failover_codes: frozenset[int] = frozenset({404, 408})
     """Final response codes that make the call try the next destination."""
     failover_classes: frozenset[int] = frozenset({5})
