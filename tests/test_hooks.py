@@ -40,6 +40,7 @@ from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.message import Request, parse_datagram
 from sipdispatch.sip.proxy import ProxyCore, ProxySettings
 from sipdispatch.sip.router import Reject as CoreReject
+from sipdispatch.sip.router import Target
 from sipdispatch.sip.timers import Timers
 from tests.corepump import CorePump, parsed
 
@@ -269,6 +270,119 @@ def test_route_user_rewrites_the_ruri_user_before_the_destinations_prefix() -> N
     ],
 )
 def test_a_bad_route_or_reject_raises_where_the_hook_makes_it(
+    make: Callable[[], object], message: str
+) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+# -- fallback sets (ds_select_routes) ----------------------------------------------------
+
+
+def tried(r: DispatchRouter, req: Request | None = None) -> list[str]:
+    """The destinations a call is sent to when each answers 503."""
+    plan = routed(r, req)
+    assert isinstance(plan, DispatchPlan), plan
+    target: Target | None = plan.first()[0]
+    uris = []
+    while target is not None:
+        uris.append(target.handle.uri)
+        target = plan.next_target(target, 503, False, 0.0)
+    return uris
+
+
+def test_route_fallback_sets_are_tried_after_its_set_in_order() -> None:
+    r, _ = hooked_router(lambda req: Route(set=1, fallback=[3, 2]), [{"python": "t:h", "set": 1}])
+    assert tried(r) == [MG1, MG3, MG2]
+    assert r.fallback_calls == {(1, 3): 1, (1, 2): 1}
+
+
+def test_route_without_fallback_takes_the_rules_and_an_empty_one_has_none() -> None:
+    rules = [{"python": "t:h", "set": 1, "fallback": [2]}]
+    r, _ = hooked_router(lambda req: Route(), rules)
+    assert tried(r) == [MG1, MG2]
+    r, _ = hooked_router(lambda req: Route(fallback=[]), rules)
+    assert tried(r) == [MG1]
+
+
+def test_a_route_to_a_set_in_the_rules_fallback_leaves_that_set_out_of_it() -> None:
+    r, _ = hooked_router(
+        lambda req: Route(set=2), [{"python": "t:h", "set": 1, "fallback": [2, 3]}]
+    )
+    assert tried(r) == [MG2, MG3]
+
+
+def test_a_route_fallback_id_takes_the_routes_algorithm_and_a_mapping_its_own() -> None:
+    lines = f"1 {MG1} 0 0\n2 {MG2} 0 10\n2 {MG3} 0 5\n"
+    # Set 2 by priority: MG2 first on every call (round-robin would alternate).
+    by_priority = Route(set=1, algorithm="serial", fallback=[2])
+    own = Route(set=1, fallback=[{"set": 2, "algorithm": 8}])
+    for route in (by_priority, own):
+        r, _ = hooked_router(
+            lambda req, route=route: route,
+            [{"python": "t:h", "set": 1, "mark_failed": ""}],
+            lines=lines,
+        )
+        assert [tried(r, request(call_id=f"c{i}"))[1] for i in range(3)] == [MG2, MG2, MG2]
+
+
+def test_a_route_to_a_set_with_nothing_usable_goes_to_its_first_usable_fallback() -> None:
+    lines = f"1 {MG1} 1 0\n2 {MG2} 4 0\n3 {MG3} 0 0\n"
+    r, _ = hooked_router(
+        lambda req: Route(fallback=[2, 3]), [{"python": "t:h", "set": 1}], lines=lines
+    )
+    assert tried(r) == [MG3]
+    r, _ = hooked_router(
+        lambda req: Route(fallback=[2]), [{"python": "t:h", "set": 1}], lines=lines
+    )
+    assert routed(r) == CoreReject(503, "No destination")
+
+
+def test_select_routes_reads_kamailios_rules() -> None:
+    route = Route.select_routes("1=4;3=8; 2=serial", headers={"X-Carrier": "uk"})
+    assert (route.set, route.algorithm) == (1, 4)
+    assert route.fallback == ({"set": 3, "algorithm": 8}, {"set": 2, "algorithm": 8})
+    assert route == Route(
+        set=1,
+        algorithm=4,
+        headers={"X-Carrier": "uk"},
+        fallback=({"set": 3, "algorithm": 8}, {"set": 2, "algorithm": 8}),
+    )
+    r, _ = hooked_router(lambda req: route, [{"python": "t:h", "set": 9}])
+    assert tried(r) == [MG1, MG3, MG2]
+
+
+def test_a_bare_fallback_id_under_a_parallel_rule_is_tried_one_destination_at_a_time() -> None:
+    # The rule forks (algorithm 12); the hook's bare fallback id would take 12 from it:
+    # a fallback set is walked serially, in set order.
+    lines = f"1 {MG1} 0 0\n2 {MG2} 0 10\n2 {MG3} 0 5\n"
+    r, _ = hooked_router(
+        lambda req: Route(fallback=[2]), [{"python": "t:h", "set": 1, "algorithm": 12}], lines=lines
+    )
+    assert tried(r) == [MG1, MG2, MG3]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Route(fallback=2), "fallback must be a list"),  # type: ignore[arg-type]
+        (lambda: Route(fallback="2;3"), "fallback must be a list"),
+        (lambda: Route(fallback=[-1]), "is not a destination set id"),
+        (lambda: Route(fallback=[True]), "is not a destination set id"),
+        (lambda: Route(fallback=[{"algorithm": 8}]), "has no set"),
+        (lambda: Route(fallback=[{"set": 2, "alg": 8}]), "unknown key 'alg'"),
+        (lambda: Route(fallback=[{"set": 2, "algorithm": "fastest"}]), "algorithm 'fastest'"),
+        (lambda: Route(fallback=[{"set": 2, "algorithm": 12}]), "parallel forking"),
+        (lambda: Route(algorithm="parallel", fallback=[2]), "parallel forking"),
+        (lambda: Route(set=2, fallback=[2]), "is the Route's own set"),
+        (lambda: Route(fallback=[2, {"set": 2}]), "given twice"),
+        (lambda: Route.select_routes(""), "no setid=algorithm rule"),
+        (lambda: Route.select_routes("1:4"), "is not setid=algorithm"),
+        (lambda: Route.select_routes("1=99"), "'1=99'"),
+        (lambda: Route.select_routes("1=4;1=8"), "is the Route's own set"),
+    ],
+)
+def test_a_bad_fallback_raises_where_the_hook_makes_it(
     make: Callable[[], object], message: str
 ) -> None:
     with pytest.raises((ValueError, TypeError), match=message):

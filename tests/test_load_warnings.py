@@ -13,7 +13,7 @@ from sipdispatch.checks import algorithm_warnings, bind_reason, load_warnings, p
 from sipdispatch.config import ListenAddr, parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
 from sipdispatch.health.statelog import StateLog
-from sipdispatch.routing import RouteRule
+from sipdispatch.routing import DEFAULT_ROUTE, RouteRule
 from sipdispatch.service import DispatcherService
 
 WEIGHTED = (RouteRule(set_id=1, algorithm=9),)
@@ -184,3 +184,26 @@ def test_the_algorithm_warning_is_logged_at_start(
     Server(load_config(config), str(config))
     [message] = [r.message for r in caplog.records if "changed meaning" in r.message]
     assert message.startswith("route[0] (set 1): algorithm = 14 changed meaning in this release")
+
+
+def test_a_fallback_set_with_no_destination_in_the_list_is_named() -> None:
+    rules = (RouteRule(set_id=1, fallback=((2, 4), (3, 8))),)
+    [line] = warnings("1 sip:a:5060 0 0\n2 sip:b:5060 0 0\n", rules)
+    assert line == ("route[0]: fallback[1] set 3 has no destination in the list: it is passed over")
+
+
+def test_a_rules_set_with_no_destination_says_where_its_calls_go() -> None:
+    lines = warnings(
+        "2 sip:b:5060 0 0\n",
+        (RouteRule(set_id=1, fallback=((2, 4),)), RouteRule(set_id=5, no_destination=480)),
+    )
+    assert lines == [
+        "route[0]: set 1 has no destination in the list: its calls go to its fallback sets",
+        "route[1]: set 5 has no destination in the list: its calls get 480",
+    ]
+
+
+def test_without_rules_the_default_set_1_is_checked() -> None:
+    assert warnings("2 sip:b:5060 0 0\n", (DEFAULT_ROUTE,)) == [
+        "with no [[route]], set 1 has no destination in the list: its calls get 503"
+    ]

@@ -23,7 +23,7 @@ from sipdispatch.dispatcher.states import (
     DS_TRYING_DST,
     parse_mark_letters,
 )
-from sipdispatch.routing import RouteRule
+from sipdispatch.routing import DEFAULT_ROUTE, RouteRule
 
 log = logging.getLogger("sipdispatch.dispatcher")
 
@@ -56,6 +56,7 @@ def load_warnings(
     found: list[str] = []
     rules = tuple(rules)
     protos = set(listeners)
+    found.extend(missing_set_warnings(sets, rules))
     weighted = {r.set_id for r in rules if r.algorithm == Weight.number}
     for dset in sets:
         dests = dset.dests
@@ -95,6 +96,32 @@ def load_warnings(
                     found.append(
                         f"set {dset.setid} {d.uri}: algorithm 9 (weight) but no weight: {share}"
                     )
+    return found
+
+
+def missing_set_warnings(sets: DispatcherSets, rules: Iterable[RouteRule]) -> list[str]:
+    """A ``[[route]]`` rule's set, or one of its fallback sets, with no destination in the
+    list: a typo in a set id, or a set not loaded yet. Its calls then go to the fallback
+    sets, or get ``no_destination``; a fallback set without destinations is passed over."""
+    found: list[str] = []
+    for i, rule in enumerate(rules):
+        where = "with no [[route]], set 1" if rule is DEFAULT_ROUTE else f"route[{i}]"
+        dset = sets.get(rule.set_id)
+        if dset is None or not dset.dests:
+            then = (
+                "its calls go to its fallback sets"
+                if rule.fallback
+                else f"its calls get {rule.no_destination}"
+            )
+            name = where if rule is DEFAULT_ROUTE else f"{where}: set {rule.set_id}"
+            found.append(f"{name} has no destination in the list: {then}")
+        for j, (set_id, _alg) in enumerate(rule.fallback):
+            dset = sets.get(set_id)
+            if dset is None or not dset.dests:
+                found.append(
+                    f"{where}: fallback[{j}] set {set_id} has no destination in the list: "
+                    "it is passed over"
+                )
     return found
 
 

@@ -11,8 +11,11 @@ locally) or ``None`` (go on with the next rule)::
 
     def route(request: RequestView) -> Route | Reject | None:
         if request.ruri_user.startswith("44"):
-            return Route(set=2, headers={"X-Carrier": "uk"})
+            return Route(set=2, headers={"X-Carrier": "uk"}, fallback=[3])
         return None
+
+A ``Route`` may name fallback sets, tried after its set as a rule's ``fallback`` are
+(Kamailio's ``ds_select_routes``; ``Route.select_routes("2=4;3=8")`` reads its rules).
 
 The router (:mod:`sipdispatch.routing`) is pure and compiled: it calls a plain
 function and takes back plain records. What is not pure lives here: importing the
@@ -33,7 +36,7 @@ import sys
 import time
 import traceback
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -131,11 +134,87 @@ def _checked_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str, str], 
     return tuple(lines)
 
 
+_PARALLEL: Final = parse_algorithm("parallel")
+_FALLBACK_FORM: Final = (
+    'a list of set ids and {"set": N, "algorithm": A} mappings, e.g. '
+    '[3, {"set": 4, "algorithm": "serial"}]'
+)
+
+
+def _fallback_entry(item: object, algorithm: int | None) -> tuple[int, int | None]:
+    """One entry of ``Route.fallback`` as (set, algorithm or None for the route's)."""
+    number: int | None = None
+    if isinstance(item, Mapping):
+        unknown = [key for key in item if key not in ("set", "algorithm")]
+        if unknown:
+            raise ValueError(
+                f"Route fallback entry {item!r}: unknown key {unknown[0]!r} (set, algorithm)"
+            )
+        if "set" not in item:
+            raise ValueError(f"Route fallback entry {item!r} has no set")
+        setid = item["set"]
+        if item.get("algorithm") is not None:
+            try:
+                number = parse_algorithm(item["algorithm"])
+            except Invalid as exc:
+                raise ValueError(
+                    f"Route fallback algorithm {item['algorithm']!r}: {exc.allowed}"
+                ) from None
+    else:
+        setid = item
+    if type(setid) is not int or setid < 0:
+        raise ValueError(
+            f"Route fallback entry {item!r} is not a destination set id (int >= 0); "
+            f"fallback is {_FALLBACK_FORM}"
+        )
+    if number == _PARALLEL or (number is None and algorithm == _PARALLEL):
+        raise ValueError(
+            f"Route fallback set {setid}: parallel forking (12) cannot be a fallback set's "
+            "algorithm (a failover tries one destination at a time); give its own"
+        )
+    return setid, number
+
+
+def _checked_fallback(
+    fallback: Iterable[object] | None, setid: int | None, algorithm: int | None
+) -> tuple[tuple[int, int | None], ...] | None:
+    if fallback is None:
+        return None
+    if isinstance(fallback, str | bytes | Mapping) or not isinstance(fallback, Iterable):
+        raise TypeError(f"Route fallback must be {_FALLBACK_FORM}, not {fallback!r}")
+    entries: list[tuple[int, int | None]] = []
+    for item in fallback:
+        entry = _fallback_entry(item, algorithm)
+        if entry[0] == setid:
+            raise ValueError(f"Route fallback set {setid} is the Route's own set")
+        if any(entry[0] == seen for seen, _ in entries):
+            raise ValueError(f"Route fallback set {entry[0]} is given twice")
+        entries.append(entry)
+    return tuple(entries)
+
+
+def _routes_rule(rule: str, rules: str) -> tuple[int, int]:
+    setid, eq, algorithm = (part.strip() for part in rule.partition("="))
+    if not (eq and setid.isascii() and setid.isdigit() and algorithm):
+        raise ValueError(
+            f"Route.select_routes({rules!r}): {rule!r} is not setid=algorithm "
+            '(Kamailio\'s rules: "1=4;2=8")'
+        )
+    try:
+        number = parse_algorithm(
+            int(algorithm) if algorithm.isascii() and algorithm.isdigit() else algorithm
+        )
+    except Invalid as exc:
+        raise ValueError(f"Route.select_routes({rules!r}): {rule!r}: {exc.allowed}") from None
+    return int(setid), number
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """Dispatch the request: to ``set`` with ``algorithm`` (None: the rule's own),
-    the Request-URI user replaced by ``user`` (None: kept), ``headers`` added to the
-    request forwarded to each destination tried.
+    then, when that set fails or has nothing usable, to the ``fallback`` sets in order
+    (None: the rule's ``fallback``); the Request-URI user replaced by ``user`` (None:
+    kept), ``headers`` added to the request forwarded to each destination tried.
 
     Checked when made (a bad value raises here, in the hook, with a clear message),
     so a Route made once at import time costs nothing per call.
@@ -150,6 +229,10 @@ class Route:
     """New Request-URI user part (a destination's ``strip``/``prefix`` then apply)."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """Header name -> value, added at the end of the forwarded request."""
+    fallback: Sequence[int | Mapping[str, int | str]] | None = None
+    """Sets tried after ``set``, in order, as a rule's ``fallback``: a set id (with this
+    Route's algorithm, else the rule's) or ``{"set": 3, "algorithm": "serial"}`` (not
+    12); None for the rule's ``fallback``, ``[]`` for none."""
     _plain: HookRoute = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -168,8 +251,33 @@ class Route:
             not isinstance(user, str) or not user or not _USER_CHARS.issuperset(user)
         ):
             raise ValueError(f"Route user {user!r} is not a SIP URI user part")
-        plain = HookRoute(setid, number, user, _checked_headers(self.headers))
+        given = self.fallback
+        if isinstance(given, Iterable) and not isinstance(given, str | bytes | Mapping):
+            given = tuple(given)  # kept as given, but not a list the hook may change later
+            object.__setattr__(self, "fallback", given)
+        fallback = _checked_fallback(given, setid, number)
+        plain = HookRoute(setid, number, user, _checked_headers(self.headers), fallback)
         object.__setattr__(self, "_plain", plain)
+
+    @classmethod
+    def select_routes(
+        cls, rules: str, *, user: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> Route:
+        """Kamailio's ``ds_select_routes(rules, ...)``: ``"1=4;2=8"`` is set 1 with
+        algorithm 4, then set 2 with algorithm 8 as its fallback (algorithms by number
+        or name). The rule's ``mode`` and ``limit`` apply, as its ``ds_select_routes``
+        arguments would."""
+        parsed = [_routes_rule(rule, rules) for rule in rules.split(";") if rule.strip()]
+        if not parsed:
+            raise ValueError(f"Route.select_routes({rules!r}): no setid=algorithm rule")
+        (setid, number), rest = parsed[0], parsed[1:]
+        return cls(
+            set=setid,
+            algorithm=number,
+            user=user,
+            headers=headers if headers is not None else {},
+            fallback=[{"set": s, "algorithm": a} for s, a in rest],
+        )
 
 
 @dataclass(frozen=True, slots=True)

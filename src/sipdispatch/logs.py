@@ -6,6 +6,9 @@ line per call on the ``sipdispatch.calls`` logger::
 
     call a84b4c76e66710 from 192.0.2.4:5060 sip:1111111@proxy: mg1:5060 404 -> mg2:5060 200 (0.21 s)
 
+A call that went on to a fallback set names the set of each attempt where it changes
+(``set 1 mg1:5060 503 -> mg2:5060 503 -> set 2 mg3:5060 200``).
+
 With ``[log] format = "json"`` the same call is one JSON object with its fields
 (``call_id``, ``source``, ``ruri``, ``status``, ``outcome``, ``attempts``, ``duration``...),
 for Loki or ELK.
@@ -19,7 +22,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
-from sipdispatch.sip.calls import OUTCOME_CANCELLED, CallRecord
+from sipdispatch.sip.calls import OUTCOME_CANCELLED, Attempt, CallRecord
 
 CALLS_LOGGER: Final = "sipdispatch.calls"
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -37,14 +40,27 @@ def _short(uri: str) -> str:
     return rest if sep and scheme.lower() in ("sip", "sips") else uri
 
 
+def _attempts_text(record: CallRecord) -> str:
+    """``mg1:5060 404 -> mg2:5060 200``; when a call left its set for a fallback set,
+    each set is named where the attempts enter it (``set 1 mg1:5060 503 -> set 2
+    mg3:5060 200``)."""
+    attempts = record.attempts
+    named = any(a.set_id is not None and a.set_id != record.set_id for a in attempts)
+    parts = []
+    previous: int | None = None
+    for i, a in enumerate(attempts):
+        text = f"{_short(a.destination)} {'timeout' if a.timeout else a.status or 'no answer'}"
+        if named and a.set_id is not None and (i == 0 or a.set_id != previous):
+            text = f"set {a.set_id} {text}"
+        previous = a.set_id
+        parts.append(text)
+    return " -> ".join(parts)
+
+
 def call_text(record: CallRecord) -> str:
     """The text line of a call."""
     head = f"call {record.call_id} from {_hostport(record.source.host, record.source.port)}"
-    parts = [
-        f"{_short(a.destination)} {'timeout' if a.timeout else a.status or 'no answer'}"
-        for a in record.attempts
-    ]
-    body = " -> ".join(parts)
+    body = _attempts_text(record)
     last = record.attempts[-1] if record.attempts else None
     if last is None:
         reason = f" {record.reason}" if record.reason else ""
@@ -54,6 +70,17 @@ def call_text(record: CallRecord) -> str:
     if record.outcome == OUTCOME_CANCELLED:
         body += ", cancelled"
     return f"{head} {record.ruri}: {body} ({record.duration:.2f} s)"
+
+
+def _attempt_fields(attempt: Attempt) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "destination": attempt.destination,
+        "status": attempt.status,
+        "timeout": attempt.timeout,
+    }
+    if attempt.set_id is not None:
+        fields["set"] = attempt.set_id  # the router's attempts always know it
+    return fields
 
 
 def call_fields(record: CallRecord) -> dict[str, Any]:
@@ -67,10 +94,7 @@ def call_fields(record: CallRecord) -> dict[str, Any]:
         "reason": record.reason,
         "outcome": record.outcome,
         "set": record.set_id,
-        "attempts": [
-            {"destination": a.destination, "status": a.status, "timeout": a.timeout}
-            for a in record.attempts
-        ],
+        "attempts": [_attempt_fields(a) for a in record.attempts],
         "duration": round(record.duration, 6),
     }
 

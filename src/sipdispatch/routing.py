@@ -93,6 +93,9 @@ class HookRoute:
     """New Request-URI user part (before a destination's ``strip``/``prefix``), or None."""
     headers: tuple[Header, ...] = ()
     """Header lines added to every request forwarded for this call."""
+    fallback: tuple[tuple[int, int | None], ...] | None = None
+    """Sets tried after ``set_id``, in order, each with its algorithm (None: the route's
+    algorithm); None for the rule's ``fallback``, ``()`` for none."""
 
 
 HookFn = Callable[["RequestView"], "HookRoute | Reject | None"]
@@ -234,7 +237,7 @@ class RouteRule:
     mode: RouteMode = "dst"
     """``dst`` = ds_select_dst (R-URI kept), ``domain`` = ds_select_domain (host rewritten)."""
     limit: int = 0
-    """Length of the failover list, 0 = the whole set."""
+    """Length of the failover list, fallback sets included; 0 = no limit."""
     failover_codes: frozenset[int] = frozenset({404, 408})
     """Final response codes that make the call try the next destination."""
     failover_classes: frozenset[int] = frozenset({5})
@@ -247,6 +250,10 @@ class RouteRule:
     """A Python routing hook (``python = "module:function"``): called with a
     :class:`RequestView` when `match` fits; its answer decides (None: the next rule).
     The shell wraps the user's function (timing, exceptions) before it lands here."""
+    fallback: tuple[tuple[int, int], ...] = ()
+    """(set, algorithm) of each set tried after ``set_id``, in order (Kamailio's
+    ``ds_select_routes``): the failover list goes on with their destinations, and a
+    call whose set has nothing usable goes to the first of them that has something."""
 
     def is_failover(self, code: int) -> bool:
         """Whether a final response ``code`` received on a branch makes the call try the
@@ -375,28 +382,35 @@ class DispatchPlan(NativePlan):
     marking failed destinations (``ds_mark_dst``), and algorithm 10's call load.
 
     ``dests`` is the selection's failover list (all of it forked at once when
-    ``parallel``). Targets are built when tried.
+    ``parallel``); the rule's fallback sets (``ds_select_routes``) are selected and
+    added to it when the walk reaches its end. Targets are built when tried.
     """
 
     __slots__ = (
         "_addr_next",
         "_addrs",
+        "_fork_blocked",
+        "_fork_left",
+        "_load_sets",
         "_next",
+        "_room",
         "branch_at",
         "call_id",
         "counts_load",
         "current",
         "dests",
         "failures",
+        "fallback",
+        "fell_back",
         "generation",
         "hold",
         "hook",
         "is_call",
-        "limits_load",
         "parallel",
         "request",
         "router",
         "rule",
+        "set_id",
         "source",
         "started",
         "was_cancelled",
@@ -414,11 +428,18 @@ class DispatchPlan(NativePlan):
         source: Addr | None = None,
         now: float = 0.0,
         hook: HookRoute | None = None,
+        set_id: int | None = None,
+        algorithm: int | None = None,
+        fallback: tuple[tuple[int, int], ...] = (),
     ) -> None:
+        """``set_id`` is the set the call was routed to and ``algorithm`` the algorithm
+        ``dests`` were selected with (both by default the rule's, or its hook's);
+        ``fallback`` the sets still to be tried after ``dests``."""
         self.router = router
         self.rule = rule
         self.dests = dests
-        """The failover list in order (``targets[0]`` first)."""
+        """The failover list in order (``targets[0]`` first); grows by a fallback set's
+        list when the walk reaches its end."""
         self.parallel = parallel
         self.request = request
         """The request being routed (its R-URI is the base of any rewrite)."""
@@ -428,11 +449,39 @@ class DispatchPlan(NativePlan):
         self.counts_load = counts_load
         """The call counts on the destination it goes to while in progress (every
         INVITE, whatever the algorithm)."""
-        algorithm = rule.algorithm
-        if hook is not None and hook.algorithm is not None:
-            algorithm = hook.algorithm
-        self.limits_load = counts_load and algorithm == ALGORITHM_CALL_LOAD
-        """Algorithm 10: failover skips a destination at its ``maxload``."""
+        if algorithm is None:
+            algorithm = rule.algorithm
+            if hook is not None and hook.algorithm is not None:
+                algorithm = hook.algorithm
+        if set_id is None:
+            set_id = rule.set_id
+            if hook is not None and hook.set_id is not None:
+                set_id = hook.set_id
+        self.set_id = set_id
+        """The set the rule (or its hook) routes to; fallback sets are the others."""
+        self.fallback = fallback
+        """(set, algorithm) of the fallback sets not selected yet, in order."""
+        load_sets: tuple[int, ...] = ()
+        if counts_load:
+            if algorithm == ALGORITHM_CALL_LOAD:
+                load_sets = (dests[0].setid,)
+            if fallback:
+                load_sets += tuple(s for s, a in fallback if a == ALGORITHM_CALL_LOAD)
+        self._load_sets = load_sets
+        """Sets selected with algorithm 10 (each fallback set with its own algorithm):
+        failover skips their destinations at their ``maxload``."""
+        limit = rule.limit
+        self._room = limit - len(dests) if limit else -1
+        """How many more destinations the list may take (``limit``, which caps the whole
+        list as in Kamailio's ``ds_select_routes``); -1 = no limit."""
+        self._fork_left = len(dests) if parallel else 0
+        """Forked branches (algorithm 12) without a final response yet."""
+        self._fork_blocked = False
+        """A forked branch gave an answer that is not a failover: no fallback set then."""
+        self.fell_back = dests[0].setid != set_id
+        """The call went to a fallback set."""
+        if self.fell_back and self.is_call:
+            router.count_fallback(set_id, dests[0].setid)
         self.generation = router.generation
         """The router's destination list generation at selection (see reload)."""
         self._next = 1
@@ -500,7 +549,12 @@ class DispatchPlan(NativePlan):
             if failures is None:
                 failures = self.failures = []
             failures.append((dest, status, timeout))
-        if not (timeout or rule.is_failover(status)):
+        fails_over = timeout or rule.is_failover(status)
+        if self.parallel:
+            self._fork_left -= 1
+            if not fails_over:
+                self._fork_blocked = True
+        if not fails_over:
             return None
         router = self.router
         addrs = self._addrs
@@ -520,8 +574,15 @@ class DispatchPlan(NativePlan):
         if rule.mark_failed and isinstance(dest, Destination):
             why = "no answer" if timeout else f"call failed with {status}"
             router.mark(dest, rule.mark_failed, why, now, self.generation)
-        if self.parallel or not router.settings.failover:
+        if not router.settings.failover:
             return None
+        if self.parallel:
+            if self._fork_left > 0 or self._fork_blocked or not self.fallback:
+                return None  # the other branches are still running, or it is over
+            # Every forked branch failed over: the fallback sets are tried, one
+            # destination at a time.
+            self.parallel = False
+            self._next = len(self.dests)
         return self._advance(now)
 
     def refused(self, target: Target, now: float) -> Target | None:
@@ -539,13 +600,16 @@ class DispatchPlan(NativePlan):
 
     def _advance(self, now: float) -> Target | None:
         """The next destination of the selection that is up (and below its
-        ``maxload`` for algorithm 10), with the call's load moved to it."""
+        ``maxload`` for algorithm 10), with the call's load moved to it; at the end of
+        the list, the next fallback set's list is selected and walked."""
         router = self.router
         rule = self.rule
         dests = self.dests
         n = len(dests)
         hold = None
-        while self._next < n:
+        while self._next < n or self._extend(now):
+            dests = self.dests
+            n = len(dests)
             d = dests[self._next]
             self._next += 1
             if self.generation != router.generation:
@@ -558,14 +622,19 @@ class DispatchPlan(NativePlan):
                 # selection: trying it would only cost a timeout.
                 continue
             if self.counts_load:
+                limited = d.setid in self._load_sets
                 maxload = d.attrs.maxload
-                if self.limits_load and maxload and d.dlg_load >= maxload:
+                if limited and maxload and d.dlg_load >= maxload:
                     continue
                 # Kamailio ds_load_replace: the call's count moves to the new destination.
                 calls = router.calls
-                calls.on_invite_sent(self.call_id, d, now, self.limits_load)
+                calls.on_invite_sent(self.call_id, d, now, limited)
                 if calls.share is not None:
                     hold = calls.take_hold()
+            if d.setid != self.current.setid and d.setid != self.set_id:
+                self.fell_back = True
+                if self.is_call:
+                    router.count_fallback(self.set_id, d.setid)
             self.current = d
             self.branch_at = now
             if d.located is not None and not d.located.single:
@@ -576,6 +645,31 @@ class DispatchPlan(NativePlan):
                 nxt.hold = hold
             return nxt
         return None
+
+    def _extend(self, now: float) -> bool:
+        """Add the failover list of the next fallback set that has something usable
+        (within what ``limit`` leaves) to ``dests``; False when there is none.
+
+        Selected when the walk gets there rather than with the rule's set (Kamailio
+        fills its list for every set at once): a set that is never reached is left
+        alone (its round-robin position, its weight table), and what is selected
+        reflects the states at the time it is tried."""
+        fallback = self.fallback
+        room = self._room
+        router = self.router
+        while fallback and room != 0:
+            (set_id, alg), fallback = fallback[0], fallback[1:]
+            more = router.select_fallback(set_id, alg, self.request, now, max(room, 0))
+            if more:
+                self.fallback = fallback
+                if room > 0:
+                    self._room = room - len(more)
+                if alg == ALGORITHM_CALL_LOAD and set_id not in self._load_sets:
+                    self._load_sets += (set_id,)
+                self.dests += more
+                return True
+        self.fallback = ()
+        return False
 
     def answered(self, target: Target, now: float) -> None:
         """A 2xx came back: the call's load is confirmed (``ds_load_update``)."""
@@ -613,21 +707,26 @@ class DispatchPlan(NativePlan):
             self.current.count_rejected(status)
             self.current.observe_setup(now - self.branch_at)
         sink = router.call_log
-        if sink is None or (failures is None and status < 300 and not router.log_all):
+        if sink is None or (
+            failures is None and status < 300 and not router.log_all and not self.fell_back
+        ):
             return  # a simple success: nothing is made for the log
         sink(self._record(status, ruri, now))
 
     def _record(self, status: int, ruri: str, now: float) -> CallRecord:
-        attempts = [Attempt(d.uri, code, timeout) for d, code, timeout in self.failures or ()]
+        attempts = [
+            Attempt(d.uri, code, timeout, d.setid) for d, code, timeout in self.failures or ()
+        ]
         last = self.failures[-1][0] if self.failures else None
         if self.winner is not None:
-            attempts.append(Attempt(self.winner.uri, status))
+            attempts.append(Attempt(self.winner.uri, status, False, self.winner.setid))
         elif self.current is not last:
-            attempts.append(Attempt(self.current.uri, status))
+            attempts.append(Attempt(self.current.uri, status, False, self.current.setid))
         if self.was_cancelled:
             outcome = OUTCOME_CANCELLED
         elif status < 300:
-            outcome = OUTCOME_ANSWERED if self.failures is None else OUTCOME_FAILED_OVER
+            simple = self.failures is None and not self.fell_back
+            outcome = OUTCOME_ANSWERED if simple else OUTCOME_FAILED_OVER
         elif attempts and attempts[-1].timeout:
             outcome = OUTCOME_TIMEOUT
         else:
@@ -635,7 +734,7 @@ class DispatchPlan(NativePlan):
         source = self.source if self.source is not None else Addr("udp", "", 0)
         return CallRecord(
             self.call_id, source, ruri, status, outcome, tuple(attempts),
-            now - self.started, set_id=self.rule.set_id,
+            now - self.started, set_id=self.set_id,
         )  # fmt: skip
 
 
@@ -680,6 +779,9 @@ class DispatchRouter(NativeRouter):
         """Call set-up times (INVITE to final response)."""
         self.no_destination: dict[int, int] = {}
         """Calls refused because their set had no usable destination, by set."""
+        self.fallback_calls: dict[tuple[int, int], int] = {}
+        """Calls that went to a fallback set, by (the rule's set, the fallback set): once
+        per call and fallback set reached."""
         self._uses_source = False
         self._uses_ruri = False
         """Some rule matches on the R-URI's host or user: only then is it parsed here."""
@@ -701,7 +803,10 @@ class DispatchRouter(NativeRouter):
         self.routes = routes or (DEFAULT_ROUTE,)
         # A hook may pick algorithm 10 for any call.
         self.counts_calls = any(
-            r.algorithm == ALGORITHM_CALL_LOAD or r.hook is not None for r in self.routes
+            r.algorithm == ALGORITHM_CALL_LOAD
+            or r.hook is not None
+            or any(alg == ALGORITHM_CALL_LOAD for _, alg in r.fallback)
+            for r in self.routes
         )
         self._uses_source = any(r.match.source_set is not None for r in self.routes)
         self._uses_ruri = any(
@@ -950,20 +1055,66 @@ class DispatchRouter(NativeRouter):
                 rng=self.rng,
             )
             self._options[id(rule)] = (rule, opts)
+        fallback = rule.fallback
+        if hook is not None and (fallback or hook.fallback is not None):
+            fallback = _hook_fallback(hook, fallback, set_id, alg)
         selection = select_with(self.sets, set_id, alg, self._context(alg, request, now), opts)
         dests = selection.targets
+        parallel = selection.parallel
+        first_alg = alg
+        if not dests and fallback:
+            # Kamailio's ds_select_routes: a rule's set with nothing usable adds nothing
+            # to the list, and the next set's destinations come first.
+            dests, fallback, first_alg = self._first_fallback(fallback, request, now, rule.limit)
+            parallel = False
         if not dests:
             if counts_load:
                 self.no_destination[set_id] = self.no_destination.get(set_id, 0) + 1
             return Reject(rule.no_destination, NO_DESTINATION_REASON, OUTCOME_NO_DESTINATION)
         if counts_load:
-            calls.on_invite_sent(request.call_id, dests[0], now, alg == ALGORITHM_CALL_LOAD)
+            calls.on_invite_sent(request.call_id, dests[0], now, first_alg == ALGORITHM_CALL_LOAD)
         plan = DispatchPlan(
-            self, rule, dests, selection.parallel, request, counts_load, source, now, hook
-        )
+            self, rule, dests, parallel, request, counts_load, source, now, hook,
+            set_id, first_alg, fallback,
+        )  # fmt: skip
         if counts_load and calls.share is not None:
             plan.hold = calls.take_hold()
         return plan
+
+    def select_fallback(
+        self, set_id: int, alg: int, request: Request, now: float, limit: int
+    ) -> tuple[Destination, ...]:
+        """The failover list of fallback set ``set_id`` with algorithm ``alg``, at most
+        ``limit`` long (0 = no limit). A fallback set is tried one destination at a
+        time: the list of algorithm 12 (which only a hook's bare set id can give it) is
+        its usable destinations in set order."""
+        d = self.settings
+        opts = SelectOptions(
+            limit=limit,
+            use_default=d.use_default,
+            hash_user_only=d.hash_user_only,
+            hash_header=d.hash_header,
+            rng=self.rng,
+        )
+        context = self._context(alg, request, now)
+        return select_with(self.sets, set_id, alg, context, opts).targets
+
+    def _first_fallback(
+        self, fallback: tuple[tuple[int, int], ...], request: Request, now: float, limit: int
+    ) -> tuple[tuple[Destination, ...], tuple[tuple[int, int], ...], int]:
+        """The first fallback set with something usable: (its failover list, the
+        fallback sets after it, its algorithm); ``()`` when none has anything."""
+        for i, (set_id, alg) in enumerate(fallback):
+            dests = self.select_fallback(set_id, alg, request, now, limit)
+            if dests:
+                return dests, fallback[i + 1 :], alg
+        return (), (), 0
+
+    def count_fallback(self, rule_set: int, set_id: int) -> None:
+        """A call went to fallback set ``set_id`` of a rule (or hook) routing to
+        ``rule_set``."""
+        key = (rule_set, set_id)
+        self.fallback_calls[key] = self.fallback_calls.get(key, 0) + 1
 
     def target(
         self,
@@ -1012,6 +1163,18 @@ class DispatchRouter(NativeRouter):
         calls = self.calls
         if len(calls) or (calls.share is not None and self.counts_calls):
             calls.on_released(request.call_id, self.counts_calls)
+
+
+def _hook_fallback(
+    hook: HookRoute, rule_fallback: tuple[tuple[int, int], ...], set_id: int, alg: int
+) -> tuple[tuple[int, int], ...]:
+    """The fallback sets of a call a hook routed to ``set_id`` with ``alg``: the hook's
+    own (a set without algorithm takes ``alg``), else the rule's; never ``set_id``
+    itself (the rule's fallback may name the set the hook chose)."""
+    given = hook.fallback
+    if given is None:
+        return tuple(f for f in rule_fallback if f[0] != set_id)
+    return tuple((s, alg if a is None else a) for s, a in given if s != set_id)
 
 
 def _rewrite_ruri(

@@ -64,6 +64,7 @@ def route_rules(
             mark_failed=r.mark_failed,
             no_destination=r.no_destination,
             hook=hooks.get(i),
+            fallback=r.fallback_algorithms(),
         )
         for i, r in enumerate(routes)
     )

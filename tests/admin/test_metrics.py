@@ -177,3 +177,21 @@ def test_admin_prober_and_state_log_counters(make_server: ServerFactory) -> None
     assert value(m, "sipdispatch_prober_events_total", event="went_down") == 2
     assert value(m, "sipdispatch_ping_active") == 0
     assert value(m, "sipdispatch_build_info", version=__import__("sipdispatch").__version__) == 1
+
+
+def test_calls_to_fallback_sets_are_counted_per_rule_set_and_fallback_set(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(
+        ["1 sip:127.0.0.1:5071", "2 sip:127.0.0.1:5072", "3 sip:127.0.0.1:5073"],
+        routes=[{"set": 1, "fallback": [2, 3]}],
+    )
+    server.router.count_fallback(1, 2)
+    server.router.count_fallback(1, 2)
+    server.router.count_fallback(4, 5)  # a hook's route to a set no rule names
+    m = scrape(server)
+    name = "sipdispatch_fallback_calls_total"
+    assert value(m, name, rule_set="1", set="2") == 2
+    # A configured fallback set is listed before any call reached it.
+    assert value(m, name, rule_set="1", set="3") == 0
+    assert value(m, name, rule_set="4", set="5") == 1

@@ -470,6 +470,17 @@ class SipdispatchCollector:
         for set_id in sorted({*counts, *(r.set_id for r in router.routes)}):
             no_dest.add_metric([str(set_id)], counts.get(set_id, 0))
         yield no_dest
+        fallback = CounterMetricFamily(
+            _name("fallback_calls"),
+            "Calls that went on to a fallback set (rule_set: the set their rule or hook "
+            "routed them to; set: the fallback set), once per call and fallback set reached.",
+            labels=["rule_set", "set"],
+        )
+        reached = router.fallback_calls
+        configured = {(r.set_id, s) for r in router.routes for s, _ in r.fallback}
+        for rule_set, set_id in sorted({*reached, *configured}):
+            fallback.add_metric([str(rule_set), str(set_id)], reached.get((rule_set, set_id), 0))
+        yield fallback
         times = router.setup_times
         buckets: list[tuple[str, float]] = []
         total = 0

@@ -365,6 +365,9 @@ class ClusterNode:
     def _load_sets(self) -> list[tuple[int, str]]:
         router = self.service.router
         wanted = {r.set_id for r in router.routes if r.algorithm == ALGORITHM_CALL_LOAD}
+        wanted.update(
+            s for r in router.routes for s, alg in r.fallback if alg == ALGORITHM_CALL_LOAD
+        )
         return [(d.setid, d.key.lower()) for d in router.sets.destinations() if d.setid in wanted]
 
     async def _refresh_loads(self) -> None:

@@ -72,6 +72,7 @@ __all__ = [
     "ClusterConfig",
     "Config",
     "DispatcherConfig",
+    "FallbackSet",
     "Key",
     "ListenAddr",
     "LogConfig",
@@ -118,6 +119,8 @@ DEFAULT_ALGORITHM: Final = parse_algorithm("round-robin")
 """Kamailio's algorithm 4, the reference setup's ``ds_select_dst("1", "4")``."""
 ALGORITHM_HASH_HEADER: Final = parse_algorithm("hash-header")
 """Kamailio's algorithm 7, which needs ``dispatcher.hash_header``."""
+ALGORITHM_PARALLEL: Final = parse_algorithm("parallel")
+"""Kamailio's algorithm 12 (parallel forking), which a fallback set cannot use."""
 
 ListenProto = Literal["udp", "tcp", "tls"]
 _LISTEN_PROTOS: Final[dict[str, ListenProto]] = {"udp": "udp", "tcp": "tcp", "tls": "tls"}
@@ -801,6 +804,69 @@ def _mark_letters(value: object) -> object:
     return text
 
 
+FALLBACK_ALLOWED: Final = (
+    "must be an array of destination set ids or inline tables { set = N, algorithm = A }, "
+    'e.g. [2, { set = 3, algorithm = "priority" }]'
+)
+_FALLBACK_ITEM_ALLOWED: Final = (
+    "must be a destination set id (an integer >= 0) or an inline table "
+    '{ set = N, algorithm = A }, e.g. { set = 3, algorithm = "priority" }'
+)
+_FALLBACK_SET_ALLOWED: Final = "must be an integer >= 0 (destination set id)"
+_FALLBACK_NO_PARALLEL: Final = (
+    "parallel forking (12) cannot be a fallback set's algorithm: a failover tries one "
+    "destination at a time (make 12 the rule's own algorithm to fork its set first)"
+)
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class FallbackSet:
+    """One entry of a rule's ``fallback``: a destination set tried after the rule's own,
+    with its algorithm."""
+
+    set_id: Annotated[StrictInt, Field(ge=0)]
+    """The destination set."""
+    algorithm: int | None = None
+    """Its algorithm number; None (a bare set id in the file) = the rule's ``algorithm``."""
+
+
+def _fallback_item(i: int, item: object) -> FallbackSet:
+    if isinstance(item, FallbackSet):
+        return item
+    if isinstance(item, int) and not isinstance(item, bool):
+        if item < 0:
+            raise Invalid(_FALLBACK_ITEM_ALLOWED, at=(i,), value=item)
+        return FallbackSet(item)
+    if not isinstance(item, Mapping):
+        raise Invalid(_FALLBACK_ITEM_ALLOWED, at=(i,), value=item)
+    for key in item:
+        if key not in ("set", "algorithm"):
+            raise Invalid("unknown key; allowed: set, algorithm", at=(i, str(key)), value=item[key])
+    if "set" not in item:
+        raise Invalid(
+            "must give set = N, the destination set id (an integer >= 0)", at=(i,), value=item
+        )
+    set_id = item["set"]
+    if isinstance(set_id, bool) or not isinstance(set_id, int) or set_id < 0:
+        raise Invalid(_FALLBACK_SET_ALLOWED, at=(i, "set"), value=set_id)
+    algorithm: int | None = None
+    if "algorithm" in item:
+        try:
+            algorithm = parse_algorithm(item["algorithm"])
+        except Invalid as exc:
+            raise Invalid(exc.allowed, at=(i, "algorithm"), value=item["algorithm"]) from None
+        if algorithm == ALGORITHM_PARALLEL:
+            raise Invalid(_FALLBACK_NO_PARALLEL, at=(i, "algorithm"), value=item["algorithm"])
+    return FallbackSet(set_id, algorithm)
+
+
+def _fallback(value: object) -> object:
+    """``fallback``: set ids and ``{ set, algorithm }`` tables -> `FallbackSet` entries."""
+    if not isinstance(value, list | tuple):
+        raise Invalid(FALLBACK_ALLOWED)
+    return tuple(_fallback_item(i, item) for i, item in enumerate(value))
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class RouteRule:
     """One ``[[route]]`` rule; the first rule whose `match` fits a request routes it."""
@@ -850,9 +916,26 @@ class RouteRule:
     limit: Annotated[
         StrictInt,
         Field(ge=0),
-        Key(unit="0 = whole set", kamailio="`ds_select_dst(set, alg, limit)`"),
+        Key(unit="0 = no limit", kamailio="`ds_select_dst(set, alg, limit)`"),
     ] = 0
-    """Length of the failover list (the chosen destination plus alternatives)."""
+    """Length of the failover list (the chosen destination plus alternatives), fallback
+    sets included."""
+    fallback: Annotated[
+        tuple[FallbackSet, ...],
+        BeforeValidator(_fallback),
+        Key(
+            allowed=FALLBACK_ALLOWED,
+            kamailio='`ds_select_routes("1=4;2=8", "0")` + `ds_next_dst()`',
+            toml_type="array of integers or inline tables",
+            toml_default="[]",
+            doc="Further destination sets, tried in order after `set`: a set id (chosen with "
+            "the rule's `algorithm`) or `{ set = 2, algorithm = 8 }` (number or name, not 12). "
+            "Their destinations follow the set's own in the failover list; a call whose set "
+            "has no usable destination goes to the first of them that has one. Not the "
+            'rule\'s own set, none twice. See docs/routing.md, "Fallback sets".',
+        ),
+    ] = ()
+    """Sets tried after ``set_id``, in order (the failover list goes on across them)."""
     failover_codes: Annotated[
         frozenset[StrictInt],
         _part_of_file_key(parse_failover_on, 0),
@@ -905,6 +988,48 @@ class RouteRule:
     with a read-only view of the request and decides: a `Route` (which may choose the set
     and algorithm; `set` and `algorithm` here are what it does not choose), a `Reject`, or
     `None` to go on with the next rule. See docs/hooks.md."""
+
+    @model_validator(mode="after")
+    def _fallback_sets_are_other_sets(self) -> RouteRule:
+        """A fallback set is not the rule's own set, not given twice, and does not take
+        algorithm 12 from the rule."""
+        seen: dict[int, int] = {}
+        for i, entry in enumerate(self.fallback):
+            shown: object = (
+                entry.set_id
+                if entry.algorithm is None
+                else {"set": entry.set_id, "algorithm": entry.algorithm}
+            )
+            if entry.set_id == self.set_id:
+                raise Invalid(
+                    f"set {entry.set_id} is the rule's own set: a fallback set must be another set",
+                    at=("fallback", i),
+                    value=shown,
+                )
+            if entry.set_id in seen:
+                raise Invalid(
+                    f"set {entry.set_id} is already fallback[{seen[entry.set_id]}]: each set "
+                    "may be given once",
+                    at=("fallback", i),
+                    value=shown,
+                )
+            seen[entry.set_id] = i
+            if entry.algorithm is None and self.algorithm == ALGORITHM_PARALLEL:
+                raise Invalid(
+                    "takes the rule's algorithm 12 (parallel forking), which a fallback set "
+                    f"cannot use (a failover tries one destination at a time): write "
+                    f"{{ set = {entry.set_id}, algorithm = ... }}",
+                    at=("fallback", i),
+                    value=shown,
+                )
+        return self
+
+    def fallback_algorithms(self) -> tuple[tuple[int, int], ...]:
+        """``fallback`` as (set id, algorithm) pairs, a bare set id with the rule's algorithm."""
+        return tuple(
+            (f.set_id, self.algorithm if f.algorithm is None else f.algorithm)
+            for f in self.fallback
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1328,6 +1453,13 @@ class Config:
                     at=(i, "algorithm"),
                     value=written,
                 )
+            for j, entry in enumerate(rule.fallback):
+                if entry.algorithm == ALGORITHM_HASH_HEADER and not dispatcher.hash_header:
+                    raise Invalid(
+                        "algorithm 7 (hash-header) needs dispatcher.hash_header set",
+                        at=(i, "fallback", j, "algorithm"),
+                        value=entry.algorithm,
+                    )
         return rules
 
     @model_validator(mode="after")

@@ -10,7 +10,7 @@ does I/O, and no record is made at all when no callback is set.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from sipdispatch.sip.addr import Addr
@@ -18,7 +18,7 @@ from sipdispatch.sip.addr import Addr
 OUTCOME_ANSWERED: Final = "answered"
 """The first destination answered 2xx."""
 OUTCOME_FAILED_OVER: Final = "failed_over"
-"""A 2xx came from a destination tried after another failed."""
+"""A 2xx came from a destination tried after another failed, or from a fallback set."""
 OUTCOME_REJECTED: Final = "rejected"
 """A final response of 300 or more went upstream (from a destination or from us)."""
 OUTCOME_TIMEOUT: Final = "timeout"
@@ -43,6 +43,9 @@ class Attempt:
     """Its final status; 0 when it gave none (the call ended elsewhere first)."""
     timeout: bool = False
     """It never answered before the timer (``status`` is then 408)."""
+    set_id: int | None = field(default=None, compare=False)
+    """The destination set it was tried in (the rule's set, or a fallback set). Not
+    compared: an attempt is a destination and its answer, wherever it was listed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,8 @@ class CallRecord:
     reason: str | None = None
     """The reason phrase of a local rejection."""
     set_id: int | None = None
-    """The destination set the call was routed to, if any."""
+    """The destination set the call was routed to (its rule's, or its hook's), if any;
+    an attempt in a fallback set names its own."""
 
     @property
     def simple_success(self) -> bool:
