@@ -67,3 +67,21 @@ def test_health_is_503_while_draining(make_server: ServerFactory) -> None:
     server.core = SimpleNamespace(draining=True)  # type: ignore[assignment]
     status, summary = health(server)
     assert status == 503 and summary["problems"] == ["stopping: new calls get 503"]
+
+
+def test_health_is_ok_while_a_fallback_set_can_take_the_calls_of_an_unusable_set(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(
+        ["1 sip:127.0.0.1:5071 1", "2 sip:127.0.0.1:5072", "3 sip:127.0.0.1:5073 1"],
+        routes=[{"set": 1, "fallback": [2]}, {"set": 3, "fallback": [4]}],
+    )
+    serving(server)
+    status, summary = health(server)
+    assert status == 503
+    assert summary["problems"] == [
+        "set 3 has no usable destination, nor its fallback sets (4)",
+    ]  # set 1's calls go to set 2
+    assert summary["sets"]["1"] == {"destinations": 1, "usable": 0}
+    assert summary["sets"]["2"] == {"destinations": 1, "usable": 1}
+    assert summary["sets"]["4"] == {"destinations": 0, "usable": 0}

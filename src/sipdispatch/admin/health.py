@@ -1,9 +1,9 @@
 """``GET /health``: is this proxy serving, and can every routed set take a call?
 
 For a keepalived check script or a Kubernetes probe: HTTP 200 with a one-line JSON
-summary while the proxy serves and every set a ``[[route]]`` rule names has at least
-one usable destination (not inactive, not disabled), 503 with the same summary
-otherwise, saying what is wrong.
+summary while the proxy serves and every ``[[route]]`` rule has at least one usable
+destination (not inactive, not disabled) in its set or in one of its fallback sets,
+503 with the same summary otherwise, saying what is wrong.
 """
 
 from __future__ import annotations
@@ -28,15 +28,27 @@ def health(target: AdminTarget) -> tuple[int, dict[str, Any]]:
         problems.append("stopping: new calls get 503")
     router = target.dispatcher.router
     sets: dict[str, dict[str, int]] = {}
-    for set_id in sorted({rule.set_id for rule in router.routes}):
+
+    def usable_in(set_id: int) -> int:
         dset = router.sets.get(set_id)
         dests = dset.dests if dset is not None else ()
         usable = sum(1 for d in dests if d.is_usable())
         sets[str(set_id)] = {"destinations": len(dests), "usable": usable}
-        if not dests:
-            problems.append(f"set {set_id} has no destination")
-        elif not usable:
-            problems.append(f"set {set_id} has no usable destination")
+        return usable
+
+    for rule in sorted(router.routes, key=lambda r: r.set_id):
+        own = usable_in(rule.set_id)
+        others = [set_id for set_id, _ in rule.fallback]  # (set, algorithm) pairs
+        usable = [usable_in(f) for f in others]  # every set summarised
+        if own or any(usable):
+            continue  # the rule's calls have somewhere to go (its set or a fallback set)
+        told = sets[str(rule.set_id)]
+        why = "no destination" if not told["destinations"] else "no usable destination"
+        if others:
+            why += f", nor its fallback sets ({', '.join(str(f) for f in others)})"
+        problem = f"set {rule.set_id} has {why}"
+        if problem not in problems:
+            problems.append(problem)
     summary: dict[str, Any] = {
         "status": "ok" if not problems else "unavailable",
         "uptime": round(time.time() - started, 1) if started is not None else 0,
