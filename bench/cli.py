@@ -112,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hep",
         action="store_true",
-        help="also measure sipdispatch-hep: sipdispatch with [capture] hep copying every "
-        "message to a local UDP sink, interleaved with plain sipdispatch",
+        help="also measure sipdispatch-hep and sipdispatch-heptcp: sipdispatch with "
+        "[capture] hep copying every message to a local UDP sink, and over TCP to a local "
+        "reader, interleaved with plain sipdispatch",
     )
     p.add_argument(
         "--ladder",

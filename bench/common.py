@@ -17,7 +17,9 @@ BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 
 HOST = "127.0.0.1"
 HEP_VARIANT = "sipdispatch-hep"
-"""sipdispatch with [capture] hep on (--hep)."""
+"""sipdispatch with [capture] hep on, over UDP (--hep)."""
+HEP_TCP_VARIANT = "sipdispatch-heptcp"
+"""sipdispatch with [capture] hep on, over TCP (--hep)."""
 NO_LADDER_VARIANT = "sipdispatch-noladder"
 """sipdispatch with ``[capture] ladder = 0`` (--ladder): what keeping the messages of
 calls in progress for the console's ladder costs, against plain sipdispatch."""

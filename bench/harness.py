@@ -11,6 +11,7 @@ from pathlib import Path
 from . import loopcap
 from .common import (
     FLOOR,
+    HEP_TCP_VARIANT,
     HEP_VARIANT,
     HOST,
     NO_LADDER_VARIANT,
@@ -52,6 +53,7 @@ class Bench:
         self._seq = 0
         self.gateway_pids: list[int] = []
         self._hep_sink: socket.socket | None = None
+        self._hep_tcp: socket.socket | None = None
 
     def proxies(self) -> list[str]:
         names = [self.args.only] if self.args.only else list(PROXIES)
@@ -62,7 +64,8 @@ class Bench:
             at = names.index("sipdispatch")
             names[at : at + 1] = [f"sipdispatch-{n}{WORKERS_SUFFIX}" for n in counts]
         if getattr(self.args, "hep", False) and "sipdispatch" in names:
-            names.insert(names.index("sipdispatch") + 1, HEP_VARIANT)
+            at = names.index("sipdispatch") + 1
+            names[at:at] = [HEP_VARIANT, HEP_TCP_VARIANT]
         if getattr(self.args, "ladder", False) and "sipdispatch" in names:
             names.insert(names.index("sipdispatch") + 1, NO_LADDER_VARIANT)
         return names
@@ -75,6 +78,33 @@ class Bench:
             sink.bind((HOST, 0))
             self._hep_sink = sink
         return int(self._hep_sink.getsockname()[1])
+
+    def hep_tcp_sink(self) -> int:
+        """The port of a TCP listener that reads the HEP copies and throws them away (in
+        a thread of the bench: its CPU is not the proxy's)."""
+        if self._hep_tcp is None:
+            import threading
+
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind((HOST, 0))
+            listener.listen(8)
+
+            def drain(conn: socket.socket) -> None:
+                with conn:
+                    while conn.recv(1 << 20):
+                        pass
+
+            def accept() -> None:
+                while True:
+                    try:
+                        conn, _ = listener.accept()
+                    except OSError:
+                        return
+                    threading.Thread(target=drain, args=(conn,), daemon=True).start()
+
+            threading.Thread(target=accept, daemon=True).start()
+            self._hep_tcp = listener
+        return int(self._hep_tcp.getsockname()[1])
 
     def start_gateways(self) -> None:
         self.gateway_pids = [self.sipp.gateway(gw, self.workdir).proc.pid for gw in self.gateways]
@@ -103,6 +133,7 @@ class Bench:
                 cluster=self.args.cluster,
                 algorithm=self.args.algorithm,
                 hep=self.hep_sink() if name == HEP_VARIANT else None,
+                hep_tcp=self.hep_tcp_sink() if name == HEP_TCP_VARIANT else None,
                 ladder=name != NO_LADDER_VARIANT,
             )
         assert self.kamailio is not None

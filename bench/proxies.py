@@ -132,12 +132,15 @@ class Sipdispatch(Proxy):
         cluster: bool = False,
         algorithm: str = "round-robin",
         hep: int | None = None,
+        hep_tcp: int | None = None,
         ladder: bool = True,
     ) -> None:
         super().__init__(procs, port, workdir)
         self.ladder = ladder
         """``[capture] ladder`` left on (its default); off for sipdispatch-noladder."""
         self.hep = hep
+        self.hep_tcp = hep_tcp
+        """The port of a local TCP HEP sink: [capture] hep over TCP (sipdispatch-heptcp)."""
         """The port of a local HEP sink: [capture] hep on (sipdispatch-hep)."""
         self.clustered = cluster
         """In a cluster of the run's own (--cluster)."""
@@ -209,6 +212,8 @@ mark_failed = "ip"
         lines = []
         if self.hep is not None:
             lines.append(f'hep = "udp:{HOST}:{self.hep}"')
+        if self.hep_tcp is not None:
+            lines.append(f'hep = "tcp:{HOST}:{self.hep_tcp}"')
         if not self.ladder:
             lines.append("ladder = 0")
         if not lines:

@@ -33,7 +33,7 @@ from sipdispatch.systemd import notify
 from sipdispatch.transport.capture import Capture, Ladder, Tap, call_ladder, call_summary
 from sipdispatch.transport.guard import GuardSettings, SourceGuard
 from sipdispatch.transport.handoff import Handoff, owner_of
-from sipdispatch.transport.hep import HepSender
+from sipdispatch.transport.hep import HepSender, HepStreamSender
 from sipdispatch.transport.shell import SipShell, TcpLimits
 from sipdispatch.transport.tls import TlsContexts, TlsFileError, TlsSettings, make_contexts
 
@@ -145,7 +145,7 @@ class Server:
         self.shell: SipShell | None = None
         self.capture: Capture | None = None
         """``[capture]``: pcap captures, the ladder of failed calls, HEP copies."""
-        self.hep: HepSender | None = None
+        self.hep: HepSender | HepStreamSender | None = None
         self.admin: AdminServer | None = None
         """The admin HTTP listener (JSON-RPC and metrics), once started."""
         self.started: float | None = None
@@ -404,8 +404,11 @@ class Server:
         ladder of the last failed calls; the shell copies to them."""
         capture = self.config.capture
         collector = capture.collector
-        hep = None
-        if collector is not None:
+        hep: HepSender | HepStreamSender | None = None
+        if collector is not None and capture.hep_transport == "tcp":
+            hep = HepStreamSender(collector, capture.hep_id, capture.hep_password,
+                                  capture.capture_pings)  # fmt: skip
+        elif collector is not None:
             try:
                 hep = HepSender(collector, capture.hep_id, capture.hep_password,
                                 capture.capture_pings)  # fmt: skip
@@ -413,6 +416,7 @@ class Server:
                 raise OSError(
                     exc.errno, f"capture.hep: cannot send to {capture.hep}: {exc}"
                 ) from exc
+        if hep is not None:
             pings = ", pings included" if capture.capture_pings else ""
             log.info("HEPv3 copies of every SIP message go to %s (agent id %d%s)",
                      capture.hep, capture.hep_id, pings)  # fmt: skip

@@ -22,6 +22,7 @@ def test_capture_is_off_by_default() -> None:
         ("10.0.0.5", "udp:10.0.0.5:9060", ("10.0.0.5", 9060)),
         ("UDP:homer.example.com:9061", "udp:homer.example.com:9061", ("homer.example.com", 9061)),
         ("udp:[2001:db8::5]:9060", "udp:[2001:db8::5]:9060", ("2001:db8::5", 9060)),
+        ("TCP:10.0.0.5", "tcp:10.0.0.5:9060", ("10.0.0.5", 9060)),
     ],
 )
 def test_hep_takes_udp_host_port(written: str, kept: str, collector: tuple[str, int]) -> None:
@@ -32,7 +33,7 @@ def test_hep_takes_udp_host_port(written: str, kept: str, collector: tuple[str, 
 @pytest.mark.parametrize(
     ("table", "key"),
     [
-        ({"hep": "tcp:10.0.0.5:9060"}, "capture.hep"),
+        ({"hep": "tls:10.0.0.5:9060"}, "capture.hep"),
         ({"hep": "udp:10.0.0.5:0"}, "capture.hep"),
         ({"hep": "udp:10.0.0.5:70000"}, "capture.hep"),
         ({"hep": 9060}, "capture.hep"),
@@ -62,3 +63,8 @@ def test_pcap_captures_and_the_ladder_have_their_defaults_and_take_values() -> N
     capture = parse_config({"capture": given}).capture
     assert (capture.dir, capture.max_bytes, capture.max_seconds, capture.ladder) == (
         "/var/lib/sipdispatch/pcap", 10_000, 60, 0)  # fmt: skip
+
+
+def test_hep_over_tcp_is_named_as_its_transport() -> None:
+    assert parse_config({"capture": {"hep": "tcp:10.0.0.5:9061"}}).capture.hep_transport == "tcp"
+    assert parse_config({"capture": {"hep": "10.0.0.5"}}).capture.hep_transport == "udp"

@@ -138,3 +138,55 @@ def test_sngrep_reads_the_copies_and_tshark_sees_the_call_in_its_pcap(
     assert {"INVITE", "ACK", "BYE"} <= to_gw, rows
     assert {r[1] for r in rows if r[2] == g and r[3] == p} >= {"200"}, rows
     assert len({r[4] for r in rows}) == 1, rows
+
+
+def test_over_tcp_a_calls_copies_reach_the_collector_on_one_connection(
+    tmp_path: Path, proxy_factory: ProxyFactory, gateways: GatewayFactory
+) -> None:
+    import struct
+    import threading
+
+    gw = gateways("gw1")
+    got = bytearray()
+    connections: list[object] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            connections.append(conn)
+            with conn:
+                while chunk := conn.recv(65536):
+                    got.extend(chunk)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        port, admin = free_port(), free_port("tcp")
+        list_file = write_list_file(tmp_path / "dispatcher.list", [f"1 {gw.uri}"])
+        extra = f'\n[capture]\nhep = "tcp:127.0.0.1:{listener.getsockname()[1]}"\n'
+        proxy = proxy_factory(
+            basic_config(port, admin, list_file, extra=extra), port=port, admin_port=admin,
+            expect_clean_exit=True,
+        )  # fmt: skip
+        calls(proxy, tmp_path, 2, "call")
+
+        def packets() -> list[dict[int, bytes]]:
+            out, at, data = [], 0, bytes(got)
+            while at + 6 <= len(data):
+                (size,) = struct.unpack("!H", data[at + 4 : at + 6])
+                if at + size > len(data):
+                    break
+                out.append(decode(data[at : at + size]))
+                at += size
+            return out
+
+        # 2 calls: INVITE, ACK, BYE on both legs, 100 up, 180, 200 and the BYE's 200 both ways.
+        wait_for(lambda: len(packets()) >= 2 * 13, DEADLINE, "every copy over TCP")
+        proxy.stop()
+        thread.join(10)
+    copies = packets()
+    assert len(connections) == 1
+    assert len({c[CHUNK_CORRELATION] for c in copies}) == 2
+    firsts = [first_line(c[CHUNK_PAYLOAD]) for c in copies]
+    assert firsts.count("INVITE") == 4 and firsts.count("BYE") == 4, firsts

@@ -21,6 +21,7 @@ from sipdispatch.transport.capture import (
     FILTER_CALL,
     FILTER_SOURCE,
     LADDER_MESSAGES,
+    SCAN_BURST,
     Capture,
     CaptureError,
     Ladder,
@@ -40,11 +41,6 @@ def msg(first: str, call_id: str = "c1@test", method: str = "INVITE") -> bytes:
         f"{first}\r\nVia: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKx\r\nCall-ID: {call_id}\r\n"
         f"CSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
     ).encode()
-
-
-def record(call_id: str, outcome: str, status: int) -> CallRecord:
-    return CallRecord(call_id, Addr("udp", *CALLER), "sip:100@x", status, outcome,
-                      (Attempt("sip:mg1", 404), Attempt("sip:mg2", status)))  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -171,60 +167,93 @@ def test_the_list_groups_workers_files_and_the_download_merges_them(tmp_path: Pa
     assert read_capture(tmp_path / "caps", "none") is None
 
 
-def test_the_ladder_forgets_an_answered_call_and_keeps_a_failed_over_one() -> None:
+def record_at(call_id: str, outcome: str, status: int, duration: float = 0.5) -> CallRecord:
+    return CallRecord(call_id, Addr("udp", *CALLER), "sip:100@x", status, outcome,
+                      (Attempt("sip:mg1", 404), Attempt("sip:mg2", status)),
+                      duration)  # fmt: skip
+
+
+def test_the_ladder_keeps_a_failed_over_calls_messages_and_the_ack_after_it() -> None:
     ladder = Ladder(10)
-    ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0", "ok"), 1.0)
-    ladder.copy("udp", MG1, PROXY, msg("SIP/2.0 200 OK", "ok"), 1.1)
-    ladder.copy("udp", PROXY, CALLER, msg("SIP/2.0 200 OK", "ok"), 1.1)
-    assert not ladder.open and ladder.held == 0
+    ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0", "other"), 1.9)
     ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0"), 2.0)
     ladder.copy("udp", PROXY, MG1, msg("INVITE sip:1@x SIP/2.0"), 2.0)
     ladder.copy("udp", MG1, PROXY, msg("SIP/2.0 404 Not Found"), 2.1)
     ladder.copy("udp", PROXY, MG2, msg("INVITE sip:1@x SIP/2.0"), 2.1)
-    ladder.copy("udp", MG2, PROXY, msg("SIP/2.0 200 OK"), 2.2)  # after a failure: kept
+    ladder.copy("udp", MG2, PROXY, msg("SIP/2.0 200 OK"), 2.2)
     ladder.copy("udp", PROXY, CALLER, msg("SIP/2.0 200 OK"), 2.2)
-    ladder.record(record("c1@test", OUTCOME_FAILED_OVER, 200), 2.2)
+    ladder.record(record_at("c1@test", OUTCOME_FAILED_OVER, 200), 2.2)
     ladder.copy("udp", CALLER, PROXY, msg("ACK sip:1@x SIP/2.0", method="ACK"), 2.3)
-    [kept] = ladder.calls()
+    ladder.copy("udp", CALLER, PROXY, msg("ACK sip:1@x SIP/2.0", "other", "ACK"), 2.3)
+    kept = ladder.find("c1@test")
+    assert kept is not None
     shown = call_ladder(kept)
     assert [m["first"].split()[1] if m["first"].startswith("SIP") else m["first"].split()[0]
             for m in shown["messages"]] == [
         "INVITE", "INVITE", "404", "INVITE", "200", "200", "ACK"]  # fmt: skip
     assert shown["messages"][2]["src"] == "10.0.0.2:5060" and shown["outcome"] == "failed_over"
-    assert not ladder.open and ladder.held == 0
+    assert len(call_ladder(ladder.find("c1@test") or kept)["messages"]) == 7  # not twice
 
 
-def test_the_ladder_keeps_a_rejection_from_the_proxy_itself_and_skips_pings() -> None:
+def test_the_ladder_keeps_nothing_of_an_answered_call_and_a_rejection_from_the_proxy() -> None:
     ladder = Ladder(10)
-    ping = msg("OPTIONS sip:mg1 SIP/2.0", "ping", "OPTIONS").replace(
-        b"branch=z9hG4bKx", b"branch=z9hG4bKsdo.1")  # fmt: skip
-    ladder.copy("udp", PROXY, MG1, ping, 0.5)
-    assert not ladder.open
+    ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0", "ok"), 0.5)
+    ladder.record(record_at("ok", OUTCOME_ANSWERED, 200), 0.6)
+    assert ladder.calls() == []
     ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0"), 1.0)
     ladder.copy("udp", PROXY, CALLER, msg("SIP/2.0 503 Service Unavailable"), 1.0)
-    ladder.record(record("c1@test", OUTCOME_REJECTED, 503), 1.0)
+    ladder.record(record_at("c1@test", OUTCOME_REJECTED, 503, 0.0), 1.0)
     assert [k.record.status for k in ladder.calls()] == [503]
     assert len(ladder.calls()[0].messages) == 2
+
+
+def test_a_call_id_inside_another_message_or_another_call_id_is_not_taken() -> None:
+    ladder = Ladder(10)
+    ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0", "c1@test.more"), 1.0)
+    refer = msg("REFER sip:1@x SIP/2.0", "c2", "REFER").replace(
+        b"Content-Length: 0", b"Replaces: c1@test;to-tag=1\r\nContent-Length: 0")  # fmt: skip
+    ladder.copy("udp", CALLER, PROXY, refer, 1.0)
+    ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0"), 1.0)
+    ladder.record(record_at("c1@test", OUTCOME_REJECTED, 404), 1.1)
+    [kept] = ladder.calls()
+    assert len(kept.messages) == 1 and b"Call-ID: c1@test\r\n" in kept.messages[0][4]
+
+
+def test_the_ladder_looks_back_over_the_calls_duration_only() -> None:
+    ladder = Ladder(10)
+    ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0"), 1.0)  # an earlier call
+    ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0"), 20.0)
+    ladder.record(record_at("c1@test", OUTCOME_REJECTED, 404, duration=0.2), 20.2)
+    assert [m[0] for m in ladder.calls()[0].messages] == [20.0]
 
 
 def test_the_ladder_is_a_ring_of_the_newest_failed_calls() -> None:
     ladder = Ladder(3)
     for k in range(5):
         ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0", f"c{k}"), k)
-        ladder.record(record(f"c{k}", OUTCOME_REJECTED, 404), k)
+        ladder.record(record_at(f"c{k}", OUTCOME_REJECTED, 404), k)
     assert [k.record.call_id for k in ladder.calls()] == ["c4", "c3", "c2"]
     assert ladder.find("c0") is None and ladder.find("c4") is not None
-    ladder.record(record("c9", OUTCOME_ANSWERED, 200), 9)
-    assert len(ladder.calls()) == 3 and ladder.find("c9") is None
+    assert all(len(k.messages) == 1 for k in ladder.calls())
 
 
-def test_the_ladder_holds_a_bounded_number_of_bytes_and_messages() -> None:
-    ladder = Ladder(3, open_bytes=2000)
-    for k in range(40):
-        ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0", f"open{k}"), k)
-    assert ladder.held <= 2000 and len(ladder.open) < 40
-    assert b"open39" in ladder.open and b"open0" not in ladder.open
-    ladder = Ladder(3)
-    for _ in range(LADDER_MESSAGES + 10):
-        ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0", "long"), 1)
-    assert len(ladder.open[b"long"].messages) == LADDER_MESSAGES
+def test_the_ladder_holds_a_bounded_number_of_messages_and_of_each_call() -> None:
+    ladder = Ladder(3, ring=100)
+    for _k in range(250):
+        ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0", "long"), 1.0)
+    assert len(ladder.ring) == 100
+    ladder.record(record_at("long", OUTCOME_REJECTED, 408, duration=5.0), 2.0)
+    assert len(ladder.calls()[0].messages) == LADDER_MESSAGES
+
+
+def test_a_storm_of_failures_is_kept_without_messages_past_the_looking_budget() -> None:
+    ladder = Ladder(1000)
+    for k in range(SCAN_BURST + 10):  # all at one instant
+        ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0", f"s{k}"), 100.0)
+        ladder.record(record_at(f"s{k}", OUTCOME_REJECTED, 503), 100.0)
+    calls = ladder.calls()
+    assert len(calls) == SCAN_BURST + 10 and ladder.skipped == 10
+    assert [c.complete for c in calls[:10]] == [False] * 10 and all(c.complete for c in calls[10:])
+    ladder.copy("udp", CALLER, PROXY, msg("INVITE sip:1@x SIP/2.0", "later"), 101.0)
+    ladder.record(record_at("later", OUTCOME_REJECTED, 503), 101.0)  # a second later: again
+    assert ladder.calls()[0].complete and len(ladder.calls()[0].messages) == 1

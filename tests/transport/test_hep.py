@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import time
@@ -25,6 +26,8 @@ from sipdispatch.transport.hep import (
     CHUNK_SRC6,
     CHUNK_SRC_PORT,
     HepSender,
+    HepStats,
+    HepStreamSender,
     decode,
     encode,
 )
@@ -134,3 +137,106 @@ def test_malformed_hep_is_refused_by_the_decoder() -> None:
     for bad in (b"HEP2" + good[4:], good[:-1], good[:6] + b"\x00\x00\x00\x01\x00\x02"):
         with pytest.raises(ValueError):
             decode(bad)
+
+
+# -- over TCP: batched writes on one connection -------------------------------------------------
+
+
+def _split_stream(data: bytes) -> list[dict[int, bytes]]:
+    """The HEPv3 packets of a TCP stream (each says its own length)."""
+    out = []
+    at = 0
+    while at + 6 <= len(data):
+        (size,) = struct.unpack("!H", data[at + 4 : at + 6])
+        out.append(decode(data[at : at + size]))
+        at += size
+    assert at == len(data), "a packet cut short"
+    return out
+
+
+def _whole(buf: bytearray) -> bool:
+    at = 0
+    while at + 6 <= len(buf):
+        (size,) = struct.unpack("!H", bytes(buf[at + 4 : at + 6]))
+        at += size
+    return at == len(buf)
+
+
+def test_over_tcp_the_copies_of_a_moment_go_in_one_write_and_each_decodes() -> None:
+    async def run() -> tuple[list[dict[int, bytes]], HepStats, int]:
+        got = bytearray()
+        reads = 0
+        done = asyncio.Event()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal reads
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                reads += 1
+                got.extend(chunk)
+                if _whole(got) and len(_split_stream(bytes(got))) >= 50:
+                    done.set()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sender = HepStreamSender(("127.0.0.1", port), 7)
+        for _ in range(200):  # connected, with a deadline
+            if sender.transport is not None:
+                break
+            await asyncio.sleep(0.01)
+        for k in range(50):
+            sender.copy("udp", ("192.0.2.1", 5060), ("192.0.2.10", 5060),
+                        INVITE.replace(b"hep-1", f"hep-{k}".encode()), time.time())  # fmt: skip
+        assert sender.stats.sent == 0  # waiting for the batch
+        await asyncio.wait_for(done.wait(), 30)
+        stats = sender.stats
+        sender.close()
+        server.close()
+        await server.wait_closed()
+        return _split_stream(bytes(got)), stats, reads
+
+    copies, stats, reads = asyncio.run(run())
+    assert [c[CHUNK_CORRELATION] for c in copies] == [f"hep-{k}@192.0.2.1".encode()
+                                                     for k in range(50)]  # fmt: skip
+    assert all(int.from_bytes(c[CHUNK_AGENT_ID], "big") == 7 for c in copies)
+    assert stats.sent == 50 and stats.dropped == 0
+    assert reads <= 5  # one write for the batch (the kernel may split a read)
+
+
+def test_over_tcp_an_absent_collector_costs_counted_drops_and_is_reconnected() -> None:
+    async def run() -> tuple[int, int, int]:
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nobody listens there now
+        sender = HepStreamSender(("127.0.0.1", port), 1)
+        await asyncio.sleep(0.2)
+        for _ in range(10):
+            sender.copy("udp", ("192.0.2.1", 5060), ("192.0.2.10", 5060), INVITE, time.time())
+        await asyncio.sleep(0.1)
+        dropped = sender.stats.dropped
+        got = bytearray()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while chunk := await reader.read(65536):
+                got.extend(chunk)
+
+        server = await asyncio.start_server(serve, "127.0.0.1", port)
+        for _ in range(600):  # the retry after 1 s (then 2 s...) finds it
+            if sender.transport is not None:
+                break
+            await asyncio.sleep(0.01)
+        sender.copy("udp", ("192.0.2.1", 5060), ("192.0.2.10", 5060), INVITE, time.time())
+        for _ in range(600):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        sender.close()
+        server.close()
+        await server.wait_closed()
+        return dropped, sender.stats.sent, len(_split_stream(bytes(got)))
+
+    dropped, sent, received = asyncio.run(run())
+    assert dropped == 10 and sent == 1 and received == 1

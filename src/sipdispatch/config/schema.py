@@ -1315,22 +1315,24 @@ class DnsConfig:
 # [capture]
 # --------------------------------------------------------------------------------------------
 
-HEP_ALLOWED: Final = '"" (off) or udp:HOST:PORT, e.g. "udp:10.0.0.5:9060"'
+HEP_ALLOWED: Final = '"" (off), udp:HOST:PORT or tcp:HOST:PORT, e.g. "udp:10.0.0.5:9060"'
 HEP_DEFAULT_PORT: Final = 9060
 
 
 def _hep(value: object) -> object:
-    """``hep``: ``udp:HOST:PORT`` (``udp:`` and the port may be left out), kept as
-    ``udp:HOST:PORT``."""
+    """``hep``: ``udp:HOST:PORT`` or ``tcp:HOST:PORT`` (``udp:`` and the port may be
+    left out), kept as ``PROTO:HOST:PORT``."""
     if not isinstance(value, str):
         raise Invalid(HEP_ALLOWED)
     text = value.strip()
     if not text:
         return ""
     proto, sep, rest = text.partition(":")
+    transport = "udp"
     if sep and proto.lower() in ("udp", "tcp", "tls", "sctp"):
-        if proto.lower() != "udp":
-            raise Invalid(HEP_ALLOWED + " (HEP goes over UDP)")
+        transport = proto.lower()
+        if transport not in ("udp", "tcp"):
+            raise Invalid(HEP_ALLOWED + " (HEP goes over UDP or TCP)")
         text = rest
     try:
         host, port = parse_host_port(text, "HEP collector")
@@ -1338,7 +1340,7 @@ def _hep(value: object) -> object:
         raise Invalid(f"{HEP_ALLOWED}: {exc}") from None
     if port == 0:
         raise Invalid(HEP_ALLOWED)
-    return f"udp:{bracket(host)}:{port or HEP_DEFAULT_PORT}"
+    return f"{transport}:{bracket(host)}:{port or HEP_DEFAULT_PORT}"
 
 
 @dataclass(frozen=True, slots=True, config=_CONFIG)
@@ -1351,9 +1353,10 @@ class CaptureConfig:
         Key(allowed=HEP_ALLOWED, kamailio="siptrace `duplicate_uri` with `hep_mode_on`"),
     ] = ""
     """Where every SIP message received and sent is copied as HEPv3 (Homer,
-    heplify-server): `udp:HOST:PORT`. Empty = no copies. Each copy is sent and forgotten:
-    a slow or absent collector never delays the SIP; copies that cannot be sent are
-    counted (`sipdispatch_hep_dropped_total`)."""
+    heplify-server): `udp:HOST:PORT` (one datagram per copy) or `tcp:HOST:PORT` (the
+    copies of 10 ms written together on one connection: the cheaper, for heplify-server's
+    `HEPTCPAddr`). Empty = no copies. A slow or absent collector never delays the SIP;
+    copies that cannot be sent are counted (`sipdispatch_hep_dropped_total`)."""
     hep_id: Annotated[
         int,
         Field(ge=0, le=4294967295),
@@ -1400,6 +1403,11 @@ class CaptureConfig:
             return None
         host, _, port = self.hep[4:].rpartition(":")
         return host.strip("[]"), int(port)
+
+    @property
+    def hep_transport(self) -> str:
+        """``udp`` or ``tcp``: how the copies go to the collector."""
+        return self.hep[:3]
 
 
 @dataclass(frozen=True, slots=True, config=_CONFIG)

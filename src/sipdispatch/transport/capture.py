@@ -16,15 +16,15 @@ import logging
 import os
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Protocol
 
 from sipdispatch.sip.calls import OUTCOME_ANSWERED, CallRecord
 from sipdispatch.transport.handoff import call_id_of
-from sipdispatch.transport.hep import PING_BRANCH, HepSender, _is_ping
+from sipdispatch.transport.hep import HepSender, HepStreamSender
 from sipdispatch.transport.pcap import PcapWriter, merge
 
 log: Final = logging.getLogger("sipdispatch.capture")
@@ -132,77 +132,71 @@ class Recording:
 
 
 @dataclass(slots=True)
-class _Open:
-    messages: list[tuple[float, str, Address, Address, bytes]] = field(default_factory=list)
-    size: int = 0
-    failed: bool = False
-
-
-@dataclass(slots=True)
 class KeptCall:
     """A failed call's record and its messages, as the ladder shows them."""
 
     record: CallRecord
     at: float
     messages: list[tuple[float, str, Address, Address, bytes]]
+    complete: bool = True
+    """False when its messages were not looked for (too many failed calls at once)."""
 
 
-LADDER_OPEN_BYTES: Final = 16 << 20
-"""Bytes of messages of calls in progress held for the ladder: past that, the oldest
-call's are forgotten (a call that fails after that much newer traffic shows only the
-messages after)."""
+LADDER_RING: Final = 8192
+"""Messages the ladder holds, the newest (about 8 MB): a call's messages are found
+there when it fails. At 500 calls/s that is a second or two of traffic, at 20 calls/s
+a minute: a call that fails after ringing longer than that under load shows only the
+messages still held."""
 LADDER_MESSAGES: Final = 64
 """Messages kept of one call."""
+SCAN_MARGIN: Final = 1.0
+"""Seconds before a call's start its messages are looked for (the INVITE is received
+a little before the core counts the call's start)."""
+SCAN_BURST: Final = 50
+SCAN_RATE: Final = 20.0
+"""Failed calls per second whose messages are looked for, after a burst of
+:data:`SCAN_BURST`: a storm of failures costs a bounded share of a core (each look
+reads back over the ring); the calls past it are listed without their messages."""
 
 
 class Ladder:
     """The messages of the last ``size`` failed calls (a bounded ring).
 
-    Every message is held by its Call-ID while its call is in progress; a 2xx with no
-    failure before it ends the call's hold (an answered call is forgotten at once); a
-    call record that is not a simple success (from the call log) moves the call into
-    the ring, where the messages that still come (the ACK of a rejection) join it.
+    Every message the proxy handles goes into a ring of the newest
+    :data:`LADDER_RING`, as is: one append, no parse. When a call ends as anything but
+    a simple success (its record from the call log), the ring is read back over the
+    call's duration for the messages of its Call-ID, and the call is kept with them in
+    the ring of the last ``size`` failed calls; the messages that come after its
+    record (the ACK of a rejection) are added when it is shown.
     """
 
-    def __init__(self, size: int, open_bytes: int = LADDER_OPEN_BYTES) -> None:
+    def __init__(self, size: int, ring: int = LADDER_RING) -> None:
         self.size = size
-        self.open_bytes = open_bytes
-        self.open: OrderedDict[bytes, _Open] = OrderedDict()
-        self.held = 0
-        """Bytes held by ``open``."""
+        self.ring: deque[tuple[float, str, Address, Address, bytes]] = deque(maxlen=ring)
         self.kept: OrderedDict[bytes, KeptCall] = OrderedDict()
+        self._tokens = float(SCAN_BURST)
+        self._refilled = 0.0
+        self.skipped = 0
+        """Failed calls kept without their messages (too many at once)."""
 
     def copy(self, transport: str, src: Address, dst: Address, data: bytes, now: float) -> None:
-        if PING_BRANCH in data[:512] and _is_ping(data):
-            return
-        cid = call_id_of(data)
-        if cid is None:
-            return
-        kept = self.kept.get(cid) if self.kept else None
-        if kept is not None:
-            if len(kept.messages) < LADDER_MESSAGES:
-                kept.messages.append((now, transport, src, dst, data))
-            return
-        entry = self.open.get(cid)
-        response = data.startswith(b"SIP/2.0 ")
-        if response and data[8:9] == b"2":
-            if entry is not None and not entry.failed:
-                self.held -= entry.size
-                del self.open[cid]  # answered: nothing to show
-                return
-            if entry is None:
-                return  # the rest of an answered call
-        if entry is None:
-            entry = self.open[cid] = _Open()
-        if len(entry.messages) < LADDER_MESSAGES:
-            entry.messages.append((now, transport, src, dst, data))
-            entry.size += len(data)
-            self.held += len(data)
-        if (response and data[8:9] in b"3456") or data.startswith(b"CANCEL "):
-            entry.failed = True
-        while self.held > self.open_bytes and self.open:
-            _, old = self.open.popitem(last=False)
-            self.held -= old.size
+        self.ring.append((now, transport, src, dst, data))
+
+    def _scan(
+        self, key: bytes, since: float, after: float | None = None
+    ) -> list[tuple[float, str, Address, Address, bytes]]:
+        """The ring's messages of Call-ID ``key`` from ``since`` on (newer than
+        ``after`` when given), oldest first."""
+        found = []
+        for item in reversed(self.ring):
+            when = item[0]
+            if when < since or (after is not None and when <= after):
+                break
+            data = item[4]
+            if key in data and call_id_of(data) == key:
+                found.append(item)
+        found.reverse()
+        return found[:LADDER_MESSAGES]
 
     def record(self, record: CallRecord, now: float) -> None:
         """A call's record from the call log: a call that did not simply succeed is
@@ -210,13 +204,16 @@ class Ladder:
         if record.outcome == OUTCOME_ANSWERED or self.size <= 0:
             return
         key = _key(record.call_id)
-        entry = self.open.pop(key, None)
-        messages: list[tuple[float, str, Address, Address, bytes]] = []
-        if entry is not None:
-            self.held -= entry.size
-            messages = entry.messages
+        self._tokens = min(float(SCAN_BURST), self._tokens + (now - self._refilled) * SCAN_RATE)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            kept = KeptCall(record, now, self._scan(key, now - record.duration - SCAN_MARGIN))
+        else:
+            self.skipped += 1
+            kept = KeptCall(record, now, [], complete=False)
         self.kept.pop(key, None)
-        self.kept[key] = KeptCall(record, now, messages)
+        self.kept[key] = kept
         while len(self.kept) > self.size:
             self.kept.popitem(last=False)
 
@@ -225,7 +222,16 @@ class Ladder:
         return list(reversed(self.kept.values()))
 
     def find(self, call_id: str) -> KeptCall | None:
-        return self.kept.get(_key(call_id))
+        """A kept call, with the messages of its Call-ID that came after its record."""
+        key = _key(call_id)
+        kept = self.kept.get(key)
+        if kept is None or not kept.complete:
+            return kept
+        if len(kept.messages) < LADDER_MESSAGES:
+            last = kept.messages[-1][0] if kept.messages else kept.at
+            kept.messages.extend(self._scan(key, kept.at, last))
+            del kept.messages[LADDER_MESSAGES:]
+        return kept
 
 
 def _key(call_id: str) -> bytes:
@@ -253,7 +259,7 @@ class Capture:
         directory: Path,
         max_bytes: int,
         max_seconds: float,
-        hep: HepSender | None = None,
+        hep: HepSender | HepStreamSender | None = None,
         ladder: Ladder | None = None,
         suffix: str = "",
         on_change: Callable[[Tap | None], None] | None = None,
@@ -414,6 +420,7 @@ def call_summary(kept: KeptCall) -> dict[str, Any]:
             for a in r.attempts
         ],
         "messages": len(kept.messages),
+        "complete": kept.complete,
     }
 
 
