@@ -71,7 +71,7 @@ def _chunk(kind: int, value: bytes) -> bytes:
 _packed: Final[dict[str, bytes]] = {}
 
 
-def _packed_ip(host: str) -> bytes:
+def packed_ip(host: str) -> bytes:
     """The address's bytes (memoised: the same few peers send every message)."""
     packed = _packed.get(host)
     if packed is None:
@@ -133,9 +133,9 @@ def packet(
     correlation: bytes | None,
 ) -> bytes:
     """:func:`encode` with the agent's chunks made already (:func:`_agent`)."""
-    s_ip, d_ip = _packed_ip(src[0]), _packed_ip(dst[0])
+    s_ip, d_ip = packed_ip(src[0]), packed_ip(dst[0])
     if len(s_ip) != len(d_ip):  # one family each side; an IPv4 peer of a v6 socket
-        s_ip, d_ip = _as_v6(s_ip), _as_v6(d_ip)
+        s_ip, d_ip = as_v6(s_ip), as_v6(d_ip)
     v6 = len(s_ip) == 16
     head = _FIXED[v6, IPPROTO_UDP if transport == "udp" else IPPROTO_TCP]
     addresses = _head.pack(GENERIC, CHUNK_SRC6 if v6 else CHUNK_SRC4, 6 + len(s_ip)) + s_ip
@@ -156,7 +156,7 @@ def packet(
     )
 
 
-def _as_v6(packed: bytes) -> bytes:
+def as_v6(packed: bytes) -> bytes:
     if len(packed) == 16:
         return packed
     return b"\x00" * 10 + b"\xff\xff" + packed  # IPv4-mapped

@@ -12,12 +12,11 @@ bytes)`` into records of a file.
 from __future__ import annotations
 
 import array
-import ipaddress
 import struct
 import sys
 from typing import BinaryIO, Final
 
-from sipdispatch.sip.memo import remember
+from sipdispatch.transport.hep import as_v6, packed_ip
 
 LINKTYPE_RAW: Final = 101
 """pcap link type of raw IPv4/IPv6 packets (the version nibble tells which)."""
@@ -36,21 +35,6 @@ MAX_SEGMENT: Final = 65000
 """Bytes of SIP per synthesized packet: an IPv4 packet holds at most 65535 bytes, so
 a longer message over TCP is written as several segments (over UDP it cannot exist)."""
 _LITTLE: Final = sys.byteorder == "little"
-
-_packed: Final[dict[str, bytes]] = {}
-
-
-def packed_ip(host: str) -> bytes:
-    """The address's 4 or 16 bytes (memoised). Raises ValueError for a name."""
-    packed = _packed.get(host)
-    if packed is None:
-        packed = ipaddress.ip_address(host.strip("[]")).packed
-        remember(_packed, host, packed)
-    return packed
-
-
-def _as_v6(packed: bytes) -> bytes:
-    return packed if len(packed) == 16 else b"\x00" * 10 + b"\xff\xff" + packed
 
 
 def checksum(data: bytes) -> int:
@@ -114,7 +98,7 @@ class PcapWriter:
         when an address is not an IP address (a name not resolved yet)."""
         s_ip, d_ip = packed_ip(src[0]), packed_ip(dst[0])
         if len(s_ip) != len(d_ip):
-            s_ip, d_ip = _as_v6(s_ip), _as_v6(d_ip)
+            s_ip, d_ip = as_v6(s_ip), as_v6(d_ip)
         whole = int(now)
         micros = round((now - whole) * 1_000_000)
         if micros >= 1_000_000:
