@@ -24,6 +24,7 @@ OPTIONS = {
     "--kamailio",
     "--kamailio-modules",
     "--keep",
+    "--ladder",
     "--max-rate",
     "--memory",
     "--memory-calls",

@@ -14,7 +14,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -45,8 +44,19 @@ FILTER_SOURCE: Final = "source"
 MAX_RECORDINGS: Final = 8
 """Captures that may run at once."""
 FILE_PREFIX: Final = "sipdispatch-"
-NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-"""What a capture's name may be (it becomes part of a file name)."""
+NAME_MAX: Final = 64
+_NAME_FIRST: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_NAME_REST: Final = _NAME_FIRST | frozenset("._-")
+
+
+def valid_name(name: str) -> bool:
+    """What a capture's name may be (it becomes part of a file name): a letter or digit,
+    then up to 63 letters, digits, dots, underscores or dashes."""
+    return (
+        0 < len(name) <= NAME_MAX
+        and name[0] in _NAME_FIRST
+        and all(ch in _NAME_REST for ch in name)
+    )
 
 
 class CaptureError(ValueError):
@@ -333,7 +343,7 @@ class Capture:
         now = self.clock()
         if name is None:
             name = self.new_name(now)
-        elif not NAME_RE.fullmatch(name):
+        elif not valid_name(name):
             raise CaptureError("NAME must be 1-64 letters, digits, '.', '_' or '-'")
         if name in self.running:
             raise CaptureError(f"capture {name} is running already")
@@ -443,7 +453,14 @@ def call_ladder(kept: KeptCall) -> dict[str, Any]:
     return out
 
 
-_PART_RE: Final = re.compile(r"(?P<name>.+?)(?:\.w(?P<worker>\d+))?\.pcap")
+def part_name(file: str) -> str:
+    """The capture a file name (without the prefix) belongs to: ``NAME.pcap`` or one
+    worker's ``NAME.wK.pcap``."""
+    stem = file[: -len(".pcap")]
+    dot = stem.rfind(".w")
+    if dot > 0 and stem[dot + 2 :].isdigit() and stem[dot + 2 :].isascii():
+        return stem[:dot]
+    return stem
 
 
 def capture_files(directory: Path) -> dict[str, list[Path]]:
@@ -458,9 +475,9 @@ def capture_files(directory: Path) -> dict[str, list[Path]]:
         file = path.name
         if not (file.startswith(FILE_PREFIX) and file.endswith(".pcap")) or not path.is_file():
             continue
-        match = _PART_RE.fullmatch(file[len(FILE_PREFIX) :])
-        if match is not None:
-            found.setdefault(match["name"], []).append(path)
+        name = part_name(file[len(FILE_PREFIX) :])
+        if name:
+            found.setdefault(name, []).append(path)
     return found
 
 
@@ -494,7 +511,7 @@ def list_captures(capture: Capture) -> list[dict[str, Any]]:
 def read_capture(directory: Path, name: str) -> bytes | None:
     """The pcap of capture ``name``: its file, or its workers' files merged in time
     order; None when there is no such capture."""
-    if not NAME_RE.fullmatch(name):
+    if not valid_name(name):
         return None
     paths = capture_files(directory).get(name)
     if not paths:
