@@ -58,8 +58,6 @@ PING_BRANCH: Final = b"z9hG4bKsdo."
 answers carry it in the top Via."""
 
 _u8: Final = struct.Struct("!HHHB")
-_numbers: Final = struct.Struct("!HHHHHHHHHHHIHHHI")
-"""The source and destination port, seconds and microseconds chunks, in one."""
 _u32: Final = struct.Struct("!HHHI")
 _head: Final = struct.Struct("!HHH")
 
@@ -122,6 +120,27 @@ def encode(
                   correlation)  # fmt: skip
 
 
+_ports: Final = struct.Struct("!HHHHHHHH")
+_times: Final = struct.Struct("!HHHIHHHI")
+_TIME_CHUNKS: Final = 20
+_PREFIX_CAP: Final = 4096
+"""Routes whose fixed chunks are kept made (the same few peers send every message)."""
+
+
+def _prefix(transport: str, src: tuple[str, int], dst: tuple[str, int], agent: bytes) -> bytes:
+    """The chunks that are the same in every copy between ``src`` and ``dst``: family,
+    protocol, addresses, ports, payload type, agent id and password."""
+    s_ip, d_ip = packed_ip(src[0]), packed_ip(dst[0])
+    if len(s_ip) != len(d_ip):  # one family each side; an IPv4 peer of a v6 socket
+        s_ip, d_ip = as_v6(s_ip), as_v6(d_ip)
+    v6 = len(s_ip) == 16
+    head = _FIXED[v6, IPPROTO_UDP if transport == "udp" else IPPROTO_TCP]
+    addresses = _head.pack(GENERIC, CHUNK_SRC6 if v6 else CHUNK_SRC4, 6 + len(s_ip)) + s_ip
+    addresses += _head.pack(GENERIC, CHUNK_DST6 if v6 else CHUNK_DST4, 6 + len(d_ip)) + d_ip
+    ports = _ports.pack(GENERIC, CHUNK_SRC_PORT, 8, src[1], GENERIC, CHUNK_DST_PORT, 8, dst[1])
+    return head + addresses + ports + agent
+
+
 def packet(
     transport: str,
     src: tuple[str, int],
@@ -131,29 +150,36 @@ def packet(
     payload: bytes,
     agent: bytes,
     correlation: bytes | None,
+    prefixes: dict[tuple[str, tuple[str, int], tuple[str, int]], bytes] | None = None,
 ) -> bytes:
-    """:func:`encode` with the agent's chunks made already (:func:`_agent`)."""
-    s_ip, d_ip = packed_ip(src[0]), packed_ip(dst[0])
-    if len(s_ip) != len(d_ip):  # one family each side; an IPv4 peer of a v6 socket
-        s_ip, d_ip = as_v6(s_ip), as_v6(d_ip)
-    v6 = len(s_ip) == 16
-    head = _FIXED[v6, IPPROTO_UDP if transport == "udp" else IPPROTO_TCP]
-    addresses = _head.pack(GENERIC, CHUNK_SRC6 if v6 else CHUNK_SRC4, 6 + len(s_ip)) + s_ip
-    addresses += _head.pack(GENERIC, CHUNK_DST6 if v6 else CHUNK_DST4, 6 + len(d_ip)) + d_ip
-    numbers = _numbers.pack(
-        GENERIC, CHUNK_SRC_PORT, 8, src[1], GENERIC, CHUNK_DST_PORT, 8, dst[1],
-        GENERIC, CHUNK_SECONDS, 10, seconds, GENERIC, CHUNK_MICROSECONDS, 10, micros,
-    )  # fmt: skip
-    tail = _head.pack(GENERIC, CHUNK_PAYLOAD, 6 + len(payload))
-    corr = _head.pack(GENERIC, CHUNK_CORRELATION, 6 + len(correlation)) if correlation else b""
-    size = 6 + len(head) + len(addresses) + len(numbers) + len(agent) + len(tail) + len(payload)
+    """:func:`encode` with the agent's chunks made already (:func:`_agent`), and the
+    fixed chunks of each route kept in ``prefixes`` when given."""
+    if prefixes is None:
+        fixed = _prefix(transport, src, dst, agent)
+    else:
+        route = (transport, src, dst)
+        got = prefixes.get(route)
+        if got is None:
+            got = _prefix(transport, src, dst, agent)
+            if len(prefixes) >= _PREFIX_CAP:
+                prefixes.clear()
+            prefixes[route] = got
+        fixed = got
+    times = _times.pack(GENERIC, CHUNK_SECONDS, 10, seconds, GENERIC, CHUNK_MICROSECONDS, 10,
+                        micros)  # fmt: skip
+    size = 6 + len(fixed) + _TIME_CHUNKS + 6 + len(payload)
     if correlation:
-        size += len(corr) + len(correlation)
-        return b"".join((HEP_MAGIC, struct.pack("!H", size), head, addresses, numbers, agent,
-                         corr, correlation, tail, payload))  # fmt: skip
-    return b"".join(
-        (HEP_MAGIC, struct.pack("!H", size), head, addresses, numbers, agent, tail, payload)
-    )
+        size += 6 + len(correlation)
+        return b"".join((
+            HEP_MAGIC, _size.pack(size), fixed, times,
+            _head.pack(GENERIC, CHUNK_CORRELATION, 6 + len(correlation)), correlation,
+            _head.pack(GENERIC, CHUNK_PAYLOAD, 6 + len(payload)), payload,
+        ))  # fmt: skip
+    return b"".join((HEP_MAGIC, _size.pack(size), fixed, times,
+                     _head.pack(GENERIC, CHUNK_PAYLOAD, 6 + len(payload)), payload))  # fmt: skip
+
+
+_size: Final = struct.Struct("!H")
 
 
 def as_v6(packed: bytes) -> bytes:
@@ -206,19 +232,20 @@ class _Copier:
         self.pings = pings
         """Copy the proxy's own OPTIONS pings and their answers too."""
         self.stats = HepStats()
+        self._prefixes: dict[tuple[str, tuple[str, int], tuple[str, int]], bytes] = {}
 
     def _encode(
         self, transport: str, src: tuple[str, int], dst: tuple[str, int], data: bytes, now: float
     ) -> bytes | None:
         """The copy of ``data``, or None when it is not copied (a ping) or cannot be (a
         name not yet resolved: counted as dropped)."""
-        if not self.pings and PING_BRANCH in data[:512] and _is_ping(data):
+        if not self.pings and data.find(PING_BRANCH, 0, 512) >= 0 and _is_ping(data):
             return None
         whole = int(now)
         try:
             return packet(
                 transport, src, dst, whole, int((now - whole) * 1_000_000), data,
-                self._agent, call_id_of(data),
+                self._agent, call_id_of(data), self._prefixes,
             )  # fmt: skip
         except ValueError:
             self.stats.dropped += 1  # not an IP address
