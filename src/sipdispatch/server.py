@@ -295,8 +295,9 @@ class Server:
         if guard_settings.active:
             self.sources = SourceGuard(guard_settings, self.router.is_destination_ip)
         shell = SipShell(
-            core, loop, limits, self.sources, self._tls(), reuse_port=self.worker is not None
-        )
+            core, loop, limits, self.sources, self._tls(), reuse_port=self.worker is not None,
+            icmp_failover=self.config.transaction.icmp_failover,
+        )  # fmt: skip
         if shell.max_accepted < limits.max_connections:
             log.warning(
                 "server.tcp_max_connections = %d lowered to %d by the file limit "

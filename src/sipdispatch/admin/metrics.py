@@ -52,6 +52,10 @@ PROXY_COUNTERS: Final[dict[str, tuple[str, str]]] = {
     "dropped": ("sip_dropped", "Messages dropped without an answer."),
     "failovers": ("failovers", "Calls retried on the next destination (ds_next_dst)."),
     "branch_timeouts": ("branch_timeouts", "Branches with no final response before the timer."),
+    "branch_unreachable": (
+        "branch_unreachable",
+        "Branches failed at once: their UDP destination answered with ICMP unreachable.",
+    ),
     "internal_errors": ("internal_errors", "Bugs caught while handling a message or timer."),
 }
 """``ProxyStats`` fields with a metric of their own: field -> (name, help)."""

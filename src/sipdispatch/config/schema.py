@@ -444,6 +444,19 @@ class TransactionConfig:
     statelessly along its Via, a late INVITE retransmission (a caller that missed our
     100 Trying for 5 s) would be relayed again, as with Kamailio."""
 
+    icmp_failover: Annotated[StrictBool, Key(kamailio="none (Kamailio waits for `fr_timer`)")] = (
+        True
+    )
+    """*(sipdispatch addition)* A request sent over UDP whose destination answers with ICMP
+    port, host or network unreachable fails at once, as a transport error, instead of
+    waiting for `fr_timer`: the call goes to the next destination within a round trip, and
+    the destination is marked as a branch that timed out would mark it (the call log shows
+    the attempt as `timeout`; the metric `sipdispatch_branch_unreachable_total` counts
+    them). Linux only (the kernel queues each ICMP error with the datagram it answers, and
+    the branch is found by the Via branch in it, so an ICMP error that does not name one of
+    the proxy's requests changes nothing). `false`: the ICMP errors are not read (the
+    kernel drops them) and the branch waits for `fr_timer`, as with Kamailio."""
+
     @model_validator(mode="after")
     def _t2_not_below_t1(self) -> TransactionConfig:
         if self.t2 < self.t1:

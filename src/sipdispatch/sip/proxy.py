@@ -399,6 +399,27 @@ class ProxyCore(NativeUser):
         if isinstance(owner, ClientTransaction):
             owner.transport_error(now)
 
+    def unreachable(self, dst: Addr, head: bytes, now: float) -> bool:
+        """A datagram sent to ``dst`` came back undeliverable (ICMP port, host or
+        network unreachable); ``head`` is its start as the kernel returned it. The
+        client transaction that sent it fails at once, as a transport error (RFC 3261
+        §8.1.3.1, §17.1.4), if it is still waiting for its first answer: the branch
+        fails over without waiting for ``fr_timer``. The transaction is found by the
+        branch and method in ``head`` (an ICMP error that does not name one of ours is
+        ignored) and must have been sent to ``dst``. True when one failed."""
+        key = sent_request_key(head)
+        if key is None:
+            return False
+        tx = self.client_txs.get(key)
+        if tx is None or tx.replied or tx.addr.transport != "udp" or tx.addr.port != dst.port:
+            return False
+        host = tx.addr.host
+        if host != dst.host and host.strip("[]") != dst.host and _is_ip(host):
+            return False  # sent elsewhere (a name resolved at send time is taken as is)
+        self.stats.branch_unreachable += 1
+        tx.transport_error(now)
+        return True
+
     def receive(self, data: bytes, src: Addr, now: float) -> None:
         """A datagram (or a framed stream message's bytes) arrived from ``src``."""
         if is_keepalive(data):
@@ -1145,3 +1166,38 @@ def _unusable(req: Request) -> str | None:
         if is_forbidden_ip(host):
             return "Request-URI names a broadcast or multicast address"
     return None
+
+
+def sent_request_key(head: bytes) -> tuple[str, str] | None:
+    """The client transaction key (top Via branch, method) of the start of a request
+    the proxy sent; None for a response or what names no branch."""
+    space = head.find(b" ", 0, 32)
+    if space <= 0 or head.startswith(b"SIP/"):
+        return None
+    method = head[:space].decode("latin-1")
+    end = head.find(b"\r\n\r\n")
+    lower = (head if end < 0 else head[:end]).lower()
+    at = lower.find(b"\nvia:")
+    if at < 0:
+        at = lower.find(b"\nv:")
+        if at < 0:
+            return None
+    stop = lower.find(b"\n", at + 1)
+    if stop < 0:
+        return None  # the Via is cut short: its branch may be too
+    start = lower.find(b";branch=", at, stop)
+    if start < 0:
+        return None
+    start += 8
+    j = start
+    while j < stop and lower[j] not in b";,\r \t":
+        j += 1
+    if j == start:
+        return None
+    return head[start:j].decode("latin-1"), method
+
+
+def _is_ip(host: str) -> bool:
+    """An IPv4 or IPv6 literal (a destination's host may still be a name)."""
+    h = host.strip("[]")
+    return ":" in h or (h.replace(".", "").isdigit() and h.count(".") == 3)

@@ -25,6 +25,7 @@ class ProxyStats:
 
     __slots__ = (
         "branch_timeouts",
+        "branch_unreachable",
         "dropped",
         "failovers",
         "internal_errors",
@@ -68,6 +69,9 @@ class ProxyStats:
         """Requests retried on the next destination."""
         self.branch_timeouts = 0
         """Branches with no final response before the timer."""
+        self.branch_unreachable = 0
+        """Of those, branches failed at once: their destination answered with ICMP
+        unreachable (over UDP)."""
         self.internal_errors = 0
         """Bugs caught while handling a message or a timer."""
 

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import ipaddress
 import logging
 import math
+import os
 import resource
 import socket
 import ssl
+import struct
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -278,6 +282,33 @@ def listening_socket(host: str, port: int, kind: int, reuse_port: bool) -> socke
     return sock
 
 
+IP_RECVERR: Final = 11
+IPV6_RECVERR: Final = 25
+"""Linux: queue the ICMP errors of an unconnected UDP socket's datagrams, each with the
+datagram's destination and its start (ip(7), ipv6(7))."""
+UNREACHABLE: Final = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH))
+"""The errors of a destination that cannot be reached: ICMP port, host or network
+unreachable."""
+ERRORS_PER_READ: Final = 64
+"""Queued errors read at most per wake-up."""
+_extended_err: Final = struct.Struct("=IBBBBII")
+"""``struct sock_extended_err``: errno, origin, ICMP type, code, pad, info, data."""
+
+
+def receive_errors(sock: socket.socket) -> bool:
+    """Ask the kernel to queue ``sock``'s ICMP errors (Linux); False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    v6 = sock.family == socket.AF_INET6
+    try:
+        sock.setsockopt(
+            socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1
+        )
+    except OSError:
+        return False
+    return True
+
+
 class UdpProtocol(asyncio.DatagramProtocol):
     """One UDP listening socket."""
 
@@ -286,17 +317,35 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.local: tuple[str, int] = ("", 0)
         """The address the socket is bound to (what a capture names as ours)."""
+        self.sock: socket.socket | None = None
+        """The socket itself (a duplicate of the transport's descriptor): datagrams are
+        sent on it directly, and its queued ICMP errors are read from it."""
+        self.errors_queued = False
+        """The kernel queues this socket's ICMP errors (``IP_RECVERR``)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         dgram = cast(asyncio.DatagramTransport, transport)
         self.transport = dgram
         bound = transport.get_extra_info("sockname")
         self.local = (bound[0], bound[1])
-        self.shell.udp_local.setdefault(transport.get_extra_info("socket").family, self.local)
+        shell = self.shell
+        inner = transport.get_extra_info("socket")
+        family = inner.family
+        shell.udp_local.setdefault(family, self.local)
+        sock = socket.socket(family, socket.SOCK_DGRAM, fileno=os.dup(inner.fileno()))
+        sock.setblocking(False)
+        self.sock = sock
+        if shell.icmp_failover:
+            self.errors_queued = receive_errors(sock)
         # Known to the shell at once: datagrams waiting on a worker's inherited socket
         # are read (and answered) before the listener's set-up returns.
-        family = transport.get_extra_info("socket").family
-        self.shell.udp.setdefault(family, dgram)
+        if family not in shell.udp:
+            shell.udp[family] = dgram
+            shell.udp_sock[family] = self
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.sock is not None:
+            self.sock.close()
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         shell = self.shell
@@ -329,9 +378,42 @@ class UdpProtocol(asyncio.DatagramProtocol):
             shell.stats.slow_messages += 1
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable...) carry no usable context on most
-        # platforms; the transaction timers deal with the silence.
-        self.shell.stats.udp_errors += 1
+        # An ICMP error of a datagram sent earlier. Where the kernel queues them, each
+        # names the datagram (its destination and start): the branch that sent it fails
+        # at once. Elsewhere the transaction timers deal with the silence.
+        if not self.read_errors(True):
+            self.shell.stats.udp_errors += 1
+
+    def read_errors(self, flush: bool) -> int:
+        """Read the queued ICMP errors (at most :data:`ERRORS_PER_READ`) and tell the
+        core of each unreachable destination, then send what that started when
+        ``flush``; the number read."""
+        sock = self.sock
+        if sock is None or not self.errors_queued:
+            return 0
+        shell = self.shell
+        core = shell.core
+        read = 0
+        failed = False
+        while read < ERRORS_PER_READ:
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(2048, 512, socket.MSG_ERRQUEUE)
+            except OSError:  # the queue is empty (EAGAIN), or the socket closed
+                break
+            read += 1
+            shell.stats.udp_errors += 1
+            for level, kind, value in ancillary:
+                if kind not in (IP_RECVERR, IPV6_RECVERR) or len(value) < _extended_err.size:
+                    continue
+                if level not in (socket.IPPROTO_IP, socket.IPPROTO_IPV6):
+                    continue
+                if _extended_err.unpack_from(value)[0] in UNREACHABLE and addr:
+                    dst = Addr("udp", addr[0], addr[1])
+                    if core.unreachable(dst, data, shell.loop.time()):
+                        failed = True
+        if failed and flush:
+            shell.flush()  # the next destination's INVITE
+        return read
 
 
 def _answers_invite(response: Response) -> bool:
@@ -470,6 +552,7 @@ class SipShell:
         sources: SourceGuard | None = None,
         tls: TlsContexts | None = None,
         reuse_port: bool = False,
+        icmp_failover: bool = True,
     ) -> None:
         self.core = core
         self.reuse_port = reuse_port
@@ -486,6 +569,14 @@ class SipShell:
         self._accepted = 0
         self.loop = loop or asyncio.get_running_loop()
         self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
+        self.udp_sock: dict[int, UdpProtocol] = {}
+        """The listener each family sends from."""
+        self.icmp_failover = icmp_failover
+        """Read the UDP sockets' ICMP errors: a request whose destination answers with
+        ICMP unreachable fails at once (where the platform queues them: Linux)."""
+        self._udp_backlog = False
+        """A datagram waits in a transport's buffer (the socket was full): the next ones
+        queue behind it, keeping their order."""
         self.udp_local: dict[int, tuple[str, int]] = {}
         """The address of the UDP socket each family sends from."""
         self.tap: Tap | None = None
@@ -770,8 +861,12 @@ class SipShell:
     def flush(self) -> None:
         """Write out the core's outbox and re-arm the timer."""
         core = self.core
-        for addr, data, owner in core.datagrams_to_send():
-            self._send(addr, data, owner)
+        out = core.datagrams_to_send()
+        while out:
+            for addr, data, owner in out:
+                self._send(addr, data, owner)
+            # A send that failed may have started the next branch.
+            out = core.datagrams_to_send()
         held = core.take_held()
         if held:
             for ticket, hold in held:
@@ -841,16 +936,50 @@ class SipShell:
                 return
         if addr.transport == "udp":
             family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-            transport = self.udp.get(family)
-            if transport is None:
+            listener = self.udp_sock.get(family)
+            if listener is None:
                 self._fail(owner)
                 return
-            transport.sendto(data, (addr.host, addr.port))
+            self._send_udp(listener, data, (addr.host, addr.port), owner)
             tap = self.tap
             if tap is not None:
                 tap.copy("udp", self.udp_local[family], (addr.host, addr.port), data, time.time())
             return
         self._send_stream(addr, data, owner, server_name or addr.host)
+
+    def _send_udp(
+        self, listener: UdpProtocol, data: bytes, dest: tuple[str, int], owner: Any
+    ) -> None:
+        """One datagram, on the socket directly (the transport buffers it when the
+        socket is full)."""
+        sock = listener.sock
+        transport = listener.transport
+        if sock is None or transport is None:
+            self._fail(owner)
+            return
+        if self._udp_backlog:
+            if cast(Any, transport).get_write_buffer_size():  # asyncio's and uvloop's have it
+                transport.sendto(data, dest)
+                return
+            self._udp_backlog = False
+        try:
+            sock.sendto(data, dest)
+        except (BlockingIOError, InterruptedError):
+            self._udp_backlog = True
+            transport.sendto(data, dest)
+        except OSError as exc:
+            if exc.errno not in UNREACHABLE or not listener.errors_queued:
+                self.stats.udp_errors += 1
+                self._fail(owner)
+                return
+            # The error of an earlier datagram, which the kernel reports on the next
+            # send (and this one was not sent): read it, and send again.
+            listener.read_errors(False)  # the flush that sends this one sends the rest
+            try:
+                sock.sendto(data, dest)
+            except OSError:
+                self.stats.udp_errors += 1
+                self._fail(owner)
 
     def _fail(self, owner: Any) -> None:
         if owner is not None:
