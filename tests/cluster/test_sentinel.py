@@ -25,7 +25,7 @@ from tests.integration.sippctl import free_port, start_sipp
 from tests.integration.test_admin import flags, result, wait_for
 
 from .conftest import SENTINEL_MASTER, PrivateRedis, acl_args, private_sentinel
-from .test_two_nodes import SIPP_TIMEOUT, Cluster, metric
+from .test_two_nodes import HEARTBEAT, SIPP_TIMEOUT, Cluster, metric
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -254,3 +254,45 @@ def test_the_nodes_follow_a_master_failover_with_state_events_and_call_load(
         assert PASSWORD not in shown and SENTINEL_PASSWORD not in shown
     replica.close()
     new_master.close()
+
+
+def test_a_switchover_moves_both_nodes_off_the_demoted_master(
+    tmp_path: Path,
+    proxy_factory: ProxyFactory,
+    gateways: GatewayFactory,
+    namespace: str,
+    sentinel_group: SentinelGroup,
+) -> None:
+    """``SENTINEL FAILOVER`` (maintenance): the old master lives on, and takes writes
+    until the sentinels turn it into a replica; the nodes must not stay on it."""
+    group = sentinel_group
+    gw1, gw2 = gateways("gw1"), gateways("gw2")
+    cluster = Cluster(tmp_path, proxy_factory, [gw1, gw2], namespace, redis_url="",
+                      cluster_extra=group.cluster_keys())  # fmt: skip
+    a, b = cluster.start("lb-a"), cluster.start("lb-b")
+    wait_for(lambda: len(result(a, "cluster.nodes")["NODES"]) == 2, 20, "both nodes live")
+    assert on(a, group.master) and on(b, group.master)
+
+    asked = group.sentinel(group.sentinels[0])
+    assert asked.sentinel_failover(MASTER_NAME)
+    asked.close()
+    wait_for(lambda: group.named_master() == [group.replica.address] * 3, 30,
+             "the sentinels naming the replica")  # fmt: skip
+    switched = time.monotonic()
+    for node in (a, b):
+        wait_for(lambda n=node: on(n, group.replica), 30, "the node on the new master")
+    moved = time.monotonic() - switched
+    # The old master takes writes until the sentinels turn it into a replica (at
+    # their next look at it, up to 10 s on): the nodes left it at their next heartbeat.
+    assert moved < 5 * HEARTBEAT, moved
+    print(f"switchover: both nodes on the new master {moved:.2f} s after the sentinels named it")
+
+    assert result(a, "dispatcher.set_state", "dx", 1, gw2.uri)
+    wait_for(lambda: flags(b)[gw2.uri] == "DX", 20, "DX on node B")
+    new_master = group.data(group.replica)
+    assert new_master.hexists(f"{namespace}:state", f"1 {gw2.uri}")
+    new_master.close()
+    for node in (a, b):
+        assert metric(node, "sipdispatch_cluster_redis_master_changes_total") == 1
+        assert metric(node, "sipdispatch_cluster_redis_up") == 1
+        assert "cluster: Redis unreachable" not in node.log_text()

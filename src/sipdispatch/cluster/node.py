@@ -413,7 +413,8 @@ class ClusterNode:
         delay = self.heartbeat
         while True:
             try:
-                await self._session()
+                if await self._session():
+                    continue  # the same Redis service at a new address: go there now
             except (RedisError, OSError) as exc:
                 self.stats["redis_errors"] += 1
                 if self.up or not self._down_logged:
@@ -441,10 +442,14 @@ class ClusterNode:
         self.members = {}
         self._in_flight.clear()
 
-    async def _session(self) -> None:
+    async def _session(self) -> bool:
+        """One session, until an error ends it (raised) or the master moved (True:
+        redis-py took the commands to the master the sentinels now name, on its own;
+        the subscription, which may still be on the old one, must follow)."""
         redis = self.redis
         await redis.ping()
         self._master_in_use()
+        master = self.master
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         writer: asyncio.Task[None] | None = None
         try:
@@ -455,6 +460,8 @@ class ClusterNode:
             if self._down_logged:
                 log.warning("cluster: Redis is back (%s); state resynchronised", self.master)
                 self._down_logged = False
+            elif self.stats["sessions"] > 1:
+                log.info("cluster: subscribed again, on %s", self.master)
             else:
                 log.info("cluster: node %s joined (%d live) through %s at %s", self.id,
                          len(self.live), self.target.where, self.master)  # fmt: skip
@@ -465,7 +472,7 @@ class ClusterNode:
             while True:
                 if writer.done():
                     writer.result()  # raises what ended it
-                    return
+                    return False
                 message = await pubsub.get_message(timeout=max(next_beat - loop.time(), 0.0))
                 if message is not None and message.get("type") == "message":
                     self._handle(message["data"])
@@ -474,6 +481,10 @@ class ClusterNode:
                     await self._beat()
                     if self.service.router.counts_calls:
                         await self._refresh_loads()
+                    await self.target.follow()
+                    if self.target.master() not in ("", master):
+                        self._master_in_use()
+                        return True
         finally:
             if writer is not None:
                 writer.cancel()

@@ -17,12 +17,13 @@ server) before a message shows it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.exceptions import (
     AuthenticationError,
     ConnectionError,
@@ -62,6 +63,18 @@ class RedisTarget:
             return _host_port(str(address[0]), int(address[1])) if address else ""
         kwargs = pool.connection_kwargs
         return _host_port(str(kwargs.get("host", "")), int(kwargs.get("port", 0)))
+
+    async def follow(self) -> None:
+        """With Sentinel: ask the sentinels which master is current, and point the
+        client there (redis-py asks only when it opens a connection; after a switchover
+        the old master takes writes until the sentinels turn it into a replica, which
+        may take them 10 s). Sentinels that do not answer leave the client where it
+        is: the master may well be up without them."""
+        pool = self.client.connection_pool
+        if self.sentinel is None or not isinstance(pool, SentinelConnectionPool):
+            return
+        with contextlib.suppress(MasterNotFoundError):
+            await pool.get_master_address()  # type: ignore[no-untyped-call]
 
     def scrub(self, text: str) -> str:
         """``text`` without any of the passwords."""
