@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import trustme
 
 from tests.integration.conftest import GatewayFactory, ProxyFactory
@@ -66,22 +67,47 @@ def acl_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.kill()
 
 
+def narrow_rights(namespace: str) -> list[str]:
+    """The rights docs/cluster.md gives the sipdispatch user: its namespace's keys and
+    channel, the commands of its categories."""
+    return [f"~{namespace}:*", f"&{namespace}:*", "-@all", "+@connection", "+@read",
+            "+@write", "+@keyspace", "+@pubsub", "+@scripting", "+time"]  # fmt: skip
+
+
 def test_an_acl_user_and_password_in_redis_url_join_and_the_password_shows_nowhere(
     tmp_path: Path,
     proxy_factory: ProxyFactory,
     gateways: GatewayFactory,
     namespace: str,
     acl_redis: PrivateRedis,
+    sipp: str,
 ) -> None:
     gw = gateways("gw1")
-    url = f"redis://{USER}:{PASSWORD}@127.0.0.1:{acl_redis.port}/0"
-    a = Cluster(tmp_path, proxy_factory, [gw], namespace, redis_url=url).start("lb-a")
+    narrow = "sipd-narrow"  # another user, with only what a node needs
+    admin = redis.Redis(port=acl_redis.port, username=USER, password=PASSWORD)
+    assert admin.acl_setuser(narrow, enabled=True, passwords=[f"+{PASSWORD}"], reset=True)
+    admin.execute_command("ACL", "SETUSER", narrow, *narrow_rights(namespace))
+    url = f"redis://{narrow}:{PASSWORD}@127.0.0.1:{acl_redis.port}/0"
+    cluster = Cluster(tmp_path, proxy_factory, [gw], namespace, redis_url=url, algorithm=10,
+                      attrs="maxload=1")  # fmt: skip
+    a = cluster.start("lb-a")
     assert metric(a, "sipdispatch_cluster_redis_up") == 1
     assert redis_in_use(a) == {"MASTER": acl_redis.address, "UP": True, "SENTINEL_MASTER": "",
                                "TLS": False}  # fmt: skip
-    assert result(a, "dispatcher.set_state", "dx", 1, gw.uri)
-    assert f"through redis://{USER}:***@127.0.0.1:{acl_redis.port}/0" in a.log_text()
+    # What a node does with its Redis, each with the narrow rights: events, the state
+    # hash, the heartbeats, the ledger's scripts.
+    assert result(a, "dispatcher.set_state", "ip", 1, gw.uri)
+    wait_for(lambda: admin.hexists(f"{namespace}:state", f"1 {gw.uri}"), 20, "the state")
+    assert result(a, "dispatcher.set_state", "ax", 1, gw.uri)
+    outcome = cluster.call("lb-a", sipp, 2, tmp_path / "sipp")
+    assert outcome.ok and outcome.successful == 2, outcome.report()
+    assert metric(a, "sipdispatch_cluster_load_reserved_total") >= 2
+    assert metric(a, "sipdispatch_cluster_load_released_total") >= 2
+    assert metric(a, "sipdispatch_cluster_redis_errors_total") == 0
+    assert "NOPERM" not in a.log_text()
+    assert f"through redis://{narrow}:***@127.0.0.1:{acl_redis.port}/0" in a.log_text()
     assert PASSWORD not in shown_by(a)
+    admin.close()
 
 
 def test_a_wrong_password_is_logged_clearly_at_the_start_and_the_node_routes_alone(
