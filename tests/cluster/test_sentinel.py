@@ -156,10 +156,11 @@ def test_the_nodes_follow_a_master_failover_with_state_events_and_call_load(
     sipp: str,
 ) -> None:
     group = sentinel_group
-    gw1, gw2 = gateways("gw1"), gateways("gw2")
+    # gw3 is disabled before the failover; gw1 and gw2 take two calls each at most.
+    gw1, gw2, gw3 = gateways("gw1"), gateways("gw2"), gateways("gw3")
     cluster = Cluster(
-        tmp_path, proxy_factory, [gw1, gw2], namespace, redis_url="", algorithm=10,
-        attrs="maxload=1", cluster_extra=group.cluster_keys(),
+        tmp_path, proxy_factory, [gw1, gw2, gw3], namespace, redis_url="", algorithm=10,
+        attrs="maxload=2", cluster_extra=group.cluster_keys(),
     )  # fmt: skip
     a, b = cluster.start("lb-a"), cluster.start("lb-b")
     wait_for(lambda: len(result(a, "cluster.nodes")["NODES"]) == 2, 20, "both nodes live")
@@ -170,21 +171,22 @@ def test_the_nodes_follow_a_master_failover_with_state_events_and_call_load(
 
     # Before the failover: a state change, and a call counted by the ledger's scripts
     # (so the old master has them loaded, the replica does not).
-    assert result(a, "dispatcher.set_state", "dx", 1, gw1.uri)
-    wait_for(lambda: flags(b)[gw1.uri] == "DX", 20, "DX on node B")
+    assert result(a, "dispatcher.set_state", "dx", 1, gw3.uri)
+    wait_for(lambda: flags(b)[gw3.uri] == "DX", 20, "DX on node B")
     first = cluster.call("lb-a", sipp, 1, tmp_path / "sipp-first")
     assert first.ok and first.successful == 1, first.report()
     replica = group.data(group.replica)
-    wait_for(lambda: replica.hexists(f"{namespace}:state", f"1 {gw1.uri}"), 20,
-             "the shared state on the replica")  # fmt: skip
+    state_key, gw3_field = f"{namespace}:state", f"1 {gw3.uri}"
+    wait_for(lambda: replica.hexists(state_key, gw3_field), 20, "the state on the replica")
+    disabled = replica.hget(state_key, gw3_field)
 
     # Calls through A all along the failover: routed on the state known meanwhile.
     with start_sipp(
         "uac_call.xml", "127.0.0.1", cluster.ports["lb-a"][0], calls=40, rate=10,
         timeout=SIPP_TIMEOUT, workdir=tmp_path / "sipp-during", binary=sipp,
     ) as during:  # fmt: skip
-        sent = gw2.invites
-        wait_for(lambda: gw2.invites >= sent + 5, 20, "calls while the master is up")
+        sent = gw1.invites + gw2.invites
+        wait_for(lambda: gw1.invites + gw2.invites >= sent + 5, 20, "calls, the master up")
         group.master.kill()
         killed = time.monotonic()
         wait_for(lambda: group.named_master() == [group.replica.address] * 3, 30,
@@ -212,15 +214,17 @@ def test_the_nodes_follow_a_master_failover_with_state_events_and_call_load(
         assert metric(node, "sipdispatch_cluster_redis_up") == 1
         assert health(node)["cluster"] == {"redis_up": True, "redis": group.replica.address}
 
-    # After it: a change on B reaches A through the new master's channel, and the state
-    # set before the failover is still the shared one.
-    assert result(b, "dispatcher.set_state", "ax", 1, gw1.uri)
-    wait_for(lambda: flags(a)[gw1.uri] == "AX", 20, "AX on node A")
+    # After it: the state set before the failover is still the shared one, and changes
+    # go both ways through the new master's channel.
     new_master = group.data(group.replica)
-    assert json.loads(new_master.hget(f"{namespace}:state", f"1 {gw1.uri}"))["state"] == 0
+    assert new_master.hget(state_key, gw3_field) == disabled
+    assert result(b, "dispatcher.set_state", "ax", 1, gw3.uri)
+    wait_for(lambda: flags(a)[gw3.uri] == "AX", 20, "AX on node A")
+    assert result(a, "dispatcher.set_state", "dx", 1, gw3.uri)
+    wait_for(lambda: flags(b)[gw3.uri] == "DX", 20, "DX again on node B")
 
-    # The ledger on the new master: two held calls through A fill both gateways
-    # (maxload 1 each), B sees them and refuses the next call, the BYEs free them.
+    # The ledger on the new master: four held calls through A fill both gateways
+    # (maxload 2 each), B sees them and refuses the next call, the BYEs free them.
     def load(proxy: ProxyProcess) -> list[int]:
         listing = result(proxy, "dispatcher.list")
         targets = listing["RECORDS"][0]["SET"]["TARGETS"]
@@ -228,18 +232,18 @@ def test_the_nodes_follow_a_master_failover_with_state_events_and_call_load(
 
     invites = gw1.invites + gw2.invites
     with start_sipp(
-        "uac_call_hold.xml", "127.0.0.1", cluster.ports["lb-a"][0], calls=2, rate=10,
+        "uac_call_hold.xml", "127.0.0.1", cluster.ports["lb-a"][0], calls=4, rate=10,
         timeout=SIPP_TIMEOUT, workdir=tmp_path / "sipp-hold", extra_args=["-d", "6000"],
         binary=sipp,
     ) as holder:  # fmt: skip
-        wait_for(lambda: load(a) == [1, 1], 20, "two calls up through A")
-        wait_for(lambda: load(b) == [1, 1], 20, "B sees A's two calls")
+        wait_for(lambda: load(a) == [0, 2, 2], 20, "four calls up through A")
+        wait_for(lambda: load(b) == [0, 2, 2], 20, "B sees A's four calls")
         refused = cluster.call("lb-b", sipp, 1, tmp_path / "sipp-refused", "uac_expect_503.xml")
         assert refused.ok and refused.successful == 1, refused.report()
         held = holder.wait()
-    assert held.ok and held.successful == 2, held.report()
-    assert gw1.invites + gw2.invites == invites + 2
-    wait_for(lambda: load(b) == [0, 0], 20, "the BYEs released the load on B")
+    assert held.ok and held.successful == 4, held.report()
+    assert gw1.invites + gw2.invites == invites + 4 and gw3.invites == 0
+    wait_for(lambda: load(b) == [0, 0, 0], 20, "the BYEs released the load on B")
     # The replica never had the ledger's scripts (a master replicates what they do,
     # not them): they were loaded again on it when it answered NOSCRIPT.
     assert int(new_master.info("memory")["number_of_cached_scripts"]) >= 3
