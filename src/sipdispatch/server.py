@@ -163,7 +163,7 @@ class Server:
         self._drain: asyncio.Task[None] | None = None
         self._hup_tasks: set[asyncio.Task[None]] = set()
         self.cluster: ClusterNode | None = None
-        """This node's cluster membership, when ``[cluster] redis_url`` is set."""
+        """This node's cluster membership, when ``[cluster] redis_url`` or ``sentinels`` is set."""
 
     @property
     def draining(self) -> bool:
@@ -345,7 +345,7 @@ class Server:
             await self._join_workers(sockets.hub)
             await self._listen(shell, sockets)
         self.prober.start(loop.time())
-        if self.config.cluster.redis_url:
+        if self.config.cluster.enabled:
             await self._join_cluster(bound)
         if handoff is not None:
             handoff.start()
@@ -475,7 +475,7 @@ class Server:
             self.state_log,
             self.prober,
             self.now,
-            shares_state=not self.config.cluster.redis_url,
+            shares_state=not self.config.cluster.enabled,
         )
         rpc = self.admin.rpc if self.admin is not None else None
         if rpc is None:

@@ -38,7 +38,9 @@ def test_cluster_view_lists_the_nodes_and_what_each_probes_and_follows_a_node_le
     page.goto(a.admin_url + "/")
     view = page.locator("#cluster")
     playwright_api.expect(view).to_be_visible()
-    playwright_api.expect(page.locator("#cluster-up")).to_have_text("connected to Redis")
+    playwright_api.expect(page.locator("#cluster-up")).to_have_text(
+        "connected to Redis at 127.0.0.1:6379"
+    )
     playwright_api.expect(node_row(page, "lb-a")).to_have_count(1)
     playwright_api.expect(node_row(page, "lb-b")).to_have_count(1)
     playwright_api.expect(node_row(page, "lb-a").locator("td.is-self")).to_have_text("this node")

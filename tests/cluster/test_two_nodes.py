@@ -82,8 +82,9 @@ class Cluster:
         )
         toml += (
             "\n[cluster]\n"
-            f"redis_url = {toml_str(self.redis_url)}\n"
-            f"namespace = {toml_str(self.namespace)}\n"
+            # "": the Redis is given otherwise by cluster_extra (sentinels).
+            + (f"redis_url = {toml_str(self.redis_url)}\n" if self.redis_url else "")
+            + f"namespace = {toml_str(self.namespace)}\n"
             f"node_id = {toml_str(name)}\n"
             f"heartbeat = {HEARTBEAT}\n"
             f"probing = {toml_str(self.probing)}\n"

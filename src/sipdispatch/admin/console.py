@@ -522,9 +522,12 @@ class Console:
         cluster = cluster_of(self.target)
         if cluster is None:
             return None
+        redis = cluster.redis_info()
         return {
             "self": cluster.id,
             "up": cluster.up,
+            "redis": redis["MASTER"],
+            "sentinel_master": redis["SENTINEL_MASTER"],
             "nodes": [
                 {
                     "id": node["ID"],

@@ -238,6 +238,7 @@ SHARED_FAMILIES: Final = frozenset(
         "sipdispatch_console_logins",
         "sipdispatch_cluster_redis_up",
         "sipdispatch_cluster_nodes",
+        "sipdispatch_cluster_redis_master",
         "process_max_fds",
         "process_start_time_seconds",
     }

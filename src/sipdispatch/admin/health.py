@@ -3,7 +3,9 @@
 For a keepalived check script or a Kubernetes probe: HTTP 200 with a one-line JSON
 summary while the proxy serves and every ``[[route]]`` rule has at least one usable
 destination (not inactive, not disabled) in its set or in one of its fallback sets,
-503 with the same summary otherwise, saying what is wrong.
+503 with the same summary otherwise, saying what is wrong. A cluster node adds the
+Redis it uses and whether it is connected (``cluster``), which does not change the
+status: routing goes on without Redis.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from sipdispatch.admin.protocol import AdminTarget
+from sipdispatch.admin.protocol import AdminTarget, cluster_of
 
 HEALTHY: Final = 200
 UNHEALTHY: Final = 503
@@ -55,6 +57,11 @@ def health(target: AdminTarget) -> tuple[int, dict[str, Any]]:
         "sets": sets,
         "calls_in_progress": sum(d.dlg_load for d in router.sets.destinations()),
     }
+    cluster = cluster_of(target)
+    if cluster is not None:
+        # Informative only: a node routes on the state it knows while Redis is away.
+        redis = cluster.redis_info()
+        summary["cluster"] = {"redis_up": cluster.up, "redis": redis["MASTER"]}
     if problems:
         summary["problems"] = problems
     return (HEALTHY if not problems else UNHEALTHY), summary

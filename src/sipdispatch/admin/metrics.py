@@ -669,6 +669,10 @@ CLUSTER_COUNTERS: Final[dict[str, tuple[str, str]]] = {
         "Calls sent on the local count because the ledger had not answered within load_wait.",
     ),
     "load_released": ("cluster_load_released", "Calls released from the shared ledger."),
+    "master_changes": (
+        "cluster_redis_master_changes",
+        "Times this node found the cluster's Redis at a new address (a Sentinel failover).",
+    ),
 }
 """``ClusterNode.stats`` keys with a metric: key -> (name, help)."""
 
@@ -687,6 +691,15 @@ def _cluster_metrics(target: AdminTarget) -> Iterator[Metric]:
         "Live nodes of the cluster, this one included.",
         value=len(cluster.live),
     )
+    master = GaugeMetricFamily(
+        _name("cluster_redis_master"),
+        "1 for the Redis this node uses (with Sentinel: the master the sentinels named).",
+        labels=["address"],
+    )
+    address = cluster.redis_info()["MASTER"]
+    if address:
+        master.add_metric([address], 1.0)
+    yield master
     stats = cluster.stats
     for key, (suffix, doc) in CLUSTER_COUNTERS.items():
         yield CounterMetricFamily(_name(suffix), doc, value=stats[key])

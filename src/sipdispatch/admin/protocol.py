@@ -113,8 +113,8 @@ class AdminTarget(Protocol):
 
 
 class ClusterView(Protocol):
-    """This node as a member of a cluster (``[cluster] redis_url`` set), as the admin
-    interface sees it: ``cluster.nodes`` and the cluster metrics."""
+    """This node as a member of a cluster (``[cluster] redis_url`` or ``sentinels`` set),
+    as the admin interface sees it: ``cluster.nodes`` and the cluster metrics."""
 
     @property
     def id(self) -> str:
@@ -134,6 +134,10 @@ class ClusterView(Protocol):
 
     def nodes(self) -> list[dict[str, Any]]:
         """``cluster.nodes``: each live node's ID, ADDRESS, LAST_SEEN, SELF, PROBES."""
+
+    def redis_info(self) -> dict[str, Any]:
+        """The Redis in use: MASTER (``host:port``, no password), UP, SENTINEL_MASTER
+        (the Sentinel master's name, "" without Sentinel), TLS."""
 
 
 def cluster_of(target: AdminTarget) -> ClusterView | None:

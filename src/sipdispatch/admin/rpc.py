@@ -638,12 +638,13 @@ async def system_method_help(target: AdminTarget, params: Params) -> object:
 
 
 async def cluster_nodes(target: AdminTarget, params: Params) -> object:
-    """``cluster.nodes``: the live nodes of the cluster, and the destinations each pings."""
+    """``cluster.nodes``: the live nodes of the cluster, the destinations each pings, and
+    the Redis this node uses (``REDIS``: its address, no password)."""
     params.done()
     cluster = cluster_of(target)
     if cluster is None:
-        raise fault(CLUSTER_OFF, "standalone node: [cluster] redis_url is not set")
-    return {"NODES": cluster.nodes()}
+        raise fault(CLUSTER_OFF, "standalone node: [cluster] redis_url and sentinels are not set")
+    return {"NODES": cluster.nodes(), "REDIS": cluster.redis_info()}
 
 
 # --------------------------------------------------------------------------------------------

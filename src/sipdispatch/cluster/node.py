@@ -11,6 +11,13 @@ by tasks. One thing waits for Redis: an INVITE to a destination with a ``maxload
 under algorithm 10 is held until the ledger says it fits (at most ``load_wait``; then
 it goes on the local count), so ``maxload`` holds across the nodes.
 
+The Redis is the server of ``redis_url`` or the master that the Sentinels of
+``sentinels`` name (:mod:`.redisconn`): every session asks them again, so after a
+failover the next session, its commands, scripts and subscription, is on the new
+master (while they name none, the node is without Redis as above, asking every
+heartbeat). The master in use is shown in ``cluster.nodes``; a change of it is logged
+and counted.
+
 Keys under ``{namespace}:`` -- ``node:{id}`` (this node's heartbeat: its address and
 time, expiring after 3 heartbeats), ``nodes`` (the ids ever seen, pruned of those
 whose heartbeat expired), ``state`` (hash: the latest shared state of each
@@ -32,9 +39,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 
 from sipdispatch.cluster.ledger import Ledger
+from sipdispatch.cluster.redisconn import connect
 from sipdispatch.cluster.rendezvous import owner
 from sipdispatch.config import ClusterConfig
 from sipdispatch.dispatcher.callload import LoadEntry
@@ -87,11 +95,15 @@ class ClusterNode:
         ns = settings.namespace
         self.heartbeat = float(settings.heartbeat)
         self.split = settings.probing == "split"
-        self.redis: Redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=max(self.heartbeat, 1.0),
-            socket_connect_timeout=max(self.heartbeat, 1.0),
-        )
+        self.target = connect(settings, max(self.heartbeat, 1.0))
+        self.redis: Redis = self.target.client
+        self.master = ""
+        """``host:port`` of the Redis last used (with Sentinel: the master the
+        sentinels named; "" before the first session)."""
+        self.backoff_max = self.heartbeat if settings.sentinels else BACKOFF_MAX
+        """Longest wait between two attempts: with Sentinel, one heartbeat (an attempt
+        asks the sentinels, so the node is back on the new master within a heartbeat
+        of its promotion)."""
         self.channel = f"{ns}:events"
         self.ledger = Ledger(self.redis, ns, node_id, self.channel)
         self.state_key = f"{ns}:state"
@@ -105,7 +117,8 @@ class ClusterNode:
         """``events_sent``, ``events_received``, ``states_applied``, ``reloads_sent``,
         ``reloads_received``, ``redis_errors``, ``sessions``, ``membership_changes``,
         ``load_reserved``, ``load_refused``, ``load_overbooked``, ``load_wait_expired``,
-        ``load_released``, ``load_errors``."""
+        ``load_released``, ``load_errors``, ``master_changes`` (a new master named by
+        the sentinels, or another address behind ``redis_url``)."""
         self._pending: dict[tuple[int, str], StateChange] = {}
         """State changes made here and not yet in Redis (latest per destination)."""
         self._reload_pending = False
@@ -169,7 +182,7 @@ class ClusterNode:
                 await self.redis.zrem(self.nodes_key, self.id)
         self.up = False
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.aclose()
+            await self.target.aclose()
 
     # -- probing share ---------------------------------------------------------------
 
@@ -193,6 +206,17 @@ class ClusterNode:
             return uris
         live = self.live if self.up else (self.id,)
         return [u for u in uris if owner(u.lower(), live) == node_id]
+
+    def redis_info(self) -> dict[str, Any]:
+        """The Redis in use, as ``cluster.nodes`` and the console show it (no
+        password): its address, whether the node is connected, the Sentinel master's
+        name ("" without Sentinel), TLS."""
+        return {
+            "MASTER": self.master,
+            "UP": self.up,
+            "SENTINEL_MASTER": self.settings.sentinel_master if self.settings.sentinels else "",
+            "TLS": self.settings.tls,
+        }
 
     def nodes(self) -> list[dict[str, Any]]:
         """``cluster.nodes``: every live node, this one first."""
@@ -389,14 +413,17 @@ class ClusterNode:
         delay = self.heartbeat
         while True:
             try:
-                await self._session()
+                if await self._session():
+                    continue  # the same Redis service at a new address: go there now
             except (RedisError, OSError) as exc:
                 self.stats["redis_errors"] += 1
                 if self.up or not self._down_logged:
+                    refused = isinstance(exc, AuthenticationError | NoPermissionError)
                     log.error(
-                        "cluster: Redis unreachable (%s); routing on the state known, "
-                        "pinging every destination, counting call load here until it is back",
-                        exc,
+                        "cluster: Redis %s (%s); routing on the state known, pinging every "
+                        "destination, counting call load here until it is back",
+                        "refused this node's login" if refused else "unreachable",
+                        self.target.explain(exc),
                     )
                     self._down_logged = True
                 if self.up:
@@ -407,7 +434,7 @@ class ClusterNode:
                 self._went_down()
             self._synced.set()  # do not hold the start up any longer
             await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
+            delay = min(delay * 2, self.backoff_max)
 
     def _went_down(self) -> None:
         self.up = False
@@ -415,9 +442,14 @@ class ClusterNode:
         self.members = {}
         self._in_flight.clear()
 
-    async def _session(self) -> None:
+    async def _session(self) -> bool:
+        """One session, until an error ends it (raised) or the master moved (True:
+        redis-py took the commands to the master the sentinels now name, on its own;
+        the subscription, which may still be on the old one, must follow)."""
         redis = self.redis
         await redis.ping()
+        self._master_in_use()
+        master = self.master
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         writer: asyncio.Task[None] | None = None
         try:
@@ -426,10 +458,13 @@ class ClusterNode:
             await self._resync()
             self.stats["sessions"] += 1
             if self._down_logged:
-                log.warning("cluster: Redis is back; state resynchronised")
+                log.warning("cluster: Redis is back (%s); state resynchronised", self.master)
                 self._down_logged = False
+            elif self.stats["sessions"] > 1:
+                log.info("cluster: subscribed again, on %s", self.master)
             else:
-                log.info("cluster: node %s joined (%d live)", self.id, len(self.live))
+                log.info("cluster: node %s joined (%d live) through %s at %s", self.id,
+                         len(self.live), self.target.where, self.master)  # fmt: skip
             self._synced.set()
             writer = asyncio.create_task(self._writer())
             loop = asyncio.get_running_loop()
@@ -437,7 +472,7 @@ class ClusterNode:
             while True:
                 if writer.done():
                     writer.result()  # raises what ended it
-                    return
+                    return False
                 message = await pubsub.get_message(timeout=max(next_beat - loop.time(), 0.0))
                 if message is not None and message.get("type") == "message":
                     self._handle(message["data"])
@@ -446,6 +481,10 @@ class ClusterNode:
                     await self._beat()
                     if self.service.router.counts_calls:
                         await self._refresh_loads()
+                    await self.target.follow()
+                    if self.target.master() not in ("", master):
+                        self._master_in_use()
+                        return True
         finally:
             if writer is not None:
                 writer.cancel()
@@ -453,6 +492,15 @@ class ClusterNode:
                     await writer
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+
+    def _master_in_use(self) -> None:
+        """Note the Redis this session talks to; a new one is logged and counted."""
+        master = self.target.master()
+        if master and self.master and master != self.master:
+            self.stats["master_changes"] += 1
+            log.warning("cluster: Redis master is now %s (was %s)", master, self.master)
+        if master:
+            self.master = master
 
     async def _beat(self) -> None:
         redis = self.redis

@@ -1200,13 +1200,73 @@ class LogConfig:
 # --------------------------------------------------------------------------------------------
 
 ClusterProbing = Literal["split", "all"]
-REDIS_URL_ALLOWED: Final = '"" or a redis:// or rediss:// URL (redis://host:port/db)'
+REDIS_URL_ALLOWED: Final = (
+    'must be "" or a redis:// or rediss:// URL: redis://[user:password@]host[:port][/db], '
+    "without a ?query (TLS files are tls_ca, tls_cert, tls_key)"
+)
+SENTINELS_ALLOWED: Final = (
+    'must be an array of "host" or "host:port" strings (port 26379 when none is given, '
+    'IPv6 in brackets), e.g. ["10.0.0.5:26379", "10.0.0.6:26379", "10.0.0.7:26379"]'
+)
+SENTINEL_PORT: Final = 26379
+"""The port Redis Sentinel listens on by default."""
+REDIS_PORT: Final = 6379
+_SECRET_ALLOWED: Final = "must be a string"
+_TLS_FILE_ALLOWED: Final = 'must be "" or the path of a PEM file'
 
 
 def _redis_url(value: object) -> object:
-    if isinstance(value, str) and value and not value.startswith(("redis://", "rediss://")):
-        raise Invalid(REDIS_URL_ALLOWED)
+    """``redis_url``: checked here without redis (a standalone node never loads it); a
+    message shows it with its password masked."""
+    if not isinstance(value, str) or not value:
+        return value
+    shown = show_db_url(value)
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("redis", "rediss"):
+        raise Invalid(REDIS_URL_ALLOWED, value=shown)
+    if "?" in rest or "#" in rest:
+        raise Invalid(REDIS_URL_ALLOWED, value=shown)
+    hostpart = rest.rpartition("@")[2]
+    hostport, slash, db = hostpart.partition("/")
+    try:
+        host, _port = parse_host_port(hostport, "Redis address")
+    except ValueError:
+        raise Invalid(REDIS_URL_ALLOWED, value=shown) from None
+    if not host or (slash and db and not db.isdigit()):
+        raise Invalid(REDIS_URL_ALLOWED, value=shown)
     return value
+
+
+def _sentinels(value: object) -> tuple[str, ...]:
+    """``sentinels``: host[:port] strings, kept as ``host:port``."""
+    if not isinstance(value, list | tuple):
+        raise Invalid(SENTINELS_ALLOWED)
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise Invalid(SENTINELS_ALLOWED, at=(i,), value=item)
+        try:
+            host, port = parse_host_port(item.strip(), "sentinel")
+        except ValueError:
+            raise Invalid(SENTINELS_ALLOWED, at=(i,), value=item) from None
+        if port == 0:
+            raise Invalid(SENTINELS_ALLOWED, at=(i,), value=item)
+        address = f"{bracket(host)}:{port or SENTINEL_PORT}"
+        if address in out:
+            raise Invalid("must not name a sentinel twice", at=(i,), value=item)
+        out.append(address)
+    return tuple(out)
+
+
+def _secret(value: object) -> object:
+    """A password: never shown in a message, whatever was written."""
+    if not isinstance(value, str):
+        raise Invalid(_SECRET_ALLOWED, value="***")
+    return value
+
+
+Secret = Annotated[StrictStr, BeforeValidator(_secret)]
+"""A password: a string, masked in the messages about it."""
 
 
 @dataclass(frozen=True, slots=True, config=_CONFIG)
@@ -1218,9 +1278,70 @@ class ClusterConfig:
         StrictStr,
         BeforeValidator(_redis_url),
         Key(allowed=REDIS_URL_ALLOWED, kamailio="none (Kamailio's dmq module shares state)"),
+    ] = Field(default="", repr=False)
+    """Redis to share state through, e.g. `"redis://127.0.0.1:6379/0"`, with an ACL user
+    and password `"redis://sipd:secret@10.0.0.5:6379/0"` (a password alone:
+    `"redis://:secret@10.0.0.5/0"`), over TLS `"rediss://10.0.0.5:6380/0"`; `""` with no
+    `sentinels` = standalone (the default: no cluster code runs). The password never
+    appears in logs, `cluster.nodes`, `/health` or the console."""
+    sentinels: Annotated[
+        tuple[str, ...],
+        BeforeValidator(_sentinels),
+        Key(
+            allowed=SENTINELS_ALLOWED,
+            kamailio="ndb_redis `sentinel`",
+            toml_type="array of strings",
+            toml_default="[] (no Sentinel: redis_url)",
+        ),
+    ] = ()
+    """Redis Sentinels that name the master to use instead of `redis_url` (which must then
+    be `""`): the node asks them for `sentinel_master`'s address, and asks again whenever
+    it loses the master, so it follows a failover without a restart. List every sentinel
+    (3 or more); one that answers is enough."""
+    sentinel_master: Annotated[
+        StrictStr,
+        Key(allowed="a master name", kamailio="ndb_redis `sentinel_group`"),
     ] = ""
-    """Redis to share state through, e.g. `"redis://127.0.0.1:6379/0"`; `""` = standalone
-    (the default: no cluster code runs)."""
+    """The master's name in the sentinels' configuration (`sentinel monitor mymaster ...`);
+    required with `sentinels`."""
+    sentinel_username: Annotated[StrictStr, Key(kamailio="none")] = ""
+    """ACL user the sentinels are logged in as (their `requirepass`/`user` settings);
+    `""` = the default user."""
+    sentinel_password: Annotated[
+        Secret, Key(allowed=_SECRET_ALLOWED, kamailio="none", toml_type="string")
+    ] = Field(default="", repr=False)
+    """Password of the sentinels themselves (sentinel.conf `requirepass`, or the ACL
+    user's); `""` = none. Not the master's: that is `redis_password`."""
+    redis_db: Annotated[
+        StrictInt, Field(ge=0, le=65535), Key(allowed="0..65535", kamailio="ndb_redis `db`")
+    ] = 0
+    """With `sentinels`: the database number on the master (`redis_url`'s `/db`)."""
+    redis_username: Annotated[StrictStr, Key(kamailio="none")] = ""
+    """With `sentinels`: the ACL user logged in on the master (`redis_url`'s `user`);
+    `""` = the default user."""
+    redis_password: Annotated[
+        Secret, Key(allowed=_SECRET_ALLOWED, kamailio="ndb_redis `pass`", toml_type="string")
+    ] = Field(default="", repr=False)
+    """With `sentinels`: the master's password (`requirepass`, or the ACL user's;
+    `redis_url`'s `password`); `""` = none."""
+    redis_tls: Annotated[StrictBool, Key(kamailio="ndb_redis `tls`")] = False
+    """With `sentinels`: talk TLS to the sentinels and to the master (`rediss://` of
+    `redis_url`), with `tls_ca`, `tls_cert` and `tls_key`."""
+    tls_ca: Annotated[StrictStr, Key(allowed=_TLS_FILE_ALLOWED, kamailio="ndb_redis `ca_path`")] = (
+        ""
+    )
+    """With TLS (`rediss://` or `redis_tls`): the CA certificates (PEM) Redis's certificate
+    must chain to (Redis's `tls-ca-cert-file`); `""` = the system's trusted CAs."""
+    tls_cert: Annotated[StrictStr, Key(allowed=_TLS_FILE_ALLOWED, kamailio="none")] = ""
+    """With TLS: this node's client certificate (PEM), for a Redis with
+    `tls-auth-clients yes`; `""` = none."""
+    tls_key: Annotated[StrictStr, Key(allowed=_TLS_FILE_ALLOWED, kamailio="none")] = ""
+    """With TLS: the private key of `tls_cert` (PEM, not encrypted); `""` = inside
+    `tls_cert`'s file."""
+    tls_check_hostname: Annotated[StrictBool, Key(kamailio="none")] = True
+    """With TLS: Redis's certificate must also name the host connected to (the master's IP
+    address as the sentinels give it, with `sentinels`). `false` checks the chain to
+    `tls_ca` only, as Redis's own replication and Sentinel do."""
     namespace: Annotated[StrictStr, Field(min_length=1), Key(kamailio="none")] = "sipdispatch"
     """Prefix of every Redis key and channel: several clusters can share one Redis."""
     node_id: Annotated[
@@ -1251,6 +1372,65 @@ class ClusterConfig:
     fit goes to the next destination, or gets 503. Past this wait the call goes on the
     node's own count and is counted in Redis when the answer comes. `0` = never wait:
     two nodes may then give the last free slot to two calls at once."""
+
+    @property
+    def enabled(self) -> bool:
+        """A cluster node: `redis_url` or `sentinels` is set."""
+        return bool(self.redis_url or self.sentinels)
+
+    @property
+    def tls(self) -> bool:
+        """TLS to Redis: `rediss://`, or `redis_tls` with `sentinels`."""
+        return self.redis_tls or self.redis_url.lower().startswith("rediss://")
+
+    @model_validator(mode="after")
+    def _one_way_to_redis(self) -> ClusterConfig:
+        if self.redis_url and self.sentinels:
+            raise Invalid(
+                "cannot be used together with cluster.redis_url; choose one (with "
+                "sentinels, the master's db, user and password are redis_db, "
+                "redis_username, redis_password)",
+                at=("sentinels",),
+                value=list(self.sentinels),
+            )
+        if self.sentinels and not self.sentinel_master:
+            raise Invalid(
+                "must name the master the sentinels monitor (sentinel monitor NAME ...) "
+                "when cluster.sentinels is set",
+                at=("sentinel_master",),
+                value="",
+            )
+        if not self.sentinels:
+            sentinel_only: list[tuple[str, object, object]] = [
+                ("sentinel_master", self.sentinel_master, ""),
+                ("sentinel_username", self.sentinel_username, ""),
+                ("sentinel_password", self.sentinel_password, ""),
+                ("redis_db", self.redis_db, 0),
+                ("redis_username", self.redis_username, ""),
+                ("redis_password", self.redis_password, ""),
+                ("redis_tls", self.redis_tls, False),
+            ]
+            for key, value, default in sentinel_only:
+                if value != default:
+                    why = "is used with cluster.sentinels only"
+                    if key.startswith("redis_"):
+                        why += " (without them it is part of cluster.redis_url)"
+                    shown = "***" if key.endswith("password") else value
+                    raise Invalid(why, at=(key,), value=shown)
+        if not self.tls:
+            for key in ("tls_ca", "tls_cert", "tls_key"):
+                value = getattr(self, key)
+                if value:
+                    raise Invalid(
+                        "needs TLS to Redis: a rediss:// cluster.redis_url, or "
+                        "cluster.redis_tls = true with cluster.sentinels",
+                        at=(key,),
+                        value=value,
+                    )
+        if self.tls_key and not self.tls_cert:
+            raise Invalid("needs cluster.tls_cert (its certificate)", at=("tls_key",),
+                          value=self.tls_key)  # fmt: skip
+        return self
 
 
 # --------------------------------------------------------------------------------------------

@@ -233,8 +233,10 @@ function showCluster(cluster, now) {
   const box = document.getElementById("cluster");
   box.hidden = !cluster;
   if (!cluster) return;
+  const via = cluster.sentinel_master ? ` (Sentinel master ${cluster.sentinel_master})` : "";
   document.getElementById("cluster-up").textContent = cluster.up
-    ? "connected to Redis" : "Redis unreachable: this node runs alone";
+    ? `connected to Redis at ${cluster.redis}${via}`
+    : `Redis unreachable (last at ${cluster.redis || "none"}${via}): this node runs alone`;
   const body = document.querySelector("#cluster tbody");
   body.replaceChildren(...cluster.nodes.map((n) => {
     const probes = n.probes.length
