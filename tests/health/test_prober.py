@@ -136,6 +136,17 @@ def test_mode_1_misses_are_counted_at_fr_timer_one_per_round() -> None:
     assert (net.letters(GW1), net.dest(GW1).probing_count) == ("IP", 0)
 
 
+def test_ping_fr_timer_bounds_the_pings_wait_and_not_the_calls() -> None:
+    # Kamailio's ds_ping_fr_timer: the pings' transactions get their own fr_timer.
+    net = Net(f"1 {GW1}", probing_mode=1, ping_interval=10, fr_timer=30, ping_fr_timer=1500)
+    net.gw(GW1).code = None
+    net.advance(11.49)  # the first ping left at 10.0
+    assert net.letters(GW1) == "AX"
+    net.advance(0.02)
+    assert net.letters(GW1) == "IP"
+    assert net.core.timers.fr_timer == 30  # the calls' own timer is the core's
+
+
 def test_pings_overlap_when_fr_timer_exceeds_the_interval_and_each_miss_counts() -> None:
     # Kamailio's timer does not wait for the previous ping; neither do we.
     net = Net(f"1 {GW1}", probing_mode=1, probing_threshold=2, ping_interval=1, fr_timer=3)

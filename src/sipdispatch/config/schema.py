@@ -588,7 +588,14 @@ class DispatcherConfig:
     ] = "dispatcher"
     """SQL table of destinations (Kamailio schema version 4); it is written into SQL."""
     ping_interval: Annotated[
-        StrictInt, Field(ge=0), Key(unit="seconds, 0 = off", kamailio="`ds_ping_interval`")
+        StrictInt,
+        Field(ge=0),
+        Key(
+            unit="seconds, 0 = off",
+            kamailio="`ds_ping_interval` (Kamailio's default is 0, no pings: a load "
+            "balancer that does not ping sends calls to a dead gateway until each one times "
+            "out, so ours pings every 10 s unless told `0`)",
+        ),
     ] = 10
     """Seconds between OPTIONS pings to destinations; `0` = no pings."""
     ping_method: Annotated[
@@ -623,6 +630,18 @@ class DispatcherConfig:
     ] = ()
     """Extra reply classes (4 = 4xx) counting as alive (the ``class=`` entries of
     ``ping_reply_codes``)."""
+    ping_fr_timer: Annotated[
+        StrictInt,
+        Field(ge=0, le=3_600_000),
+        Key(
+            unit="milliseconds, 0 = `[transaction] fr_timer`",
+            kamailio="`ds_ping_fr_timer` (Kamailio passes the number to tm as timer ticks, "
+            "1/16 s each: its `10` is 625 ms here)",
+        ),
+    ] = 0
+    """How long a ping waits for its final answer before it counts as failed (408); `0`
+    takes `[transaction] fr_timer`. A short one finds a dead destination sooner without
+    shortening the calls' own timer."""
     probing_threshold: Annotated[StrictInt, Field(ge=1), Key(kamailio="`ds_probing_threshold`")] = 1
     """Failed pings in a row before a destination becomes inactive (`IP`)."""
     inactive_threshold: Annotated[
@@ -659,11 +678,25 @@ class DispatcherConfig:
     """Seconds an unconfirmed call (INVITE sent, no 2xx yet) counts towards load."""
     use_default: Annotated[StrictBool, Key(kamailio="`use_default`")] = False
     """The last destination of each set is a backup, used only when all others fail."""
-    failover: Annotated[StrictBool, Key(kamailio="`flags` value 2")] = True
+    failover: Annotated[
+        StrictBool,
+        Key(
+            kamailio="`flags` value 2 (Kamailio's `flags` default is 0, no failover: "
+            "every Kamailio dispatcher example sets 2, and a failed call tried nowhere else "
+            "is what an operator moves away from; `false` gives Kamailio's default)"
+        ),
+    ] = True
     """Keep the rest of the set so a failed call can try the next destination."""
     hash_user_only: Annotated[StrictBool, Key(kamailio="`flags` value 1")] = False
     """URI hashes (algorithms 1, 2, 3) use only the user part."""
-    keep_state_on_reload: Annotated[StrictBool, Key(kamailio="none (sipdispatch behaviour)")] = True
+    keep_state_on_reload: Annotated[
+        StrictBool,
+        Key(
+            kamailio="none (a Kamailio reload takes each destination's flags from the list "
+            "again, losing what pings and `set_state` made of them, and resets latency unless "
+            "`ds_retain_latency_stats` = 1; `false` behaves so)"
+        ),
+    ] = True
     """Destinations present before and after `dispatcher.reload` keep their state, latency and
     call load."""
     hash_header: Annotated[

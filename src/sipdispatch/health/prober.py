@@ -27,6 +27,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sipdispatch.dispatcher.destination import Destination
@@ -40,7 +41,7 @@ from sipdispatch.health.state import (
 )
 from sipdispatch.sip.addr import Addr
 from sipdispatch.sip.message import DEFAULT_MAX_FORWARDS, Request, Response
-from sipdispatch.sip.timers import TimerHandle
+from sipdispatch.sip.timers import TimerHandle, Timers
 
 if TYPE_CHECKING:
     from sipdispatch.config import DispatcherConfig
@@ -137,6 +138,7 @@ class Prober:
         that splits probing replays them on the nodes that do not ping it."""
         self._members_of: DispatcherSets | None = None
         self._member_ids: frozenset[int] = frozenset()
+        self._ping_timers: tuple[Timers, int, Timers] | None = None
 
     # -- settings ------------------------------------------------------------------
 
@@ -321,6 +323,19 @@ class Prober:
         self._flush_out()
         return True
 
+    def timers(self) -> Timers | None:
+        """The pings' timers: the core's with ``ping_fr_timer`` as their ``fr_timer``;
+        None (the core's own) when it is 0."""
+        ms = self.dconf.ping_fr_timer
+        if ms <= 0:
+            return None
+        base = self.core.timers
+        kept = self._ping_timers
+        if kept is None or kept[0] is not base or kept[1] != ms:
+            kept = (base, ms, replace(base, fr_timer=ms / 1000))
+            self._ping_timers = kept
+        return kept[2]
+
     def _send(self, live: Destination, now: float, who: str, notify: ProbeDone | None) -> None:
         if live.addr is not None and live.transport != "tls":
             host, port = live.addr
@@ -333,7 +348,7 @@ class Prober:
             if notify is not None:
                 notify(status, response, latency_ms(now, at), change)
 
-        self.core.originate(request, Addr(live.transport, host, port), done, now)
+        self.core.originate(request, Addr(live.transport, host, port), done, now, self.timers())
         self.stats["pings_sent"] += 1
 
     def _ping_addresses(self, dest: Destination, now: float) -> bool:
@@ -369,6 +384,7 @@ class Prober:
                 Addr(address.transport, addr[0], addr[1]),
                 functools.partial(done_one, addr),
                 now,
+                self.timers(),
             )
             self.stats["pings_sent"] += 1
         return True

@@ -492,18 +492,20 @@ class ProxyCore(NativeUser):
         addr: Addr,
         callback: Callable[[int, Response | None, float], None],
         now: float,
+        timers: Timers | None = None,
     ) -> str:
         """Send a request of our own as a non-INVITE client transaction.
 
         ``request`` carries everything but the Via, which is added here.
         ``callback(status, response, now)`` runs once, on the final response, or
         with 408 and no response when ``fr_timer`` expires or the transport fails.
-        Returns the branch.
+        ``timers``, when given, replace the core's for this transaction (the pings'
+        own ``fr_timer``). Returns the branch.
         """
         branch = f"{BRANCH_COOKIE}sdo.{self._new_id()}"
         request.prepend("via", "Via", self._via_value(addr.transport, branch))
         tx = NonInviteClientTransaction(
-            request, branch, addr, self.timers, self._tq, self._send, self
+            request, branch, addr, timers or self.timers, self._tq, self._send, self
         )
         tx.owner = Origin(callback)
         self.client_txs[tx.key] = tx
