@@ -11,7 +11,7 @@ from sipdispatch.dispatcher import parse_list
 from sipdispatch.dispatcher.states import DS_INACTIVE_DST, DS_PROBING_DST
 from sipdispatch.health.prober import latency_ms
 
-from .harness import Net
+from .harness import Gateway, Net
 
 GW1 = "sip:127.0.0.1:5071"
 GW2 = "sip:127.0.0.1:5072"
@@ -66,6 +66,23 @@ def test_ping_request_is_options_from_ping_from_to_the_destination() -> None:
     pings = [r for g in net.gateways.values() for _, r in g.pings]
     assert len({r.call_id for r in pings}) == len(pings) == 4
     assert len({r.from_tag for r in pings}) == 4
+
+
+def test_pings_go_through_outbound_proxy_or_the_destinations_obproxy_with_its_uri() -> None:
+    # Kamailio's ds_outbound_proxy and the obproxy attr: pings only, the R-URI unchanged.
+    obp, own = Gateway(), Gateway()
+    net = Net(
+        f"1 {GW1}\n1 {GW2} 0 0 obproxy=sip:10.0.0.8:5070",
+        probing_mode=1,
+        outbound_proxy="sip:10.0.0.7;transport=udp",
+    )
+    net.gateways[("10.0.0.7", 5060)] = obp
+    net.gateways[("10.0.0.8", 5070)] = own
+    net.advance(19.9)  # the first round, spread over the interval
+    assert [r.uri_text for _, r in obp.pings] == [GW1]
+    assert [r.uri_text for _, r in own.pings] == [GW2]
+    assert net.gw(GW1).pings == [] and net.gw(GW2).pings == []
+    assert net.letters(GW1) == net.letters(GW2) == "AP"  # answered through the proxies
 
 
 def test_ping_method_and_global_ping_from_come_from_the_config() -> None:

@@ -610,6 +610,17 @@ class DispatcherConfig:
         Key(allowed="must be a SIP URI starting with sip: or sips:", kamailio="`ds_ping_from`"),
     ] = DEFAULT_PING_FROM
     """From URI of the pings."""
+    outbound_proxy: Annotated[
+        StrictStr,
+        _str_then(lambda v: parse_sip_uri(v) if v else v),
+        Key(
+            allowed='must be "" or a SIP URI starting with sip: or sips:',
+            kamailio="`outbound_proxy` (`ds_outbound_proxy`)",
+        ),
+    ] = ""
+    """SIP URI the pings are sent through (their Request-URI stays the destination's);
+    a destination's `obproxy` attr overrides it. As in Kamailio it applies to pings only:
+    calls go to the destination. `""` = pings go to each destination."""
     ping_reply_codes: Annotated[
         tuple[StrictInt, ...],
         Field(validation_alias=AliasPath("ping_reply_codes", "codes")),

@@ -40,8 +40,10 @@ from sipdispatch.health.state import (
     is_ping_reply_alive,
 )
 from sipdispatch.sip.addr import Addr
+from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.message import DEFAULT_MAX_FORWARDS, Request, Response
 from sipdispatch.sip.timers import TimerHandle, Timers
+from sipdispatch.sip.uri import parse_uri
 
 if TYPE_CHECKING:
     from sipdispatch.config import DispatcherConfig
@@ -139,6 +141,8 @@ class Prober:
         self._members_of: DispatcherSets | None = None
         self._member_ids: frozenset[int] = frozenset()
         self._ping_timers: tuple[Timers, int, Timers] | None = None
+        self._outbound: dict[str, Addr] = {}
+        self._outbound_bad: set[str] = set()
 
     # -- settings ------------------------------------------------------------------
 
@@ -303,10 +307,31 @@ class Prober:
             self.stats["pings_skipped"] += 1
             return False
         located = live.located
-        if located is not None and not located.single:
+        if located is not None and not located.single and self.outbound(live) is None:
             return self._ping_addresses(live, now)
         self._send(live, now, "", None)
         return True
+
+    def outbound(self, dest: Destination) -> Addr | None:
+        """Where ``dest``'s pings go when not to ``dest`` itself: its ``obproxy`` attr,
+        else ``outbound_proxy`` (Kamailio's ``ds_outbound_proxy``: for pings only);
+        None = to the destination."""
+        text = dest.attrs.get("obproxy") or self.dconf.outbound_proxy
+        if not text:
+            return None
+        addr = self._outbound.get(text)
+        if addr is None:
+            try:
+                uri = parse_uri(text)
+            except ParseError:
+                if text not in self._outbound_bad:
+                    self._outbound_bad.add(text)
+                    log.warning("set %d %s: obproxy %r is not a SIP URI; pinging the "
+                                "destination itself", dest.setid, dest.uri, text)  # fmt: skip
+                return None
+            addr = Addr(uri.transport, uri.host, uri.effective_port)
+            self._outbound[text] = addr
+        return addr
 
     def probe(self, dest: Destination, now: float, who: str, done: ProbeDone) -> bool:
         """Ping ``dest`` at once, whatever the probing mode and ``ping_active`` say (an
@@ -337,10 +362,13 @@ class Prober:
         return kept[2]
 
     def _send(self, live: Destination, now: float, who: str, notify: ProbeDone | None) -> None:
-        if live.addr is not None and live.transport != "tls":
-            host, port = live.addr
-        else:  # the shell resolves; for TLS it checks the certificate against the name
-            host, port = live.host, live.port
+        to = self.outbound(live)
+        if to is None:
+            if live.addr is not None and live.transport != "tls":
+                host, port = live.addr
+            else:  # the shell resolves; for TLS it checks the certificate against the name
+                host, port = live.host, live.port
+            to = Addr(live.transport, host, port)
         request = self.build_request(live)
 
         def done(status: int, response: Response | None, at: float) -> None:
@@ -348,7 +376,7 @@ class Prober:
             if notify is not None:
                 notify(status, response, latency_ms(now, at), change)
 
-        self.core.originate(request, Addr(live.transport, host, port), done, now, self.timers())
+        self.core.originate(request, to, done, now, self.timers())
         self.stats["pings_sent"] += 1
 
     def _ping_addresses(self, dest: Destination, now: float) -> bool:
