@@ -413,6 +413,36 @@ def test_parallel_plan_forks_and_cancels_the_losers_on_2xx() -> None:
     assert [a for a, _ in only(out, Request, method="CANCEL")] == [GW1]
 
 
+def challenge(req: Request, status: int, header: str, realm: str, tag: str) -> str:
+    text = reply(req, status, "Unauthorized" if status == 401 else "Proxy Auth Required", tag)
+    return text.replace(
+        "Content-Length: 0", f'{header}: Digest realm="{realm}", nonce="n{tag}"\nContent-Length: 0'
+    )
+
+
+def test_16_7_step_7_the_challenges_of_every_branch_go_upstream_in_one_401() -> None:
+    h = Harness(lambda: StaticPlan([Target(GW1), Target(GW2)], parallel=True))
+    forks = only(h.send(invite()), Request, method="INVITE")
+    out = h.send(challenge(forks[0][1], 401, "WWW-Authenticate", "gw1.example", "g1"), GW1)
+    assert not only(out, Response)  # a branch is still pending
+    out = h.send(challenge(forks[1][1], 407, "Proxy-Authenticate", "gw2.example", "g2"), GW2)
+    [(addr, final)] = only(out, Response)
+    assert addr == CALLER and final.status == 401  # the lowest class, the earlier of a tie
+    assert final.get_all("www-authenticate") == ['Digest realm="gw1.example", nonce="ng1"']
+    assert final.get_all("proxy-authenticate") == ['Digest realm="gw2.example", nonce="ng2"']
+    # The ACK of each branch's challenge went hop by hop; nothing else was sent.
+    assert sorted(a.port for a, _ in only(out, Request, method="ACK")) == [GW2.port]
+
+
+def test_a_lone_401_goes_upstream_as_it_came() -> None:
+    h = Harness(plan_to(GW1))
+    fwd = only(h.send(invite()), Request, method="INVITE")[0][1]
+    out = h.send(challenge(fwd, 401, "WWW-Authenticate", "gw1.example", "g1"), GW1)
+    [(_, final)] = only(out, Response)
+    assert final.get_all("www-authenticate") == ['Digest realm="gw1.example", nonce="ng1"']
+    assert final.get_all("proxy-authenticate") == []
+
+
 def test_reject_from_router_is_sent() -> None:
     h = Harness(Reject(503, "No destination"))
     out = h.send(invite())

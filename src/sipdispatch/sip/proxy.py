@@ -140,6 +140,7 @@ class Context:
         "branch_prefix",
         "branches",
         "canceled",
+        "challenges",
         "final_sent",
         "held",
         "initial",
@@ -167,6 +168,8 @@ class Context:
         self.best: Response | None = None
         self.best_local = 0
         self.canceled = False
+        self.challenges: list[Response] | None = None
+        """The 401 and 407 answers of its branches (§16.7 step 7), when any."""
         self.final_sent = False
         self.held: Target | None = None
         """The target its next branch waits for (a hold the shell settles), or None."""
@@ -1061,6 +1064,7 @@ class ProxyCore(NativeUser):
             b.ctx = None
         ctx.branches = []
         ctx.plan = None
+        ctx.challenges = None
 
     def _branch_failed(
         self,
@@ -1071,6 +1075,12 @@ class ProxyCore(NativeUser):
         timeout: bool,
         now: float,
     ) -> None:
+        if (status == 401 or status == 407) and response is not None:
+            challenges = ctx.challenges
+            if challenges is None:
+                ctx.challenges = [response]
+            else:
+                challenges.append(response)
         if status >= 600:
             # §16.7 step 9 (a 6xx): cancel the other branches.
             for other in ctx.branches:
@@ -1104,8 +1114,28 @@ class ProxyCore(NativeUser):
             # §16.7 step 6: a 503 is not forwarded upstream as is; it becomes 500.
             best = best.copy()
             best.status, best.reason = 500, "Server Internal Error"
+        elif (best.status == 401 or best.status == 407) and ctx.challenges is not None:
+            best = _with_challenges(best, ctx.challenges)
         self.stats.count_reply(best.status)
         stx.respond(best, now)
+
+
+_CHALLENGES: Final = ("www-authenticate", "proxy-authenticate")
+
+
+def _with_challenges(best: Response, challenges: list[Response]) -> Response:
+    """§16.7 step 7: a 401 or 407 sent upstream carries the WWW-Authenticate and
+    Proxy-Authenticate values of every other 401 and 407 of its branches, unchanged."""
+    if len(challenges) < 2:
+        return best
+    out = best.copy()
+    for other in challenges:
+        if other is best:
+            continue
+        for key, name, value in other.headers:
+            if key in _CHALLENGES:
+                out.append(key, name, value)
+    return out
 
 
 def _better(status: int, than: int) -> bool:
