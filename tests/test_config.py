@@ -743,8 +743,8 @@ def test_algorithm_name_maps_to_kamailio_number(name: str, number: int) -> None:
     assert parse_config(data).routes[0].algorithm == number
 
 
-def test_algorithm_names_cover_kamailios_0_to_15_and_our_114_115() -> None:
-    assert sorted(ALGORITHM_NAMES.values()) == [*range(16), 114, 115]
+def test_algorithm_names_cover_kamailios_0_to_15_and_64_and_our_114_115() -> None:
+    assert sorted(ALGORITHM_NAMES.values()) == [*range(16), 64, 114, 115]
 
 
 def test_algorithm_names_are_case_insensitive() -> None:

@@ -691,3 +691,48 @@ def test_seam_call_load_released_by_the_bye_through_the_proxy() -> None:
     out = c.send(bye, CALLER)
     assert requests_to(out, Addr("udp", gw.host, 5060), "BYE")
     assert d.dlg_load == 0
+
+
+# -- algorithm 64: round-robin with overload control (RFC 7339) -----------------------
+
+
+def answer_with_oc(req: Request, status: int, tag: str, oc: str) -> bytes:
+    """A response whose top Via (the proxy's) carries the destination's control."""
+    text = answer(req, status, tag).decode()
+    top = req.get("via") or ""
+    return text.replace(top, top + oc, 1).encode()
+
+
+def test_algorithm_64_is_round_robin_until_a_destination_asks_for_less() -> None:
+    r = router(TWO, [{"set": 1, "algorithm": 64}])
+    picks = [first_uri(r, request(call_id=f"c{i}")) for i in range(4)]
+    assert picks == [MG2, MG1, MG2, MG1]  # as algorithm 4
+    r.set_overload(dest(r, MG1), 100, 5.0, 1, 0.0)
+    assert {first_uri(r, request(call_id=f"d{i}")) for i in range(6)} == {MG2}
+    r.set_overload(dest(r, MG1), 50, 5.0, 2, 0.0)
+    picks = [first_uri(r, request(call_id=f"e{i}")) for i in range(200)]
+    # As Kamailio's: MG1 is offered after each call MG2 took and takes half its offers
+    # (a skip goes to MG2 and offers MG1 again): a third of the calls, not a half.
+    assert 60 <= picks.count(MG1) <= 75 and picks.count(MG1) + picks.count(MG2) == 200
+    r.set_overload(dest(r, MG2), 100, 5.0, 1, 0.0)
+    r.set_overload(dest(r, MG1), 100, 5.0, 3, 0.0)
+    rejected = r.route(request(call_id="f"), CALLER, 0.0)
+    assert isinstance(rejected, Reject) and rejected.status == 503  # no_destination
+
+
+def test_seam_a_destinations_oc_in_our_via_moves_its_calls_to_the_others() -> None:
+    r = router(TWO, [{"set": 1, "algorithm": 64}])
+    c = Core(r)
+    r.on_overload = lambda on: c.core.overload_control(r.overload if on else None)
+    r.replace_routes(r.routes)  # as the server wires it
+    out = c.send(caller_invite("oc-1"), CALLER)
+    [(gw, inv)] = [(a, m) for a, m in out if isinstance(m, Request) and m.method == "INVITE"]
+    assert (inv.get("via") or "").endswith(";oc")  # RFC 7339 section 5.1: we support it
+    out = c.send(answer_with_oc(inv, 200, "g", ";oc=100;oc-validity=60000;oc-seq=1"), gw)
+    assert responses_to_caller(out) == [200]
+    loaded = dest(r, f"sip:{gw.host}:{gw.port}")
+    assert loaded.oc is not None and loaded.oc.rate == 100
+    for i in range(4):  # every next call goes to the other one
+        out = c.send(caller_invite(f"oc-{i + 2}"), CALLER)
+        [(to, _)] = [(a, m) for a, m in out if isinstance(m, Request) and m.method == "INVITE"]
+        assert to != gw

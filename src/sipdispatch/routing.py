@@ -33,9 +33,10 @@ from sipdispatch.dispatcher.algorithms.hashed import (
     HashToUri,
 )
 from sipdispatch.dispatcher.algorithms.load import CallLoad
-from sipdispatch.dispatcher.algorithms.roundrobin import RoundRobin
+from sipdispatch.dispatcher.algorithms.roundrobin import RoundRobin, RoundRobinOverload
 from sipdispatch.dispatcher.callload import CallLoadTable
 from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.dispatcher.overload import OverloadControl, parse_via_control
 from sipdispatch.dispatcher.sets import DispatcherSets, carry_runtime_state
 from sipdispatch.dispatcher.states import DS_DISABLED_DST, DS_SKIP_MASK, parse_mark_letters
 from sipdispatch.health.state import (
@@ -72,6 +73,7 @@ ALGORITHM_HASH_TO: Final = HashToUri.number
 ALGORITHM_HASH_AUTH: Final = HashAuthUsername.number
 ALGORITHM_HASH_HEADER: Final = HashHeader.number
 ALGORITHM_CALL_LOAD: Final = CallLoad.number
+ALGORITHM_OVERLOAD: Final = RoundRobinOverload.number
 """Kamailio algorithm numbers whose selection needs something special from us."""
 
 RouteMode = Literal["dst", "domain"]
@@ -770,6 +772,12 @@ class DispatchRouter(NativeRouter):
         self.counts_calls = False
         """Some rule uses algorithm 10 (dispatcher.list then shows RUNTIME DLGLOAD; every
         call is counted on its destination whatever the algorithm)."""
+        self.overload_control = False
+        """Some rule (or fallback set) uses algorithm 64: the proxy announces RFC 7339
+        overload control in its Via and reads the controls that come back."""
+        self.on_overload: Callable[[bool], None] | None = None
+        """Told whether :attr:`overload_control` is on whenever the rules change (the
+        core's Via and response reading)."""
         self.call_log: CallSink | None = None
         """Where the record of a call that did not simply succeed goes (the shell's
         call log); None: no record is made."""
@@ -808,11 +816,48 @@ class DispatchRouter(NativeRouter):
             or any(alg == ALGORITHM_CALL_LOAD for _, alg in r.fallback)
             for r in self.routes
         )
+        self.overload_control = any(
+            r.algorithm == ALGORITHM_OVERLOAD
+            or any(alg == ALGORITHM_OVERLOAD for _, alg in r.fallback)
+            for r in self.routes
+        )
+        if self.on_overload is not None:
+            self.on_overload(self.overload_control)
         self._uses_source = any(r.match.source_set is not None for r in self.routes)
         self._uses_ruri = any(
             r.match.domain is not None or r.match.user_prefix is not None for r in self.routes
         )
         self._options = {}
+
+    # -- overload control (RFC 7339, algorithm 64) ------------------------------------
+
+    def overload(self, handle: Any, params: dict[str, str | None], now: float) -> None:
+        """A destination's response carried an overload control in our Via (``oc``,
+        ``oc-validity``, ``oc-seq``): apply it to the destination."""
+        if not isinstance(handle, Destination):
+            return
+        parsed = parse_via_control(params)
+        if parsed is not None:
+            self.set_overload(handle, *parsed, now)
+
+    def set_overload(
+        self, dest: Destination, rate: int, validity: float, seq: float, now: float
+    ) -> bool:
+        """Put ``dest`` under overload control: ``rate`` skips in 100 by algorithm 64
+        for ``validity`` seconds (negative: the default), if ``seq`` is newer than the
+        control in force (Kamailio's ``ds_oc_set_attrs``). The ``ocmin`` and ``ocmax``
+        attrs bound the rate."""
+        oc = dest.oc
+        if oc is None:
+            oc = dest.oc = OverloadControl()
+        was = oc.active(now)
+        low, high = _attr_int(dest, "ocmin", 0), _attr_int(dest, "ocmax", 100) or 100
+        if not oc.set(rate, validity, seq, now, self.rng, low=low, high=high):
+            return False
+        if oc.active(now) != was:
+            log.info("set %d %s: overload control %s", dest.setid, dest.uri,
+                     f"on, {oc.rate} % of its calls elsewhere" if not was else "off")  # fmt: skip
+        return True
 
     # -- destination list ----------------------------------------------------------
 
@@ -1211,3 +1256,11 @@ def _rewrite_ruri(
     if rewrite_user:
         uri.user = attrs.rewrite_user(uri.user) or None
     return str(uri)
+
+
+def _attr_int(dest: Destination, name: str, default: int) -> int:
+    value = dest.attrs.get(name)
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default

@@ -276,6 +276,13 @@ class Server:
         loop = asyncio.get_running_loop()
         self._clock = loop.time
         core = ProxyCore(ProxySettings(local={}), self.router, timers_from(self.config))
+        router = self.router
+
+        def overload_control(on: bool) -> None:  # algorithm 64 in the rules (RFC 7339)
+            core.overload_control(router.overload if on else None)
+
+        router.on_overload = overload_control
+        overload_control(router.overload_control)
         server = self.config.server
         limits = TcpLimits(
             max_connections=server.tcp_max_connections,

@@ -8,6 +8,7 @@ one-member object: ``RECORDS: [{"SET": ...}]``, ``TARGETS: [{"DEST": ...}]``).
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -513,3 +514,33 @@ def test_state_changes_of_set_state_go_to_the_state_log(make_server: ServerFacto
     ]
     assert changes[0].reason == "dispatcher.set_state dx"
     assert {c.origin for c in changes} == {"admin"}
+
+
+def test_oc_set_puts_a_destination_under_overload_control_and_oclist_shows_it(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(("1 sip:127.0.0.1:5071 0 0 ocmax=60", "1 sip:127.0.0.1:5072"))
+    listed = {r["uri"]: r for r in rpc_call(server, "dispatcher.oclist", 1)}
+    assert {u: (r["ocrate"], r["ocmin"], r["ocmax"]) for u, r in listed.items()} == {
+        "sip:127.0.0.1:5071": (0, 0, 60),
+        "sip:127.0.0.1:5072": (0, 0, 100),
+    }
+    before = time.time()
+    ok = rpc_call(server, "dispatcher.oc_set", 1, "sip:127.0.0.1:5071", 80, 30000, 7)
+    assert ok == "Ok. Overload control updated."
+    first = {r["uri"]: r for r in rpc_call(server, "dispatcher.oclist", 1)}["sip:127.0.0.1:5071"]
+    assert (first["ocrate"], first["ocseq"]) == (60, 7)  # bounded by its ocmax
+    assert before + 25 < first["octime_sec"] + first["octime_usec"] / 1e6 < before + 35
+    targets = rpc_call(server, "dispatcher.list", "full")["RECORDS"][0]["SET"]["TARGETS"]
+    [full] = [t["DEST"] for t in targets if t["DEST"]["URI"] == "sip:127.0.0.1:5071"]
+    assert (full["OCRATE"], full["OCSEQ"]) == (60, 7)
+    # Kamailio's ds_oc_set_attrs: an older or equal sequence changes nothing.
+    assert rpc_fault(server, "dispatcher.oc_set", 1, "sip:127.0.0.1:5071", 10, 0, 7).message == (
+        "Overload Control Not Updated: sequence 7 is not newer than 7"
+    )
+    assert rpc_fault(server, "dispatcher.oclist", 9).message == (
+        "Destination Group Not Found: set 9"
+    )
+    assert rpc_fault(server, "dispatcher.oc_set", 1, "sip:127.0.0.1:5071", 101, 0, 8).message == (
+        "Invalid Parameters: RATE must be 0..100, not 101"
+    )

@@ -107,7 +107,7 @@ def test_a_bad_set_in_a_table_is_named(value: object) -> None:
 def test_an_unknown_algorithm_in_a_table_lists_the_algorithms(value: object) -> None:
     error = error_for({"fallback": [{"set": 2, "algorithm": value}]})
     assert error.key == "route[0].fallback[0].algorithm"
-    assert "must be an integer 0..15, 114, 115 or one of hash-callid" in str(error)
+    assert "must be an integer 0..15, 64, 114, 115 or one of hash-callid" in str(error)
 
 
 @pytest.mark.parametrize("value", [12, "parallel", "PARALLEL"])

@@ -50,9 +50,9 @@ def call_id_for_index(index: int, n: int) -> str:
 # --- registry --------------------------------------------------------------
 
 
-def test_registry_has_kamailios_0_to_15_and_our_114_115() -> None:
-    assert sorted(REGISTRY) == [*range(16), 114, 115]
-    assert all(REGISTRY[n].kamailio for n in range(16))
+def test_registry_has_kamailios_0_to_15_and_64_and_our_114_115() -> None:
+    assert sorted(REGISTRY) == [*range(16), 64, 114, 115]
+    assert all(REGISTRY[n].kamailio for n in (*range(16), 64))
     assert not REGISTRY[114].kamailio and not REGISTRY[115].kamailio
 
 
@@ -62,7 +62,7 @@ def test_algorithms_are_found_by_number_numeric_string_or_name() -> None:
     assert get_algorithm("round-robin").number == 4
     assert get_algorithm("Serial").number == 8
     with pytest.raises(UnknownAlgorithmError, match="allowed: 0 "):
-        get_algorithm(64)
+        get_algorithm(65)
     with pytest.raises(UnknownAlgorithmError):
         get_algorithm("fastest")
     with pytest.raises(UnknownAlgorithmError):
@@ -95,7 +95,7 @@ def test_unknown_setid_gives_empty_selection() -> None:
 
 def test_unknown_algorithm_number_raises() -> None:
     with pytest.raises(UnknownAlgorithmError):
-        pick(build(FOUR), 1, 64)
+        pick(build(FOUR), 1, 65)
 
 
 # --- hashing algorithms ----------------------------------------------------

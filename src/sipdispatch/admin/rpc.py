@@ -81,6 +81,10 @@ PING_UPDATE_FAILED: Final = "Ping State Update Failed"
 CLUSTER_OFF: Final = "Cluster is off"
 PING_FAILED: Final = "Ping Failed"
 """Ours: ``dispatcher.ping`` could not send (Kamailio has no such method)."""
+GROUP_NOT_FOUND: Final = "Destination Group Not Found"
+OC_UPDATE_FAILED: Final = "Overload Control Not Updated"
+"""Ours: ``dispatcher.oc_set`` changed nothing (Kamailio's ``ds_oc_set_attrs`` returns -2)."""
+OC_UPDATED: Final = "Ok. Overload control updated."
 
 # Kamailio's success texts (rpc->rpl_printf in dispatcher.c).
 RELOADED: Final = "Ok. Dispatcher successfully reloaded."
@@ -273,15 +277,11 @@ def _dest_record(dest: Destination, mode: str, latency: bool, runtime: bool) -> 
             IPADDR=dest.addr[0] if dest.addr is not None else "",
             PORT=dest.addr[1] if dest.addr is not None else dest.port,
             PROTOID=PROTO_IDS.get((transport or "").lower(), 0),
-            # DNS refresh times and overload control (ds_oc_set_attrs) do not exist
-            # here: the fields stay, as zeros, so that full output keeps its shape.
+            # DNS refresh times do not exist here: the fields stay, as zeros, so that
+            # full output keeps its shape.
             DNSTIME_SEC=0,
             DNSTIME_USEC=0,
-            OCRATE=0,
-            OCIDX=0,
-            OCSEQ=0,
-            OCTIME_SEC=0,
-            OCTIME_USEC=0,
+            **_oc_fields(dest, "OC"),
         )
     attrs = dest.attrs
     if (mode != LIST_SHORT and attrs.body) or mode == LIST_FULL:
@@ -575,6 +575,72 @@ async def dispatcher_hash(target: AdminTarget, params: Params) -> object:
     return {"hashid": hashid, "slot": slot}
 
 
+def _oc_fields(dest: Destination, prefix: str) -> dict[str, int]:
+    """A destination's overload control as Kamailio lists it (``ocrate``, ``ocidx``,
+    ``ocseq``, ``octime_sec``/``_usec``: the wall-clock time it ends; zeros for none)."""
+    oc = dest.oc
+    if oc is None:
+        rate = index = seq = sec = usec = 0
+    else:
+        rate, index, seq = oc.rate, oc.index, max(int(oc.seq), 0)
+        until = time.time() + (oc.until - time.monotonic()) if oc.until > 0 else 0.0
+        sec, usec = int(until), int((until - int(until)) * 1_000_000)
+    upper = prefix.isupper()
+    names = ("RATE", "IDX", "SEQ", "TIME_SEC", "TIME_USEC")
+    return {
+        prefix + (n if upper else n.lower()): v
+        for n, v in zip(names, (rate, index, seq, sec, usec), strict=True)
+    }
+
+
+async def dispatcher_oclist(target: AdminTarget, params: Params) -> object:
+    """``dispatcher.oclist GROUP``: the overload control of each destination of a set
+    (Kamailio's: ``[{"group", "uri", "flags", "priority", "ocrate", "ocidx", "ocseq",
+    "octime_sec", "octime_usec", "ocmin", "ocmax"}]``)."""
+    group = params.req_int("GROUP")
+    params.done()
+    dset = target.dispatcher.router.sets.get(group)
+    if dset is None:
+        raise fault(GROUP_NOT_FOUND, f"set {group}")
+    out = []
+    for dest in dset.dests:
+        record: dict[str, Any] = {
+            "group": group, "uri": dest.uri, "flags": dest.state, "priority": dest.priority,
+        }  # fmt: skip
+        record.update(_oc_fields(dest, "oc"))
+        record["ocmin"] = _attr_int(dest, "ocmin")
+        record["ocmax"] = _attr_int(dest, "ocmax") or 100
+        out.append(record)
+    return out
+
+
+async def dispatcher_oc_set(target: AdminTarget, params: Params) -> object:
+    """``dispatcher.oc_set GROUP ADDRESS RATE VALIDITY SEQ``: Kamailio's
+    ``ds_oc_set_attrs`` as a command: algorithm 64 leaves the destination out of
+    ``RATE`` choices in 100 (0..100, within its ``ocmin``/``ocmax``) for ``VALIDITY``
+    milliseconds (0 or less: 500), when ``SEQ`` is newer than the control in force."""
+    group = params.req_int("GROUP")
+    address = params.req_str("ADDRESS")
+    rate = params.req_int("RATE")
+    validity = params.req_int("VALIDITY")
+    seq = params.req_int("SEQ")
+    params.done()
+    if not 0 <= rate <= 100:
+        raise fault(INVALID_PARAMETERS, f"RATE must be 0..100, not {rate}")
+    router = target.dispatcher.router
+    dset = router.sets.get(group)
+    if dset is None:
+        raise fault(GROUP_NOT_FOUND, f"set {group}")
+    dest = dset.find(address.strip())
+    if dest is None:
+        raise fault(OC_UPDATE_FAILED, f"set {group} has no destination {address}")
+    seconds = validity / 1000 if validity > 0 else -1.0
+    if not router.set_overload(dest, rate, seconds, float(seq), target.now()):
+        held = dest.oc.seq if dest.oc is not None else 0
+        raise fault(OC_UPDATE_FAILED, f"sequence {seq} is not newer than {held:g}")
+    return OC_UPDATED
+
+
 async def pike_top(target: AdminTarget, params: Params) -> object:
     """``pike.top [LIMIT]``: the sources with the most requests dropped over the flood
     limit, most first (``[{"IP", "DROPPED"}]``; empty when the limit is off)."""
@@ -767,6 +833,11 @@ _TABLE: Final = (
               "Ping one destination now and return the reply code and latency."),
     RpcMethod("dispatcher.hash", dispatcher_hash, "NSLOTS VAL1 [VAL2]",
               "Compute the hash of the values."),
+    RpcMethod("dispatcher.oclist", dispatcher_oclist, "GROUP",
+              "List the overload control attributes of the destinations of a set."),
+    RpcMethod("dispatcher.oc_set", dispatcher_oc_set, "GROUP ADDRESS RATE VALIDITY SEQ",
+              "Set a destination's overload control (rate in 100, validity ms, sequence).",
+              True),
     RpcMethod("capture.start", capture_start, "[all|CALL-ID|IP[:PORT] [SECONDS [NAME]]]",
               "Write the SIP messages that match to a pcap file under [capture] dir.", True),
     RpcMethod("capture.stop", capture_stop, "[NAME|all]",

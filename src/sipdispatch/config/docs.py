@@ -50,6 +50,8 @@ ALGORITHM_SUMMARIES: Final[dict[int, str]] = {
     14: "round-robin (4) when every destination of the set has the same priority above 0, "
     "else serial (8)",
     15: "`weight` attribute, among the active destinations of the lowest priority value",
+    64: "round-robin, leaving a destination under overload control (RFC 7339 `oc` in its "
+    "answers, or `dispatcher.oc_set`) out of the share of choices it asks",
     114: "round-robin among the usable destinations of the highest priority; lower "
     "priorities are the failover, in set order (was 14)",
     115: "priority, then weight within a priority (SRV-like; was 15)",

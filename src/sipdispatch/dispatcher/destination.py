@@ -21,6 +21,7 @@ from typing import Final
 from sipdispatch.dispatcher.addresses import LocatedAddresses
 from sipdispatch.dispatcher.errors import AttrsError
 from sipdispatch.dispatcher.latency import TRAINING_COUNT, LatencyStats
+from sipdispatch.dispatcher.overload import OverloadControl
 from sipdispatch.dispatcher.states import DS_NODNSARES_DST, DS_SKIP_MASK, DS_STATES_ALL, flags_text
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.uri import SipUri, parse_hostport, parse_uri
@@ -308,6 +309,9 @@ class Destination:
     pings until it resolves); None once resolved."""
     transport: str = field(init=False)
     """``udp``/``tcp``/``tls`` from the URI's transport parameter or scheme."""
+    oc: OverloadControl | None = field(init=False, default=None)
+    """Overload control in force or last in force (RFC 7339, algorithm 64); None when
+    none was ever set."""
     located: LocatedAddresses | None = field(init=False, default=None)
     """For a destination located by DNS (:attr:`by_dns`): the last good answer, its
     addresses in order; ``addr`` is then the first of them. None otherwise."""

@@ -277,6 +277,8 @@ class ProxyCore(NativeUser):
         self._counter = 0
         self._send: SendFn = self._emit
         """``_emit``, made a bound method once: each transaction is given it."""
+        self._overload: Callable[[Any, dict[str, str | None], float], None] | None = None
+        self._via_oc = ""
 
     @property
     def settings(self) -> ProxySettings:
@@ -299,6 +301,15 @@ class ProxyCore(NativeUser):
             for transport, (host, port) in (settings.local | settings.via).items()
         }
         self._via_prefixes = tuple(self._via_prefix.values())
+
+    def overload_control(
+        self, apply: Callable[[Any, dict[str, str | None], float], None] | None
+    ) -> None:
+        """RFC 7339 overload control on (``apply``) or off (None): each branch's Via
+        announces it (``;oc``), and a response whose top Via carries a control (``oc=``)
+        is given to ``apply(target handle, top Via parameters, now)``."""
+        self._overload = apply
+        self._via_oc = ";oc" if apply is not None else ""
 
     # -- shell interface ---------------------------------------------------------
 
@@ -517,6 +528,21 @@ class ProxyCore(NativeUser):
         return branch
 
     # -- internals -----------------------------------------------------------------
+
+    def _read_overload(self, b: Branch, response: Response, now: float) -> None:
+        apply = self._overload
+        value = response.get("via")
+        if apply is None or value is None or ";oc=" not in value:
+            return
+        handle = b.target.handle
+        if handle is None:
+            return
+        try:
+            params = response.top_via.params
+        except ParseError:
+            return
+        if params.get("oc"):
+            apply(handle, params, now)
 
     def _emit(self, addr: Addr, data: bytes, owner: Any = None) -> None:
         self._outbox.append((addr, data, owner))
@@ -801,7 +827,7 @@ class ProxyCore(NativeUser):
         prefix = self._via_prefix.get(transport)
         if prefix is None:
             prefix = _via_prefix(*self._local(transport), transport)
-        return prefix + branch
+        return prefix + branch + self._via_oc
 
     def _start_branch(self, ctx: Context, target: Target, now: float) -> None:
         hold = target.hold
@@ -974,6 +1000,8 @@ class ProxyCore(NativeUser):
         ctx = b.ctx
         if ctx is None:
             return
+        if self._overload is not None:
+            self._read_overload(b, response, now)
         response.pop_first_value("via")
         status = response.status
         if status < 200:

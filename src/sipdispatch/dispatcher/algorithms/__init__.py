@@ -1,4 +1,4 @@
-"""Dispatching algorithms 0-15 and 114, 115, registered by number and name.
+"""Dispatching algorithms 0-15, 64, 114 and 115, registered by number and name.
 
 Numbers 0-15 are Kamailio's, with Kamailio's semantics; 114 and 115 are
 sipdispatch's own, at numbers Kamailio does not use (they were 14 and 15 before

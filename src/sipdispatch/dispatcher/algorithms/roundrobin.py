@@ -1,5 +1,5 @@
-"""Round-robin: 4 and 14 (Kamailio: round-robin or serial, decided per set at load)
-and 114 (sipdispatch: round-robin within the best priority, serial across priorities)."""
+"""Round-robin: 4, 64 (with overload control), 14 (Kamailio: round-robin or serial,
+decided per set at load) and 114 (sipdispatch: round-robin within the best priority, serial across priorities)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sipdispatch.dispatcher.algorithms.base import (
     SelectContext,
     Selection,
     SelectOptions,
+    failover_list,
     finish,
     next_round_robin,
     register,
@@ -30,6 +31,42 @@ class RoundRobin(Algorithm):
 
     def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
         return finish(dset, next_round_robin(dset), opts, update_last=True)
+
+
+class RoundRobinOverload(Algorithm):
+    """64: round-robin (4) that leaves a destination under overload control out of the
+    share of choices its control says (RFC 7339; Kamailio's "round-robin with overload
+    control"). The rest of the failover list is as 4's."""
+
+    number = 64
+    name = "round-robin-overload"
+    aliases = ("rr-oc",)
+
+    def select(self, dset: DestinationSet, ctx: SelectContext, opts: SelectOptions) -> Selection:
+        dests = dset.dests
+        n = len(dests)
+        now = ctx.now
+        mod = n - 1 if opts.use_default and n != 1 else n
+        i = next_round_robin(dset) % mod
+        start = i
+        while _left_out(dests[i], now):
+            i = (i + 1) % mod
+            if i == start:
+                if not opts.use_default:
+                    return EMPTY_SELECTION
+                i = n - 1
+                if _left_out(dests[i], now):
+                    return EMPTY_SELECTION
+                break
+        dset.last = (i + 1) % n
+        return Selection(failover_list(dset, i, opts))
+
+
+def _left_out(dest: Destination, now: float) -> bool:
+    if dest.state & DS_SKIP_MASK:
+        return True
+    oc = dest.oc
+    return oc is not None and oc.skip(now)
 
 
 class RoundRobinOrSerial(Algorithm):
@@ -108,5 +145,6 @@ _ROUND_ROBIN: Final = RoundRobin()
 _SERIAL: Final = Serial()
 
 register(RoundRobin)
+register(RoundRobinOverload)
 register(RoundRobinOrSerial)
 register(RoundRobinTiers)
