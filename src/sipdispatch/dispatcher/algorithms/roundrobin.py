@@ -1,5 +1,6 @@
 """Round-robin: 4, 64 (with overload control), 14 (Kamailio: round-robin or serial,
-decided per set at load) and 114 (sipdispatch: round-robin within the best priority, serial across priorities)."""
+decided per set at load) and 114 (sipdispatch: round-robin within the best priority,
+serial across priorities)."""
 
 from __future__ import annotations
 
