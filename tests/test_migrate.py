@@ -574,6 +574,63 @@ event_route[dispatcher:dst-down] {
 """
 )
 
+EDGE = Cfg(
+    """\
+#!KAMAILIO
+#
+# Facing the internet: TLS for the callers, pike against floods, an ACL of the
+# trunks; the gateways hashed by a customer header.
+
+listen=udp:127.0.0.1:5060
+listen=tls:127.0.0.1:5061
+enable_tls=yes
+
+loadmodule "pv.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pike.so"
+loadmodule "tls.so"
+loadmodule "permissions.so"
+loadmodule "dispatcher.so"
+
+modparam("tls", "certificate", "/etc/kamailio/kamailio-selfsigned.pem")
+modparam("tls", "private_key", "/etc/kamailio/kamailio-selfsigned.key")
+modparam("pike", "sampling_time_unit", 5)
+modparam("pike", "reqs_density_per_unit", 50)
+modparam("dispatcher", "list_file", "gateways.list")
+modparam("dispatcher", "hash_pvar", "$hdr(X-Customer)")
+modparam("dispatcher", "flags", 2)
+
+request_route {
+	if (!pike_check_req()) {
+		exit;
+	}
+	if (!allow_source_address("1")) {
+		sl_send_reply("403", "Forbidden");
+		exit;
+	}
+	if (!ds_select_dst("1", "7")) {
+		sl_send_reply("503", "No gateway");
+		exit;
+	}
+	t_on_failure("NEXT");
+	t_relay();
+}
+
+failure_route[NEXT] {
+	if (t_check_status("486|600")) {
+		exit;
+	}
+	if (!t_check_status("[1-2][0-9][0-9]")) {
+		ds_mark_dst("ip");
+		ds_next_dst();
+		t_relay();
+	}
+}
+""",
+    {"gateways.list": "1 sip:127.0.0.1:5071 0x8 0 weight=50;prefix=49\n1 sip:gw.example.com 0 0\n"},
+)
+
 END_TO_END = """\
 #!KAMAILIO
 # Two media gateways by priority: MG1 first, MG2 when MG1 answers 5xx.
@@ -629,6 +686,7 @@ INPUTS = {
     "sockets": SOCKETS,
     "select-routes": SELECT_ROUTES,
     "db-url": DB_URL,
+    "tls-pike-acl": EDGE,
     "end-to-end": Cfg(
         END_TO_END.format(port=5060, admin=2049),
         {"dispatcher.list": "1 sip:127.0.0.1:5071 0 10\n1 sip:127.0.0.1:5072 0 5\n"},
@@ -1094,6 +1152,68 @@ def test_the_output_goes_to_standard_output_without_o(
     out = capsys.readouterr().out
     assert out.startswith("# sipdispatch configuration migrated from")
     assert "[[route]]\n" in out and "set = 1\n" in out
+
+
+# -- TLS, pike, permissions, and the destination list ------------------------------------------
+
+
+def test_tls_pike_and_the_header_hash_are_carried_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = migrate(write(EDGE, tmp_path), capsys, "--kamailio-version", "5.6")
+    config = ok(result)
+    assert [str(a) for a in config.server.listen] == ["udp:127.0.0.1:5060", "tls:127.0.0.1:5061"]
+    assert config.tls is not None
+    assert config.tls.certificate == "/etc/kamailio/kamailio-selfsigned.pem"
+    assert config.tls.private_key == "/etc/kamailio/kamailio-selfsigned.key"
+    # tls verify_certificate's default 0: destinations' certificates are not checked.
+    assert config.tls.verify_peer is False
+    assert (config.security.flood_limit, config.security.flood_window) == (50, 5.0)
+    assert config.dispatcher.hash_header == "X-Customer"
+    rule = only_rule(config)
+    assert rule.algorithm == 7
+    # Everything but 486, 600 and the classes 1 and 2 fails over: every 3xx, 4xx but 486,
+    # 5xx and 6xx but 600.
+    assert rule.failover_classes == {3, 5}
+    assert rule.failover_codes == (set(range(400, 500)) - {486}) | (set(range(600, 700)) - {600})
+    # The failure route relays once without arming itself again: one failover.
+    assert (rule.limit, rule.mark_failed) == (2, "ip")
+    # The pike path is the flood limit; the ACL is not carried.
+    warnings = result.warnings
+    assert not any("pike_check_req()): Kamailio" in w for w in warnings)
+    assert any(
+        "allow_source_address() not carried over: write [security] allow" in w for w in warnings
+    )
+    assert any("verify_peer = false is written" in w for w in warnings)
+
+
+def test_the_destination_list_is_read_as_sipdispatch_reads_it_and_differences_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = migrate(write(EDGE, tmp_path), capsys, "--kamailio-version", "5.6")
+    ok(result)
+    assert (
+        "the destinations of gateways.list, read as sipdispatch reads them (2 in 1 set(s)):"
+        in result.text
+    )
+    by_line = {w.split(": ", 1)[0]: w for w in result.warnings if w.startswith("gateways.list")}
+    first = [w for w in result.warnings if w.startswith("gateways.list:1:")]
+    assert any(
+        "flags 0x8: Kamailio before 6.1 reads only decimal flags: flags 0, priority 0 "
+        "and attrs 'x8'"
+        in w
+        and "sipdispatch reads flags 8" in w
+        for w in first
+    )
+    assert any(
+        "attrs prefix=/strip=: Kamailio only keeps them for the script; sipdispatch "
+        "rewrites the Request-URI user" in w
+        for w in first
+    )
+    assert "located by NAPTR, SRV and A/AAAA" in by_line["gateways.list:2"]
+    # On 6.1 hex flags mean the same to both.
+    later = migrate(write(EDGE, tmp_path), capsys, "--kamailio-version", "6.1")
+    assert not any("flags 0x8" in w for w in later.warnings)
 
 
 # -- a kamailio.cfg that cannot be read ------------------------------------------------------------

@@ -186,13 +186,8 @@ class Base:
         return value, param.where
 
     def called(self) -> dict[str, list[Where]]:
-        out: dict[str, list[Where]] = {}
-        for note in self.facts.notes.values():
-            name = note.what.split("(", 1)[0]
-            out.setdefault(name, []).append(note.where)
-        for where, name in self.facts.record_route:
-            out.setdefault(name, []).append(where)
-        return out
+        """The functions request_route calls, with where."""
+        return self.facts.calls
 
 
 def same_host(a: str, b: str) -> bool:

@@ -572,6 +572,24 @@ class CorePart(Base):
                 if name in files:
                     value, where = files[name]
                     self.tls.add(key, value, self.origin(where))
+            verify = self.param("verify_certificate", "tls")
+            if verify is None:
+                self.tls.add(
+                    "verify_peer",
+                    False,
+                    "Kamailio default: tls verify_certificate 0, a destination's certificate is "
+                    "not checked (sipdispatch's default checks it)",
+                )
+                self.warn(
+                    None,
+                    "tls verify_certificate is Kamailio's default 0: verify_peer = false is "
+                    "written, so TLS destinations are not authenticated, as with Kamailio",
+                )
+            else:
+                self.tls.add("verify_peer", bool(verify.value), self.origin(verify.where))
+            required = self.param("require_certificate", "tls")
+            if required is not None:
+                self.tls.add("verify_client", bool(required.value), self.origin(required.where))
 
     def read_other_core(self) -> None:
         children = self.core_int("children")

@@ -414,10 +414,10 @@ class ParamsPart(Base):
             if len(fields) >= 3 and fields[2].lower().startswith("0x") and self.version < (6, 1):
                 self.warn(
                     Where(shown, line_no),
-                    f"flags {fields[2]}: Kamailio before 6.1 reads "
-                    f"only decimal flags ({fields[2]} as 0, then the rest as the next "
-                    f"field); sipdispatch reads {_flags_value(fields[2])}; write the flags in "
-                    "decimal to keep what Kamailio did",
+                    f"flags {fields[2]}: Kamailio before 6.1 reads only decimal flags: "
+                    f"flags 0, priority 0 and attrs {fields[2][1:]!r}, the fields after it "
+                    f"not read; sipdispatch reads flags {_flags_value(fields[2])}; write the "
+                    "flags in decimal to keep what Kamailio did",
                 )
         dns_warned = False
         for dest in dests:

@@ -114,6 +114,7 @@ BUILT_IN: Final = {
     "loose_route": "in-dialog requests: sipdispatch relays them along their route set",
     "t_newtran": "transactions: sipdispatch is transaction stateful",
     "record_route": "Record-Route: [server] record_route",
+    "pike_check_req": "requests over the flood limit: [security] flood_limit drops them",
     "ds_load_update": "call load (algorithm 10): sipdispatch counts each call itself, from its "
     "INVITE to its BYE, CANCEL or failure",
     "ds_load_unset": "call load (algorithm 10): sipdispatch counts each call itself, from its "
@@ -274,6 +275,8 @@ class ScriptFacts:
     notes: dict[Where, Note] = field(default_factory=dict)
     unknown: dict[Where, str] = field(default_factory=dict)
     """Conditions the walk could not decide, by place."""
+    calls: dict[str, list[Where]] = field(default_factory=dict)
+    """Every function called on the walk (statements, and the actions of conditions)."""
 
     def note(self, where: Where, what: str, category: str) -> None:
         self.notes.setdefault(where, Note(where, what, category))
@@ -684,6 +687,9 @@ class _Walker:
         """The calls of an expression done, in order; a ``route()`` is walked into. The
         calls of a condition (``bare`` false) are tests, except the actions listed."""
         for call in calls_in(expr):
+            places = self.facts.calls.setdefault(call.name, [])
+            if call.where not in places:
+                places.append(call.where)
             if not bare and not _is_action(call.name):
                 continue
             if call.name in SELECT_FUNCTIONS and self.mode == "request":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from sipdispatch.config import Config, ConfigError, parse_config
 from sipdispatch.migrate.base import (
@@ -276,25 +277,27 @@ class _Migrator(CorePart, ParamsPart, RulesPart):
         self.warn(where, text)
 
 
+_WHEN_TRUE: Final = frozenset({"has_totag", "loose_route", "t_check_trans", "t_precheck_trans"})
+"""Tests whose true branch is a job of sipdispatch's proxy core (in-dialog requests,
+retransmissions)."""
+_WHEN_FALSE: Final = frozenset(
+    {"mf_process_maxfwd_header", "maxfwd_process", "sanity_check", "pike_check_req"}
+)
+"""Tests whose false branch is one (Max-Forwards, malformed requests, floods)."""
+
+
 def _builtin_path(guards: Sequence[Guard]) -> str | None:
     """The built-in job a path ending stands for: in-dialog requests, retransmissions,
-    CANCEL, Max-Forwards, malformed requests; None for others."""
+    CANCEL, Max-Forwards, malformed requests, floods; None for others."""
     for guard in guards:
         for expr, truth in asserted(guard.expr, guard.positive):
-            if isinstance(expr, Call):
-                name = expr.name
-                if (
-                    name in ("has_totag", "loose_route", "t_check_trans", "t_precheck_trans")
-                    and truth
-                ):
-                    return BUILT_IN[name]
-                if (
-                    name in ("mf_process_maxfwd_header", "maxfwd_process", "sanity_check")
-                    and not truth
-                ):
-                    return BUILT_IN[name]
-                if name == "is_method" and truth and expr.args and isinstance(expr.args[0], Str):
-                    methods = set(expr.args[0].value.upper().split("|"))
-                    if methods <= {"CANCEL", "ACK"}:
-                        return BUILT_IN["t_check_trans"]
+            if not isinstance(expr, Call):
+                continue
+            name = expr.name
+            if (name in _WHEN_TRUE and truth) or (name in _WHEN_FALSE and not truth):
+                return BUILT_IN[name]
+            if name == "is_method" and truth and expr.args and isinstance(expr.args[0], Str):
+                methods = set(expr.args[0].value.upper().split("|"))
+                if methods <= {"CANCEL", "ACK"}:
+                    return BUILT_IN["t_check_trans"]
     return None
