@@ -1143,6 +1143,36 @@ def test_algorithms_keep_the_meaning_of_the_kamailio_version(
         assert any(warning in w for w in found), result.warnings
 
 
+def test_a_selection_reached_from_two_places_is_one_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = Cfg(
+        _BASE
+        + """\
+request_route {
+	if ($si == "192.0.2.7") {
+		route(DISPATCH);
+	}
+	route(DISPATCH);
+}
+
+route[DISPATCH] {
+	if (!ds_select_dst("1", "4")) {
+		sl_send_reply("503", "No destination");
+		exit;
+	}
+	t_relay();
+	exit;
+}
+"""
+    )
+    result = migrate(write(cfg, tmp_path), capsys, "--kamailio-version", "5.6")
+    rule = only_rule(ok(result))
+    assert (rule.set_id, rule.algorithm) == (1, 4)
+    assert result.text.count("[[route]]") == 1
+    assert "# also from " in result.text
+
+
 def test_the_output_goes_to_standard_output_without_o(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1287,6 +1317,10 @@ request_route {
             _BASE + "listen=udp:[::1:5060\n" + _ROUTE,
             "kamailio.cfg:6: cannot read the listen address",
         ),
+        (
+            _BASE.replace('loadmodule "dispatcher.so"\n', "") + _ROUTE,
+            "kamailio.cfg:6: ds_select_dst: the dispatcher module is not loaded",
+        ),
     ],
     ids=[
         "ifdef-not-closed",
@@ -1302,6 +1336,7 @@ request_route {
         "unclosed-string",
         "syntax",
         "bad-listen",
+        "dispatcher-not-loaded",
     ],
 )
 def test_a_cfg_that_cannot_be_read_is_one_file_line_error_and_no_output(

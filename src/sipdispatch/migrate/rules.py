@@ -49,13 +49,22 @@ class RulesPart(Base):
     """[[route]] from the routing script."""
 
     def read_rules(self) -> None:
+        if self.facts.sites and not self.loaded("dispatcher"):
+            call = self.facts.sites[0].call
+            raise CfgError(call.where, f"{call.name}: the dispatcher module is not loaded")
         rules: list[tuple[Site, Section, bool]] = []
         for site in self.facts.sites:
             if site.fallback_of is not None and self.is_fallback(site):
                 continue
             built = self.rule(site, [s for _, s, _ in rules])
-            if built is not None:
-                rules.append((site, built[0], built[1]))
+            if built is None:
+                continue
+            same = [s for _, s, _ in rules if _values(s) == _values(built[0])]
+            if same:
+                # The same selection reached twice (a route called from two places).
+                same[0].intro.append(f"also {built[0].intro[0]}")
+                continue
+            rules.append((site, built[0], built[1]))
         any_failover = any(fails for _, _, fails in rules)
         failover = self.failover_possible and any_failover
         if self.loaded("dispatcher"):
@@ -283,6 +292,15 @@ class RulesPart(Base):
                 continue
             carried = False
             for expr, truth in asserted(guard.expr, guard.positive):
+                if isinstance(expr, Call) and expr.name == "ds_is_from_list" and len(expr.args) > 1:
+                    mode = as_int(const_value(expr.args[1], {}))
+                    if mode != 2:
+                        self.warn(
+                            guard.where,
+                            f"ds_is_from_list mode {expr_text(expr.args[1])}: sipdispatch "
+                            "matches the address and port, not the transport (mode 2), and "
+                            "over TCP or TLS the address alone",
+                        )
                 got = _guard_match(expr, truth, self.sets)
                 if got is None:
                     unsupported.append((guard, expr, truth))
@@ -600,6 +618,10 @@ def condition_text(expr: Expr, positive: bool) -> str:
     if positive:
         return text
     return f"!{text}" if isinstance(expr, Call | PVar | Name) else f"!({text})"
+
+
+def _values(section: Section) -> list[tuple[str, object]]:
+    return [(e.key, e.value) for e in section.entries]
 
 
 def _list(value: object) -> list[str]:
