@@ -24,6 +24,8 @@ import pytest
 
 from sipdispatch.cli import main
 from sipdispatch.config import Config, RouteRule, load_config
+from sipdispatch.migrate.cfgtext import read_cfg
+from sipdispatch.migrate.syntax import parse_script
 from tests.integration.gateway import GatewayThread
 from tests.integration.proxyctl import start_proxy
 from tests.integration.sippctl import free_port, run_sipp, sipp_path
@@ -631,6 +633,54 @@ failure_route[NEXT] {
     {"gateways.list": "1 sip:127.0.0.1:5071 0x8 0 weight=50;prefix=49\n1 sip:gw.example.com 0 0\n"},
 )
 
+PREPROCESSOR = Cfg(
+    """\
+#!KAMAILIO
+/* The preprocessor as operators use it.
+#!define NOT_A_DEFINE 1
+*/
+#!define SIP_PORT 5080
+#!trydef SIP_PORT 5090
+#!define GW_SET 2
+#!redefine GW_SET 3
+#!define ALG_PART 4
+#!define SELECT_ARGS "GW_SET_TEXT", ALG_PART
+#!substdef "/GW_SET_TEXT/3/"
+#!subst "/@PINGER@/sip:keepalive@lb.example.net/"
+
+#!ifdef NOT_A_DEFINE
+listen=udp:127.0.0.1:9999
+#!endif
+
+#!ifndef WITH_LAB
+listen=udp:127.0.0.1:SIP_PORT
+#!ifdef WITH_LAB
+listen=udp:127.0.0.1:1
+#!endif
+#!else
+listen=udp:127.0.0.1:5999
+#!endif
+
+import_file "optional-local.cfg"
+include_file "modules.cfg"
+
+modparam("dispatcher", "ds_ping_from", "@PINGER@")
+
+request_route {
+	if (!ds_select_dst(SELECT_ARGS)) {
+		sl_send_reply("503", "No gateway");
+		exit;
+	}
+	t_relay();
+}
+""",
+    {
+        "modules.cfg": 'loadmodule "tm.so"\nloadmodule "sl.so"\nloadmodule "dispatcher.so"\n'
+        'modparam("dispatcher", "list_file", "dispatcher.list")\n',
+        "dispatcher.list": "3 sip:127.0.0.1:5071\n",
+    },
+)
+
 END_TO_END = """\
 #!KAMAILIO
 # Two media gateways by priority: MG1 first, MG2 when MG1 answers 5xx.
@@ -687,6 +737,7 @@ INPUTS = {
     "select-routes": SELECT_ROUTES,
     "db-url": DB_URL,
     "tls-pike-acl": EDGE,
+    "preprocessor": PREPROCESSOR,
     "end-to-end": Cfg(
         END_TO_END.format(port=5060, admin=2049),
         {"dispatcher.list": "1 sip:127.0.0.1:5071 0 10\n1 sip:127.0.0.1:5072 0 5\n"},
@@ -1171,6 +1222,43 @@ route[DISPATCH] {
     assert (rule.set_id, rule.algorithm) == (1, 4)
     assert result.text.count("[[route]]") == 1
     assert "# also from " in result.text
+
+
+def test_the_preprocessor_reads_defines_substitutions_and_nested_ifdefs_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A #!define inside a comment is no define; #!trydef keeps the first value,
+    # #!redefine replaces it; a define can hold several arguments; #!substdef and #!subst
+    # change strings; a missing import_file is skipped.
+    config = ok(migrate(write(PREPROCESSOR, tmp_path), capsys, "--kamailio-version", "5.6"))
+    assert [str(a) for a in config.server.listen] == ["udp:127.0.0.1:5080"]
+    assert config.dispatcher.ping_from == "sip:keepalive@lb.example.net"
+    rule = only_rule(config)
+    assert (rule.set_id, rule.algorithm) == (3, 4)
+    lab = ok(migrate(write(PREPROCESSOR, tmp_path), capsys, "-D", "WITH_LAB"))
+    assert [str(a) for a in lab.server.listen] == ["udp:127.0.0.1:5999"]
+
+
+def test_ifexp_and_defexp_evaluate_defines_and_the_version(tmp_path: Path) -> None:
+    # Kamailio 5.7's directives: read here by the preprocessor alone (the Kamailio
+    # installed for the tests may be older than 5.7).
+    path = tmp_path / "kamailio.cfg"
+    path.write_text(
+        "#!define LIMIT 30\n"
+        "#!defexp DOUBLE LIMIT * 2\n"
+        "#!ifexp KAMAILIO_VERSION >= 5008000 && DOUBLE == 60\n"
+        "new_enough=1\n"
+        "#!else\n"
+        "new_enough=0\n"
+        "#!endif\n"
+        "#!ifexp defined_nowhere || !(LIMIT < 10)\n"
+        "limit=LIMIT\n"
+        "#!endif\n"
+    )
+    for version, expected in (((6, 1), "1"), ((5, 7), "0")):
+        script = parse_script(read_cfg(str(path), version=version))
+        values = {p.name: p.value for p in script.core}
+        assert values == {"new_enough": expected, "limit": "30"}, version
 
 
 def test_the_output_goes_to_standard_output_without_o(
