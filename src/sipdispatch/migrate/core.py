@@ -481,10 +481,17 @@ class CorePart(Base):
             )
         rr = {name: mp for (module, name), mp in self.params.items() if module == "rr"}
         for name, mp in rr.items():
+            if name == "enable_double_rr" and mp.value != 0:
+                self.server.note(
+                    f"{self.origin(mp.where)}\n  the same in sipdispatch: two Record-Route "
+                    "entries when the caller's transport and the destination's differ"
+                )
+                continue
             why = {
                 "enable_full_lr": "sipdispatch writes ;lr",
                 "append_fromtag": "sipdispatch does not add the From tag to Record-Route",
-                "enable_double_rr": "sipdispatch writes one Record-Route",
+                "enable_double_rr": "sipdispatch writes two Record-Route entries when the "
+                "transports differ (Kamailio's enable_double_rr 1)",
             }.get(name, "no sipdispatch key for it")
             self.not_carried(self.server, mp.where, why)
 

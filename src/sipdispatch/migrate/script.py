@@ -160,7 +160,6 @@ QUIET: Final = frozenset(
         "xlog_level",
         "uri",
         "dlg_manage",
-        "remove_hf",
         "sl_reply_error",
         "send_reply_error",
         "t_reply_error",
@@ -247,9 +246,9 @@ class Note:
     where: Where
     what: str
     category: str
-    """``built-in`` (sipdispatch does it), ``exit`` (requests answered or dropped before a
-    selection), ``call`` (a function not carried), ``change`` (the request changed),
-    ``other``."""
+    """``built-in`` (sipdispatch does it), ``differs`` (sipdispatch does something close,
+    ``what`` says how), ``call`` (a function not carried), ``change`` (the request
+    changed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -757,6 +756,14 @@ class _Walker:
             return ctx
         if name in BUILT_IN:
             self.facts.note(call.where, BUILT_IN[name], "built-in")
+            return ctx
+        if name == "remove_hf" and call.args and const_value(call.args[0], {}) == "Route":
+            self.facts.note(
+                call.where,
+                "sipdispatch removes its own Route entries from an initial request and keeps "
+                "the others",
+                "differs",
+            )
             return ctx
         if name in QUIET or name.startswith("ds_"):
             return ctx

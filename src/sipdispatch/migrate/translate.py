@@ -202,6 +202,9 @@ class _Migrator(CorePart, ParamsPart, RulesPart):
             notes.notes.insert(
                 0, "done by sipdispatch itself, as in kamailio.cfg:\n  " + "\n  ".join(lines)
             )
+        for note in self.facts.notes.values():
+            if note.category == "differs":
+                notes.note(f"not carried over: {self.origin(note.where)}\n  {note.what}")
         calls = [n for n in self.facts.notes.values() if n.category in ("call", "change")]
         for note in sorted(calls, key=lambda n: by_place(n.where)):
             name = note.what.split("(", 1)[0]
