@@ -100,6 +100,10 @@ def main_from_args(args: argparse.Namespace) -> int:
     except CfgError as exc:
         print(f"sipdispatch: migrate: {exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:  # the result does not load: a gap in the migration
+        first = str(exc).split("\n", 1)[0]
+        print(f"sipdispatch: migrate: {first} (nothing written)", file=sys.stderr)
+        return 1
     for warning in result.warnings:
         print(f"sipdispatch: migrate: warning: {warning}", file=sys.stderr)
     if args.output is None:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
+from sipdispatch.config import ListenAddr
 from sipdispatch.migrate.base import (
     ADMIN_PORT,
     SIP_PORT,
@@ -151,14 +152,15 @@ process details); the others are listed as not carried over."""
 
 
 def _words(parts: Sequence[Tok]) -> list[str]:
-    """Tokens into the words they were written as (``udp:1.2.3.4:5060``)."""
+    """Tokens into the words they were written as (``udp:1.2.3.4:5060``). A string on its
+    own is a quoted word (``name "lan"``); a string glued to the word before is part of it
+    (``udp:IP:5060`` with ``#!define IP "10.0.0.1"``), as Kamailio reads it."""
     words: list[str] = []
     for tok in parts:
-        text = tok.text if tok.kind != "str" else '"' + tok.text + '"'
-        if tok.space or not words or tok.kind == "str":
-            words.append(text)
+        if tok.space or not words:
+            words.append('"' + tok.text + '"' if tok.kind == "str" else tok.text)
         else:
-            words[-1] += text
+            words[-1] += tok.text
     return words
 
 
@@ -331,7 +333,12 @@ class CorePart(Base):
         for p in protos:
             given = m.group("port")
             number = int(given) if given else (tls_port if p == "tls" else port)
-            out.append(Listener(p, host, number, where, advertise, name))
+            listener = Listener(p, host, number, where, advertise, name)
+            try:
+                ListenAddr.parse(listener.text())
+            except ValueError as exc:
+                raise CfgError(where, f"cannot read the listen address {text!r}: {exc}") from None
+            out.append(listener)
         return out
 
     def parse_socket_block(self, param: CoreParam, port: int, tls_port: int) -> list[Listener]:
