@@ -614,10 +614,18 @@ def condition_text(expr: Expr, positive: bool) -> str:
     """A condition as it holds: ``!x`` negated reads ``x``."""
     while isinstance(expr, Unary) and expr.op == "!":
         expr, positive = expr.operand, not positive
+    if not positive and isinstance(expr, Binary) and expr.op in _OPPOSITE:
+        return expr_text(Binary(_OPPOSITE[expr.op], expr.left, expr.right, expr.where))
     text = expr_text(expr)
     if positive:
         return text
     return f"!{text}" if isinstance(expr, Call | PVar | Name) else f"!({text})"
+
+
+_OPPOSITE: Final = {
+    "==": "!=", "!=": "==", "=~": "!~", "!~": "=~", "<": ">=", ">=": "<", ">": "<=", "<=": ">",
+}  # fmt: skip
+"""A comparison that does not hold, written as the one that does."""
 
 
 def _values(section: Section) -> list[tuple[str, object]]:
