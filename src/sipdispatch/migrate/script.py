@@ -5,7 +5,7 @@ calls, along both branches of every ``if``, and keeps for each path:
 
 - the conditions that hold on it (``Guard``): those of the ``if`` blocks it is inside
   (``branch``), and those that the requests left on it passed because the others were
-  answered, dropped or relayed elsewhere before (``exit``, with what happened to them);
+  answered, dropped or relayed elsewhere before (``exit``);
 - the constant values given to variables (``$var(alg) = 4``), so that a ``ds_select_dst``
   called with them can be read;
 - the ``failure_route`` armed with ``t_on_failure``, and the dispatcher selections waiting
@@ -16,6 +16,9 @@ them), so the walk is linear in the size of the script. Each ``ds_select_dst``,
 ``ds_select_domain``, ``ds_select`` and ``ds_select_routes`` is a `Site`: its conditions,
 arguments, the failure route armed when its request is relayed, and what the script does
 when it finds nothing (the reply sent, another selection tried).
+
+Each path of ``request_route`` that ends without a selection is a `Termination` (what
+it did to its requests: a reply, a relay of the script's own, nothing).
 
 Each failure route a site relays with is then walked the same way (`analyse_failure`):
 where ``ds_next_dst``/``ds_next_domain`` and ``ds_mark_dst`` are called, under which
@@ -185,17 +188,6 @@ QUIET: Final = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class ExitInfo:
-    """What a branch that ends the walk (``exit``, ``drop``, ``return``) did."""
-
-    where: Where
-    replies: tuple[int | None, ...] = ()
-    """Reply codes sent (None: a code that is not a constant)."""
-    relays: bool = False
-    dropped: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class Guard:
     """A condition that holds on a path."""
 
@@ -204,8 +196,6 @@ class Guard:
     kind: Literal["branch", "exit"]
     """``branch``: the path is inside an ``if`` on it; ``exit``: the requests for which
     it did not hold left the path before."""
-    exit_info: ExitInfo | None = None
-    """For an ``exit`` guard: what the script did to the requests that left."""
     at: Where | None = None
     """The statement (``if``, ``switch``, ``while``) the condition belongs to."""
 
@@ -308,7 +298,7 @@ class _Ctx:
         return out
 
     def guarded(self, expr: Expr, positive: bool, at: Where | None = None) -> _Ctx:
-        return self.copy(guards=(*self.guards, Guard(expr, positive, "branch", None, at)))
+        return self.copy(guards=(*self.guards, Guard(expr, positive, "branch", at)))
 
 
 # ------------------------------------------------------------------------------------------
@@ -538,9 +528,7 @@ class _Walker:
             return then_end if known else else_end
         ends = [c for c in (then_end, else_end) if c is not None]
         if len(ends) == 1:
-            dead = stmt.orelse if then_end is not None else stmt.then
-            info = self.exit_info(dead or (), stmt.where)
-            return self.only(ends[0], after, info)
+            return self.only(ends[0], after)
         return self.merge(ends, after)
 
     def site_if(self, stmt: If, sites: list[Call], ctx: _Ctx) -> _Ctx | None:
@@ -571,7 +559,7 @@ class _Walker:
                 self.call_effect(c, base)
         success_stmts = stmt.then if positive else (stmt.orelse or ())
         fail_stmts = (stmt.orelse or ()) if positive else stmt.then
-        extra = tuple(Guard(o, True, "branch", None, stmt.where) for o in others)
+        extra = tuple(Guard(o, True, "branch", stmt.where) for o in others)
         index = self.new_site(call, base.copy(guards=base.guards + extra))
         if index is None:
             return base
@@ -606,14 +594,11 @@ class _Walker:
         bad_end = self.seq((stmt.orelse or ()) if positive else stmt.then, bad)
         return self.merge([c for c in (ok_end, bad_end) if c is not None], ctx)
 
-    def only(self, end: _Ctx, base: _Ctx, info: ExitInfo) -> _Ctx:
+    def only(self, end: _Ctx, base: _Ctx) -> _Ctx:
         """The one path that goes on after a block: its new conditions become ``exit``
         guards (the other requests left)."""
         added = end.guards[len(base.guards) :]
-        converted = tuple(
-            Guard(g.expr, g.positive, "exit", g.exit_info if g.kind == "exit" else info, g.at)
-            for g in added
-        )
+        converted = tuple(Guard(g.expr, g.positive, "exit", g.at) for g in added)
         return end.copy(guards=base.guards + converted, vars=end.vars)
 
     def merge(self, ends: list[_Ctx], base: _Ctx) -> _Ctx | None:
@@ -641,44 +626,6 @@ class _Walker:
             relay=next((e.relay for e in ends if e.relay is not None), None),
             dispatched=any(e.dispatched for e in ends),
         )
-
-    def exit_info(self, stmts: Sequence[Stmt], where: Where) -> ExitInfo:
-        replies: list[int | None] = []
-        relays = dropped = False
-
-        def visit(items: Sequence[Stmt], depth: int) -> None:
-            nonlocal relays, dropped
-            for st in items:
-                if isinstance(st, Jump) and st.kind == "drop":
-                    dropped = True
-                exprs: list[Expr] = []
-                if isinstance(st, ExprStmt):
-                    exprs = [st.expr]
-                elif isinstance(st, Assign):
-                    exprs = [st.value]
-                elif isinstance(st, If):
-                    exprs = [st.cond]
-                    visit(st.then, depth)
-                    visit(st.orelse or (), depth)
-                elif isinstance(st, Switch):
-                    for _, body in st.cases:
-                        visit(body, depth)
-                elif isinstance(st, While):
-                    visit(st.body, depth)
-                for e in exprs:
-                    for c in calls_in(e):
-                        if c.name in REPLY_FUNCTIONS:
-                            replies.append(_reply_code(c))
-                        elif c.name in RELAY_FUNCTIONS:
-                            relays = True
-                        elif c.name == "route" and c.args and depth < 8:
-                            name = const_value(c.args[0], {})
-                            block = self.routes.get(str(name)) if name is not None else None
-                            if block is not None:
-                                visit(block.body, depth + 1)
-
-        visit(stmts, 0)
-        return ExitInfo(where, tuple(replies), relays, dropped)
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -811,11 +758,11 @@ class _Walker:
         if not ends:
             return None
         if len(ends) == 1:
-            out = self.only(ends[0], ctx, ExitInfo(block.where))
+            out = self.only(ends[0], ctx)
         else:
             merged = self.merge(ends, ctx)
             assert merged is not None
-            out = self.only(merged, ctx, ExitInfo(block.where))
+            out = self.only(merged, ctx)
         return out.copy(stack=ctx.stack, vars=out.vars)
 
     def new_site(self, call: Call, ctx: _Ctx) -> int | None:
