@@ -1059,7 +1059,8 @@ def test_a_set_chosen_by_source_and_its_else_branch_become_two_rules_in_order(
 def test_ds_select_routes_gives_fallback_sets_and_its_limit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = ok(migrate(write(SELECT_ROUTES, tmp_path), capsys, "--kamailio-version", "5.6"))
+    result = migrate(write(SELECT_ROUTES, tmp_path), capsys, "--kamailio-version", "5.6")
+    config = ok(result)
     emergency, outbound = config.routes
     assert (outbound.set_id, outbound.algorithm, outbound.mode, outbound.limit) == (1, 4, "dst", 3)
     assert outbound.fallback_algorithms() == ((2, 8),)
@@ -1071,6 +1072,13 @@ def test_ds_select_routes_gives_fallback_sets_and_its_limit(
     assert (emergency.set_id, emergency.algorithm, emergency.mode) == (3, 8, "domain")
     assert emergency.fallback_algorithms() == ((4, 8),)
     assert emergency.limit == 0
+    # The failure route's ds_next_dst only sets the next hop of the emergency calls'
+    # next destinations, where their rule rewrites the Request-URI.
+    assert any(
+        'ds_next_dst() after ds_select_routes("$var(rules)", "ruri"): Kamailio only sets the '
+        "next hop" in w
+        for w in result.warnings
+    )
     assert (config.transaction.fr_timer, config.transaction.fr_inv_timer) == (2000, 60000)
     assert config.dispatcher.probing_threshold == 2
 

@@ -460,15 +460,21 @@ class RulesPart(Base):
             )
         elif limit:
             section.add("limit", limit, f"{expr_text(site.call)}")
+        mode = section.get("mode")
         for next_site in spec.nexts:
-            if next_site.call.name == "ds_next_domain" and section.get("mode") is not None:
-                entry = section.get("mode")
-                if entry is not None and entry.value == "dst":
-                    self.warn(
-                        next_site.call.where,
-                        "ds_next_domain after a ds_select_dst: "
-                        "sipdispatch keeps mode dst for every destination",
-                    )
+            wanted = "domain" if next_site.call.name == "ds_next_domain" else "dst"
+            if mode is not None and mode.value != wanted:
+                what = (
+                    "rewrites the Request-URI host of"
+                    if wanted == "domain"
+                    else "only sets the next hop of"
+                )
+                self.warn(
+                    next_site.call.where,
+                    f"{next_site.call.name}() after {expr_text(site.call)}: Kamailio {what} "
+                    f"the next destinations; sipdispatch keeps mode {mode.value} for every "
+                    "destination",
+                )
             for code, where in next_site.fail_replies:
                 self.warn(
                     where,
