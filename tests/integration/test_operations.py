@@ -114,9 +114,7 @@ def test_log_format_json_writes_every_line_as_one_json_object(
     assert any(o["message"].startswith("sipdispatch ready") for o in objects)
     [rec] = [o for o in objects if o.get("event") == "call"]
     assert rec["status"] == 486 and rec["outcome"] == "rejected"
-    assert rec["attempts"] == [
-        {"destination": mg1.uri, "status": 486, "timeout": False, "set": 1}
-    ]
+    assert rec["attempts"] == [{"destination": mg1.uri, "status": 486, "timeout": False, "set": 1}]
     assert rec["ruri"] == f"sip:1111111@127.0.0.1:{proxy.port}" and rec["set"] == 1
 
 
