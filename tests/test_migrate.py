@@ -1271,6 +1271,29 @@ def test_ifexp_and_defexp_evaluate_defines_and_the_version(tmp_path: Path) -> No
         assert values == {"new_enough": expected, "limit": "30"}, version
 
 
+def test_without_kamailio_version_a_version_dependent_value_is_read_as_6_1_and_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = migrate(write(DB_URL, tmp_path), capsys)
+    assert ok(result).dispatcher.latency_estimator_alpha == 750
+    assert any(
+        "ds_latency_estimator_alpha 750 is read with Kamailio 6.1's meaning" in w
+        and "give --kamailio-version" in w
+        for w in result.warnings
+    )
+
+
+def test_the_kamailio_cfg_itself_is_never_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(_one_selection("4"), tmp_path)
+    before = path.read_text()
+    capsys.readouterr()
+    assert main(["migrate", str(path), "-o", str(path)]) == 1
+    assert "is the kamailio.cfg read; not overwritten" in capsys.readouterr().err
+    assert path.read_text() == before
+
+
 def test_the_output_goes_to_standard_output_without_o(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
