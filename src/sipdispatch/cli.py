@@ -1,6 +1,6 @@
-"""The ``sipdispatch`` command line: ``run``, ``dispatcher`` (kamctl's), ``rpc`` (kamcmd's)
-and ``demo``. Options may come before or after the action; every action has its own
-``--help``."""
+"""The ``sipdispatch`` command line: ``run``, ``dispatcher`` (kamctl's), ``rpc`` (kamcmd's),
+``migrate`` (a kamailio.cfg into a configuration) and ``demo``. Options may come before or
+after the action; every action has its own ``--help``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sipdispatch import __version__, core_build
 from sipdispatch import demo as demo_module
+from sipdispatch import migrate as migrate_module
 from sipdispatch.admin import TOKEN_ENV
 from sipdispatch.config import (
     DEFAULT_CONFIG_FILE,
@@ -538,6 +539,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     _add_dispatcher_parser(sub)
     _add_rpc_parser(sub)
+    migrate = sub.add_parser(
+        "migrate",
+        help="write a sipdispatch configuration from a kamailio.cfg",
+        description="Read a kamailio.cfg (its #!define/#!ifdef, include_file, listen=, "
+        "modparam of dispatcher, tm and rr, and the routing script's ds_select_dst, "
+        "ds_select_domain, ds_select_routes, failure_route with ds_next_dst and ds_mark_dst) "
+        "and write the sipdispatch configuration that does the same: each key with the "
+        "Kamailio line it came from, what is not carried over as comments saying why. "
+        "Behaviour that differs is also a warning on stderr. See docs/kamailio.md.",
+        epilog="Exit status 0 when the configuration was written, 1 when kamailio.cfg cannot "
+        "be read (the error names file:line).",
+    )
+    migrate_module.add_arguments(migrate)
+    migrate.set_defaults(func=migrate_module.main_from_args)
     demo = sub.add_parser(
         "demo",
         help="the article's story live on loopback: 75/25 split, a gateway dies and comes back",
