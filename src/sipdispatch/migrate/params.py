@@ -105,8 +105,6 @@ NOT_CARRIED: Final[dict[str, str]] = {
     "destination's attrs are in dispatcher.list",
     "ds_hash_check_interval": "sipdispatch expires call-load entries at their exact time, "
     "not on a scan every N seconds",
-    "outbound_proxy": "pings go straight to each destination; sipdispatch has no outbound "
-    "proxy for them",
     "ds_ping_socket": "pings are sent from the first listener of their transport (the first "
     "udp entry of server.listen for UDP)",
     "ds_timer_mode": "sipdispatch has no timer processes to choose from: its timers run in "
@@ -267,7 +265,6 @@ class ParamsPart(Base):
             self.not_carried(self.dispatcher, w, why)
             if name in (
                 "ds_ping_socket",
-                "outbound_proxy",
                 "event_callback",
                 "ds_db_extra_attrs",
                 "force_dst",
@@ -544,18 +541,20 @@ class ParamsPart(Base):
         if fr_timer is None:
             fr_timer, rwhere = self.dp("ds_ping_fr_timeout")
         if isinstance(fr_timer, int) and fr_timer > 0:
-            self.not_carried(
-                self.dispatcher,
-                rwhere,
-                "pings time out after [transaction] "
-                "fr_timer, as requests do: sipdispatch has no separate timer for "
-                "them",
-            )
+            # Kamailio hands the number to tm as its timer ticks (16 a second).
+            self.put("ping_fr_timer", max(1, round(fr_timer * 1000 / 16)), rwhere)
             self.warn(
                 rwhere,
-                f"ds_ping_fr_timer {fr_timer} not carried over: pings time out "
-                "after [transaction] fr_timer",
+                f"ds_ping_fr_timer {fr_timer}: Kamailio reads it as timer ticks of 1/16 s, "
+                f"so ping_fr_timer = {max(1, round(fr_timer * 1000 / 16))} (milliseconds)",
             )
+        proxy, pwhere = self.dp("outbound_proxy")
+        if proxy:
+            try:
+                parse_sip_uri(str(proxy))
+            except Invalid as exc:
+                raise CfgError(pwhere, f"outbound_proxy {proxy!r}: {exc.allowed}") from None
+            self.put("outbound_proxy", str(proxy), pwhere)
 
     def latency_alpha(self, alpha: int, where: Where | None) -> None:
         if not 0 < alpha < 1000:

@@ -243,12 +243,7 @@ class RulesPart(Base):
         if number in (14, 15) and since is not None and self.version >= since:
             return number
         if number == 64 and self.version >= (6, 0):
-            self.warn(
-                where,
-                "algorithm 64 (round-robin with overload control): sipdispatch has "
-                "no overload control (ds_oc_set_attrs); carried over as 4, round-robin",
-            )
-            return 4
+            return number  # the controls come from the destinations' Via (RFC 7339)
         self.warn(
             where,
             f"algorithm {number} is not in Kamailio {release(self.version)}"
