@@ -149,9 +149,10 @@ class DispatcherService:
         A destination whose host does not resolve does not stop the start: it is loaded
         inactive (``IP``) with the reason, gets no calls nor pings, and
         :meth:`retry_unresolved` tries it again."""
-        hooks = HookLoader(config.routes, hook_search)
+        hooks = HookLoader(config.routes, hook_search, events=config.events.hooks)
         try:
             hooks.install(hooks.load())
+            hooks.install_events(hooks.load_events())
         except HookLoadError as exc:
             raise ConfigError(f"config: {exc}", key=exc.key) from None
         d = config.dispatcher
@@ -314,6 +315,9 @@ class DispatcherService:
             try:
                 dests = await loop.run_in_executor(None, self.load)
                 hooks = await loop.run_in_executor(None, self.hooks.load) if self.hooks else None
+                events = None
+                if self.hooks.event_specs:
+                    events = await loop.run_in_executor(None, self.hooks.load_events)
             except Exception:
                 self.reloads["failed"] += 1
                 raise
@@ -321,6 +325,9 @@ class DispatcherService:
                 self.hooks.install(hooks)
                 self.router.replace_routes(route_rules(self.routes, self.hooks.functions()))
                 log.info("dispatcher.reload: %d Python hooks imported afresh", len(hooks))
+            if events is not None:
+                self.hooks.install_events(events)
+                log.info("dispatcher.reload: %d event hooks imported afresh", len(events))
             kept = self.router.replace(dests)
         self.reloads["ok"] += 1
         self.warn()
