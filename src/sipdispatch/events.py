@@ -156,7 +156,7 @@ class Outlet:
     :data:`OUTCOMES`)."""
 
     label = "outlet"
-    """The metric label (``on_destination_down``, ``command``, ``webhook``)."""
+    """The metric label (``hook``, ``command``, ``webhook``)."""
 
     def __init__(self, name: str, concurrency: int, clock: Callable[[], float]) -> None:
         self.name = name
@@ -168,7 +168,7 @@ class Outlet:
         self._concurrency = asyncio.Semaphore(concurrency)
         self._last: dict[tuple[int, str], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._failures = _Throttle()
+        self._failures: dict[str, _Throttle] = {}
         self._drops = _Throttle()
 
     def wants(self, event: DestinationEvent) -> bool:
@@ -222,11 +222,22 @@ class Outlet:
         failures (:meth:`failed`)."""
         raise NotImplementedError
 
-    def failed(self, event: DestinationEvent, why: str, level: int = logging.ERROR) -> None:
-        """Log that ``event`` could not be told (one line per :data:`LOG_INTERVAL`)."""
-        held = self._failures.due(self.clock())
+    def failed(
+        self,
+        event: DestinationEvent,
+        why: str,
+        level: int = logging.ERROR,
+        outcome: str = "failed",
+    ) -> None:
+        """Log that ``event`` could not be told (one line per :data:`LOG_INTERVAL` for
+        each ``outcome``, ``failed`` or ``timeout``)."""
+        held = self._failures.setdefault(outcome, _Throttle()).due(self.clock())
         if held is not None:
-            log.log(level, "%s: %s: %s%s", self.name, event.describe(), why, _more(held))
+            log.log(level, "%s: %s: %s%s", self.who(event), event.describe(), why, _more(held))
+
+    def who(self, event: DestinationEvent) -> str:
+        """Who tells ``event``, for the log."""
+        return self.name
 
     async def close(self, grace: float) -> None:
         """Give the events being told ``grace`` seconds, then cancel what is left."""
@@ -241,34 +252,42 @@ class Outlet:
 
 
 class HookOutlet(Outlet):
-    """``on_destination_down`` / ``on_destination_up``: the running function of ``key``
-    (imported afresh by a reload), called with the event, one call at a time, bounded by
+    """``on_destination_down`` / ``on_destination_up``: the running function of the event's
+    kind (imported afresh by a reload), called with the event, one call at a time (so the
+    hooks see one destination's ``dst-down`` before its ``dst-up``), bounded by
     ``timeout``. A plain function runs in one of the ``executor``'s threads (it may block;
     past the timeout it is left to finish there), an ``async def`` one on the event loop
     (cancelled at the timeout)."""
 
+    label = "hook"
+    KEYS: Final = {EVENT_DOWN: "events.on_destination_down", EVENT_UP: "events.on_destination_up"}
+    """The configuration key of each event's hook."""
+
     def __init__(
         self,
-        key: str,
-        event: str,
         loader: HookLoader,
         timeout: float,
-        executor: ThreadPoolExecutor,
+        executor: Callable[[], ThreadPoolExecutor],
         clock: Callable[[], float],
     ) -> None:
-        super().__init__(f"{key} = {loader.event_specs.get(key, '?')!r}", 1, clock)
-        self.key = key
-        self.label = key.rpartition(".")[2]
-        self.event = event
+        super().__init__("events hook", 1, clock)
         self.loader = loader
         self.timeout = timeout
         self.executor = executor
 
+    def key(self, event: DestinationEvent) -> str:
+        """The configuration key of ``event``'s hook."""
+        return self.KEYS[event.event]
+
     def wants(self, event: DestinationEvent) -> bool:
-        return event.event == self.event
+        return self.key(event) in self.loader.event_specs
+
+    def who(self, event: DestinationEvent) -> str:
+        key = self.key(event)
+        return f"{key} = {self.loader.event_specs.get(key, '?')!r}"
 
     async def deliver(self, event: DestinationEvent) -> str:
-        function = self.loader.event_hooks.get(self.key)
+        function = self.loader.event_hooks.get(self.key(event))
         if function is None:
             self.failed(event, "the hook is not imported")
             return "failed"
@@ -277,13 +296,14 @@ class HookOutlet(Outlet):
                 await asyncio.wait_for(function(event), self.timeout)
             else:
                 loop = asyncio.get_running_loop()
-                call = loop.run_in_executor(self.executor, function, event)
+                call = loop.run_in_executor(self.executor(), function, event)
                 await asyncio.wait_for(call, self.timeout)
         except TimeoutError:
             self.failed(
                 event,
                 f"took longer than {self.timeout:g} s (hook_timeout); not waited for",
                 logging.WARNING,
+                "timeout",
             )
             return "timeout"
         except Exception as exc:  # the hook's bug must not stop the proxy
@@ -351,7 +371,7 @@ class CommandOutlet(Outlet):
             await process.wait()
             self.failed(
                 event, f"still running after {self.timeout:g} s (command_timeout): killed",
-                logging.WARNING,
+                logging.WARNING, "timeout",
             )  # fmt: skip
             return "timeout"
         except asyncio.CancelledError:
@@ -461,14 +481,8 @@ class DestinationEvents:
         self._executor: ThreadPoolExecutor | None = None
         self.outlets: list[Outlet] = []
         monotonic = time.monotonic
-        for key, kind in (
-            ("events.on_destination_down", EVENT_DOWN),
-            ("events.on_destination_up", EVENT_UP),
-        ):
-            if key in hooks.event_specs:
-                self.outlets.append(
-                    HookOutlet(key, kind, hooks, settings.hook_timeout, self.executor, monotonic)
-                )
+        if hooks.event_specs:
+            self.outlets.append(HookOutlet(hooks, settings.hook_timeout, self._threads, monotonic))
         if settings.command:
             self.outlets.append(
                 CommandOutlet(
@@ -485,8 +499,7 @@ class DestinationEvents:
             )  # fmt: skip
         self._unsubscribe: Callable[[], None] | None = None
 
-    @property
-    def executor(self) -> ThreadPoolExecutor:
+    def _threads(self) -> ThreadPoolExecutor:
         """The threads of the plain event hooks (made when first needed)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(HOOK_THREADS, thread_name_prefix="event-hook")

@@ -626,17 +626,27 @@ def import_function(key: str, name: str) -> Callable[[RequestView], object]:
     return function
 
 
-def import_event_hook(key: str, name: str) -> EventHookFn:
+def import_event_hook(
+    key: str, name: str, modules: dict[str, ModuleType] | None = None
+) -> EventHookFn:
     """Import an event hook's ``module:function`` afresh (a plain function or an
-    ``async def`` one). Raises :class:`HookLoadError` as :func:`import_function`."""
-    return _import_callable(key, name)
+    ``async def`` one). Raises :class:`HookLoadError` as :func:`import_function`.
+    ``modules``: the modules imported afresh so far by the same load, by name (the
+    down and up hooks of one module share its globals)."""
+    return _import_callable(key, name, modules)
 
 
-def _import_callable(key: str, name: str) -> Callable[[object], object]:
+def _import_callable(
+    key: str, name: str, modules: dict[str, ModuleType] | None = None
+) -> Callable[[object], object]:
     module_name, _, function_name = name.partition(":")
     importlib.invalidate_caches()  # files added or changed since the last import
     try:
-        module = _fresh_module(module_name)
+        module = modules.get(module_name) if modules is not None else None
+        if module is None:
+            module = _fresh_module(module_name)
+        if modules is not None:
+            modules[module_name] = module
     except SyntaxError as exc:
         where = f" ({Path(exc.filename or '?').name}, line {exc.lineno})"
         reason = f"SyntaxError: {exc.msg}{where}"
@@ -709,7 +719,10 @@ class HookLoader:
         for directory in self.search:
             if directory not in sys.path:
                 sys.path.append(directory)
-        return {key: import_event_hook(key, name) for key, name in self.event_specs.items()}
+        modules: dict[str, ModuleType] = {}
+        return {
+            key: import_event_hook(key, name, modules) for key, name in self.event_specs.items()
+        }
 
     def install_events(self, hooks: dict[str, EventHookFn]) -> None:
         """Make ``hooks`` the running event hooks."""
