@@ -667,6 +667,15 @@ class DispatcherConfig:
     keep_state_on_reload: Annotated[StrictBool, Key(kamailio="none (sipdispatch behaviour)")] = True
     """Destinations present before and after `dispatcher.reload` keep their state, latency and
     call load."""
+    reload_delta: Annotated[
+        StrictInt,
+        Field(ge=0, le=3600),
+        Key(unit="seconds, 0 = off", kamailio="`reload_delta`"),
+    ] = 0
+    """After a `dispatcher.reload`, `dispatcher.add` or `dispatcher.remove` asked over RPC,
+    another one is refused with `Ongoing reload` for this many seconds (a rate limit). `0`
+    = none: only one that arrives while another runs is refused. Kamailio's master
+    default is 0; its 5.6 to 6.1 releases used 5."""
     hash_header: Annotated[
         StrictStr,
         _str_then(parse_header_name),
