@@ -1529,3 +1529,21 @@ def test_a_migrated_config_relays_a_call_and_fails_over_as_its_failure_route_did
     # The call log names both attempts: MG1's 503, then MG2's 200.
     short = [gw.uri.removeprefix("sip:") for gw in (mg1, mg2)]
     assert f"{short[0]} 503 -> {short[1]} 200" in proxy.log_text(), proxy.log_text()
+
+
+@pytest.mark.parametrize(
+    ("param", "version", "delta"),
+    [
+        ("", "5.6", 5),  # Kamailio 5.3 to 6.1 wait 5 s between reloads by default
+        ("", "6.2", 0),
+        ('modparam("dispatcher", "reload_delta", 0)\n', "5.6", 0),
+        ('modparam("dispatcher", "reload_delta", 12)\n', "6.1", 12),
+    ],
+)
+def test_reload_delta_is_carried_with_the_default_of_the_kamailio_version(
+    param: str, version: str, delta: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = Cfg(_BASE + 'modparam("dispatcher", "list_file", "dispatcher.list")\n' + param + _ROUTE)
+    cfg.files["dispatcher.list"] = "1 sip:127.0.0.1:5071\n"
+    result = migrate(write(cfg, tmp_path), capsys, "--kamailio-version", version)
+    assert ok(result).dispatcher.reload_delta == delta

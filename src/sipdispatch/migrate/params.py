@@ -115,8 +115,6 @@ NOT_CARRIED: Final[dict[str, str]] = {
     "ds_attrs_none": "no XAVPs for the attrs of a destination",
     "ds_db_extra_attrs": "sipdispatch reads the seven columns of Kamailio's dispatcher table; "
     "extra columns are not appended to attrs (put them in the attrs column)",
-    "reload_delta": "no rate limit on reloads: a reload is refused only while another change "
-    "of the list is running",
     "ds_dns_interval": "a destination located by DNS is looked up again when its TTL runs "
     "out, not every N seconds",
     "ds_dns_ttl": "sipdispatch keeps DNS answers for their TTL (at least 5 s, at most 1 h)",
@@ -268,9 +266,13 @@ class ParamsPart(Base):
                 "event_callback",
                 "ds_db_extra_attrs",
                 "force_dst",
-                "reload_delta",
             ):
                 self.warn(w, f"{name} not carried over: {why}")
+        delta, dwhere = self.dp("reload_delta")
+        if isinstance(delta, int) and delta > 0:
+            self.put("reload_delta", delta, dwhere)
+        elif delta is None and (5, 3) <= self.version < (6, 2):
+            self.put("reload_delta", 5, None, f"5 s in Kamailio {release(self.version)}")
         self.read_load_and_dns()
 
     def read_store(self) -> None:
