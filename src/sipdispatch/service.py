@@ -186,7 +186,9 @@ class DispatcherService:
         except HookLoadError as exc:
             raise ConfigError(f"config: {exc}", key=exc.key) from None
         d = config.dispatcher
-        store = open_store(list_file=d.list_file, db_url=d.db_url, table_name=d.table_name)
+        store = open_store(
+            list_file=d.list_file, db_url=d.db_url, table_name=d.table_name, columns=d.columns
+        )
         rng = random.Random()  # seeded from the system's entropy
         dns = DnsCache.for_config(config.dns)
         dests = store.load()

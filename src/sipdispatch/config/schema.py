@@ -588,6 +588,41 @@ class DispatcherConfig:
         Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`table_name`"),
     ] = "dispatcher"
     """SQL table of destinations (Kamailio schema version 4); it is written into SQL."""
+    setid_col: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`setid_col`"),
+    ] = "setid"
+    """Column of the set id in `table_name` (a table whose columns Kamailio was told to
+    name otherwise)."""
+    destination_col: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`destination_col`"),
+    ] = "destination"
+    """Column of the destination URI in `table_name` (a table whose columns Kamailio was told to
+    name otherwise)."""
+    flags_col: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`flags_col`"),
+    ] = "flags"
+    """Column of the flags in `table_name` (a table whose columns Kamailio was told to
+    name otherwise)."""
+    priority_col: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`priority_col`"),
+    ] = "priority"
+    """Column of the priority in `table_name` (a table whose columns Kamailio was told to
+    name otherwise)."""
+    attrs_col: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`attrs_col`"),
+    ] = "attrs"
+    """Column of the attrs in `table_name` (a table whose columns Kamailio was told to
+    name otherwise)."""
     ping_interval: Annotated[
         StrictInt,
         Field(ge=0),
@@ -745,6 +780,17 @@ class DispatcherConfig:
                 raise Invalid(exc.allowed, at=("ping_reply_codes",), value=raw) from None
             data = {**data, "ping_reply_codes": {"codes": codes, "classes": classes}}
         return data
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """The renamed columns of the table, by their usual name."""
+        return {
+            "setid": self.setid_col,
+            "destination": self.destination_col,
+            "flags": self.flags_col,
+            "priority": self.priority_col,
+            "attrs": self.attrs_col,
+        }
 
     @property
     def store_kind(self) -> StoreKind:

@@ -243,16 +243,8 @@ class ParamsPart(Base):
             )
         for name in ("setid_col", "destination_col", "flags_col", "priority_col", "attrs_col"):
             value, w = self.dp(name)
-            default = name.removesuffix("_col").replace("destination", "destination")
-            if value is not None and value != default:
-                self.not_carried(
-                    self.dispatcher,
-                    w,
-                    f"sipdispatch reads the column {default}; "
-                    f"rename {value} or read the table through a view that names it "
-                    f"{default}",
-                )
-                self.warn(w, f"{name} {value!r}: sipdispatch reads the column {default!r}")
+            if value is not None and value != name.removesuffix("_col"):
+                self.put(name, str(value), w)
         for name, why in NOT_CARRIED.items():
             value, w = self.dp(name)
             if w is None:
