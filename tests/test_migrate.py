@@ -1116,7 +1116,7 @@ def test_what_the_database_setup_does_that_sipdispatch_does_not_is_warned_about(
     text = result.text
     here = f"# not carried over: {tmp_path}/"
     assert ok(result).dispatcher.setid_col == "groupid"  # carried, as Kamailio names it
-    assert here + line(DB_URL, '"hash_pvar"') in text
+    assert ok(result).dispatcher.hash_header == "{from_user}@{call_id}"  # "$fU@$ci"
     assert here + line(DB_URL, "event_route[dispatcher:dst-down]") in text
     assert here + line(DB_URL, "onreply_route[BRIDGE_REPLY]") in text
     at = {

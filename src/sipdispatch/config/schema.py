@@ -43,6 +43,7 @@ from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 from sipdispatch.config.values import (
     ALGORITHM_ALLOWED,
     FAILOVER_ON_ALLOWED,
+    HASH_HEADER_ALLOWED,
     HOOK_ALLOWED,
     REPLY_CODES_ALLOWED,
     SQL_IDENTIFIER_ALLOWED,
@@ -54,7 +55,7 @@ from sipdispatch.config.values import (
     parse_algorithm,
     parse_db_url,
     parse_failover_on,
-    parse_header_name,
+    parse_hash_header,
     parse_hook_name,
     parse_host_port,
     parse_method,
@@ -757,14 +758,20 @@ class DispatcherConfig:
     default is 0; its 5.6 to 6.1 releases used 5."""
     hash_header: Annotated[
         StrictStr,
-        _str_then(parse_header_name),
+        _str_then(parse_hash_header),
         Key(
-            allowed='must be "" or a SIP header name, e.g. "X-Customer"',
-            kamailio='`hash_pvar` (e.g. `"$hdr(X-Customer)"`)',
+            allowed=HASH_HEADER_ALLOWED,
+            kamailio='`hash_pvar` (a format string: `"$hdr(X-Customer)"` is `"X-Customer"`, '
+            '`"$hdr(X-Tenant)$fU"` is `"{hdr:X-Tenant}{from_user}"`)',
         ),
     ] = ""
-    """*(sipdispatch addition)* Name of the header whose value algorithm 7 hashes, e.g.
-    `"X-Customer"`. A route using algorithm 7 requires it."""
+    """What algorithm 7 hashes: the value of a header, e.g. `"X-Customer"`, or a template
+    of several values and text, as Kamailio's `hash_pvar` format string: `{hdr:Name}`
+    (the header's first value), `{call_id}`, `{from_uri}`, `{from_user}`, `{to_uri}`,
+    `{to_user}`, `{ruri}`, `{ruri_user}`, e.g. `"{hdr:X-Tenant}{from_user}"`. A part
+    the request lacks is empty; a request where all are empty gets no destination
+    (Kamailio: an empty hash string fails the selection). A route using algorithm 7
+    requires it."""
 
     @model_validator(mode="before")
     @classmethod

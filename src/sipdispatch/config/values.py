@@ -17,6 +17,7 @@ import sqlalchemy
 from sqlalchemy.exc import ArgumentError
 
 from sipdispatch.dispatcher.algorithms import REGISTRY
+from sipdispatch.dispatcher.hashing import is_hash_template, parse_hash_template
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.uri import parse_hostport, parse_uri
 from sipdispatch.store import StoreError, make_engine_url
@@ -148,6 +149,26 @@ def parse_header_name(value: str) -> str:
     """``""`` or a header name (an RFC 3261 token)."""
     if value and not TOKEN_CHARS.issuperset(value):
         raise Invalid('must be "" or a SIP header name, e.g. "X-Customer"')
+    return value
+
+
+HASH_HEADER_ALLOWED: Final = (
+    'must be "", a SIP header name, e.g. "X-Customer", or a template of {hdr:Name}, '
+    "{call_id}, {from_uri}, {from_user}, {to_uri}, {to_user}, {ruri}, {ruri_user} and text, "
+    'e.g. "{hdr:X-Tenant}{from_user}"'
+)
+
+
+def parse_hash_header(value: str) -> str:
+    """Algorithm 7's key: a header name, or a template over several values."""
+    if not is_hash_template(value):
+        if value and not TOKEN_CHARS.issuperset(value):
+            raise Invalid(HASH_HEADER_ALLOWED)
+        return value
+    try:
+        parse_hash_template(value)
+    except ValueError as exc:
+        raise Invalid(f"{HASH_HEADER_ALLOWED} ({exc})") from None
     return value
 
 

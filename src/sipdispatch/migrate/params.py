@@ -11,6 +11,7 @@ from typing import Final
 from sipdispatch.config.values import (
     Invalid,
     parse_db_url,
+    parse_hash_header,
     parse_header_name,
     parse_method,
     parse_reply_codes,
@@ -610,6 +611,8 @@ class ParamsPart(Base):
                     header = parse_header_name(m.group(1).strip())
                 except Invalid:
                     header = ""
+            else:
+                header = pv_template(pvar)
             if header:
                 self.hash_header = header
                 self.dispatcher.add("hash_header", header, self.origin(pwhere) if pwhere else "")
@@ -621,7 +624,11 @@ class ParamsPart(Base):
                     "algorithm 7 hashes one header (hash_header); other variables "
                     "or templates are not supported",
                 )
-                self.warn(pwhere, f"hash_pvar {pvar!r} not carried over: only $hdr(Name) is")
+                self.warn(
+                    pwhere,
+                    f"hash_pvar {pvar!r} not carried over: only $hdr(Name), $ci, $fu, $fU, "
+                    "$tu, $tU, $ru, $rU and text are",
+                )
 
     def read_load_and_dns(self) -> None:
         load_mode, lwhere = self.dp("ds_load_mode")
@@ -718,3 +725,40 @@ def _flags_value(text: str) -> str:
 def _where_of(dest: Destination, shown: str) -> Where:
     m = re.search(r":(\d+)$", dest.where)
     return Where(shown, int(m.group(1))) if m else Where(shown, 1)
+
+
+_PV_FIELDS: Final = {
+    "ci": "call_id", "fu": "from_uri", "fU": "from_user", "tu": "to_uri", "tU": "to_user",
+    "ru": "ruri", "rU": "ruri_user",
+}  # fmt: skip
+"""Kamailio pseudo-variables a hash template has, by their name."""
+_PV: Final = re.compile(r"\$hdr\(([^()]+)\)|\$\(?([A-Za-z]+)\)?")
+
+
+def pv_template(pvar: str) -> str:
+    """``hash_pvar``'s format string as a hash template (``"$hdr(X-Tenant)$fU"`` ->
+    ``"{hdr:X-Tenant}{from_user}"``); "" when it uses what a template cannot name."""
+    out: list[str] = []
+    at = 0
+    for m in _PV.finditer(pvar):
+        text = pvar[at : m.start()]
+        if "{" in text or "}" in text:
+            return ""
+        out.append(text)
+        if m.group(1) is not None:
+            out.append(f"{{hdr:{m.group(1).strip()}}}")
+        elif m.group(2) in _PV_FIELDS:
+            out.append(f"{{{_PV_FIELDS[m.group(2)]}}}")
+        else:
+            return ""
+        at = m.end()
+    tail = pvar[at:]
+    if "{" in tail or "}" in tail or "$" in tail:
+        return ""
+    out.append(tail)
+    template = "".join(out).strip()
+    try:
+        parse_hash_header(template)
+    except Invalid:
+        return ""
+    return template
