@@ -184,6 +184,24 @@ class RequestView:
         """Value of the first header ``name`` (any case, compact forms too), or None."""
         return self._request.get(header_key(name))
 
+    def set_exists(self, set_id: int) -> bool:
+        """Whether destination set ``set_id`` exists (Kamailio's ``ds_list_exists``)."""
+        return self._router.sets.get(set_id) is not None
+
+    def set_active(self, set_id: int, uri: str | None = None) -> bool:
+        """Whether set ``set_id`` has a destination that takes calls (neither inactive
+        nor disabled) -- or, with ``uri``, whether that destination of the set does
+        (Kamailio's ``ds_is_active``)."""
+        dset = self._router.sets.get(set_id)
+        if dset is None:
+            return False
+        for dest in dset.dests:
+            if uri is not None and dest.uri != uri:
+                continue
+            if not dest.state & DS_SKIP_MASK:
+                return True
+        return False
+
     def __repr__(self) -> str:
         return (
             f"<RequestView {self.method} {self.ruri} from "
