@@ -219,6 +219,7 @@ def _open_store(args: argparse.Namespace) -> Store:
         db_url=d.db_url,
         table_name=args.table or d.table_name,
         columns=d.columns,
+        extra_attrs=d.db_extra_attrs,
     )
 
 

@@ -187,7 +187,11 @@ class DispatcherService:
             raise ConfigError(f"config: {exc}", key=exc.key) from None
         d = config.dispatcher
         store = open_store(
-            list_file=d.list_file, db_url=d.db_url, table_name=d.table_name, columns=d.columns
+            list_file=d.list_file,
+            db_url=d.db_url,
+            table_name=d.table_name,
+            columns=d.columns,
+            extra_attrs=d.db_extra_attrs,
         )
         rng = random.Random()  # seeded from the system's entropy
         dns = DnsCache.for_config(config.dns)

@@ -344,3 +344,25 @@ def test_a_table_whose_columns_kamailio_was_told_to_name_otherwise_is_used_as_it
 def test_a_renamed_column_must_be_an_sql_identifier(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="bad column name 'a b' for attrs"):
         SqlStore(f"sqlite:///{tmp_path / 'x.db'}", "dispatcher", {"attrs": "a b"})
+
+
+def test_extra_columns_are_added_to_the_attrs_as_kamailios_ds_db_extra_attrs(db: Db) -> None:
+    store = SqlStore(db.url, db.table, extra_attrs=(("socket", "sock"), ("pref", "prefix")))
+    db.stores.append(store)
+    store.add(1, "sip:10.0.0.1:5060", 0, 0, "weight=75")
+    store.add(1, "sip:10.0.0.2:5060")
+    # The extra columns are the operator's: added to the table Kamailio's way.
+    db.execute(
+        f"ALTER TABLE {db.table} ADD sock VARCHAR(64)",
+        f"ALTER TABLE {db.table} ADD prefix INTEGER",
+        f"UPDATE {db.table} SET sock = 'udp:10.0.0.9:5060', prefix = 44 "
+        "WHERE destination = 'sip:10.0.0.1:5060'",
+    )
+    by_uri = {d.uri: d for d in store.load()}
+    assert by_uri["sip:10.0.0.1:5060"].attrs.body == "weight=75;socket=udp:10.0.0.9:5060;pref=44"
+    assert by_uri["sip:10.0.0.1:5060"].attrs.weight == 75
+    assert by_uri["sip:10.0.0.2:5060"].attrs.body == ""  # NULLs add nothing
+    missing = SqlStore(db.url, db.table, extra_attrs=(("x", "nosuchcolumn"),))
+    db.stores.append(missing)
+    with pytest.raises(StoreError, match="nosuchcolumn"):
+        missing.load()

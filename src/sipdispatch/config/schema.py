@@ -42,6 +42,7 @@ from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
 from sipdispatch.config.values import (
     ALGORITHM_ALLOWED,
+    EXTRA_ATTRS_ALLOWED,
     FAILOVER_ON_ALLOWED,
     HASH_HEADER_ALLOWED,
     HOOK_ALLOWED,
@@ -54,6 +55,7 @@ from sipdispatch.config.values import (
     is_wildcard,
     parse_algorithm,
     parse_db_url,
+    parse_extra_attrs,
     parse_failover_on,
     parse_hash_header,
     parse_hook_name,
@@ -624,6 +626,20 @@ class DispatcherConfig:
     ] = "attrs"
     """Column of the attrs in `table_name` (a table whose columns Kamailio was told to
     name otherwise)."""
+    db_extra_attrs: Annotated[
+        tuple[tuple[StrictStr, StrictStr], ...],
+        BeforeValidator(lambda v: parse_extra_attrs(v) if isinstance(v, str) else v),
+        Key(
+            allowed=EXTRA_ATTRS_ALLOWED,
+            kamailio="`ds_db_extra_attrs`",
+            toml_type="string",
+            toml_default='""',
+        ),
+    ] = ()
+    """Columns of `table_name` whose value is added to each row's attrs, as
+    `attr=value` after the attrs column's (Kamailio's format: `"attr=column;..."`, e.g.
+    `"socket=socket;pref=prefix"`). The columns are the operator's own: a table
+    sipdispatch creates does not get them. A NULL or empty value adds nothing."""
     ping_interval: Annotated[
         StrictInt,
         Field(ge=0),

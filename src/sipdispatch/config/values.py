@@ -342,6 +342,35 @@ def parse_sql_identifier(value: str) -> str:
     return value
 
 
+EXTRA_ATTRS_ALLOWED: Final = (
+    'must be "" or attr=column pairs separated by ";", e.g. "socket=socket;pref=prefix" '
+    "(an attr name of letters, digits, _ or -; a column an SQL identifier)"
+)
+
+
+def parse_extra_attrs(value: str) -> tuple[tuple[str, str], ...]:
+    """Kamailio's ``ds_db_extra_attrs``: ``aname1=cname1;aname2=cname2``."""
+    out: list[tuple[str, str]] = []
+    for part in value.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        attr, sep, column = (p.strip() for p in part.partition("="))
+        if (
+            not sep
+            or not attr
+            or not all(c.isalnum() or c in "_-" for c in attr)
+            or not attr.isascii()
+        ):
+            raise Invalid(f"{EXTRA_ATTRS_ALLOWED}: {part!r}")
+        try:
+            parse_sql_identifier(column)
+        except Invalid:
+            raise Invalid(f"{EXTRA_ATTRS_ALLOWED}: {part!r}") from None
+        out.append((attr, column))
+    return tuple(out)
+
+
 def parse_db_url(value: str) -> str:
     """A database URL SQLAlchemy can read, of a database the SQL store supports.
 

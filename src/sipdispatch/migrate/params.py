@@ -11,6 +11,7 @@ from typing import Final
 from sipdispatch.config.values import (
     Invalid,
     parse_db_url,
+    parse_extra_attrs,
     parse_hash_header,
     parse_header_name,
     parse_method,
@@ -114,8 +115,6 @@ NOT_CARRIED: Final[dict[str, str]] = {
     "(sipdispatch.health) and a metric, and the state log has subscribers (docs/health.md)",
     "event_callback_mode": "no event routes or callbacks (see event_callback)",
     "ds_attrs_none": "no XAVPs for the attrs of a destination",
-    "ds_db_extra_attrs": "sipdispatch reads the seven columns of Kamailio's dispatcher table; "
-    "extra columns are not appended to attrs (put them in the attrs column)",
     "ds_dns_interval": "a destination located by DNS is looked up again when its TTL runs "
     "out, not every N seconds",
     "ds_dns_ttl": "sipdispatch keeps DNS answers for their TTL (at least 5 s, at most 1 h)",
@@ -257,10 +256,16 @@ class ParamsPart(Base):
             if name in (
                 "ds_ping_socket",
                 "event_callback",
-                "ds_db_extra_attrs",
                 "force_dst",
             ):
                 self.warn(w, f"{name} not carried over: {why}")
+        extra, ewhere = self.dp("ds_db_extra_attrs")
+        if isinstance(extra, str) and extra.strip():
+            try:
+                parse_extra_attrs(extra)
+            except Invalid as exc:
+                raise CfgError(ewhere, f"ds_db_extra_attrs {extra!r}: {exc.allowed}") from None
+            self.put("db_extra_attrs", extra.strip(), ewhere)
         delta, dwhere = self.dp("reload_delta")
         if isinstance(delta, int) and delta > 0:
             self.put("reload_delta", delta, dwhere)

@@ -13,7 +13,7 @@ See ``docs/store.md``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from sipdispatch.store.base import Row, Store, StoreError, host_matches
 from sipdispatch.store.listfile import ListFileStore
@@ -41,6 +41,7 @@ def open_store(
     db_url: str = "",
     table_name: str = "dispatcher",
     columns: Mapping[str, str] | None = None,
+    extra_attrs: Sequence[tuple[str, str]] = (),
 ) -> Store:
     """The store a ``[dispatcher]`` configuration names.
 
@@ -54,5 +55,5 @@ def open_store(
     if list_file:
         return ListFileStore(list_file)
     if db_url:
-        return SqlStore(db_url, table_name, columns)
+        return SqlStore(db_url, table_name, columns, extra_attrs)
     raise StoreError("no destination store: set dispatcher.list_file or dispatcher.db_url")

@@ -27,7 +27,7 @@ gets both (SQLite is the embedded default and is created on first use).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -208,6 +208,7 @@ class SqlStore:
         db_url: str,
         table_name: str = "dispatcher",
         columns: Mapping[str, str] | None = None,
+        extra_attrs: Sequence[tuple[str, str]] = (),
     ) -> None:
         named = {k: v for k, v in (columns or {}).items() if v and v != k}
         for key, column in named.items():
@@ -220,6 +221,12 @@ class SqlStore:
                 )
         self.columns = {key: named.get(key, key) for key in COLUMNS}
         """Each column's name in the database, by its usual name."""
+        for attr, column in extra_attrs:
+            if not _IDENTIFIER.fullmatch(column):
+                raise StoreError(f"bad column name {column!r} for the attr {attr}")
+        self.extra_attrs = tuple(extra_attrs)
+        """``(attr, column)``: columns whose value is added to each row's attrs as
+        ``attr=value`` (Kamailio's ``ds_db_extra_attrs``)."""
         if not _IDENTIFIER.fullmatch(table_name):
             raise StoreError(
                 f"bad table name {table_name!r}: must be an SQL identifier "
@@ -408,21 +415,44 @@ class SqlStore:
         self.ensure_schema()
         with self._guard("load destinations from"):
             records = self._select_all(self._table.c.id)
+            extra = self._extra_attrs() if self.extra_attrs else {}
         dests: list[Destination] = []
         for rec in records:
             row_id = _int(rec["id"])
+            attrs = _text(rec["attrs"])
+            added = extra.get(row_id)
+            if added:
+                attrs = f"{attrs};{added}" if attrs else added
             dests.append(
                 make_destination(
                     _int(rec["setid"]),
                     _text(rec["destination"]),
                     _int(rec["flags"]),
                     _int(rec["priority"]),
-                    _text(rec["attrs"]),
+                    attrs,
                     _text(rec["description"]),
                     where=self.where(row_id),
                 )
             )
         return dests
+
+    def _extra_attrs(self) -> dict[int, str]:
+        """``attr=value;...`` of the extra columns, by row id (a NULL or empty value
+        adds nothing)."""
+        t = self._table
+        columns: list[sa.ColumnClause[Any]] = [sa.column(c) for _, c in self.extra_attrs]
+        with self._engine.connect() as conn:
+            result = conn.execute(sa.select(t.c.id, *columns).select_from(t))
+            out: dict[int, str] = {}
+            for row in result:
+                parts = [
+                    f"{attr}={value}"
+                    for (attr, _), value in zip(self.extra_attrs, row[1:], strict=True)
+                    if value is not None and str(value) != ""
+                ]
+                if parts:
+                    out[int(row[0])] = ";".join(parts)
+            return out
 
     def rows(self) -> list[Row]:
         """The table's rows ordered by ``setid`` then ``id`` (kamctl ``dispatcher show``
