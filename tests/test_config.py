@@ -471,7 +471,8 @@ def test_unknown_top_level_table_is_error_listing_tables() -> None:
     message = str(error_for({"dispatch": {"ping_interval": 5}}))
     assert message.startswith("config: dispatch = ")
     tables = (
-        "server, transaction, admin, dispatcher, security, tls, log, cluster, dns, capture, route"
+        "server, transaction, admin, dispatcher, security, tls, log, cluster, dns, capture, "
+        "events, route"
     )
     assert tables in message
 

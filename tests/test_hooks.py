@@ -21,6 +21,7 @@ import pytest
 
 from sipdispatch.config import ConfigError, parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
+from sipdispatch.dispatcher.states import DS_INACTIVE_DST
 from sipdispatch.health.statelog import StateLog
 from sipdispatch.hooks import (
     BUCKETS,
@@ -180,6 +181,27 @@ def test_source_sets_name_the_sets_the_source_is_a_destination_of() -> None:
     r, _ = hooked_router(lambda req: seen.append(req.source_sets))
     r.route(request(), Addr("udp", "10.0.0.2", 5060), 0.0)
     assert seen == [frozenset({2})]
+
+
+def test_set_exists_and_set_active_answer_as_ds_list_exists_and_ds_is_active() -> None:
+    seen: list[tuple[bool, ...]] = []
+
+    def hook(req: RequestView) -> None:
+        seen.append((
+            req.set_exists(1), req.set_exists(9), req.set_active(1), req.set_active(9),
+            req.set_active(2, MG2), req.set_active(2, "sip:10.9.9.9"),
+        ))  # fmt: skip
+
+    r, _ = hooked_router(hook)
+    r.route(request(), CALLER, 0.0)
+    for d in r.sets.destinations():
+        if d.setid == 1:
+            d.state |= DS_INACTIVE_DST
+    r.route(request(call_id="c2"), CALLER, 0.0)
+    assert seen == [
+        (True, False, True, False, True, False),
+        (True, False, False, False, True, False),
+    ]
 
 
 # -- what the hook answers -------------------------------------------------------------

@@ -1115,22 +1115,18 @@ def test_what_the_database_setup_does_that_sipdispatch_does_not_is_warned_about(
     ok(result)
     text = result.text
     here = f"# not carried over: {tmp_path}/"
-    assert here + line(DB_URL, '"setid_col"') in text
-    assert here + line(DB_URL, '"hash_pvar"') in text
+    assert ok(result).dispatcher.setid_col == "groupid"  # carried, as Kamailio names it
+    assert ok(result).dispatcher.hash_header == "{from_user}@{call_id}"  # "$fU@$ci"
     assert here + line(DB_URL, "event_route[dispatcher:dst-down]") in text
     assert here + line(DB_URL, "onreply_route[BRIDGE_REPLY]") in text
     at = {
         name: f"{tmp_path}/" + line(DB_URL, snippet).split(": ", 1)[0]
         for name, snippet in (
-            ("setid_col", '"setid_col"'),
             ("mark", 'ds_mark_dst("i")'),
             ("event", "event_route["),
         )
     }
     warnings = result.warnings
-    assert (
-        f"{at['setid_col']}: setid_col 'groupid': sipdispatch reads the column 'setid'" in warnings
-    )
     assert (
         f"{at['mark']}: Kamailio marks the destination only for 503; sipdispatch marks it at "
         "every failover (also 500-502, 504-599)"
@@ -1529,3 +1525,21 @@ def test_a_migrated_config_relays_a_call_and_fails_over_as_its_failure_route_did
     # The call log names both attempts: MG1's 503, then MG2's 200.
     short = [gw.uri.removeprefix("sip:") for gw in (mg1, mg2)]
     assert f"{short[0]} 503 -> {short[1]} 200" in proxy.log_text(), proxy.log_text()
+
+
+@pytest.mark.parametrize(
+    ("param", "version", "delta"),
+    [
+        ("", "5.6", 5),  # Kamailio 5.3 to 6.1 wait 5 s between reloads by default
+        ("", "6.2", 0),
+        ('modparam("dispatcher", "reload_delta", 0)\n', "5.6", 0),
+        ('modparam("dispatcher", "reload_delta", 12)\n', "6.1", 12),
+    ],
+)
+def test_reload_delta_is_carried_with_the_default_of_the_kamailio_version(
+    param: str, version: str, delta: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = Cfg(_BASE + 'modparam("dispatcher", "list_file", "dispatcher.list")\n' + param + _ROUTE)
+    cfg.files["dispatcher.list"] = "1 sip:127.0.0.1:5071\n"
+    result = migrate(write(cfg, tmp_path), capsys, "--kamailio-version", version)
+    assert ok(result).dispatcher.reload_delta == delta

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sipdispatch.config import Config, parse_config
+from sipdispatch.config import Config, ConfigError, parse_config
 from sipdispatch.dispatcher import DispatcherSets, parse_list
 from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.routing import DEFAULT_ROUTE, DispatchPlan, DispatchRouter
@@ -736,3 +736,30 @@ def test_seam_a_destinations_oc_in_our_via_moves_its_calls_to_the_others() -> No
         out = c.send(caller_invite(f"oc-{i + 2}"), CALLER)
         [(to, _)] = [(a, m) for a, m in out if isinstance(m, Request) and m.method == "INVITE"]
         assert to != gw
+
+
+def test_algorithm_7_hashes_a_template_of_several_values_as_kamailios_hash_pvar() -> None:
+    # hash_pvar = "$hdr(X-Tenant)$fU": the same tenant and caller, the same destination.
+    four = "".join(f"1 sip:10.0.0.{i}:5060 0 0\n" for i in range(1, 5))
+    r = router(four, [{"set": 1, "algorithm": 7}], hash_header="{hdr:X-Tenant}/{from_user}")
+
+    def pick(tenant: str | None, caller: str, call_id: str) -> str:
+        req = request(call_id=call_id, from_uri=f"sip:{caller}@example.com")
+        if tenant is not None:
+            req.append("x-tenant", "X-Tenant", tenant)
+        return first_uri(r, req)
+
+    assert len({pick("acme", "alice", f"a{i}") for i in range(8)}) == 1
+    spread = {pick(f"t{i}", "alice", f"b{i}") for i in range(40)}
+    assert len(spread) > 1  # other tenants, other destinations
+    assert pick(None, "alice", "c1") == pick(None, "alice", "c2")  # a missing part is empty
+    # Nothing of the template in the request: no destination (Kamailio: empty hash).
+    rejected = r.route(request(call_id="d", from_uri="sip:example.com"), CALLER, 0.0)
+    assert isinstance(rejected, Reject) and rejected.status == 503
+
+
+def test_a_hash_template_that_names_an_unknown_part_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        config([{"set": 1, "algorithm": 7}], hash_header="{hdr:X-Tenant}{fU}")
+    assert info.value.key == "dispatcher.hash_header"
+    assert "unknown part {fU}: use {hdr:Name} or one of {call_id}" in str(info.value)

@@ -214,7 +214,13 @@ def _open_store(args: argparse.Namespace) -> Store:
     if args.db_url:
         return SqlStore(args.db_url, args.table or "dispatcher")
     d = _load(args.config).dispatcher
-    return open_store(list_file=d.list_file, db_url=d.db_url, table_name=args.table or d.table_name)
+    return open_store(
+        list_file=d.list_file,
+        db_url=d.db_url,
+        table_name=args.table or d.table_name,
+        columns=d.columns,
+        extra_attrs=d.db_extra_attrs,
+    )
 
 
 _APPLY_HINT = "run 'sipdispatch dispatcher reload' to apply it to a running proxy"

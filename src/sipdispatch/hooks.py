@@ -22,6 +22,11 @@ function and takes back plain records. What is not pure lives here: importing th
 module (afresh on ``dispatcher.reload``), the clock that times every call, the
 exception that becomes a 500, the rate-limited log lines and the per-hook counters
 that ``/metrics`` shows. See docs/hooks.md.
+
+``[events] on_destination_down`` / ``on_destination_up`` name functions of the same
+form that are told when a destination goes down or comes back up: each gets a
+read-only :class:`DestinationEvent` (Kamailio's ``event_route[dispatcher:dst-down]``);
+:mod:`sipdispatch.events` calls them, off the SIP path.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ from sipdispatch.sip.router import Reject as CoreReject
 __all__ = [
     "HOOK_FAILED",
     "SLOW_CALL",
+    "DestinationEvent",
+    "EventHookFn",
     "Hook",
     "HookLoadError",
     "HookLoader",
@@ -303,6 +310,103 @@ class Reject:
         object.__setattr__(self, "_plain", CoreReject(code, reason))
 
 
+# -- what an event hook is given -------------------------------------------------------
+
+EVENT_DOWN: Final = "dst-down"
+"""A destination stopped getting calls (Kamailio's ``dispatcher:dst-down``)."""
+EVENT_UP: Final = "dst-up"
+"""A destination gets calls again (Kamailio's ``dispatcher:dst-up``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationEvent:
+    """A destination went down or came back up: what an event hook is given, what the
+    event command finds in its environment and what the webhook receives as JSON (the
+    same names everywhere: :meth:`as_dict`, :meth:`environment`)."""
+
+    event: str
+    """``"dst-down"`` or ``"dst-up"`` (Kamailio's event routes ``dispatcher:dst-down`` and
+    ``dispatcher:dst-up``)."""
+    set: int
+    """The destination's set id (Kamailio ``$dsv(setid)``)."""
+    uri: str
+    """The destination's URI (Kamailio ``$ru`` / ``$dsv(uri)`` in the event route)."""
+    old_state: str
+    """Its FLAGS letters before, as ``dispatcher.list`` shows them (``AP``)."""
+    new_state: str
+    """Its FLAGS letters now (``IP``)."""
+    reason: str
+    """Why, for people: ``no reply to OPTIONS (408), 2 missed in a row``."""
+    code: int | None
+    """The ping's status code when a ping made it (408: no reply in time; Kamailio
+    ``$dsv(code)``), else None."""
+    origin: str
+    """``"probe"`` (a ping's result) or ``"call"`` (a failed call, ``mark_failed``)."""
+    time: float
+    """When, in seconds since the Unix epoch."""
+    duid: str = ""
+    """The destination's ``duid`` attr, ``""`` when it has none."""
+    node: str = ""
+    """The proxy that raised it: the cluster node id, else the host name."""
+
+    @property
+    def down(self) -> bool:
+        """It went down."""
+        return self.event == EVENT_DOWN
+
+    @property
+    def up(self) -> bool:
+        """It came back up."""
+        return self.event == EVENT_UP
+
+    @property
+    def route(self) -> str:
+        """Kamailio's name of the event route, ``dispatcher:dst-down``."""
+        return f"dispatcher:{self.event}"
+
+    def as_dict(self) -> dict[str, object]:
+        """The event as the webhook's JSON object."""
+        return {
+            "event": self.event,
+            "set": self.set,
+            "uri": self.uri,
+            "duid": self.duid,
+            "old_state": self.old_state,
+            "new_state": self.new_state,
+            "reason": self.reason,
+            "code": self.code,
+            "origin": self.origin,
+            "time": round(self.time, 3),
+            "node": self.node,
+        }
+
+    def environment(self) -> dict[str, str]:
+        """The event as the command's environment variables (``SIPDISPATCH_EVENT`` ...);
+        an absent code is ``""``."""
+        out: dict[str, str] = {}
+        for name, value in self.as_dict().items():
+            if value is None:
+                text = ""
+            elif isinstance(value, float):
+                text = f"{value:.3f}"
+            else:
+                text = str(value)
+            out[f"SIPDISPATCH_{name.upper()}"] = text
+        return out
+
+    def describe(self) -> str:
+        """One log line: ``dst-down set 1 sip:mg1:5060 (AP -> IP: ...)``."""
+        return (
+            f"{self.event} set {self.set} {self.uri} "
+            f"({self.old_state} -> {self.new_state}: {self.reason})"
+        )
+
+
+EventHookFn = Callable[[DestinationEvent], object]
+"""An event hook: a plain function, or an ``async def`` one, given the event; what it
+returns is ignored."""
+
+
 # -- timing and guarding one hook ------------------------------------------------------
 
 
@@ -512,11 +616,37 @@ def _fresh_module(module: str) -> ModuleType:
 def import_function(key: str, name: str) -> Callable[[RequestView], object]:
     """Import ``module:function`` afresh and return the function. Raises
     :class:`HookLoadError` saying why not (a missing module, an exception while the
-    module ran -- with where it happened --, no such function)."""
+    module ran -- with where it happened --, no such function, an ``async`` one)."""
+    function = _import_callable(key, name)
+    if inspect.iscoroutinefunction(function):
+        module_name, _, function_name = name.partition(":")
+        raise HookLoadError(
+            key, name, f"{module_name}.{function_name} is async: a hook is a plain function"
+        )
+    return function
+
+
+def import_event_hook(
+    key: str, name: str, modules: dict[str, ModuleType] | None = None
+) -> EventHookFn:
+    """Import an event hook's ``module:function`` afresh (a plain function or an
+    ``async def`` one). Raises :class:`HookLoadError` as :func:`import_function`.
+    ``modules``: the modules imported afresh so far by the same load, by name (the
+    down and up hooks of one module share its globals)."""
+    return _import_callable(key, name, modules)
+
+
+def _import_callable(
+    key: str, name: str, modules: dict[str, ModuleType] | None = None
+) -> Callable[[object], object]:
     module_name, _, function_name = name.partition(":")
     importlib.invalidate_caches()  # files added or changed since the last import
     try:
-        module = _fresh_module(module_name)
+        module = modules.get(module_name) if modules is not None else None
+        if module is None:
+            module = _fresh_module(module_name)
+        if modules is not None:
+            modules[module_name] = module
     except SyntaxError as exc:
         where = f" ({Path(exc.filename or '?').name}, line {exc.lineno})"
         reason = f"SyntaxError: {exc.msg}{where}"
@@ -529,10 +659,6 @@ def import_function(key: str, name: str) -> Callable[[RequestView], object]:
         raise HookLoadError(key, name, f"module {module_name} has no {function_name}")
     if not callable(function):
         raise HookLoadError(key, name, f"{module_name}.{function_name} is not a function")
-    if inspect.iscoroutinefunction(function):
-        raise HookLoadError(
-            key, name, f"{module_name}.{function_name} is async: a hook is a plain function"
-        )
     return function  # type: ignore[no-any-return]
 
 
@@ -549,11 +675,16 @@ class HookLoader:
         routes: Sequence[RouteConfig],
         search: Sequence[str] = (),
         clock: Callable[[], float] = time.perf_counter,
+        events: Mapping[str, str] | None = None,
     ) -> None:
         self.specs: tuple[tuple[int, str], ...] = tuple(
             (i, r.python) for i, r in enumerate(routes) if r.python
         )
         """(rule index, ``module:function``) of every rule with a hook."""
+        self.event_specs: dict[str, str] = dict(events or {})
+        """The event hooks: key (``events.on_destination_down``) -> ``module:function``."""
+        self.event_hooks: dict[str, EventHookFn] = {}
+        """The event hooks running now, by key."""
         self.search = tuple(search)
         self.clock = clock
         self.stats: dict[int, HookStats] = {i: HookStats() for i, _ in self.specs}
@@ -581,6 +712,21 @@ class HookLoader:
     def install(self, hooks: dict[int, Hook]) -> None:
         """Make ``hooks`` the running ones (the router gets them with its rules)."""
         self.hooks = hooks
+
+    def load_events(self) -> dict[str, EventHookFn]:
+        """Import every event hook afresh (blocking), as :meth:`load`; nothing changes
+        for the running ones until :meth:`install_events`."""
+        for directory in self.search:
+            if directory not in sys.path:
+                sys.path.append(directory)
+        modules: dict[str, ModuleType] = {}
+        return {
+            key: import_event_hook(key, name, modules) for key, name in self.event_specs.items()
+        }
+
+    def install_events(self, hooks: dict[str, EventHookFn]) -> None:
+        """Make ``hooks`` the running event hooks."""
+        self.event_hooks = hooks
 
     def functions(self) -> dict[int, HookFn]:
         """The running hooks by rule index, as the router's rules take them."""

@@ -36,6 +36,7 @@ from sipdispatch.dispatcher.algorithms.load import CallLoad
 from sipdispatch.dispatcher.algorithms.roundrobin import RoundRobin, RoundRobinOverload
 from sipdispatch.dispatcher.callload import CallLoadTable
 from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.dispatcher.hashing import is_hash_template, parse_hash_template
 from sipdispatch.dispatcher.overload import OverloadControl, parse_via_control
 from sipdispatch.dispatcher.sets import DispatcherSets, carry_runtime_state
 from sipdispatch.dispatcher.states import DS_DISABLED_DST, DS_SKIP_MASK, parse_mark_letters
@@ -183,6 +184,24 @@ class RequestView:
         """Value of the first header ``name`` (any case, compact forms too), or None."""
         return self._request.get(header_key(name))
 
+    def set_exists(self, set_id: int) -> bool:
+        """Whether destination set ``set_id`` exists (Kamailio's ``ds_list_exists``)."""
+        return self._router.sets.get(set_id) is not None
+
+    def set_active(self, set_id: int, uri: str | None = None) -> bool:
+        """Whether set ``set_id`` has a destination that takes calls (neither inactive
+        nor disabled) -- or, with ``uri``, whether that destination of the set does
+        (Kamailio's ``ds_is_active``)."""
+        dset = self._router.sets.get(set_id)
+        if dset is None:
+            return False
+        for dest in dset.dests:
+            if uri is not None and dest.uri != uri:
+                continue
+            if not dest.state & DS_SKIP_MASK:
+                return True
+        return False
+
     def __repr__(self) -> str:
         return (
             f"<RequestView {self.method} {self.ruri} from "
@@ -325,6 +344,32 @@ def _uri_of(value: str | None) -> str:
         return split_name_addr(value)[0]
     except ParseError:
         return ""
+
+
+def render_hash_template(parts: tuple[tuple[str, str], ...], request: Request) -> str | None:
+    """Algorithm 7's key from a template (``parse_hash_template``); None when every part
+    the request should give is empty."""
+    out: list[str] = []
+    found = False
+    for kind, arg in parts:
+        if kind == "text":
+            out.append(arg)
+            continue
+        if kind == "hdr":
+            value = (request.get(header_key(arg)) or "").strip()
+        elif kind == "call_id":
+            value = request.call_id
+        elif kind == "ruri":
+            value = request.uri_text
+        elif kind == "ruri_user":
+            value = _user_of(request.uri_text)
+        else:
+            uri = _uri_of(request.get("from" if kind.startswith("from") else "to"))
+            value = _user_of(uri) if kind.endswith("_user") else uri
+        if value:
+            found = True
+            out.append(value)
+    return "".join(out) if found else None
 
 
 def _is_tel(uri_text: str) -> bool:
@@ -802,6 +847,12 @@ class DispatchRouter(NativeRouter):
         self._by_ip: dict[str, frozenset[int]] = {}
         self._hops: dict[tuple[str, int], Addr] = {}
         """The next-hop Addr of each resolved destination address (see :meth:`target`)."""
+        self._hash_template = (
+            parse_hash_template(settings.hash_header)
+            if is_hash_template(settings.hash_header)
+            else None
+        )
+        """Algorithm 7's template of several values, when ``hash_header`` is one."""
         self.replace_routes(routes)
         self._index_sources()
 
@@ -1049,9 +1100,16 @@ class DispatchRouter(NativeRouter):
         # Only what this rule's algorithm hashes is read from the request.
         header_value: Callable[[str], str | None] | None = None
         if alg == ALGORITHM_HASH_HEADER and self.settings.hash_header:
+            template = self._hash_template
+            if template is not None:
 
-            def header_value(name: str) -> str | None:
-                return request.get(header_key(name))
+                def header_value(name: str) -> str | None:
+                    return render_hash_template(template, request)
+
+            else:
+
+                def header_value(name: str) -> str | None:
+                    return request.get(header_key(name))
 
         return SelectContext(
             call_id=request.call_id,

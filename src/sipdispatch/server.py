@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 import signal
 import socket
 import time
@@ -21,6 +22,7 @@ from sipdispatch.checks import algorithm_warnings, bind_reason, probing_warnings
 from sipdispatch.collector import CHECK_INTERVAL, Collector
 from sipdispatch.config import Config, ConfigError
 from sipdispatch.eventloop import install_uvloop
+from sipdispatch.events import DestinationEvents
 from sipdispatch.health.prober import Prober
 from sipdispatch.health.statelog import StateLog
 from sipdispatch.logs import CallLog, announce
@@ -133,6 +135,11 @@ class Server:
         search = [os.path.dirname(os.path.abspath(config_path))] if config_path else []
         self.dispatcher = DispatcherService.from_config(config, self.state_log, search)
         """The destination store and the router over its destinations."""
+        self.events: DestinationEvents | None = None
+        """``[events]``: the destination events and what they are told to (None when
+        nothing is configured)."""
+        if config.events.active:
+            self.events = self._events(config)
         for line in probing_warnings(
             config.dispatcher.probing_mode,
             config.dispatcher.ping_interval,
@@ -164,6 +171,29 @@ class Server:
         self._hup_tasks: set[asyncio.Task[None]] = set()
         self.cluster: ClusterNode | None = None
         """This node's cluster membership, when ``[cluster] redis_url`` or ``sentinels`` is set."""
+
+    def _events(self, config: Config) -> DestinationEvents:
+        """The destination events of ``[events]`` (the command must be there now)."""
+        events = config.events
+        if events.command and shutil.which(events.command[0]) is None:
+            program = events.command[0]
+            why = "not found" if not os.path.exists(program) else "not an executable file"
+            raise ConfigError(
+                f"config: events.command: {program}: {why} (a name is looked up on PATH, "
+                "a relative path from the working directory)",
+                key="events.command",
+            )
+        cluster = config.cluster
+        # Workers that are cluster nodes pinging with probing = "all" each ping every
+        # destination and keep their own view: the admin worker raises the pings' events.
+        probes = not (self.worker and cluster.redis_url and cluster.probing == "all")
+        return DestinationEvents(
+            events,
+            self.dispatcher.hooks,
+            find=lambda setid, uri: self.router.sets.find(setid, uri),
+            node=cluster.node_id or socket.gethostname(),
+            probes=probes,
+        )
 
     @property
     def draining(self) -> bool:
@@ -351,6 +381,8 @@ class Server:
         if sockets is not None and self.worker is not None:
             await self._join_workers(sockets.hub)
             await self._listen(shell, sockets)
+        if self.events is not None:
+            self.events.attach(self.state_log)
         self.prober.start(loop.time())
         if self.config.cluster.enabled:
             await self._join_cluster(bound)
@@ -552,6 +584,8 @@ class Server:
             await self.admin.stop()
         if self.prober is not None:
             self.prober.stop()
+        if self.events is not None:
+            await self.events.close()
         if self.shell is not None:
             await self.shell.close()
         if self.capture is not None:

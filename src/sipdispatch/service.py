@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from sipdispatch import config
 from sipdispatch.checks import warn_at_load
@@ -42,6 +43,29 @@ log = logging.getLogger("sipdispatch.dispatcher")
 
 class Busy(Exception):
     """Another reload, add or remove is in progress."""
+
+
+class Iuids:
+    """Kamailio's internal unique id of each destination loaded (its ``sruid`` with
+    prefix ``dspt``, in ``dispatcher.list`` as ``IUID``): ``dspt-<start>-<pid>-<n>-<set>``,
+    the start time (Unix seconds) and the process id in hex, then a counter in hex
+    written lowest digit first as Kamailio writes it, then the set id."""
+
+    def __init__(self, now: Callable[[], float] = time.time, pid: int | None = None) -> None:
+        self.prefix = f"dspt-{int(now()):x}-{os.getpid() if pid is None else pid:x}-"
+        self.counter = 0
+
+    def next(self, setid: int) -> str:
+        """A new id for a destination of set ``setid``."""
+        self.counter = self.counter + 1 if self.counter < 0xFFFFFFFF else 1
+        digits = f"{self.counter:x}"[::-1]
+        return f"{self.prefix}{digits}-{setid}"
+
+    def assign(self, dests: Iterable[Destination]) -> None:
+        """Give each of ``dests`` that has none a new id."""
+        for dest in dests:
+            if not dest.iuid:
+                dest.iuid = self.next(dest.setid)
 
 
 def route_rules(
@@ -132,6 +156,12 @@ class DispatcherService:
         self.dns = dns
         """The DNS answers of the destinations located by DNS (host name, no port);
         None: they are resolved as any other name (A/AAAA, the URI's port)."""
+        self.iuids = Iuids()
+        """Gives every destination loaded its ``IUID``."""
+        self.iuids.assign(router.sets.destinations())
+        self.last_change: float | None = None
+        """When the latest ``dispatcher.reload``, ``add`` or ``remove`` asked over RPC
+        started (the RPC's clock), for ``[dispatcher] reload_delta``."""
         self.reload_listeners: list[Callable[[], None]] = []
         """Called after every successful reload asked here (the cluster tells the other
         nodes to reload too)."""
@@ -149,13 +179,20 @@ class DispatcherService:
         A destination whose host does not resolve does not stop the start: it is loaded
         inactive (``IP``) with the reason, gets no calls nor pings, and
         :meth:`retry_unresolved` tries it again."""
-        hooks = HookLoader(config.routes, hook_search)
+        hooks = HookLoader(config.routes, hook_search, events=config.events.hooks)
         try:
             hooks.install(hooks.load())
+            hooks.install_events(hooks.load_events())
         except HookLoadError as exc:
             raise ConfigError(f"config: {exc}", key=exc.key) from None
         d = config.dispatcher
-        store = open_store(list_file=d.list_file, db_url=d.db_url, table_name=d.table_name)
+        store = open_store(
+            list_file=d.list_file,
+            db_url=d.db_url,
+            table_name=d.table_name,
+            columns=d.columns,
+            extra_attrs=d.db_extra_attrs,
+        )
         rng = random.Random()  # seeded from the system's entropy
         dns = DnsCache.for_config(config.dns)
         dests = store.load()
@@ -314,6 +351,9 @@ class DispatcherService:
             try:
                 dests = await loop.run_in_executor(None, self.load)
                 hooks = await loop.run_in_executor(None, self.hooks.load) if self.hooks else None
+                events = None
+                if self.hooks.event_specs:
+                    events = await loop.run_in_executor(None, self.hooks.load_events)
             except Exception:
                 self.reloads["failed"] += 1
                 raise
@@ -321,6 +361,10 @@ class DispatcherService:
                 self.hooks.install(hooks)
                 self.router.replace_routes(route_rules(self.routes, self.hooks.functions()))
                 log.info("dispatcher.reload: %d Python hooks imported afresh", len(hooks))
+            if events is not None:
+                self.hooks.install_events(events)
+                log.info("dispatcher.reload: %d event hooks imported afresh", len(events))
+            self.iuids.assign(dests)
             kept = self.router.replace(dests)
         self.reloads["ok"] += 1
         self.warn()
@@ -337,6 +381,7 @@ class DispatcherService:
             loop = asyncio.get_running_loop()
             locate = self.dns.locate_blocking if self.dns is not None else None
             await loop.run_in_executor(None, resolve_all, [dest], resolve_host, locate)
+            self.iuids.assign([dest])
             self.router.install(self.router.sets.added(dest))
 
     async def remove(self, group: int, uri: str) -> None:

@@ -13,8 +13,10 @@ from sipdispatch.admin.metrics import build_registry
 from sipdispatch.admin.protocol import Traffic
 from sipdispatch.admin.rpc import Rpc
 from sipdispatch.collector import Collector
+from sipdispatch.config import EventsConfig
 from sipdispatch.dispatcher.listfile import make_destination
 from sipdispatch.dispatcher.sets import DispatcherSets
+from sipdispatch.events import DestinationEvents
 from sipdispatch.server import Server
 from sipdispatch.sip.stats import ProxyStats
 from sipdispatch.transport.shell import ShellStats
@@ -195,3 +197,31 @@ def test_calls_to_fallback_sets_are_counted_per_rule_set_and_fallback_set(
     # A configured fallback set is listed before any call reached it.
     assert value(m, name, rule_set="1", set="3") == 0
     assert value(m, name, rule_set="4", set="5") == 1
+
+
+def test_destination_events_and_their_deliveries_are_counted_per_outlet(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server()
+    assert not any(name.startswith("sipdispatch_destination_event") for name, _ in scrape(server))
+    events = DestinationEvents(
+        EventsConfig(command=("true",), webhook="http://127.0.0.1:9/"), server.dispatcher.hooks
+    )
+    events.outlets[1].retries = 0  # type: ignore[attr-defined]
+    server.events = events
+    events.attach(server.state_log)
+
+    async def scenario() -> None:
+        dest = server.router.sets.find(1, "sip:127.0.0.1:5071")
+        assert dest is not None
+        server.router.mark(dest, "ip", "503 from the gateway", server.now())
+        await events.close(grace=30)
+
+    run(scenario())
+    m = scrape(server)
+    assert value(m, "sipdispatch_destination_events_total", event="dst-down") == 1
+    assert value(m, "sipdispatch_destination_events_total", event="dst-up") == 0
+    told = "sipdispatch_destination_event_deliveries_total"
+    assert value(m, told, outlet="command", outcome="sent") == 1
+    assert value(m, told, outlet="webhook", outcome="failed") == 1  # nothing listens on :9
+    assert value(m, told, outlet="webhook", outcome="dropped") == 0

@@ -8,6 +8,7 @@ one-member object: ``RECORDS: [{"SET": ...}]``, ``TARGETS: [{"DEST": ...}]``).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ import pytest
 from sipdispatch.admin import rpc
 from sipdispatch.admin.rpc import Rpc, RpcError
 from sipdispatch.server import Server
+from sipdispatch.service import Iuids
 
 from .conftest import ServerFactory, run, write_list
 
-DEST_KEYS = ["URI", "FLAGS", "PRIORITY"]
+DEST_KEYS = ["IDX", "URI", "FLAGS", "PRIORITY", "IUID"]
 ATTRS_KEYS = [
     "BODY",
     "DUID",
@@ -30,6 +32,7 @@ ATTRS_KEYS = [
     "RWEIGHT",
     "SOCKET",
     "SOCKNAME",
+    "PING_SOCKET",
     "OBPROXY",
     "OCMIN",
     "OCMAX",
@@ -92,8 +95,11 @@ def test_list_has_kamailios_structure_and_order(make_server: ServerFactory) -> N
     set1 = targets(result, 1)
     # Priority descending inside a set, as Kamailio orders it.
     assert [d["URI"] for d in set1] == ["sip:127.0.0.1:7072", "sip:127.0.0.1:7070"]
-    assert set1[0] == {"URI": "sip:127.0.0.1:7072", "FLAGS": "AX", "PRIORITY": 5}
+    assert {k: v for k, v in set1[0].items() if k != "IUID"} == {
+        "IDX": 0, "URI": "sip:127.0.0.1:7072", "FLAGS": "AX", "PRIORITY": 5,
+    }  # fmt: skip
     assert set1[1]["FLAGS"] == "AP"  # flags 8 = probing
+    assert set1[1]["IDX"] == 1  # the index in the set, in dispatching order
     (dest,) = targets(result, 2)
     assert list(dest) == [*DEST_KEYS, "ATTRS"]  # ATTRS only when the destination has attrs
     assert list(dest["ATTRS"]) == ATTRS_KEYS
@@ -146,6 +152,49 @@ def test_list_with_no_sets_is_kamailios_fault(make_server: ServerFactory) -> Non
     assert (err.code, err.message) == (500, "No Destination Sets")
 
 
+def test_list_gives_each_destination_a_kamailio_style_unique_id_kept_until_a_reload(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(
+        ["1 sip:127.0.0.1:5071", "1 sip:127.0.0.1:5072", "2 sip:127.0.0.1:5073 0 0 duid=x"]
+    )
+    listed = rpc_call(server, "dispatcher.list", "short")
+    iuids = {d["URI"]: d["IUID"] for setid in (1, 2) for d in targets(listed, setid)}
+    assert len(set(iuids.values())) == 3
+    # Kamailio's sruid: dspt-<start time>-<pid>-<counter, lowest hex digit first>-<set id>
+    for iuid in iuids.values():
+        prefix, start, pid, counter, setid = iuid.split("-")
+        assert prefix == "dspt" and int(start, 16) > 0 and int(pid, 16) == os.getpid()
+        assert int(counter[::-1], 16) >= 1 and setid in ("1", "2")
+    assert iuids["sip:127.0.0.1:5073"].endswith("-2")
+    rpc_call(server, "dispatcher.add", 1, "sip:127.0.0.1:5074")
+    after_add = rpc_call(server, "dispatcher.list", "short")
+    again = {d["URI"]: d["IUID"] for setid in (1, 2) for d in targets(after_add, setid)}
+    assert {u: again[u] for u in iuids} == iuids  # an add keeps the others' ids
+    assert again["sip:127.0.0.1:5074"] not in iuids.values()
+    rpc_call(server, "dispatcher.reload")
+    reloaded = rpc_call(server, "dispatcher.list", "short")
+    fresh = {d["URI"]: d["IUID"] for setid in (1, 2) for d in targets(reloaded, setid)}
+    assert not set(fresh.values()) & set(again.values())  # a reload loads them anew
+
+
+def test_iuid_counter_is_written_lowest_hex_digit_first_as_kamailios_sruid() -> None:
+    iuids = Iuids(now=lambda: 0x6700_0000, pid=0x1F3A)
+    names = [iuids.next(1) for _ in range(26)]
+    assert names[0] == "dspt-67000000-1f3a-1-1"
+    assert names[15] == "dspt-67000000-1f3a-01-1"  # 16 = 0x10
+    assert names[25] == "dspt-67000000-1f3a-a1-1"  # 26 = 0x1a
+    assert iuids.next(0).endswith("-b1-0")
+
+
+def test_list_attrs_show_sockets_by_kamailios_names(make_server: ServerFactory) -> None:
+    server = make_server(["1 sip:127.0.0.1:7070 0 0 sockname=lan;ping_socket=udp:127.0.0.1:5090"])
+    (dest,) = targets(rpc_call(server, "dispatcher.list"), 1)
+    assert dest["ATTRS"]["SOCKNAME"] == "lan"
+    assert dest["ATTRS"]["PING_SOCKET"] == "udp:127.0.0.1:5090"
+    assert dest["ATTRS"]["SOCKET"] is None and dest["ATTRS"]["OBPROXY"] is None
+
+
 # -- dispatcher.set_state / set_duid_state ---------------------------------------------------
 
 
@@ -179,6 +228,10 @@ def test_set_state_all_and_numeric_states(make_server: ServerFactory) -> None:
         (["ap", "one", "all"], "Invalid Parameters: GROUP must be an integer"),
         (["ap", "\u00b9", "all"], "Invalid Parameters: GROUP must be an integer"),
         (["ap", 1, "all", "extra"], "Invalid Parameters: 1 parameter(s) too many"),
+        # Kamailio reads the three parameters before it looks at the state.
+        (["zz"], "Invalid Parameters: missing GROUP"),
+        (["", "one", "all"], "Invalid Parameters: GROUP must be an integer"),
+        (["zz", 1], "Invalid Parameters: missing ADDRESS"),
     ],
 )
 def test_set_state_faults(make_server: ServerFactory, params: list[object], message: str) -> None:
@@ -302,6 +355,42 @@ def test_second_reload_while_one_runs_is_ongoing_reload(make_server: ServerFacto
     result, err = run(scenario())
     assert result == "Ok. Dispatcher successfully reloaded."
     assert err.message.startswith("Ongoing reload")
+
+
+def test_reload_delta_refuses_a_reload_add_or_remove_too_soon_after_the_last(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server(dispatcher={"reload_delta": 5})
+    clock = [100.0]
+    server._clock = lambda: clock[0]
+    assert rpc_call(server, "dispatcher.reload") == "Ok. Dispatcher successfully reloaded."
+    clock[0] = 104.0
+    for method, params in (
+        ("dispatcher.reload", []),
+        ("dispatcher.add", [1, "sip:127.0.0.1:5079"]),
+        ("dispatcher.remove", [1, "sip:127.0.0.1:5071"]),
+    ):
+        err = rpc_fault(server, method, *params)
+        assert err.code == 500
+        assert err.message == (
+            "Ongoing reload: the last reload, add or remove was 4.0 s ago; "
+            "dispatcher.reload_delta is 5 s"
+        )
+    assert set(flags_of(server)) == {"sip:127.0.0.1:5071", "sip:127.0.0.1:5072"}
+    clock[0] = 105.0
+    assert rpc_call(server, "dispatcher.add", 1, "sip:127.0.0.1:5079").startswith("Ok.")
+    clock[0] = 109.0  # the add started the wait anew, as in Kamailio
+    assert rpc_fault(server, "dispatcher.reload").message.startswith("Ongoing reload")
+    clock[0] = 110.0
+    assert rpc_call(server, "dispatcher.reload").startswith("Ok.")
+
+
+def test_without_reload_delta_reloads_follow_each_other_at_once(
+    make_server: ServerFactory,
+) -> None:
+    server = make_server()
+    for _ in range(3):
+        assert rpc_call(server, "dispatcher.reload") == "Ok. Dispatcher successfully reloaded."
 
 
 # -- dispatcher.ping_active / hash -------------------------------------------------------------

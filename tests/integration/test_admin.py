@@ -147,13 +147,15 @@ def test_dispatcher_list_has_kamailios_shape(
         (mg2.uri, "AP", 5),
         (mg1.uri, "AX", 0),
     ]
-    assert list(set1[0]) == ["URI", "FLAGS", "PRIORITY", "LATENCY"]
-    assert list(set1[1]) == ["URI", "FLAGS", "PRIORITY", "ATTRS", "LATENCY"]
+    dest_keys = ["IDX", "URI", "FLAGS", "PRIORITY", "IUID"]
+    assert list(set1[0]) == [*dest_keys, "LATENCY"]
+    assert list(set1[1]) == [*dest_keys, "ATTRS", "LATENCY"]
+    assert [d["IDX"] for d in set1] == [0, 1] and set1[0]["IUID"].startswith("dspt-")
     assert set1[1]["ATTRS"]["WEIGHT"] == 75 and set1[1]["ATTRS"]["DUID"] == "mg1"
     assert list(set1[1]["LATENCY"]) == ["AVG", "STD", "EST", "MAX", "TIMEOUT"]
     short = dests(result(proxy, "dispatcher.list", "short"), 1)
     # short leaves out ATTRS only (Kamailio prints LATENCY whatever the mode).
-    assert [list(d) for d in short] == [["URI", "FLAGS", "PRIORITY", "LATENCY"]] * 2
+    assert [list(d) for d in short] == [[*dest_keys, "LATENCY"]] * 2
     full = dests(result(proxy, "dispatcher.list", "full"), 1)
     assert full[0]["IPADDR"] == "127.0.0.1" and full[0]["RUNTIME"] == {"DLGLOAD": 0}
 

@@ -304,3 +304,65 @@ def test_unsupported_url_is_refused_without_showing_password(url: str) -> None:
 def test_table_name_must_be_a_short_sql_identifier(name: str) -> None:
     with pytest.raises(StoreError, match="bad table name"):
         SqlStore("sqlite:///x.db", name)
+
+
+RENAMED = {"setid": "grp", "destination": "uri", "flags": "st", "priority": "prio", "attrs": "xa"}
+"""Kamailio's setid_col, destination_col, flags_col, priority_col and attrs_col."""
+
+
+def test_a_table_whose_columns_kamailio_was_told_to_name_otherwise_is_used_as_it_is(
+    db: Db,
+) -> None:
+    statements = dispatcher_table(db.backend, db.table)
+    create = statements[0]
+    for usual, named in RENAMED.items():
+        quote = "`" if db.backend == "mysql" else ""
+        create = create.replace(f"{quote}{usual}{quote} ", f"{quote}{named}{quote} ", 1)
+    db.execute(*version_table(db.backend), create, statements[1])
+    db.execute(
+        f"INSERT INTO {db.table} (grp, uri, st, prio, xa, description) "
+        "VALUES (1, 'sip:10.0.0.1:5060', 0, 10, 'weight=75', 'gw1')"
+    )
+    store = SqlStore(db.url, db.table, RENAMED)
+    db.stores.append(store)
+    [dest] = store.load()
+    assert (dest.setid, dest.uri, dest.priority, dest.attrs.weight) == (
+        1, "sip:10.0.0.1:5060", 10, 75,
+    )  # fmt: skip
+    new_id = store.add(2, "sip:10.0.0.2:5060", 0, 5, "duid=b")
+    assert [(r.setid, r.destination, r.priority) for r in store.rows()] == [
+        (1, "sip:10.0.0.1:5060", 10),
+        (2, "sip:10.0.0.2:5060", 5),
+    ]
+    assert store.remove_ip("10.0.0.2", 2) == 1 and store.remove(new_id) == 0
+    # The usual names are not there: a store that expects them says which it lacks.
+    plain = db.store()
+    with pytest.raises(StoreError, match="lacks column\\(s\\) setid, destination, flags"):
+        plain.load()
+
+
+def test_a_renamed_column_must_be_an_sql_identifier(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="bad column name 'a b' for attrs"):
+        SqlStore(f"sqlite:///{tmp_path / 'x.db'}", "dispatcher", {"attrs": "a b"})
+
+
+def test_extra_columns_are_added_to_the_attrs_as_kamailios_ds_db_extra_attrs(db: Db) -> None:
+    store = SqlStore(db.url, db.table, extra_attrs=(("socket", "sock"), ("pref", "prefix")))
+    db.stores.append(store)
+    store.add(1, "sip:10.0.0.1:5060", 0, 0, "weight=75")
+    store.add(1, "sip:10.0.0.2:5060")
+    # The extra columns are the operator's: added to the table Kamailio's way.
+    db.execute(
+        f"ALTER TABLE {db.table} ADD sock VARCHAR(64)",
+        f"ALTER TABLE {db.table} ADD prefix INTEGER",
+        f"UPDATE {db.table} SET sock = 'udp:10.0.0.9:5060', prefix = 44 "
+        "WHERE destination = 'sip:10.0.0.1:5060'",
+    )
+    by_uri = {d.uri: d for d in store.load()}
+    assert by_uri["sip:10.0.0.1:5060"].attrs.body == "weight=75;socket=udp:10.0.0.9:5060;pref=44"
+    assert by_uri["sip:10.0.0.1:5060"].attrs.weight == 75
+    assert by_uri["sip:10.0.0.2:5060"].attrs.body == ""  # NULLs add nothing
+    missing = SqlStore(db.url, db.table, extra_attrs=(("x", "nosuchcolumn"),))
+    db.stores.append(missing)
+    with pytest.raises(StoreError, match="nosuchcolumn"):
+        missing.load()

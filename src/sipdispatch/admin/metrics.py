@@ -29,9 +29,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 
 from sipdispatch import __version__
-from sipdispatch.admin.protocol import AdminTarget, Traffic, cluster_of
+from sipdispatch.admin.protocol import AdminTarget, Traffic, cluster_of, events_of
 from sipdispatch.admin.rpc import Rpc
 from sipdispatch.dispatcher.destination import Destination
+from sipdispatch.events import OUTCOMES as EVENT_OUTCOMES
 from sipdispatch.hooks import BUCKETS, OUTCOMES
 from sipdispatch.routing import SETUP_TIME_BUCKETS
 from sipdispatch.sip.stats import OTHER_METHOD
@@ -102,6 +103,7 @@ class SipdispatchCollector:
         yield from self._security()
         yield from self._admin()
         yield from self._hooks()
+        yield from self._events()
         yield from self._cluster()
 
     # -- process ----------------------------------------------------------------------------
@@ -629,6 +631,32 @@ class SipdispatchCollector:
         yield seconds
         yield calls
         yield slow
+
+    # -- destination events -------------------------------------------------------------------
+
+    def _events(self) -> Iterator[Metric]:
+        events = events_of(self.target)
+        if events is None:
+            return
+        raised = CounterMetricFamily(
+            _name("destination_events"),
+            "Destination events raised by this process (dst-down, dst-up: Kamailio's "
+            "dispatcher event routes).",
+            labels=["event"],
+        )
+        for kind, value in sorted(events.raised.items()):
+            raised.add_metric([kind], value)
+        yield raised
+        told = CounterMetricFamily(
+            _name("destination_event_deliveries"),
+            "Destination events told to each [events] outlet, by outcome (sent, failed, "
+            "timeout, dropped).",
+            labels=["outlet", "outcome"],
+        )
+        for outlet in events.outlets:
+            for outcome in EVENT_OUTCOMES:
+                told.add_metric([outlet.label, outcome], outlet.stats[outcome])
+        yield told
 
 
 def build_registry(

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from sipdispatch.collector import Collector
 from sipdispatch.config import Config
+from sipdispatch.events import DestinationEvents
 from sipdispatch.health.prober import Prober
 from sipdispatch.health.statelog import StateLog
 from sipdispatch.service import DispatcherService
@@ -145,3 +146,10 @@ def cluster_of(target: AdminTarget) -> ClusterView | None:
     ``cluster`` attribute is standalone)."""
     view: ClusterView | None = getattr(target, "cluster", None)
     return view
+
+
+def events_of(target: AdminTarget) -> DestinationEvents | None:
+    """The target's destination events, None when ``[events]`` tells nothing (a target
+    with no ``events`` attribute has none)."""
+    events: DestinationEvents | None = getattr(target, "events", None)
+    return events

@@ -137,6 +137,9 @@ class Params:
         self.who = who
         """Who called, for the state log and the log (``console``); empty for /RPC."""
         self._next = 0
+        self.local = False
+        """This is one worker's share of a call every worker runs (the admin worker
+        runs it first and checks what is checked once for the proxy)."""
         self.fan_out: list[object] | None = None
         """Set by a method run by every worker whose share for the others differs from
         what it was given (``capture.start`` names the capture it started)."""
@@ -245,11 +248,17 @@ def _attr_int(dest: Destination, name: str) -> int:
         return 0
 
 
-def _dest_record(dest: Destination, mode: str, latency: bool, runtime: bool) -> dict[str, Any]:
+def _dest_record(
+    dest: Destination, index: int, mode: str, latency: bool, runtime: bool
+) -> dict[str, Any]:
+    # Kamailio (6.1 and later) leads with the index in the set and ends with the
+    # destination's internal unique id, in every mode.
     record: dict[str, Any] = {
+        "IDX": index,
         "URI": dest.uri,
         "FLAGS": flags_letters(dest),
         "PRIORITY": dest.priority,
+        "IUID": dest.iuid,
     }
     if dest.unresolved is not None:
         # Ours: why a destination loaded at start is inactive (its host did not resolve).
@@ -295,6 +304,7 @@ def _dest_record(dest: Destination, mode: str, latency: bool, runtime: bool) -> 
             "RWEIGHT": dest.rweight,
             "SOCKET": _text_or_null(attrs.socket),
             "SOCKNAME": _text_or_null(attrs.get("sockname")),
+            "PING_SOCKET": _text_or_null(attrs.get("ping_socket")),
             "OBPROXY": _text_or_null(attrs.get("obproxy")),
             "OCMIN": _attr_int(dest, "ocmin"),
             "OCMAX": _attr_int(dest, "ocmax"),
@@ -327,7 +337,8 @@ def list_sets(
             "SET": {
                 "ID": dset.setid,
                 "TARGETS": [
-                    {"DEST": _dest_record(dest, mode, latency, runtime)} for dest in dset.dests
+                    {"DEST": _dest_record(dest, i, mode, latency, runtime)}
+                    for i, dest in enumerate(dset.dests)
                 ],
             }
         }
@@ -362,8 +373,29 @@ def _busy(exc: Busy) -> RpcError:
     return fault(ONGOING_RELOAD, str(exc))
 
 
+def _reload_delta(target: AdminTarget, params: Params) -> None:
+    """Kamailio's ``reload_delta``: a reload, add or remove within that many seconds of
+    the start of the previous one is refused with ``Ongoing reload``; one that is let
+    through starts the wait anew, whether it then succeeds or not. Checked once, by the
+    worker the call came to."""
+    delta = target.config.dispatcher.reload_delta
+    if delta <= 0 or params.local:
+        return
+    service = target.dispatcher
+    now = target.now()
+    last = service.last_change
+    if last is not None and now - last < delta:
+        raise fault(
+            ONGOING_RELOAD,
+            f"the last reload, add or remove was {now - last:.1f} s ago; "
+            f"dispatcher.reload_delta is {delta} s",
+        )
+    service.last_change = now
+
+
 async def dispatcher_reload(target: AdminTarget, params: Params) -> object:
     """``dispatcher.reload``: all or nothing; on error the running list stays as it was."""
+    _reload_delta(target, params)
     params.done()
     try:
         kept = await target.dispatcher.reload()
@@ -381,6 +413,7 @@ async def dispatcher_reload(target: AdminTarget, params: Params) -> object:
 
 async def dispatcher_add(target: AdminTarget, params: Params) -> object:
     """``dispatcher.add GROUP ADDRESS [FLAGS [PRIORITY [ATTRS]]]``: in memory only."""
+    _reload_delta(target, params)
     group = params.req_int("GROUP")
     address = params.req_str("ADDRESS")
     flags = params.opt_int("FLAGS") or 0
@@ -405,6 +438,7 @@ async def dispatcher_add(target: AdminTarget, params: Params) -> object:
 
 async def dispatcher_remove(target: AdminTarget, params: Params) -> object:
     """``dispatcher.remove GROUP ADDRESS``: in memory only; exact URI match, as Kamailio."""
+    _reload_delta(target, params)
     group = params.req_int("GROUP")
     address = params.req_str("ADDRESS")
     params.done()
@@ -430,8 +464,7 @@ async def dispatcher_remove(target: AdminTarget, params: Params) -> object:
 # --------------------------------------------------------------------------------------------
 
 
-def _state_arg(params: Params) -> str:
-    text = params.req_str("STATE")
+def _state_arg(text: str) -> str:
     if not text:
         raise fault(INVALID_STATE, "the state is empty (use ap, ip, tp, ax, ix, tx or dx)")
     try:
@@ -444,10 +477,13 @@ def _state_arg(params: Params) -> str:
 
 
 async def _set_state(target: AdminTarget, params: Params, by_duid: bool) -> object:
-    letters = _state_arg(params)
+    # As Kamailio: the three parameters are read first ("Invalid Parameters"), then
+    # the state is checked.
+    text = params.req_str("STATE")
     group = params.req_int("GROUP")
     address = params.req_str("DUID" if by_duid else "ADDRESS")
     params.done()
+    letters = _state_arg(text)
     router = target.dispatcher.router
     dset = router.sets.get(group)
     if dset is None:
@@ -897,6 +933,7 @@ class Rpc:
             raise RpcError(METHOD_NOT_FOUND, f"Method Not Found: {name} (see system.listMethods)")
         self.calls[name] += 1
         given = Params(method, params, who)
+        given.local = local
         result = await method.handler(self.target, given)
         if method.every_worker and not local:
             shared = given.fan_out if given.fan_out is not None else list(params)

@@ -42,7 +42,9 @@ from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
 from sipdispatch.config.values import (
     ALGORITHM_ALLOWED,
+    EXTRA_ATTRS_ALLOWED,
     FAILOVER_ON_ALLOWED,
+    HASH_HEADER_ALLOWED,
     HOOK_ALLOWED,
     REPLY_CODES_ALLOWED,
     SQL_IDENTIFIER_ALLOWED,
@@ -53,8 +55,9 @@ from sipdispatch.config.values import (
     is_wildcard,
     parse_algorithm,
     parse_db_url,
+    parse_extra_attrs,
     parse_failover_on,
-    parse_header_name,
+    parse_hash_header,
     parse_hook_name,
     parse_host_port,
     parse_method,
@@ -72,6 +75,7 @@ __all__ = [
     "ClusterConfig",
     "Config",
     "DispatcherConfig",
+    "EventsConfig",
     "FallbackSet",
     "Key",
     "ListenAddr",
@@ -587,6 +591,55 @@ class DispatcherConfig:
         Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`table_name`"),
     ] = "dispatcher"
     """SQL table of destinations (Kamailio schema version 4); it is written into SQL."""
+    setid_col: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`setid_col`"),
+    ] = "setid"
+    """Column of the set id in `table_name` (a table whose columns Kamailio was told to
+    name otherwise)."""
+    destination_col: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`destination_col`"),
+    ] = "destination"
+    """Column of the destination URI in `table_name` (a table whose columns Kamailio was told to
+    name otherwise)."""
+    flags_col: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`flags_col`"),
+    ] = "flags"
+    """Column of the flags in `table_name` (a table whose columns Kamailio was told to
+    name otherwise)."""
+    priority_col: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`priority_col`"),
+    ] = "priority"
+    """Column of the priority in `table_name` (a table whose columns Kamailio was told to
+    name otherwise)."""
+    attrs_col: Annotated[
+        StrictStr,
+        _str_then(parse_sql_identifier),
+        Key(allowed=SQL_IDENTIFIER_ALLOWED, kamailio="`attrs_col`"),
+    ] = "attrs"
+    """Column of the attrs in `table_name` (a table whose columns Kamailio was told to
+    name otherwise)."""
+    db_extra_attrs: Annotated[
+        tuple[tuple[StrictStr, StrictStr], ...],
+        BeforeValidator(lambda v: parse_extra_attrs(v) if isinstance(v, str) else v),
+        Key(
+            allowed=EXTRA_ATTRS_ALLOWED,
+            kamailio="`ds_db_extra_attrs`",
+            toml_type="string",
+            toml_default='""',
+        ),
+    ] = ()
+    """Columns of `table_name` whose value is added to each row's attrs, as
+    `attr=value` after the attrs column's (Kamailio's format: `"attr=column;..."`, e.g.
+    `"socket=socket;pref=prefix"`). The columns are the operator's own: a table
+    sipdispatch creates does not get them. A NULL or empty value adds nothing."""
     ping_interval: Annotated[
         StrictInt,
         Field(ge=0),
@@ -710,16 +763,31 @@ class DispatcherConfig:
     ] = True
     """Destinations present before and after `dispatcher.reload` keep their state, latency and
     call load."""
+    reload_delta: Annotated[
+        StrictInt,
+        Field(ge=0, le=3600),
+        Key(unit="seconds, 0 = off", kamailio="`reload_delta`"),
+    ] = 0
+    """After a `dispatcher.reload`, `dispatcher.add` or `dispatcher.remove` asked over RPC,
+    another one is refused with `Ongoing reload` for this many seconds (a rate limit). `0`
+    = none: only one that arrives while another runs is refused. Kamailio's master
+    default is 0; its 5.6 to 6.1 releases used 5."""
     hash_header: Annotated[
         StrictStr,
-        _str_then(parse_header_name),
+        _str_then(parse_hash_header),
         Key(
-            allowed='must be "" or a SIP header name, e.g. "X-Customer"',
-            kamailio='`hash_pvar` (e.g. `"$hdr(X-Customer)"`)',
+            allowed=HASH_HEADER_ALLOWED,
+            kamailio='`hash_pvar` (a format string: `"$hdr(X-Customer)"` is `"X-Customer"`, '
+            '`"$hdr(X-Tenant)$fU"` is `"{hdr:X-Tenant}{from_user}"`)',
         ),
     ] = ""
-    """*(sipdispatch addition)* Name of the header whose value algorithm 7 hashes, e.g.
-    `"X-Customer"`. A route using algorithm 7 requires it."""
+    """What algorithm 7 hashes: the value of a header, e.g. `"X-Customer"`, or a template
+    of several values and text, as Kamailio's `hash_pvar` format string: `{hdr:Name}`
+    (the header's first value), `{call_id}`, `{from_uri}`, `{from_user}`, `{to_uri}`,
+    `{to_user}`, `{ruri}`, `{ruri_user}`, e.g. `"{hdr:X-Tenant}{from_user}"`. A part
+    the request lacks is empty; a request where all are empty gets no destination
+    (Kamailio: an empty hash string fails the selection). A route using algorithm 7
+    requires it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -735,6 +803,17 @@ class DispatcherConfig:
                 raise Invalid(exc.allowed, at=("ping_reply_codes",), value=raw) from None
             data = {**data, "ping_reply_codes": {"codes": codes, "classes": classes}}
         return data
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """The renamed columns of the table, by their usual name."""
+        return {
+            "setid": self.setid_col,
+            "destination": self.destination_col,
+            "flags": self.flags_col,
+            "priority": self.priority_col,
+            "attrs": self.attrs_col,
+        }
 
     @property
     def store_kind(self) -> StoreKind:
@@ -1647,6 +1726,154 @@ class CaptureConfig:
         return self.hep[:3]
 
 
+# --------------------------------------------------------------------------------------------
+# [events]
+# --------------------------------------------------------------------------------------------
+
+COMMAND_ALLOWED: Final = (
+    'must be an array of strings, the program first, e.g. ["/usr/local/bin/notify", "ops"] '
+    "(run without a shell); [] = none"
+)
+WEBHOOK_ALLOWED: Final = 'must be "" (none) or an http:// or https:// URL'
+
+
+def _command(value: object) -> tuple[str, ...]:
+    """``command``: the program and its arguments, each a string; the program not empty."""
+    if not isinstance(value, list | tuple):
+        raise Invalid(COMMAND_ALLOWED)
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or "\0" in item:
+            raise Invalid(COMMAND_ALLOWED, at=(i,), value=item)
+    if value and not value[0].strip():
+        raise Invalid(COMMAND_ALLOWED + " (the program is empty)", at=(0,), value=value[0])
+    return tuple(value)
+
+
+def _webhook(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return ""
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
+        raise Invalid(WEBHOOK_ALLOWED)
+    if any(c.isspace() for c in text):
+        raise Invalid(WEBHOOK_ALLOWED + " (no spaces)")
+    return text
+
+
+@dataclass(frozen=True, slots=True, config=_CONFIG)
+class EventsConfig:
+    """``[events]``: what is told when a destination goes down or comes back up
+    (Kamailio's `event_route[dispatcher:dst-down]` and `[dispatcher:dst-up]`;
+    docs/hooks.md, "Destination events")."""
+
+    mode: Annotated[
+        StrictInt,
+        Field(ge=0, le=2),
+        Key(allowed="must be 0, 1 or 2", kamailio="`event_callback_mode`"),
+    ] = 0
+    """When events are raised: `0` = when a ping's result or a failed call (`mark_failed`,
+    Kamailio's `ds_mark_dst`) makes a destination stop or start getting calls; `1` = only
+    for pings' results; `2` = as 0, and also `dst-up` when a destination with no state
+    bits yet (`AX`, as loaded) gets its first state that keeps it up. Never for
+    `dispatcher.set_state` (as in Kamailio), a reload, DNS, nor a change another worker
+    or cluster node made (that one raised it)."""
+    on_destination_down: Annotated[
+        str | None,
+        _str_then(parse_hook_name),
+        Key(
+            allowed=HOOK_ALLOWED,
+            kamailio="`event_route[dispatcher:dst-down]` / `event_callback`",
+            toml_type="string",
+            toml_default="none",
+        ),
+    ] = None
+    """A Python function, `"module:function"`, called with a read-only `DestinationEvent`
+    when a destination goes down (`dst-down`). Found as `[[route]] python` hooks are, and
+    imported afresh by `dispatcher.reload`."""
+    on_destination_up: Annotated[
+        str | None,
+        _str_then(parse_hook_name),
+        Key(
+            allowed=HOOK_ALLOWED,
+            kamailio="`event_route[dispatcher:dst-up]` / `event_callback`",
+            toml_type="string",
+            toml_default="none",
+        ),
+    ] = None
+    """The same for a destination that comes back up (`dst-up`)."""
+    hook_timeout: Annotated[
+        Seconds,
+        Field(gt=0, le=300),
+        Key(allowed=SECONDS_ALLOWED + ", at most 300", toml_type="number", kamailio="none"),
+    ] = 5.0
+    """Seconds an event hook may take; past it, it is logged and counted as timed out and
+    the next event does not wait for it. A plain function runs in a thread of its own (it
+    may block), an `async def` one on the event loop (it is cancelled)."""
+    command: Annotated[
+        tuple[str, ...],
+        BeforeValidator(_command),
+        Key(
+            allowed=COMMAND_ALLOWED,
+            kamailio="`exec` module from the event route",
+            toml_type="array of strings",
+            toml_default="[] (none)",
+        ),
+    ] = ()
+    """A program run for every event, without a shell, with the event in its environment
+    (`SIPDISPATCH_EVENT=dst-down`, `SIPDISPATCH_SET`, `SIPDISPATCH_URI`, ...); what it
+    prints is logged. A relative program is looked up on `PATH` (a name) or from the
+    working directory (a path); it must exist when the proxy starts."""
+    command_timeout: Annotated[
+        Seconds,
+        Field(gt=0, le=3600),
+        Key(allowed=SECONDS_ALLOWED + ", at most 3600", toml_type="number", kamailio="none"),
+    ] = 10.0
+    """Seconds the command may run; then it (and what it started) is killed and the event
+    counted as timed out."""
+    command_concurrency: Annotated[
+        StrictInt, Field(ge=1, le=64), Key(unit="processes", kamailio="none")
+    ] = 4
+    """Commands running at once at most; the next events wait (those of one destination
+    always run one after the other, in order)."""
+    webhook: Annotated[
+        StrictStr,
+        BeforeValidator(_webhook),
+        Key(allowed=WEBHOOK_ALLOWED, kamailio="`http_async_client` from the event route"),
+    ] = ""
+    """A URL each event is POSTed to as a JSON object (the same fields as the command's
+    environment); a reply other than 2xx, or none, is retried. Never delays the SIP."""
+    webhook_timeout: Annotated[
+        Seconds,
+        Field(gt=0, le=60),
+        Key(allowed=SECONDS_ALLOWED + ", at most 60", toml_type="number", kamailio="none"),
+    ] = 5.0
+    """Seconds one POST may take (connecting included)."""
+    webhook_retries: Annotated[
+        StrictInt, Field(ge=0, le=10), Key(unit="retries", kamailio="none")
+    ] = 2
+    """POSTs tried again after a failed one (1 s, then 2 s, 4 s... later), before the event
+    is counted as failed."""
+
+    @property
+    def active(self) -> bool:
+        """Something is told of events."""
+        return bool(
+            self.on_destination_down or self.on_destination_up or self.command or self.webhook
+        )
+
+    @property
+    def hooks(self) -> dict[str, str]:
+        """The event hooks configured: key (``events.on_destination_down``) -> name."""
+        named = {
+            "events.on_destination_down": self.on_destination_down,
+            "events.on_destination_up": self.on_destination_up,
+        }
+        return {key: name for key, name in named.items() if name}
+
+
 @dataclass(frozen=True, slots=True, config=_CONFIG)
 class Config:
     """The whole configuration of one sipdispatch process."""
@@ -1671,6 +1898,8 @@ class Config:
     """How destinations given by host name alone are located."""
     capture: CaptureConfig = CaptureConfig()
     """Copies of the SIP messages for a capture server (Homer)."""
+    events: EventsConfig = EventsConfig()
+    """What is told when a destination goes down or comes back up."""
     routes: Annotated[
         tuple[RouteRule, ...],
         BeforeValidator(_routes),

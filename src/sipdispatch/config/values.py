@@ -17,6 +17,7 @@ import sqlalchemy
 from sqlalchemy.exc import ArgumentError
 
 from sipdispatch.dispatcher.algorithms import REGISTRY
+from sipdispatch.dispatcher.hashing import is_hash_template, parse_hash_template
 from sipdispatch.sip.errors import ParseError
 from sipdispatch.sip.uri import parse_hostport, parse_uri
 from sipdispatch.store import StoreError, make_engine_url
@@ -148,6 +149,26 @@ def parse_header_name(value: str) -> str:
     """``""`` or a header name (an RFC 3261 token)."""
     if value and not TOKEN_CHARS.issuperset(value):
         raise Invalid('must be "" or a SIP header name, e.g. "X-Customer"')
+    return value
+
+
+HASH_HEADER_ALLOWED: Final = (
+    'must be "", a SIP header name, e.g. "X-Customer", or a template of {hdr:Name}, '
+    "{call_id}, {from_uri}, {from_user}, {to_uri}, {to_user}, {ruri}, {ruri_user} and text, "
+    'e.g. "{hdr:X-Tenant}{from_user}"'
+)
+
+
+def parse_hash_header(value: str) -> str:
+    """Algorithm 7's key: a header name, or a template over several values."""
+    if not is_hash_template(value):
+        if value and not TOKEN_CHARS.issuperset(value):
+            raise Invalid(HASH_HEADER_ALLOWED)
+        return value
+    try:
+        parse_hash_template(value)
+    except ValueError as exc:
+        raise Invalid(f"{HASH_HEADER_ALLOWED} ({exc})") from None
     return value
 
 
@@ -319,6 +340,35 @@ def parse_sql_identifier(value: str) -> str:
     if not (value.isascii() and value.isidentifier() and len(value) <= MAX_SQL_IDENTIFIER):
         raise Invalid(SQL_IDENTIFIER_ALLOWED)
     return value
+
+
+EXTRA_ATTRS_ALLOWED: Final = (
+    'must be "" or attr=column pairs separated by ";", e.g. "socket=socket;pref=prefix" '
+    "(an attr name of letters, digits, _ or -; a column an SQL identifier)"
+)
+
+
+def parse_extra_attrs(value: str) -> tuple[tuple[str, str], ...]:
+    """Kamailio's ``ds_db_extra_attrs``: ``aname1=cname1;aname2=cname2``."""
+    out: list[tuple[str, str]] = []
+    for part in value.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        attr, sep, column = (p.strip() for p in part.partition("="))
+        if (
+            not sep
+            or not attr
+            or not all(c.isalnum() or c in "_-" for c in attr)
+            or not attr.isascii()
+        ):
+            raise Invalid(f"{EXTRA_ATTRS_ALLOWED}: {part!r}")
+        try:
+            parse_sql_identifier(column)
+        except Invalid:
+            raise Invalid(f"{EXTRA_ATTRS_ALLOWED}: {part!r}") from None
+        out.append((attr, column))
+    return tuple(out)
 
 
 def parse_db_url(value: str) -> str:

@@ -315,6 +315,10 @@ class Destination:
     located: LocatedAddresses | None = field(init=False, default=None)
     """For a destination located by DNS (:attr:`by_dns`): the last good answer, its
     addresses in order; ``addr`` is then the first of them. None otherwise."""
+    iuid: str = field(init=False, default="")
+    """Kamailio's internal unique id of the loaded destination (``IUID`` in
+    ``dispatcher.list``), given by whoever loads it (a reload gives new ones); "" until
+    then."""
 
     def __post_init__(self) -> None:
         self.state = self.flags & DS_STATES_ALL

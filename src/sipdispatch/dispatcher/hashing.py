@@ -190,3 +190,54 @@ def hash_value(value: str | None) -> int | None:
     if not text:
         return None
     return ds_get_hash(text)
+
+
+HASH_FIELDS: Final = ("call_id", "from_uri", "from_user", "to_uri", "to_user", "ruri", "ruri_user")
+"""What a hash template may name besides ``{hdr:Name}``."""
+_TOKEN: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~"
+)
+
+
+def parse_hash_template(text: str) -> tuple[tuple[str, str], ...]:
+    """The parts of algorithm 7's template (Kamailio's ``hash_pvar``, a format string):
+    literal text, ``{hdr:Name}`` (a header's first value) and the fields of
+    :data:`HASH_FIELDS`, e.g. ``"{hdr:X-Tenant}{from_user}"``; each part as ``(kind,
+    arg)`` with kind ``text``, ``hdr`` or a field name. Raises ValueError naming what is
+    wrong."""
+    parts: list[tuple[str, str]] = []
+    i = 0
+    while i < len(text):
+        j = text.find("{", i)
+        end = len(text) if j < 0 else j
+        if text.find("}", i, end) >= 0:
+            raise ValueError(f"a '}}' without its '{{' at character {text.find('}', i) + 1}")
+        if end > i:
+            parts.append(("text", text[i:end]))
+        if j < 0:
+            break
+        k = text.find("}", j)
+        if k < 0:
+            raise ValueError(f"the '{{' at character {j + 1} is not closed")
+        field = text[j + 1 : k].strip()
+        if field[:4].lower() == "hdr:":
+            name = field[4:].strip()
+            if not name or not _TOKEN.issuperset(name):
+                raise ValueError(f"{{{field}}}: a header name must follow hdr:")
+            parts.append(("hdr", name))
+        elif field in HASH_FIELDS:
+            parts.append((field, ""))
+        else:
+            raise ValueError(
+                f"unknown part {{{field}}}: use {{hdr:Name}} or one of "
+                + ", ".join(f"{{{f}}}" for f in HASH_FIELDS)
+            )
+        i = k + 1
+    if not any(kind != "text" for kind, _ in parts):
+        raise ValueError("the template names nothing of the request")
+    return tuple(parts)
+
+
+def is_hash_template(text: str) -> bool:
+    """A template (``{...}`` parts) rather than a header name."""
+    return "{" in text or "}" in text

@@ -11,6 +11,8 @@ from typing import Final
 from sipdispatch.config.values import (
     Invalid,
     parse_db_url,
+    parse_extra_attrs,
+    parse_hash_header,
     parse_header_name,
     parse_method,
     parse_reply_codes,
@@ -113,10 +115,6 @@ NOT_CARRIED: Final[dict[str, str]] = {
     "(sipdispatch.health) and a metric, and the state log has subscribers (docs/health.md)",
     "event_callback_mode": "no event routes or callbacks (see event_callback)",
     "ds_attrs_none": "no XAVPs for the attrs of a destination",
-    "ds_db_extra_attrs": "sipdispatch reads the seven columns of Kamailio's dispatcher table; "
-    "extra columns are not appended to attrs (put them in the attrs column)",
-    "reload_delta": "no rate limit on reloads: a reload is refused only while another change "
-    "of the list is running",
     "ds_dns_interval": "a destination located by DNS is looked up again when its TTL runs "
     "out, not every N seconds",
     "ds_dns_ttl": "sipdispatch keeps DNS answers for their TTL (at least 5 s, at most 1 h)",
@@ -245,16 +243,8 @@ class ParamsPart(Base):
             )
         for name in ("setid_col", "destination_col", "flags_col", "priority_col", "attrs_col"):
             value, w = self.dp(name)
-            default = name.removesuffix("_col").replace("destination", "destination")
-            if value is not None and value != default:
-                self.not_carried(
-                    self.dispatcher,
-                    w,
-                    f"sipdispatch reads the column {default}; "
-                    f"rename {value} or read the table through a view that names it "
-                    f"{default}",
-                )
-                self.warn(w, f"{name} {value!r}: sipdispatch reads the column {default!r}")
+            if value is not None and value != name.removesuffix("_col"):
+                self.put(name, str(value), w)
         for name, why in NOT_CARRIED.items():
             value, w = self.dp(name)
             if w is None:
@@ -266,11 +256,21 @@ class ParamsPart(Base):
             if name in (
                 "ds_ping_socket",
                 "event_callback",
-                "ds_db_extra_attrs",
                 "force_dst",
-                "reload_delta",
             ):
                 self.warn(w, f"{name} not carried over: {why}")
+        extra, ewhere = self.dp("ds_db_extra_attrs")
+        if isinstance(extra, str) and extra.strip():
+            try:
+                parse_extra_attrs(extra)
+            except Invalid as exc:
+                raise CfgError(ewhere, f"ds_db_extra_attrs {extra!r}: {exc.allowed}") from None
+            self.put("db_extra_attrs", extra.strip(), ewhere)
+        delta, dwhere = self.dp("reload_delta")
+        if isinstance(delta, int) and delta > 0:
+            self.put("reload_delta", delta, dwhere)
+        elif delta is None and (5, 3) <= self.version < (6, 2):
+            self.put("reload_delta", 5, None, f"5 s in Kamailio {release(self.version)}")
         self.read_load_and_dns()
 
     def read_store(self) -> None:
@@ -616,6 +616,8 @@ class ParamsPart(Base):
                     header = parse_header_name(m.group(1).strip())
                 except Invalid:
                     header = ""
+            else:
+                header = pv_template(pvar)
             if header:
                 self.hash_header = header
                 self.dispatcher.add("hash_header", header, self.origin(pwhere) if pwhere else "")
@@ -627,7 +629,11 @@ class ParamsPart(Base):
                     "algorithm 7 hashes one header (hash_header); other variables "
                     "or templates are not supported",
                 )
-                self.warn(pwhere, f"hash_pvar {pvar!r} not carried over: only $hdr(Name) is")
+                self.warn(
+                    pwhere,
+                    f"hash_pvar {pvar!r} not carried over: only $hdr(Name), $ci, $fu, $fU, "
+                    "$tu, $tU, $ru, $rU and text are",
+                )
 
     def read_load_and_dns(self) -> None:
         load_mode, lwhere = self.dp("ds_load_mode")
@@ -724,3 +730,40 @@ def _flags_value(text: str) -> str:
 def _where_of(dest: Destination, shown: str) -> Where:
     m = re.search(r":(\d+)$", dest.where)
     return Where(shown, int(m.group(1))) if m else Where(shown, 1)
+
+
+_PV_FIELDS: Final = {
+    "ci": "call_id", "fu": "from_uri", "fU": "from_user", "tu": "to_uri", "tU": "to_user",
+    "ru": "ruri", "rU": "ruri_user",
+}  # fmt: skip
+"""Kamailio pseudo-variables a hash template has, by their name."""
+_PV: Final = re.compile(r"\$hdr\(([^()]+)\)|\$\(?([A-Za-z]+)\)?")
+
+
+def pv_template(pvar: str) -> str:
+    """``hash_pvar``'s format string as a hash template (``"$hdr(X-Tenant)$fU"`` ->
+    ``"{hdr:X-Tenant}{from_user}"``); "" when it uses what a template cannot name."""
+    out: list[str] = []
+    at = 0
+    for m in _PV.finditer(pvar):
+        text = pvar[at : m.start()]
+        if "{" in text or "}" in text:
+            return ""
+        out.append(text)
+        if m.group(1) is not None:
+            out.append(f"{{hdr:{m.group(1).strip()}}}")
+        elif m.group(2) in _PV_FIELDS:
+            out.append(f"{{{_PV_FIELDS[m.group(2)]}}}")
+        else:
+            return ""
+        at = m.end()
+    tail = pvar[at:]
+    if "{" in tail or "}" in tail or "$" in tail:
+        return ""
+    out.append(tail)
+    template = "".join(out).strip()
+    try:
+        parse_hash_header(template)
+    except Invalid:
+        return ""
+    return template

@@ -13,6 +13,8 @@ See ``docs/store.md``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from sipdispatch.store.base import Row, Store, StoreError, host_matches
 from sipdispatch.store.listfile import ListFileStore
 from sipdispatch.store.resolve import load_and_resolve, resolve_each, resolve_host
@@ -34,17 +36,24 @@ __all__ = [
 ]
 
 
-def open_store(list_file: str = "", db_url: str = "", table_name: str = "dispatcher") -> Store:
+def open_store(
+    list_file: str = "",
+    db_url: str = "",
+    table_name: str = "dispatcher",
+    columns: Mapping[str, str] | None = None,
+    extra_attrs: Sequence[tuple[str, str]] = (),
+) -> Store:
     """The store a ``[dispatcher]`` configuration names.
 
     ``list_file`` set: a :class:`ListFileStore` (``db_url`` is then ignored; the
     configuration refuses both at once). Otherwise ``db_url``: a :class:`SqlStore`
-    on ``table_name``. Nothing is read yet; the SQL schema is
+    on ``table_name`` (``columns``: renamed columns, by their usual name). Nothing is
+    read yet; the SQL schema is
     checked/created on first use. Raises :class:`StoreError` when neither is set,
     or for an unsupported URL, bad table name or missing database driver.
     """
     if list_file:
         return ListFileStore(list_file)
     if db_url:
-        return SqlStore(db_url, table_name)
+        return SqlStore(db_url, table_name, columns, extra_attrs)
     raise StoreError("no destination store: set dispatcher.list_file or dispatcher.db_url")

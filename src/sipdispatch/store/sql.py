@@ -27,7 +27,7 @@ gets both (SQLite is the embedded default and is created on first use).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -119,8 +119,22 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _dispatcher_table(name: str, metadata: sa.MetaData) -> sa.Table:
-    """The version 4 ``dispatcher`` table (see the module docstring)."""
+RENAMABLE: Final = ("setid", "destination", "flags", "priority", "attrs")
+"""The columns Kamailio lets an operator rename (``setid_col``, ``destination_col``,
+``flags_col``, ``priority_col``, ``attrs_col``)."""
+
+
+def _dispatcher_table(
+    name: str, metadata: sa.MetaData, columns: Mapping[str, str] | None = None
+) -> sa.Table:
+    """The version 4 ``dispatcher`` table (see the module docstring); ``columns`` gives
+    a column's name in the database by its usual name (the code keeps using the usual
+    ones: they are the columns' keys)."""
+    named = dict(columns or {})
+
+    def col(key: str, kind: Any, default: sa.TextClause | str) -> sa.Column[Any]:
+        return sa.Column(named.get(key, key), kind, key=key, nullable=False, server_default=default)
+
     return sa.Table(
         name,
         metadata,
@@ -130,11 +144,11 @@ def _dispatcher_table(name: str, metadata: sa.MetaData) -> sa.Table:
             primary_key=True,
             autoincrement=True,
         ),
-        sa.Column("setid", sa.Integer, nullable=False, server_default=sa.text("0")),
-        sa.Column("destination", sa.String(DESTINATION_SIZE), nullable=False, server_default=""),
-        sa.Column("flags", sa.Integer, nullable=False, server_default=sa.text("0")),
-        sa.Column("priority", sa.Integer, nullable=False, server_default=sa.text("0")),
-        sa.Column("attrs", sa.String(ATTRS_SIZE), nullable=False, server_default=""),
+        col("setid", sa.Integer, sa.text("0")),
+        col("destination", sa.String(DESTINATION_SIZE), ""),
+        col("flags", sa.Integer, sa.text("0")),
+        col("priority", sa.Integer, sa.text("0")),
+        col("attrs", sa.String(ATTRS_SIZE), ""),
         sa.Column("description", sa.String(DESCRIPTION_SIZE), nullable=False, server_default=""),
     )
 
@@ -189,7 +203,30 @@ class SqlStore:
     checked (and created when missing) on first use, see :meth:`ensure_schema`.
     """
 
-    def __init__(self, db_url: str, table_name: str = "dispatcher") -> None:
+    def __init__(
+        self,
+        db_url: str,
+        table_name: str = "dispatcher",
+        columns: Mapping[str, str] | None = None,
+        extra_attrs: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        named = {k: v for k, v in (columns or {}).items() if v and v != k}
+        for key, column in named.items():
+            if key not in RENAMABLE:
+                raise StoreError(f"column {key!r} cannot be renamed (only {', '.join(RENAMABLE)})")
+            if not _IDENTIFIER.fullmatch(column):
+                raise StoreError(
+                    f"bad column name {column!r} for {key}: must be an SQL identifier "
+                    "(letters, digits, _; not starting with a digit)"
+                )
+        self.columns = {key: named.get(key, key) for key in COLUMNS}
+        """Each column's name in the database, by its usual name."""
+        for attr, column in extra_attrs:
+            if not _IDENTIFIER.fullmatch(column):
+                raise StoreError(f"bad column name {column!r} for the attr {attr}")
+        self.extra_attrs = tuple(extra_attrs)
+        """``(attr, column)``: columns whose value is added to each row's attrs as
+        ``attr=value`` (Kamailio's ``ds_db_extra_attrs``)."""
         if not _IDENTIFIER.fullmatch(table_name):
             raise StoreError(
                 f"bad table name {table_name!r}: must be an SQL identifier "
@@ -208,7 +245,7 @@ class SqlStore:
         self._masked = mask_url(db_url)
         self._password = self._url.password if isinstance(self._url.password, str) else None
         self._metadata = sa.MetaData()
-        self._table = _dispatcher_table(table_name, self._metadata)
+        self._table = _dispatcher_table(table_name, self._metadata, named)
         self._engine = self._create_engine()
         self._ready = False
 
@@ -346,7 +383,7 @@ class SqlStore:
             present = {
                 c["name"].lower() for c in self._inspector(conn).get_columns(self.table_name)
             }
-        missing = [c for c in COLUMNS if c not in present]
+        missing = [self.columns[c] for c in COLUMNS if self.columns[c].lower() not in present]
         if missing:
             raise StoreError(
                 f"cannot use {self.location}: the table lacks column(s) {', '.join(missing)} "
@@ -358,7 +395,9 @@ class SqlStore:
     def _select_all(self, *order: sa.ColumnElement[Any]) -> list[Mapping[str, Any]]:
         t = self._table
         with self._engine.connect() as conn:
-            result = conn.execute(sa.select(*(t.c[name] for name in COLUMNS)).order_by(*order))
+            result = conn.execute(
+                sa.select(*(t.c[name].label(name) for name in COLUMNS)).order_by(*order)
+            )
             return [dict(row._mapping) for row in result]
 
     def where(self, row_id: int) -> str:
@@ -376,21 +415,44 @@ class SqlStore:
         self.ensure_schema()
         with self._guard("load destinations from"):
             records = self._select_all(self._table.c.id)
+            extra = self._extra_attrs() if self.extra_attrs else {}
         dests: list[Destination] = []
         for rec in records:
             row_id = _int(rec["id"])
+            attrs = _text(rec["attrs"])
+            added = extra.get(row_id)
+            if added:
+                attrs = f"{attrs};{added}" if attrs else added
             dests.append(
                 make_destination(
                     _int(rec["setid"]),
                     _text(rec["destination"]),
                     _int(rec["flags"]),
                     _int(rec["priority"]),
-                    _text(rec["attrs"]),
+                    attrs,
                     _text(rec["description"]),
                     where=self.where(row_id),
                 )
             )
         return dests
+
+    def _extra_attrs(self) -> dict[int, str]:
+        """``attr=value;...`` of the extra columns, by row id (a NULL or empty value
+        adds nothing)."""
+        t = self._table
+        columns: list[sa.ColumnClause[Any]] = [sa.column(c) for _, c in self.extra_attrs]
+        with self._engine.connect() as conn:
+            result = conn.execute(sa.select(t.c.id, *columns).select_from(t))
+            out: dict[int, str] = {}
+            for row in result:
+                parts = [
+                    f"{attr}={value}"
+                    for (attr, _), value in zip(self.extra_attrs, row[1:], strict=True)
+                    if value is not None and str(value) != ""
+                ]
+                if parts:
+                    out[int(row[0])] = ";".join(parts)
+            return out
 
     def rows(self) -> list[Row]:
         """The table's rows ordered by ``setid`` then ``id`` (kamctl ``dispatcher show``
@@ -474,7 +536,9 @@ class SqlStore:
         self.ensure_schema()
         t = self._table
         with self._guard("remove destinations from"), self._engine.begin() as conn:
-            found = conn.execute(sa.select(t.c.id, t.c.destination).where(t.c.setid == setid))
+            found = conn.execute(
+                sa.select(t.c.id, t.c.destination.label("destination")).where(t.c.setid == setid)
+            )
             ids = [int(r.id) for r in found if host_matches(_text(r.destination), ip)]
             if not ids:
                 return 0
