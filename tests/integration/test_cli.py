@@ -9,6 +9,7 @@ database/schema from ``tests/store/conftest.py`` (its ``db`` fixture, reused).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -268,10 +269,14 @@ def test_rpc_prints_like_kamcmd(
     proxy = _proxy_with(tmp_path, proxy_factory, [mg1.uri])
     url = ["rpc", "--admin", proxy.admin_url]
     listing = ok(sd(*url, "dispatcher.list", cwd=tmp_path))
+    # Kamailio 6.1's fields and order: IDX, URI, FLAGS, PRIORITY, IUID (dspt-...).
+    iuid = re.search(r"\tIUID: (dspt-\S+)\n", listing)
+    assert iuid, listing
     assert listing == (
         "{\n\tNRSETS: 1\n\tRECORDS: {\n\t\tSET: {\n\t\t\tID: 1\n\t\t\tTARGETS: {\n"
-        f"\t\t\t\tDEST: {{\n\t\t\t\t\tURI: {mg1.uri}\n\t\t\t\t\tFLAGS: AX\n"
-        "\t\t\t\t\tPRIORITY: 0\n\t\t\t\t}\n\t\t\t}\n\t\t}\n\t}\n}\n"
+        f"\t\t\t\tDEST: {{\n\t\t\t\t\tIDX: 0\n\t\t\t\t\tURI: {mg1.uri}\n"
+        "\t\t\t\t\tFLAGS: AX\n\t\t\t\t\tPRIORITY: 0\n"
+        f"\t\t\t\t\tIUID: {iuid[1]}\n\t\t\t\t}}\n\t\t\t}}\n\t\t}}\n\t}}\n}}\n"
     )
     # Numbers are sent as numbers: NSLOTS must arrive as an integer.
     assert ok(sd(*url, "dispatcher.hash", "4", "bob", "server.com", cwd=tmp_path)) == (
