@@ -233,12 +233,14 @@ class _Migrator(CorePart, ParamsPart, RulesPart):
             if block.kind == "event" and block.name.startswith("dispatcher:"):
                 notes.note(
                     f"not carried over: {self.origin(block.where)}\n  sipdispatch runs no "
-                    "script on a state change: it logs it (sipdispatch.health) and counts "
-                    "it in its metrics; a subscriber of the state log can act on it"
+                    "script on a state change: [events] calls a Python function "
+                    "(on_destination_down / on_destination_up), a command or a webhook "
+                    "at the same changes (docs/hooks.md, Destination events)"
                 )
                 self.warn(
                     block.where,
-                    f"{label} is not run by sipdispatch: a state change is a log line and a metric",
+                    f"{label} is not run by sipdispatch: write what it does as an [events] "
+                    "hook, command or webhook",
                 )
             elif block.kind == "failure":
                 notes.note(
