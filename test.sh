@@ -22,6 +22,9 @@ command -v tshark >/dev/null 2>&1 || packages+=(tshark)
 # promtool (Debian ships it in the prometheus package) checks and unit-tests the alert rules
 # of examples/prometheus; the tests run no Prometheus server.
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+# redis-sentinel: the cluster's Sentinel tests start three private sentinels (the tests
+# start their own redis-server too; the machine's Redis on 6379 serves the others).
+command -v redis-sentinel >/dev/null 2>&1 || packages+=(redis-sentinel)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}") >/dev/null
