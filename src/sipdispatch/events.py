@@ -36,11 +36,9 @@ import logging
 import os
 import signal
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Final
 
 import aiohttp
@@ -51,7 +49,15 @@ from sipdispatch.dispatcher.destination import Destination
 from sipdispatch.dispatcher.states import DS_SKIP_MASK
 from sipdispatch.health.state import ORIGIN_CALL, ORIGIN_PROBE, StateChange
 from sipdispatch.health.statelog import StateLog
-from sipdispatch.hooks import EVENT_DOWN, EVENT_UP, DestinationEvent, HookLoader
+from sipdispatch.hooks import (
+    EVENT_DOWN,
+    EVENT_UP,
+    DestinationEvent,
+    HookLoader,
+    Throttle,
+    more_since,
+    raised_at,
+)
 
 __all__ = [
     "EVENT_DOWN",
@@ -88,8 +94,6 @@ OUTPUT_LIMIT: Final = 16384
 """Bytes of a command's output kept for the log; the rest is read and dropped."""
 OUTPUT_LINES: Final = 20
 """Lines of a command's output logged at most."""
-LOG_INTERVAL: Final = 10.0
-"""Seconds between two failure lines of one outlet; the ones between are counted."""
 CLOSE_GRACE: Final = 2.0
 """Seconds the events still being told get when the proxy stops."""
 
@@ -117,36 +121,6 @@ def event_kind(change: StateChange, mode: int, *, probes: bool = True) -> str | 
     return None
 
 
-class _Throttle:
-    """At most one log line per :data:`LOG_INTERVAL`; how many were held back."""
-
-    __slots__ = ("held", "next_at")
-
-    def __init__(self) -> None:
-        self.next_at = float("-inf")
-        self.held = 0
-
-    def due(self, now: float) -> int | None:
-        if now < self.next_at:
-            self.held += 1
-            return None
-        held, self.held = self.held, 0
-        self.next_at = now + LOG_INTERVAL
-        return held
-
-
-def _more(held: int) -> str:
-    return f" (and {held} more since the last line)" if held else ""
-
-
-def _where(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return ""
-    frame = frames[-1]
-    return f" at {Path(frame.filename).name}:{frame.lineno} in {frame.name}"
-
-
 # -- outlets ------------------------------------------------------------------------------
 
 
@@ -168,8 +142,8 @@ class Outlet:
         self._concurrency = asyncio.Semaphore(concurrency)
         self._last: dict[tuple[int, str], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._failures: dict[str, _Throttle] = {}
-        self._drops = _Throttle()
+        self._failures: dict[str, Throttle] = {}
+        self._drops = Throttle()
 
     def wants(self, event: DestinationEvent) -> bool:
         """Whether this outlet is told of ``event``."""
@@ -186,7 +160,9 @@ class Outlet:
             held = self._drops.due(self.clock())
             if held is not None:
                 why = "no event loop" if loop is None else f"{self.pending} events waiting"
-                log.error("%s: %s dropped (%s)%s", self.name, event.describe(), why, _more(held))
+                log.error(
+                    "%s: %s dropped (%s)%s", self.name, event.describe(), why, more_since(held)
+                )
             return False
         self.pending += 1
         key = (event.set, event.uri.lower())
@@ -211,7 +187,7 @@ class Outlet:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # an outlet's bug must not stop the others
-                    self.failed(event, f"{type(exc).__name__}: {exc}{_where(exc)}")
+                    self.failed(event, f"{type(exc).__name__}: {exc}{raised_at(exc)}")
                     outcome = "failed"
             self.stats[outcome] += 1
         finally:
@@ -231,9 +207,9 @@ class Outlet:
     ) -> None:
         """Log that ``event`` could not be told (one line per :data:`LOG_INTERVAL` for
         each ``outcome``, ``failed`` or ``timeout``)."""
-        held = self._failures.setdefault(outcome, _Throttle()).due(self.clock())
+        held = self._failures.setdefault(outcome, Throttle()).due(self.clock())
         if held is not None:
-            log.log(level, "%s: %s: %s%s", self.who(event), event.describe(), why, _more(held))
+            log.log(level, "%s: %s: %s%s", self.who(event), event.describe(), why, more_since(held))
 
     def who(self, event: DestinationEvent) -> str:
         """Who tells ``event``, for the log."""
@@ -307,7 +283,7 @@ class HookOutlet(Outlet):
             )
             return "timeout"
         except Exception as exc:  # the hook's bug must not stop the proxy
-            self.failed(event, f"raised {type(exc).__name__}: {exc}{_where(exc)}")
+            self.failed(event, f"raised {type(exc).__name__}: {exc}{raised_at(exc)}")
             return "failed"
         return "sent"
 

@@ -435,7 +435,7 @@ class HookStats:
         self.seconds += seconds
 
 
-class _Throttle:
+class Throttle:
     """At most one log line per :data:`LOG_INTERVAL` for one kind of event."""
 
     __slots__ = ("held", "next_at")
@@ -454,11 +454,11 @@ class _Throttle:
         return held
 
 
-def _more(held: int) -> str:
+def more_since(held: int) -> str:
     return f" (and {held} more since the last line)" if held else ""
 
 
-def _where(exc: BaseException) -> str:
+def raised_at(exc: BaseException) -> str:
     """``file.py:12 in route``: the innermost frame, where the hook failed."""
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
@@ -492,8 +492,8 @@ class Hook:
         self.stats = stats if stats is not None else HookStats()
         self.clock = clock
         self.slow = slow
-        self._errors = _Throttle()
-        self._slow = _Throttle()
+        self._errors = Throttle()
+        self._slow = Throttle()
 
     def __repr__(self) -> str:
         return f"<Hook {self.key} = {self.name!r}>"
@@ -510,7 +510,7 @@ class Hook:
             if held is not None:
                 log.error(
                     "%s = %r raised %s: %s%s; answered 500%s",
-                    self.key, self.name, type(exc).__name__, exc, _where(exc), _more(held),
+                    self.key, self.name, type(exc).__name__, exc, raised_at(exc), more_since(held),
                 )  # fmt: skip
             return HOOK_FAILED
         end = clock()
@@ -528,7 +528,7 @@ class Hook:
         if held is not None:
             log.error(
                 "%s = %r returned %.80r: expected Route, Reject or None; answered 500%s",
-                self.key, self.name, answer, _more(held),
+                self.key, self.name, answer, more_since(held),
             )  # fmt: skip
         return HOOK_FAILED
 
@@ -542,7 +542,7 @@ class Hook:
                 log.warning(
                     "%s = %r took %.1f ms (over %.1f ms): it runs on the event loop and "
                     "holds every other message back; blocking I/O belongs elsewhere%s",
-                    self.key, self.name, seconds * 1000, self.slow * 1000, _more(held),
+                    self.key, self.name, seconds * 1000, self.slow * 1000, more_since(held),
                 )  # fmt: skip
 
 
@@ -652,7 +652,7 @@ def _import_callable(
         reason = f"SyntaxError: {exc.msg}{where}"
         raise HookLoadError(key, name, f"cannot import {module_name}: {reason}") from None
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}{_where(exc)}"
+        reason = f"{type(exc).__name__}: {exc}{raised_at(exc)}"
         raise HookLoadError(key, name, f"cannot import {module_name}: {reason}") from None
     function = getattr(module, function_name, None)
     if function is None:
