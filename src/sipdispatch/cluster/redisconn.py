@@ -157,6 +157,18 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _login(username: str, password: str, tls: dict[str, Any] | None) -> dict[str, Any]:
+    """The connection keywords of one Redis login: user, password, TLS when given."""
+    out: dict[str, Any] = {}
+    if username:
+        out["username"] = username
+    if password:
+        out["password"] = password
+    if tls is not None:
+        out.update(ssl=True, **tls)
+    return out
+
+
 def _split(address: str) -> tuple[str, int]:
     """``host:port`` (IPv6 in brackets) as config validation left it."""
     host, _, port = address.rpartition(":")
@@ -189,24 +201,15 @@ def connect(settings: ClusterConfig, timeout: float) -> RedisTarget:
         secrets = tuple(s for s in {parts.password or "", unquote(parts.password or "")} if s)
         client = Redis.from_url(url, **sockets, **tls)
         return RedisTarget(client, show_db_url(url), None, unquote(parts.username or ""), secrets)
-    logins: dict[str, Any] = {}
-    if settings.sentinel_username:
-        logins["username"] = settings.sentinel_username
-    if settings.sentinel_password:
-        logins["password"] = settings.sentinel_password
-    if settings.redis_tls:
-        logins.update(ssl=True, **tls)
+    tls_on = tls if settings.redis_tls else None
+    logins = _login(settings.sentinel_username, settings.sentinel_password, tls_on)
     sentinel = Sentinels(
         [_split(a) for a in settings.sentinels], sentinel_kwargs={**sockets, **logins}
     )
-    master: dict[str, Any] = {**sockets, "db": settings.redis_db}
-    if settings.redis_username:
-        master["username"] = settings.redis_username
-    if settings.redis_password:
-        master["password"] = settings.redis_password
-    if settings.redis_tls:
-        master.update(ssl=True, **tls)
-    client = sentinel.master_for(settings.sentinel_master, **master)
+    master = _login(settings.redis_username, settings.redis_password, tls_on)
+    client = sentinel.master_for(
+        settings.sentinel_master, **sockets, db=settings.redis_db, **master
+    )
     where = f"master {settings.sentinel_master!r} (sentinels {', '.join(settings.sentinels)})"
     secrets = tuple(s for s in (settings.redis_password, settings.sentinel_password) if s)
     return RedisTarget(client, where, sentinel, settings.redis_username, secrets)
