@@ -902,7 +902,7 @@ class DispatchRouter(NativeRouter):
         if oc is None:
             oc = dest.oc = OverloadControl()
         was = oc.active(now)
-        low, high = _attr_int(dest, "ocmin", 0), _attr_int(dest, "ocmax", 100) or 100
+        low, high = dest.attrs.get_int("ocmin"), dest.attrs.get_int("ocmax") or 100
         if not oc.set(rate, validity, seq, now, self.rng, low=low, high=high):
             return False
         if oc.active(now) != was:
@@ -1314,11 +1314,3 @@ def _rewrite_ruri(
     if rewrite_user:
         uri.user = attrs.rewrite_user(uri.user) or None
     return str(uri)
-
-
-def _attr_int(dest: Destination, name: str, default: int) -> int:
-    value = dest.attrs.get(name)
-    try:
-        return int(value) if value else default
-    except ValueError:
-        return default

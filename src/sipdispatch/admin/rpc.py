@@ -240,14 +240,6 @@ def _text_or_null(value: str | None) -> str | None:
     return value if value else None
 
 
-def _attr_int(dest: Destination, name: str) -> int:
-    value = dest.attrs.get(name)
-    try:
-        return int(value) if value else 0
-    except ValueError:
-        return 0
-
-
 def _dest_record(
     dest: Destination, index: int, mode: str, latency: bool, runtime: bool
 ) -> dict[str, Any]:
@@ -306,8 +298,8 @@ def _dest_record(
             "SOCKNAME": _text_or_null(attrs.get("sockname")),
             "PING_SOCKET": _text_or_null(attrs.get("ping_socket")),
             "OBPROXY": _text_or_null(attrs.get("obproxy")),
-            "OCMIN": _attr_int(dest, "ocmin"),
-            "OCMAX": _attr_int(dest, "ocmax"),
+            "OCMIN": dest.attrs.get_int("ocmin"),
+            "OCMAX": dest.attrs.get_int("ocmax"),
         }
     if latency or mode == LIST_FULL:
         stats = dest.latency
@@ -644,8 +636,8 @@ async def dispatcher_oclist(target: AdminTarget, params: Params) -> object:
             "group": group, "uri": dest.uri, "flags": dest.state, "priority": dest.priority,
         }  # fmt: skip
         record.update(_oc_fields(dest, "oc"))
-        record["ocmin"] = _attr_int(dest, "ocmin")
-        record["ocmax"] = _attr_int(dest, "ocmax") or 100
+        record["ocmin"] = dest.attrs.get_int("ocmin")
+        record["ocmax"] = dest.attrs.get_int("ocmax") or 100
         out.append(record)
     return out
 

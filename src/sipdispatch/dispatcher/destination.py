@@ -229,6 +229,14 @@ class Attrs:
                 found = v
         return found
 
+    def get_int(self, name: str) -> int:
+        """Attribute ``name`` as an integer; 0 when absent or not one."""
+        value = self.get(name)
+        try:
+            return int(value) if value else 0
+        except ValueError:
+            return 0
+
     @property
     def socket_addr(self) -> SocketAddr | None:
         """The ``socket`` attribute parsed, or None."""
