@@ -331,7 +331,6 @@ class UdpProtocol(asyncio.DatagramProtocol):
         shell = self.shell
         inner = transport.get_extra_info("socket")
         family = inner.family
-        shell.udp_local.setdefault(family, self.local)
         sock = socket.socket(family, socket.SOCK_DGRAM, fileno=os.dup(inner.fileno()))
         sock.setblocking(False)
         self.sock = sock
@@ -339,9 +338,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
             self.errors_queued = receive_errors(sock)
         # Known to the shell at once: datagrams waiting on a worker's inherited socket
         # are read (and answered) before the listener's set-up returns.
-        if family not in shell.udp:
-            shell.udp[family] = dgram
-            shell.udp_sock[family] = self
+        shell.udp_sock.setdefault(family, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.sock is not None:
@@ -568,17 +565,15 @@ class SipShell:
         self._per_source: dict[str, int] = {}
         self._accepted = 0
         self.loop = loop or asyncio.get_running_loop()
-        self.udp: dict[int, asyncio.DatagramTransport] = {}  # by address family
         self.udp_sock: dict[int, UdpProtocol] = {}
-        """The listener each family sends from."""
+        """The listener each family sends from (its address is what a capture names as
+        ours), by address family."""
         self.icmp_failover = icmp_failover
         """Read the UDP sockets' ICMP errors: a request whose destination answers with
         ICMP unreachable fails at once (where the platform queues them: Linux)."""
         self._udp_backlog = False
         """A datagram waits in a transport's buffer (the socket was full): the next ones
         queue behind it, keeping their order."""
-        self.udp_local: dict[int, tuple[str, int]] = {}
-        """The address of the UDP socket each family sends from."""
         self.tap: Tap | None = None
         """A copy of every message received and sent goes here when set: HEPv3 to a
         collector, pcap captures, the ladder of failed calls
@@ -853,8 +848,9 @@ class SipShell:
             await server.wait_closed()
         if self.handoff is not None:
             self.handoff.close()
-        for transport in self.udp.values():
-            transport.close()
+        for listener in self.udp_sock.values():
+            if listener.transport is not None:
+                listener.transport.close()
 
     # -- output ----------------------------------------------------------------------
 
@@ -943,7 +939,7 @@ class SipShell:
             self._send_udp(listener, data, (addr.host, addr.port), owner)
             tap = self.tap
             if tap is not None:
-                tap.copy("udp", self.udp_local[family], (addr.host, addr.port), data, time.time())
+                tap.copy("udp", listener.local, (addr.host, addr.port), data, time.time())
             return
         self._send_stream(addr, data, owner, server_name or addr.host)
 
@@ -1006,7 +1002,8 @@ class SipShell:
             family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
             # A connection another worker holds was accepted on the listening port
             # too (the UDP socket's address, as `server.listen` usually gives both).
-            local = self.udp_local.get(family, ("0.0.0.0", 0))
+            listener = self.udp_sock.get(family)
+            local = listener.local if listener is not None else ("0.0.0.0", 0)
             tap.copy(addr.transport, (addr.host, addr.port), local, data, time.time())
         if addr.transport == "udp":
             core.receive(data, addr, now)
